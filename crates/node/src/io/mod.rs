@@ -1,0 +1,1 @@
+//! io backends: they move frames and know nothing of services.

@@ -1,0 +1,1 @@
+//! Interfaces, addresses, routes and neighbours read from the kernel over rtnetlink.
