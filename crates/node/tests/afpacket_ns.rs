@@ -503,6 +503,11 @@ fn fanout_hash_spreads_flows_and_keeps_each_on_one_socket() {
         for (k, s) in socks.iter_mut().enumerate() {
             s.poll_rx(5).expect("poll");
             s.rx_batch(|f| {
+                assert_ne!(
+                    f.pkt_type,
+                    PktType::Outgoing,
+                    "outgoing frame in a fanout group"
+                );
                 let d = f.data();
                 let Some((17, _, _, l4)) = ipv4(d) else {
                     return;
@@ -538,5 +543,59 @@ fn fanout_hash_spreads_flows_and_keeps_each_on_one_socket() {
     assert!(
         share.iter().all(|&n| n > 0),
         "one member got no flow: {share:?}"
+    );
+}
+
+#[test]
+fn fanout_cbpf_program_chooses_the_member() {
+    if skip_unless_root("fanout_cbpf_program_chooses_the_member") {
+        return;
+    }
+    let t = topo();
+    let group = ((std::process::id() + 1) & 0xffff) as u16;
+    let fcfg = RingConfig {
+        fanout: Some((group, FanoutMode::Cbpf)),
+        ..cfg()
+    };
+    let mut socks = in_netns(&t.a, || {
+        [AfPacket::open("a0", &fcfg), AfPacket::open("a0", &fcfg)]
+    })
+    .map(|s| s.expect("open fanout member"));
+    let client = in_netns(&t.b, || UdpSocket::bind((B_IP, 0))).expect("bind");
+
+    // `ret #k`: every packet goes to member k (members are numbered in join order).
+    for target in [1usize, 0] {
+        let prog = [libc::sock_filter {
+            code: 0x06, // BPF_RET | BPF_K
+            jt: 0,
+            jf: 0,
+            k: target as u32,
+        }];
+        socks[0].attach_fanout_cbpf(&prog).expect("attach");
+        let tag = format!("cbpf-{target}-");
+        for i in 0..16 {
+            client
+                .send_to(format!("{tag}{i}").as_bytes(), (A_IP, 9999))
+                .expect("send");
+        }
+        let mut counts = [0usize; 2];
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while counts.iter().sum::<usize>() < 16 && Instant::now() < deadline {
+            for (k, s) in socks.iter_mut().enumerate() {
+                s.poll_rx(5).expect("poll");
+                s.rx_batch(|f| {
+                    if contains(f.data(), tag.as_bytes()) {
+                        counts[k] += 1;
+                    }
+                });
+            }
+        }
+        let mut want = [0usize; 2];
+        want[target] = 16;
+        assert_eq!(counts, want, "program `ret #{target}`");
+    }
+    assert!(
+        socks[0].attach_fanout_cbpf(&[]).is_err(),
+        "empty program refused"
     );
 }

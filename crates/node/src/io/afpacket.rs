@@ -12,7 +12,9 @@
 //!   (`tpacket_parse_header` in `net/packet/af_packet.c`). [`AfPacket::tx_push`] fills slots,
 //!   [`AfPacket::tx_flush`] sends everything pending with one `send(fd, NULL, 0, MSG_DONTWAIT)`.
 //! - **`PACKET_IGNORE_OUTGOING`**: our own transmissions (and the kernel's) do not come back
-//!   on the RX ring (DESIGN.md "Traps").
+//!   on the RX ring (DESIGN.md "Traps"). A fanout group receives through its own hook, so it
+//!   also gets `PACKET_FANOUT_FLAG_IGNORE_OUTGOING` (without it, measured here: the kernel's
+//!   ICMP errors showed up in the group).
 //! - **`PACKET_LOSS`**: a TX frame the kernel rejects (e.g. longer than the MTU) is skipped
 //!   instead of blocking the ring forever in `TP_STATUS_WRONG_FORMAT`.
 //! - **Fanout**: several sockets (one per worker) join a group; `Hash` uses the kernel's
@@ -42,6 +44,7 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_FANOUT_DATA: libc::c_int = 22;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 const TPACKET_V3: libc::c_int = 2;
 const ETH_P_ALL: u16 = 0x0003;
 
@@ -316,7 +319,10 @@ fn check_config(cfg: &RingConfig) -> io::Result<()> {
         ("rx_frame_size", cfg.rx_frame_size, cfg.rx_block_size),
         ("tx_frame_size", cfg.tx_frame_size, cfg.tx_block_size),
     ] {
-        if !v.is_multiple_of(16) || v as usize <= frame::DATA_MIN + cfg.headroom as usize || v > block {
+        if !v.is_multiple_of(16)
+            || v as usize <= frame::DATA_MIN + cfg.headroom as usize
+            || v > block
+        {
             return Err(invalid(format!(
                 "{what} {v}: must be a multiple of 16, above header+headroom, within a block"
             )));
@@ -441,9 +447,12 @@ impl AfPacket {
             return Err(io::Error::last_os_error());
         }
 
-        // Fanout needs a bound (running) socket.
+        // Fanout needs a bound (running) socket. A group receives through its own hook, for
+        // which the socket's PACKET_IGNORE_OUTGOING does not count: the group needs the flag
+        // too, or outgoing frames (the kernel's ICMP errors, other sockets' TX) come back.
         if let Some((id, mode)) = cfg.fanout {
-            let arg: u32 = u32::from(id) | (mode.kernel_value() << 16);
+            let flags = PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+            let arg: u32 = u32::from(id) | ((mode.kernel_value() | flags) << 16);
             setsockopt(s, PACKET_FANOUT, &arg)?;
         }
         Ok(sock)
