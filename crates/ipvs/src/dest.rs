@@ -6,6 +6,7 @@
 //! (reference/lvs-semantics.md §7, §15).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::stats::Stats;
@@ -127,10 +128,17 @@ pub struct Dest {
     inactconns: AtomicU32,
     persistconns: AtomicU32,
     pub stats: Stats,
+    /// The stats of the service this dest belongs to (counted with the dest's, per packet).
+    pub svc_stats: Arc<Stats>,
 }
 
 impl Dest {
     pub fn new(cfg: &DestConfig) -> Self {
+        Self::for_service(cfg, Arc::new(Stats::default()))
+    }
+
+    /// A dest of a service whose counters are `svc_stats`.
+    pub fn for_service(cfg: &DestConfig, svc_stats: Arc<Stats>) -> Self {
         let d = Dest {
             addr: cfg.addr,
             port: cfg.port,
@@ -144,6 +152,7 @@ impl Dest {
             inactconns: AtomicU32::new(0),
             persistconns: AtomicU32::new(0),
             stats: Stats::default(),
+            svc_stats,
         };
         d.apply(cfg);
         d

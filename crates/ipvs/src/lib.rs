@@ -1,10 +1,23 @@
 //! The IPVS engine: services, dests, schedulers, the connection table, protocol state machines
 //! and transmitters, registered on the netfilter hooks as the kernel registers IPVS.
 
+pub mod conn;
+pub mod ctx;
 pub mod dest;
+pub mod hooks;
+pub mod ipvs;
+pub mod packet;
+pub mod proto;
 pub mod sched;
+pub mod service;
 pub mod stats;
+pub mod worker;
+mod xmit;
 
+pub use ctx::{IpvsContext, RouteTo, Routing};
 pub use dest::{Dest, DestConfig, ForwardMethod, TunnelCsum, TunnelType};
+pub use ipvs::{AdminError, Ipvs};
 pub use sched::{SchedFlags, SchedInput, Scheduler};
+pub use service::{Service, ServiceConfig, ServiceKey, ServiceTable};
 pub use stats::{Counters, Stats};
+pub use worker::Worker;

@@ -157,7 +157,10 @@ impl Estimator {
 
     /// `-Z` sets the rates to 0 and rebases on the current counters.
     pub fn reset(&mut self, now: Counters) {
-        *self = Estimator { last: now, ..Default::default() };
+        *self = Estimator {
+            last: now,
+            ..Default::default()
+        };
     }
 }
 
@@ -179,8 +182,8 @@ mod tests {
         let mut e = Estimator::default();
         let mut c = Counters::default();
         let want = [
-            250000, 437500, 578125, 683594, 762695, 822021, 866516, 899887, 924915, 943686,
-            957765, 968324,
+            250000, 437500, 578125, 683594, 762695, 822021, 866516, 899887, 924915, 943686, 957765,
+            968324,
         ];
         for w in want {
             c.inbytes += 2_000_000;

@@ -1,0 +1,29 @@
+//! What IPVS needs from the node it is registered on: its per-worker state and routing
+//! (the kernel's per-CPU data and `ip_route_output`).
+
+use std::net::IpAddr;
+
+use crate::worker::Worker;
+
+/// A route towards an address, as the node resolved it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteTo {
+    /// Node interface index.
+    pub out_if: u32,
+    /// Gateway, or the destination itself when on-link.
+    pub next_hop: IpAddr,
+    /// Path MTU of the route.
+    pub mtu: u16,
+    /// The node's source address on that path (outer source of tunnels, ICMP source).
+    pub src: IpAddr,
+}
+
+pub trait Routing {
+    fn route(&self, dst: &IpAddr) -> Option<RouteTo>;
+}
+
+/// Implemented by the node's per-worker context, so the IPVS hooks reach their connection table
+/// without any lock.
+pub trait IpvsContext: 'static {
+    fn ipvs(&mut self) -> (&mut Worker, &dyn Routing);
+}

@@ -1,0 +1,259 @@
+//! IPVS's registrations on the hook framework, at the kernel's points and priorities
+//! (lvs-semantics.md §1): the in-hook on LOCAL_IN (client → VIP) and the out-hook on FORWARD
+//! (NAT replies).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use netfilter::{
+    DropReason, Family, Hook, HookHandle, HookOps, HookPoint, Hooks, PktType, Skb, Verdict,
+    priority,
+};
+
+use crate::conn::{ConnFlags, ConnId};
+use crate::ctx::{IpvsContext, Routing};
+use crate::packet::{Parsed, Tuple, parse};
+use crate::proto::{Dir, tcp};
+use crate::sched::SchedInput;
+use crate::worker::{NewConn, Worker};
+use crate::xmit;
+
+/// The in-hook (`ip_vs_in`): look up or schedule, count, run the state machine, transmit.
+#[derive(Debug, Default)]
+pub struct InHook;
+
+/// The out-hook (`ip_vs_out`): NAT replies from real servers get the VIP back as source.
+#[derive(Debug, Default)]
+pub struct OutHook;
+
+/// Register IPVS on `hooks` for IPv4.
+pub fn register<C: IpvsContext>(hooks: &Hooks<C>) -> Vec<HookHandle> {
+    vec![
+        hooks.register(HookOps {
+            family: Family::Ipv4,
+            point: HookPoint::LocalIn,
+            priority: priority::IPVS_LOCAL_IN,
+            name: "ipvs_in".into(),
+            hook: Arc::new(InHook),
+        }),
+        hooks.register(HookOps {
+            family: Family::Ipv4,
+            point: HookPoint::Forward,
+            priority: priority::IPVS_REPLY_FORWARD,
+            name: "ipvs_out".into(),
+            hook: Arc::new(OutHook),
+        }),
+    ]
+}
+
+impl<C: IpvsContext> Hook<C> for InHook {
+    #[inline]
+    fn hook(&self, cx: &mut C, skb: &mut Skb<'_>, _point: HookPoint) -> Verdict {
+        if skb.ipvs_property || skb.pkt_type != PktType::Host {
+            return Verdict::Accept;
+        }
+        let t = match parse(skb) {
+            Parsed::Tuple(t) => t,
+            Parsed::Icmp | Parsed::Other => return Verdict::Accept,
+            Parsed::Bad(r) => return skb.drop_with(r),
+        };
+        let (w, routing) = cx.ipvs();
+        w.in_packet(skb, &t, routing)
+    }
+}
+
+impl<C: IpvsContext> Hook<C> for OutHook {
+    #[inline]
+    fn hook(&self, cx: &mut C, skb: &mut Skb<'_>, _point: HookPoint) -> Verdict {
+        if skb.ipvs_property {
+            return Verdict::Accept;
+        }
+        let t = match parse(skb) {
+            Parsed::Tuple(t) => t,
+            Parsed::Icmp | Parsed::Other => return Verdict::Accept,
+            Parsed::Bad(r) => return skb.drop_with(r),
+        };
+        let (w, _) = cx.ipvs();
+        w.out_packet(skb, &t)
+    }
+}
+
+impl Worker {
+    /// The in-path of §2 for one TCP/UDP packet to a VIP.
+    pub fn in_packet(&mut self, skb: &mut Skb<'_>, t: &Tuple, routing: &dyn Routing) -> Verdict {
+        let mut found = self
+            .conns
+            .lookup_in(t.protocol, &t.saddr, t.sport, &t.daddr, t.dport);
+        if let Some(id) = found {
+            match self.check_existing(id, t) {
+                Existing::Use => {}
+                Existing::Reschedule => {
+                    self.remove(id);
+                    found = None;
+                }
+                Existing::Drop(r) => return skb.drop_with(r),
+            }
+        }
+        let id = match found {
+            Some(id) => id,
+            None => match self.schedule(skb, t, routing) {
+                Ok(id) => id,
+                Err(v) => return v,
+            },
+        };
+        let w = self.id;
+        if let Some(c) = self.conns.get(id)
+            && let Some(d) = &c.dest
+            && d.is_available()
+        {
+            d.stats.count_in(w, t.ip_len);
+            d.svc_stats.count_in(w, t.ip_len);
+            self.ipvs.total.count_in(w, t.ip_len);
+        }
+        self.transition(id, Dir::Input, t.tcp_flags);
+        let pmtu = self.ipvs.sysctl.pmtu_disc.load(Relaxed) != 0;
+        let Worker { conns, ip_id, .. } = self;
+        let Some(c) = conns.get_mut(id) else {
+            return skb.drop_with(DropReason::NoDestConn);
+        };
+        c.in_pkts = c.in_pkts.wrapping_add(1);
+        xmit::xmit(c, skb, t, routing, ip_id, pmtu)
+    }
+
+    /// Reuse and no-dest rules for a packet that matched an entry (§2 steps 5–6, §6).
+    /// rvs reschedules a reused port at once, never with the kernel's one-second SYN drop.
+    fn check_existing(&self, id: ConnId, t: &Tuple) -> Existing {
+        let Some(c) = self.conns.get(id) else {
+            return Existing::Reschedule;
+        };
+        let sysctl = &self.ipvs.sysctl;
+        let opens = t.protocol == wire::ip::protocol::TCP && tcp::schedules(t.tcp_flags, false);
+        let dest_ok = c.dest.as_ref().is_some_and(|d| d.is_available());
+        if opens {
+            let nodest = sysctl.expire_nodest_conn.load(Relaxed) != 0;
+            if nodest && c.dest.as_ref().is_some_and(|d| d.weight() == 0) {
+                return Existing::Reschedule;
+            }
+            let mode = sysctl.conn_reuse_mode.load(Relaxed);
+            let reusable = c.n_control == 0
+                && !c.has_control()
+                && (matches!(c.state, tcp::TIME_WAIT | tcp::CLOSE)
+                    || (mode & 2 != 0
+                        && c.state == tcp::FIN_WAIT
+                        && c.flags & ConnFlags::NOOUTPUT != 0));
+            if mode != 0 && reusable {
+                return Existing::Reschedule;
+            }
+            // rvs: never route a new SYN to a removed dest (§21.1).
+            if !dest_ok {
+                return Existing::Reschedule;
+            }
+        }
+        if !dest_ok {
+            if sysctl.expire_nodest_conn.load(Relaxed) != 0 {
+                return Existing::Reschedule;
+            }
+            return Existing::Drop(DropReason::NoDestConn);
+        }
+        Existing::Use
+    }
+
+    /// No entry: find the service and schedule (§4, §5). `Err` carries the final verdict.
+    fn schedule(
+        &mut self,
+        skb: &mut Skb<'_>,
+        t: &Tuple,
+        routing: &dyn Routing,
+    ) -> Result<ConnId, Verdict> {
+        let table = self.ipvs.services();
+        let Some(svc) = table.lookup(skb.mark, t.protocol, &t.daddr, t.dport) else {
+            return Err(Verdict::Accept);
+        };
+        let sloppy = self.ipvs.sysctl.sloppy_tcp.load(Relaxed) != 0;
+        if t.protocol == wire::ip::protocol::TCP && !tcp::schedules(t.tcp_flags, sloppy) {
+            // Not a connection opener: the local stack gets it (the kernel would answer RST).
+            return Err(Verdict::Accept);
+        }
+        let (svc_port, fwmark) = match svc.config.key {
+            crate::service::ServiceKey::Addr { port, .. } => (port, false),
+            crate::service::ServiceKey::Fwmark { .. } => (0, true),
+        };
+        if !fwmark && t.dport != svc_port {
+            // A port-0 catch-all schedules only when persistent (not built yet).
+            return Err(Verdict::Accept);
+        }
+        let input = SchedInput {
+            proto: t.protocol,
+            saddr: t.saddr,
+            sport: t.sport,
+            daddr: t.daddr,
+            dport: t.dport,
+        };
+        let Some(dest) = svc.scheduler.schedule(&svc.dests, &input) else {
+            return Err(xmit::icmp::send_error_v4(
+                skb,
+                routing,
+                wire::icmpv4::msg_type::DEST_UNREACH,
+                wire::icmpv4::code::PORT_UNREACH,
+                0,
+                DropReason::NoDest,
+            ));
+        };
+        let nc = NewConn {
+            protocol: t.protocol,
+            caddr: t.saddr,
+            cport: t.sport,
+            vaddr: t.daddr,
+            vport: t.dport,
+            dport: if dest.port != 0 { dest.port } else { t.dport },
+            fwmark: skb.mark,
+        };
+        let id = self
+            .create(&nc, &dest, None, 0)
+            .map_err(|_| skb.drop_with(DropReason::ConnTableFull))?;
+        dest.stats.count_conn(self.id);
+        svc.stats.count_conn(self.id);
+        self.ipvs.total.count_conn(self.id);
+        Ok(id)
+    }
+
+    /// The out-path of §3 for a TCP/UDP packet being forwarded.
+    pub fn out_packet(&mut self, skb: &mut Skb<'_>, t: &Tuple) -> Verdict {
+        let Some(id) = self
+            .conns
+            .lookup_out(t.protocol, &t.saddr, t.sport, &t.daddr, t.dport)
+        else {
+            return Verdict::Accept;
+        };
+        let (vaddr, vport, nat, dest) = {
+            let Some(c) = self.conns.get(id) else {
+                return Verdict::Accept;
+            };
+            (
+                c.vaddr,
+                c.vport,
+                c.flags & ConnFlags::FWD_MASK == 0,
+                c.dest.clone(),
+            )
+        };
+        if nat {
+            xmit::nat_out_rewrite(skb, t, &vaddr, vport);
+        }
+        self.transition(id, Dir::Output, t.tcp_flags);
+        if let Some(d) = dest
+            && d.is_available()
+        {
+            d.stats.count_out(self.id, t.ip_len);
+            d.svc_stats.count_out(self.id, t.ip_len);
+            self.ipvs.total.count_out(self.id, t.ip_len);
+        }
+        skb.ipvs_property = true;
+        Verdict::Accept
+    }
+}
+
+enum Existing {
+    Use,
+    Reschedule,
+    Drop(DropReason),
+}

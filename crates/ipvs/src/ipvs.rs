@@ -1,0 +1,435 @@
+//! The director-wide IPVS state (the kernel's `struct netns_ipvs`): the published service
+//! table, global timeouts and sysctls, total counters, and the administrative operations that
+//! `ipvsadm` commands map to, with the kernel's errors.
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::dest::{Dest, DestConfig, ForwardMethod, TunnelType};
+use crate::proto::Timeouts;
+use crate::sched::{self};
+use crate::service::{Service, ServiceConfig, ServiceKey, ServiceTable};
+use crate::stats::Stats;
+
+/// Why an administrative operation was refused (the kernel's errno, lvs-semantics.md and
+/// ipvsadm-cli.md §6). Nothing changes when an operation fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminError {
+    /// EEXIST on -A.
+    ServiceExists,
+    /// ENOENT on -A/-E.
+    SchedulerNotFound,
+    /// ESRCH on -E/-D/-Z.
+    NoSuchService,
+    /// ESRCH on -a/-e/-d.
+    ServiceNotDefined,
+    /// EEXIST on -a.
+    DestExists,
+    /// ENOENT on -e/-d.
+    NoSuchDest,
+    /// EINVAL, with what was wrong.
+    Invalid(&'static str),
+    /// ERANGE, with what was out of range.
+    Range(&'static str),
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminError::ServiceExists => f.write_str("Service already exists"),
+            AdminError::SchedulerNotFound => {
+                f.write_str("Scheduler or persistence engine not found")
+            }
+            AdminError::NoSuchService => f.write_str("No such service"),
+            AdminError::ServiceNotDefined => f.write_str("Service not defined"),
+            AdminError::DestExists => f.write_str("Destination already exists"),
+            AdminError::NoSuchDest => f.write_str("No such destination"),
+            AdminError::Invalid(why) => write!(f, "Invalid operation: {why}"),
+            AdminError::Range(why) => write!(f, "Numerical result out of range: {why}"),
+        }
+    }
+}
+impl std::error::Error for AdminError {}
+
+/// Run-time switches (`/proc/sys/net/ipv4/vs/*`, lvs-semantics.md §20) the engine honours.
+#[derive(Debug)]
+pub struct Sysctls {
+    pub expire_nodest_conn: AtomicU32,
+    pub expire_quiescent_template: AtomicU32,
+    pub sloppy_tcp: AtomicU32,
+    pub conn_reuse_mode: AtomicU32,
+    pub secure_tcp: AtomicU32,
+    pub nat_icmp_send: AtomicU32,
+    pub pmtu_disc: AtomicU32,
+}
+
+impl Default for Sysctls {
+    fn default() -> Self {
+        Sysctls {
+            expire_nodest_conn: AtomicU32::new(0),
+            expire_quiescent_template: AtomicU32::new(0),
+            sloppy_tcp: AtomicU32::new(0),
+            conn_reuse_mode: AtomicU32::new(1),
+            secure_tcp: AtomicU32::new(0),
+            nat_icmp_send: AtomicU32::new(0),
+            pmtu_disc: AtomicU32::new(1),
+        }
+    }
+}
+
+/// The director-wide IPVS state shared by the control plane and every worker.
+#[derive(Debug)]
+pub struct Ipvs {
+    table: ArcSwap<ServiceTable>,
+    timeouts: ArcSwap<Timeouts>,
+    pub sysctl: Sysctls,
+    pub total: Stats,
+    /// Configured connection-table maximum per worker.
+    pub max_conns: usize,
+    /// Serialises writers (control plane only; workers never take it).
+    admin: Mutex<Trash>,
+}
+
+/// Deleted dests (the kernel's trash): re-adding the same dest to the same service takes it
+/// back with its counters (§9). Live connections hold their own reference anyway.
+#[derive(Debug, Default)]
+struct Trash(Vec<(ServiceKey, Arc<Dest>)>);
+
+impl Ipvs {
+    pub fn new(max_conns: usize) -> Self {
+        Ipvs {
+            table: ArcSwap::from_pointee(ServiceTable::default()),
+            timeouts: ArcSwap::from_pointee(Timeouts::default()),
+            sysctl: Sysctls::default(),
+            total: Stats::default(),
+            max_conns,
+            admin: Mutex::new(Trash::default()),
+        }
+    }
+
+    /// The current service table (workers: once per batch or per packet that misses).
+    #[inline]
+    pub fn services(&self) -> arc_swap::Guard<Arc<ServiceTable>> {
+        self.table.load()
+    }
+
+    pub fn services_full(&self) -> Arc<ServiceTable> {
+        self.table.load_full()
+    }
+
+    pub fn timeouts(&self) -> Arc<Timeouts> {
+        self.timeouts.load_full()
+    }
+
+    /// `ipvsadm --set tcp tcpfin udp` (0 = unchanged).
+    pub fn set_timeouts(&self, tcp: u32, tcpfin: u32, udp: u32) {
+        let _w = self.lock();
+        let mut t = **self.timeouts.load();
+        t.set(tcp, tcpfin, udp);
+        self.timeouts.store(Arc::new(t));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Trash> {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, services: Vec<Arc<Service>>) {
+        self.table.store(Arc::new(ServiceTable::build(services)));
+    }
+
+    fn validate_service(cfg: &ServiceConfig) -> Result<(), AdminError> {
+        if let ServiceKey::Addr { port: 0, .. } = cfg.key
+            && cfg.persistent.is_none()
+        {
+            return Err(AdminError::Invalid(
+                "Zero port specified for non-persistent service",
+            ));
+        }
+        if cfg.ops {
+            let udp_or_mark = matches!(
+                cfg.key,
+                ServiceKey::Fwmark { .. } | ServiceKey::Addr { protocol: 17, .. }
+            );
+            if !udp_or_mark {
+                return Err(AdminError::Invalid(
+                    "One-Packet Scheduling is only for UDP virtual services",
+                ));
+            }
+        }
+        if cfg.key.is_ipv6() && !(1..=128).contains(&cfg.netmask) {
+            return Err(AdminError::Invalid("IPv6 prefix length must be 1..128"));
+        }
+        Ok(())
+    }
+
+    /// `-A`.
+    pub fn add_service(&self, cfg: ServiceConfig) -> Result<(), AdminError> {
+        Self::validate_service(&cfg)?;
+        let _w = self.lock();
+        let cur = self.table.load();
+        if cur.get(&cfg.key).is_some() {
+            return Err(AdminError::ServiceExists);
+        }
+        let scheduler = sched::new_scheduler(&cfg.scheduler, cfg.sched_flags)
+            .ok_or(AdminError::SchedulerNotFound)?;
+        scheduler.update(&[]);
+        let svc = Arc::new(Service {
+            config: cfg,
+            dests: Vec::new(),
+            scheduler,
+            stats: Arc::new(Stats::default()),
+        });
+        let mut list = cur.order.clone();
+        list.push(svc);
+        self.publish(list);
+        Ok(())
+    }
+
+    /// Replace one service in the published list with `f(old)`.
+    fn replace(
+        &self,
+        key: &ServiceKey,
+        missing: AdminError,
+        f: impl FnOnce(&Service) -> Result<Service, AdminError>,
+    ) -> Result<(), AdminError> {
+        let cur = self.table.load();
+        let pos = cur
+            .order
+            .iter()
+            .position(|s| s.config.key == *key)
+            .ok_or(missing)?;
+        let new = Arc::new(f(&cur.order[pos])?);
+        let mut list = cur.order.clone();
+        list[pos] = new;
+        self.publish(list);
+        Ok(())
+    }
+
+    /// `-E`: replaces all service parameters (a new scheduler when the name or flags change).
+    pub fn edit_service(&self, cfg: ServiceConfig) -> Result<(), AdminError> {
+        Self::validate_service(&cfg)?;
+        let _w = self.lock();
+        let key = cfg.key;
+        self.replace(&key, AdminError::NoSuchService, |old| {
+            let scheduler = if old.config.scheduler == cfg.scheduler
+                && old.config.sched_flags == cfg.sched_flags
+            {
+                old.scheduler.clone()
+            } else {
+                let s = sched::new_scheduler(&cfg.scheduler, cfg.sched_flags)
+                    .ok_or(AdminError::SchedulerNotFound)?;
+                s.update(&old.dests);
+                s
+            };
+            Ok(Service {
+                config: cfg,
+                dests: old.dests.clone(),
+                scheduler,
+                stats: old.stats.clone(),
+            })
+        })
+    }
+
+    /// `-D`: the service and its dests go; their connections stay until they expire (§9).
+    pub fn delete_service(&self, key: &ServiceKey) -> Result<(), AdminError> {
+        let mut trash = self.lock();
+        let cur = self.table.load();
+        let svc = cur.get(key).ok_or(AdminError::NoSuchService)?;
+        for d in &svc.dests {
+            d.set_available(false);
+        }
+        trash.0.retain(|(k, _)| k != key);
+        let list = cur
+            .order
+            .iter()
+            .filter(|s| s.config.key != *key)
+            .cloned()
+            .collect();
+        self.publish(list);
+        Ok(())
+    }
+
+    /// `-C`.
+    pub fn clear(&self) {
+        let mut trash = self.lock();
+        for s in self.table.load().order.iter() {
+            for d in &s.dests {
+                d.set_available(false);
+            }
+        }
+        trash.0.clear();
+        self.publish(Vec::new());
+    }
+
+    fn validate_dest(key: &ServiceKey, cfg: &DestConfig) -> Result<(), AdminError> {
+        if cfg.weight < 0 {
+            return Err(AdminError::Range("weight"));
+        }
+        if cfg.u_threshold != 0 && cfg.l_threshold > cfg.u_threshold {
+            return Err(AdminError::Range("l_threshold above u_threshold"));
+        }
+        if cfg.addr.is_ipv6() != key.is_ipv6() && cfg.method != ForwardMethod::Tunnel {
+            return Err(AdminError::Invalid(
+                "Different address family is allowed only for tunneling servers",
+            ));
+        }
+        if cfg.method == ForwardMethod::Tunnel
+            && cfg.tun_type == TunnelType::Gue
+            && cfg.tun_port == 0
+        {
+            return Err(AdminError::Invalid("GUE tunnel needs a port"));
+        }
+        if cfg.addr.is_unspecified() || cfg.addr.is_multicast() {
+            return Err(AdminError::Invalid("address not unicast"));
+        }
+        if let IpAddr::V4(a) = cfg.addr
+            && a.is_broadcast()
+        {
+            return Err(AdminError::Invalid("address not unicast"));
+        }
+        Ok(())
+    }
+
+    /// ipvsadm's hidden rule: DR and TUN dests of a non-fwmark service get the service port.
+    fn normalise_dest(key: &ServiceKey, mut cfg: DestConfig) -> DestConfig {
+        if let ServiceKey::Addr { port, .. } = key
+            && matches!(cfg.method, ForwardMethod::Route | ForwardMethod::Tunnel)
+        {
+            cfg.port = *port;
+        }
+        cfg
+    }
+
+    /// `-a`: the new dest goes to the head of the list (newest first, §15).
+    pub fn add_dest(&self, key: &ServiceKey, cfg: DestConfig) -> Result<(), AdminError> {
+        let cfg = Self::normalise_dest(key, cfg);
+        Self::validate_dest(key, &cfg)?;
+        let mut trash = self.lock();
+        let cur = self.table.load();
+        let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
+        if svc.find_dest(&cfg.addr, cfg.port).is_some() {
+            return Err(AdminError::DestExists);
+        }
+        if svc.config.scheduler == "mh" && svc.dests.len() + 1 > MH_TABLE_SIZE {
+            return Err(AdminError::Invalid("more dests than the mh table size"));
+        }
+        let dest = match trash
+            .0
+            .iter()
+            .position(|(k, d)| k == key && d.addr == cfg.addr && d.port == cfg.port)
+        {
+            Some(i) => {
+                let (_, d) = trash.0.swap_remove(i);
+                d.apply(&cfg);
+                d.set_available(true);
+                d.set_draining(false);
+                d
+            }
+            None => Arc::new(Dest::for_service(&cfg, svc.stats.clone())),
+        };
+        drop(cur);
+        self.replace(key, AdminError::ServiceNotDefined, |old| {
+            let mut dests = Vec::with_capacity(old.dests.len() + 1);
+            dests.push(dest);
+            dests.extend(old.dests.iter().cloned());
+            old.scheduler.update(&dests);
+            Ok(Service {
+                config: old.config.clone(),
+                dests,
+                scheduler: old.scheduler.clone(),
+                stats: old.stats.clone(),
+            })
+        })
+    }
+
+    /// `-e`: every parameter replaced in place; the dest keeps its list position.
+    pub fn edit_dest(&self, key: &ServiceKey, cfg: DestConfig) -> Result<(), AdminError> {
+        let cfg = Self::normalise_dest(key, cfg);
+        Self::validate_dest(key, &cfg)?;
+        let _w = self.lock();
+        let cur = self.table.load();
+        let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
+        let d = svc
+            .find_dest(&cfg.addr, cfg.port)
+            .ok_or(AdminError::NoSuchDest)?;
+        d.apply(&cfg);
+        svc.scheduler.update(&svc.dests);
+        Ok(())
+    }
+
+    /// `-d`: the dest leaves the service (it is no longer AVAILABLE); its connections stay
+    /// bound to it until they expire (§9), or are expired with `expire_nodest_conn`.
+    pub fn delete_dest(
+        &self,
+        key: &ServiceKey,
+        addr: &IpAddr,
+        port: u16,
+    ) -> Result<(), AdminError> {
+        let mut trash = self.lock();
+        let cur = self.table.load();
+        let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
+        // ipvsadm also normalises the port of DR/TUN dests on -d: match either.
+        let d = svc
+            .find_dest(addr, port)
+            .or_else(|| match key {
+                ServiceKey::Addr { port: sp, .. } => svc.find_dest(addr, *sp),
+                _ => None,
+            })
+            .ok_or(AdminError::NoSuchDest)?
+            .clone();
+        d.set_available(false);
+        trash.0.push((*key, d.clone()));
+        drop(cur);
+        self.replace(key, AdminError::ServiceNotDefined, |old| {
+            let dests: Vec<_> = old
+                .dests
+                .iter()
+                .filter(|x| !Arc::ptr_eq(x, &d))
+                .cloned()
+                .collect();
+            old.scheduler.update(&dests);
+            Ok(Service {
+                config: old.config.clone(),
+                dests,
+                scheduler: old.scheduler.clone(),
+                stats: old.stats.clone(),
+            })
+        })
+    }
+
+    /// `-Z [service]`.
+    pub fn zero(&self, key: Option<&ServiceKey>) -> Result<(), AdminError> {
+        let _w = self.lock();
+        let cur = self.table.load();
+        match key {
+            Some(k) => {
+                let s = cur.get(k).ok_or(AdminError::NoSuchService)?;
+                s.stats.zero();
+                s.dests.iter().for_each(|d| d.stats.zero());
+            }
+            None => {
+                for s in cur.order.iter() {
+                    s.stats.zero();
+                    s.dests.iter().for_each(|d| d.stats.zero());
+                }
+                self.total.zero();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Max per-worker table size used when none is configured.
+pub const DEFAULT_MAX_CONNS: usize = 1 << 20;
+
+impl Default for Ipvs {
+    fn default() -> Self {
+        Ipvs::new(DEFAULT_MAX_CONNS)
+    }
+}
+
+/// The mh scheduler's table size: a service cannot have more dests (§15).
+const MH_TABLE_SIZE: usize = 4093;

@@ -1,0 +1,92 @@
+//! The transport tuple IPVS needs from a packet, read once per hook.
+
+use std::net::IpAddr;
+
+use netfilter::{DropReason, Family, Skb};
+use wire::Ipv4Packet;
+use wire::ip::protocol;
+
+/// Addresses, ports and offsets of a TCP/UDP packet.
+#[derive(Clone, Copy, Debug)]
+pub struct Tuple {
+    pub protocol: u8,
+    pub saddr: IpAddr,
+    pub daddr: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flag byte (0 for UDP).
+    pub tcp_flags: u8,
+    /// Offset of the L4 header from the network header.
+    pub l4: usize,
+    /// IP packet length (what the byte counters count, §17).
+    pub ip_len: usize,
+}
+
+pub enum Parsed {
+    Tuple(Tuple),
+    /// ICMP (v4 or v6): the ICMP handler decides.
+    Icmp,
+    /// A protocol IPVS does not balance: left to the stack.
+    Other,
+    Bad(DropReason),
+}
+
+/// Read the tuple of an IPv4 packet whose IP header the node has already validated.
+#[inline]
+pub fn parse(skb: &Skb<'_>) -> Parsed {
+    if skb.family != Family::Ipv4 {
+        return Parsed::Other;
+    }
+    let net = skb.network_bytes();
+    let Ok(ip) = Ipv4Packet::new_checked(net) else {
+        return Parsed::Bad(DropReason::BadIpHeader);
+    };
+    let proto = ip.protocol();
+    let l4 = ip.header_len();
+    let ip_len = ip.total_len() as usize;
+    match proto {
+        protocol::TCP | protocol::UDP => {}
+        protocol::ICMP => return Parsed::Icmp,
+        _ => return Parsed::Other,
+    }
+    if ip.is_fragment() {
+        return Parsed::Bad(DropReason::Fragment);
+    }
+    let seg = &net[l4..ip_len];
+    let (sport, dport, flags) = if proto == protocol::TCP {
+        if seg.len() < wire::tcp::HEADER_LEN
+            || ((seg[12] >> 4) as usize) < 5
+            || (seg[12] >> 4) as usize * 4 > seg.len()
+        {
+            return Parsed::Bad(DropReason::BadL4Header);
+        }
+        (
+            u16::from_be_bytes([seg[0], seg[1]]),
+            u16::from_be_bytes([seg[2], seg[3]]),
+            seg[13],
+        )
+    } else {
+        if seg.len() < wire::udp::HEADER_LEN {
+            return Parsed::Bad(DropReason::BadL4Header);
+        }
+        let ulen = u16::from_be_bytes([seg[4], seg[5]]) as usize;
+        if ulen < 8 || ulen > seg.len() {
+            return Parsed::Bad(DropReason::BadL4Header);
+        }
+        (
+            u16::from_be_bytes([seg[0], seg[1]]),
+            u16::from_be_bytes([seg[2], seg[3]]),
+            0,
+        )
+    };
+    Parsed::Tuple(Tuple {
+        protocol: proto,
+        saddr: IpAddr::V4(ip.src_addr()),
+        daddr: IpAddr::V4(ip.dst_addr()),
+        sport,
+        dport,
+        tcp_flags: flags,
+        l4,
+        ip_len,
+    })
+}

@@ -1,0 +1,56 @@
+//! Protocol handlers: one file per protocol, each with its states, names and timeouts.
+
+pub mod tcp;
+pub mod udp;
+
+/// Which transition table applies to a packet (lvs-semantics.md §11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// Client → VIP on an entry that has seen output (or is NAT).
+    Input,
+    /// Real server → client.
+    Output,
+    /// Client → VIP while NOOUTPUT (DR/TUN).
+    InputOnly,
+}
+
+/// Per-state timeouts in seconds, global or per service (an rvs extension, §21.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: [u32; tcp::STATES],
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    /// The seed's defaults: SYN 60, ESTABLISHED 900, FIN 60, UDP 300; the rest as the kernel.
+    fn default() -> Self {
+        Timeouts {
+            tcp: tcp::DEFAULT_TIMEOUTS,
+            udp: udp::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Timeouts {
+    /// `ipvsadm --set tcp tcpfin udp`; 0 leaves a value unchanged.
+    pub fn set(&mut self, tcp_est: u32, tcp_fin: u32, udp: u32) {
+        if tcp_est != 0 {
+            self.tcp[tcp::ESTABLISHED as usize] = tcp_est;
+        }
+        if tcp_fin != 0 {
+            self.tcp[tcp::FIN_WAIT as usize] = tcp_fin;
+        }
+        if udp != 0 {
+            self.udp = udp;
+        }
+    }
+
+    /// (tcp, tcpfin, udp) as `ipvsadm -L --timeout` prints them.
+    pub fn triple(&self) -> (u32, u32, u32) {
+        (
+            self.tcp[tcp::ESTABLISHED as usize],
+            self.tcp[tcp::FIN_WAIT as usize],
+            self.udp,
+        )
+    }
+}

@@ -1,0 +1,187 @@
+//! Virtual services and the immutable service table the workers read (lvs-semantics.md §4).
+//!
+//! The control plane publishes a new [`ServiceTable`] (arc-swap) on every change to the set of
+//! services or dests; workers load it only for packets that find no connection.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::dest::Dest;
+use crate::proto::Timeouts;
+use crate::sched::{SchedFlags, Scheduler};
+use crate::stats::Stats;
+
+/// How a service is addressed: ⟨protocol, VIP, port⟩ or a firewall mark (`-f`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServiceKey {
+    Addr {
+        protocol: u8,
+        addr: IpAddr,
+        port: u16,
+    },
+    Fwmark {
+        mark: u32,
+        ipv6: bool,
+    },
+}
+
+impl ServiceKey {
+    pub fn tcp(addr: IpAddr, port: u16) -> Self {
+        ServiceKey::Addr {
+            protocol: wire_proto::TCP,
+            addr,
+            port,
+        }
+    }
+    pub fn udp(addr: IpAddr, port: u16) -> Self {
+        ServiceKey::Addr {
+            protocol: wire_proto::UDP,
+            addr,
+            port,
+        }
+    }
+    pub fn is_ipv6(&self) -> bool {
+        match self {
+            ServiceKey::Addr { addr, .. } => addr.is_ipv6(),
+            ServiceKey::Fwmark { ipv6, .. } => *ipv6,
+        }
+    }
+}
+
+mod wire_proto {
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+}
+
+/// The parameters of a service that `ipvsadm -A/-E` sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    pub key: ServiceKey,
+    pub scheduler: String,
+    pub sched_flags: SchedFlags,
+    /// Persistence timeout in seconds (`-p`), `None` when not persistent.
+    pub persistent: Option<u32>,
+    /// Persistence granularity: IPv4 netmask as a u32, or the IPv6 prefix length.
+    pub netmask: u32,
+    /// One-packet scheduling (`-o`).
+    pub ops: bool,
+    /// Per-service timeouts (rvs extension, lvs-semantics.md §21.3); `None` = the global ones.
+    pub timeouts: Option<Timeouts>,
+}
+
+impl ServiceConfig {
+    pub fn new(key: ServiceKey, scheduler: &str) -> Self {
+        ServiceConfig {
+            netmask: if key.is_ipv6() { 128 } else { u32::MAX },
+            key,
+            scheduler: scheduler.to_string(),
+            sched_flags: SchedFlags::default(),
+            persistent: None,
+            ops: false,
+            timeouts: None,
+        }
+    }
+}
+
+/// A virtual service in one snapshot. Its stats and scheduler outlive the snapshot.
+#[derive(Debug)]
+pub struct Service {
+    pub config: ServiceConfig,
+    /// Kernel order: newest first.
+    pub dests: Vec<Arc<Dest>>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub stats: Arc<Stats>,
+}
+
+impl Service {
+    pub fn find_dest(&self, addr: &IpAddr, port: u16) -> Option<&Arc<Dest>> {
+        self.dests
+            .iter()
+            .find(|d| d.addr == *addr && d.port == port)
+    }
+}
+
+/// Everything the workers need to schedule: the services by key, in a snapshot.
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    by_addr: HashMap<(u8, IpAddr, u16), Arc<Service>>,
+    by_mark: HashMap<(u32, bool), Arc<Service>>,
+    /// Services in creation order (listing order before sorting).
+    pub order: Vec<Arc<Service>>,
+    port_zero: bool,
+    /// Every VIP of every address service: the node answers ARP for them and routes them to
+    /// LOCAL_IN.
+    vips: HashMap<IpAddr, ()>,
+}
+
+impl ServiceTable {
+    pub fn build(services: Vec<Arc<Service>>) -> Self {
+        let mut t = ServiceTable::default();
+        for s in &services {
+            match s.config.key {
+                ServiceKey::Addr {
+                    protocol,
+                    addr,
+                    port,
+                } => {
+                    t.by_addr.insert((protocol, addr, port), s.clone());
+                    t.vips.insert(addr, ());
+                    t.port_zero |= port == 0;
+                }
+                ServiceKey::Fwmark { mark, ipv6 } => {
+                    t.by_mark.insert((mark, ipv6), s.clone());
+                }
+            }
+        }
+        t.order = services;
+        t
+    }
+
+    /// Service lookup for a packet in the kernel's order: fwmark, exact, port 0 (§4).
+    #[inline]
+    pub fn lookup(
+        &self,
+        mark: u32,
+        protocol: u8,
+        daddr: &IpAddr,
+        dport: u16,
+    ) -> Option<&Arc<Service>> {
+        if mark != 0
+            && let Some(s) = self.by_mark.get(&(mark, daddr.is_ipv6()))
+        {
+            return Some(s);
+        }
+        if let Some(s) = self.by_addr.get(&(protocol, *daddr, dport)) {
+            return Some(s);
+        }
+        if self.port_zero {
+            return self.by_addr.get(&(protocol, *daddr, 0));
+        }
+        None
+    }
+
+    pub fn get(&self, key: &ServiceKey) -> Option<&Arc<Service>> {
+        match *key {
+            ServiceKey::Addr {
+                protocol,
+                addr,
+                port,
+            } => self.by_addr.get(&(protocol, addr, port)),
+            ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.get(&(mark, ipv6)),
+        }
+    }
+
+    #[inline]
+    pub fn is_vip(&self, addr: &IpAddr) -> bool {
+        self.vips.contains_key(addr)
+    }
+
+    pub fn vips(&self) -> impl Iterator<Item = &IpAddr> {
+        self.vips.keys()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}

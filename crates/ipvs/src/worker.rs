@@ -1,0 +1,250 @@
+//! Per-worker IPVS state: the connection table, the engine clock and the connection life cycle
+//! (creation, state transitions with ActiveConn/InActConn accounting, expiry by incremental
+//! sweep — no timer object per connection; lvs-semantics.md §9, §11).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::conn::{Conn, ConnFlags, ConnId, ConnTable, TableFull};
+use crate::dest::{Dest, ForwardMethod};
+use crate::ipvs::Ipvs;
+use crate::proto::{Dir, Timeouts, tcp, udp};
+
+/// Initial timeout of a new entry before its first transition (§9), seconds.
+const INITIAL_TIMEOUT: u32 = 3;
+/// Deferred expiry of an entry that still controls others (§9), seconds.
+const DEFER_TIMEOUT: u32 = 60;
+
+pub struct Worker {
+    pub id: usize,
+    pub ipvs: Arc<Ipvs>,
+    pub conns: ConnTable,
+    /// Engine clock, milliseconds; set by the node once per batch.
+    now: u64,
+    timeouts: Arc<Timeouts>,
+    /// IP identification for outer tunnel headers without DF.
+    pub(crate) ip_id: u16,
+}
+
+/// The tuple of a packet that opens a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct NewConn {
+    pub protocol: u8,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub dport: u16,
+    pub fwmark: u32,
+}
+
+impl Worker {
+    pub fn new(id: usize, ipvs: Arc<Ipvs>) -> Self {
+        let conns = ConnTable::new(ipvs.max_conns);
+        let timeouts = ipvs.timeouts();
+        Worker {
+            id,
+            ipvs,
+            conns,
+            now: 0,
+            timeouts,
+            ip_id: (id as u16).wrapping_mul(0x9e37),
+        }
+    }
+
+    /// Advance the clock (milliseconds) and pick up configuration published since the last
+    /// batch. Call once per batch.
+    pub fn set_now(&mut self, now_ms: u64) {
+        self.now = now_ms;
+        if !Arc::ptr_eq(&self.timeouts, &self.ipvs.timeouts()) {
+            self.timeouts = self.ipvs.timeouts();
+        }
+    }
+
+    #[inline]
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Create an entry bound to `dest` (§7: the dest's conn_flags — method, INACTIVE, and
+    /// NOOUTPUT unless NAT). The caller counts the connection in the stats.
+    pub fn create(
+        &mut self,
+        t: &NewConn,
+        dest: &Arc<Dest>,
+        control: Option<ConnId>,
+        extra_flags: u32,
+    ) -> Result<ConnId, TableFull> {
+        let method = dest.method();
+        let mut flags = method as u32 | ConnFlags::INACTIVE | extra_flags;
+        if method != ForwardMethod::Masq {
+            flags |= ConnFlags::NOOUTPUT;
+        }
+        let conn = Conn {
+            caddr: t.caddr,
+            vaddr: t.vaddr,
+            daddr: dest.addr,
+            cport: t.cport,
+            vport: t.vport,
+            dport: t.dport,
+            protocol: t.protocol,
+            state: 0,
+            flags,
+            timeout: INITIAL_TIMEOUT,
+            expires: self.now + INITIAL_TIMEOUT as u64 * 1000,
+            dest: Some(dest.clone()),
+            control: control.unwrap_or(u32::MAX),
+            n_control: 0,
+            in_pkts: 0,
+            fwmark: t.fwmark,
+        };
+        let id = self.conns.insert(conn)?;
+        dest.bind(flags & ConnFlags::TEMPLATE != 0);
+        if let Some(c) = control
+            && let Some(ct) = self.conns.get_mut(c)
+        {
+            ct.n_control += 1;
+        }
+        Ok(id)
+    }
+
+    /// Run the protocol state machine for one packet and re-arm the entry's timer.
+    /// Returns the new state.
+    #[inline]
+    pub fn transition(&mut self, id: ConnId, dir: Dir, tcp_flags: u8) -> u8 {
+        let secure = self
+            .ipvs
+            .sysctl
+            .secure_tcp
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2;
+        let now = self.now;
+        let timeouts = &self.timeouts;
+        let Some(c) = self.conns.get_mut(id) else {
+            return 0;
+        };
+        let (new_state, timeout) = match c.protocol {
+            6 => {
+                let dir = if dir == Dir::Input && c.flags & ConnFlags::NOOUTPUT != 0 {
+                    Dir::InputOnly
+                } else {
+                    dir
+                };
+                let s = tcp::transition(dir, c.state, tcp_flags, secure);
+                (s, timeouts.tcp[s as usize])
+            }
+            _ => (udp::NORMAL, timeouts.udp),
+        };
+        if dir == Dir::Output {
+            c.flags &= !ConnFlags::NOOUTPUT;
+        }
+        let was_active = c.flags & ConnFlags::INACTIVE == 0;
+        let now_active = c.protocol == 6 && tcp::is_active(new_state);
+        c.state = new_state;
+        c.timeout = timeout;
+        c.expires = now + timeout as u64 * 1000;
+        if was_active != now_active {
+            if now_active {
+                c.flags &= !ConnFlags::INACTIVE;
+            } else {
+                c.flags |= ConnFlags::INACTIVE;
+            }
+            if let Some(d) = &c.dest {
+                d.set_active(now_active);
+            }
+        }
+        // Reaching ESTABLISHED (or a UDP reply) assures the controlling template (§10).
+        let assure = (c.protocol == 6 && new_state == tcp::ESTABLISHED)
+            || (c.protocol == 17 && dir == Dir::Output);
+        let control = c.control;
+        if assure
+            && control != u32::MAX
+            && let Some(ct) = self.conns.get_mut(control)
+        {
+            ct.state = 1;
+        }
+        new_state
+    }
+
+    /// Re-arm the timer without a state change (e.g. an ICMP error about the entry).
+    #[inline]
+    pub fn touch(&mut self, id: ConnId) {
+        let now = self.now;
+        if let Some(c) = self.conns.get_mut(id) {
+            c.expires = now + c.timeout as u64 * 1000;
+        }
+    }
+
+    /// Expire an entry at the next sweep (`expire_now`).
+    pub fn expire_now(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(id) {
+            c.flags |= ConnFlags::EXPIRE_NOW;
+            c.expires = 0;
+        }
+    }
+
+    /// Unlink an entry right away: unbind from its dest, detach from its controller.
+    pub fn remove(&mut self, id: ConnId) {
+        let Some(c) = self.conns.remove(id) else {
+            return;
+        };
+        if let Some(d) = &c.dest {
+            d.unbind(
+                c.flags & ConnFlags::TEMPLATE != 0,
+                c.flags & ConnFlags::INACTIVE == 0,
+            );
+        }
+        if c.control != u32::MAX
+            && let Some(ct) = self.conns.get_mut(c.control)
+        {
+            ct.n_control = ct.n_control.saturating_sub(1);
+        }
+    }
+
+    /// Visit up to `budget` slab positions and expire what is due; returns how many expired.
+    /// Called between batches, so expiry costs a bounded slice of time and needs no timers.
+    pub fn expire(&mut self, budget: usize) -> usize {
+        let n = self.conns.capacity_used();
+        if n == 0 {
+            return 0;
+        }
+        let mut expired = 0;
+        for _ in 0..budget.min(n) {
+            let id = (self.conns.sweep_cursor % n) as ConnId;
+            self.conns.sweep_cursor = (self.conns.sweep_cursor + 1) % n;
+            expired += self.expire_one(id) as usize;
+        }
+        expired
+    }
+
+    /// A full sweep (tests, shutdown).
+    pub fn expire_all(&mut self) -> usize {
+        let n = self.conns.capacity_used();
+        (0..n as ConnId)
+            .map(|id| self.expire_one(id) as usize)
+            .sum()
+    }
+
+    fn expire_one(&mut self, id: ConnId) -> bool {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(id) else {
+            return false;
+        };
+        if c.expires > now {
+            return false;
+        }
+        if c.n_control > 0 {
+            // Still controls live entries: defer in 60 s steps (§9).
+            c.timeout = DEFER_TIMEOUT;
+            c.expires = now + DEFER_TIMEOUT as u64 * 1000;
+            return false;
+        }
+        self.remove(id);
+        true
+    }
+
+    /// Timeouts currently in force.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+}

@@ -1,0 +1,72 @@
+//! IP-in-IP tunnelling: an outer IPv4 header is written into the headroom in front of the
+//! packet, as IPVS builds it (§16 TUN: TOS/ECN per RFC 6040, DF from the inner packet, TTL of
+//! the inner packet after the decrement, protocol 4, source = the route's source address).
+
+use std::net::IpAddr;
+
+use netfilter::{DropReason, Skb, Verdict};
+use wire::checksum;
+
+use crate::conn::Conn;
+use crate::ctx::{RouteTo, Routing};
+use crate::packet::Tuple;
+
+/// Outer IPv4 header without options.
+const OUTER_LEN: usize = 20;
+
+#[inline]
+pub(super) fn xmit(
+    c: &Conn,
+    skb: &mut Skb<'_>,
+    t: &Tuple,
+    rt: &RouteTo,
+    routing: &dyn Routing,
+    ip_id: &mut u16,
+    pmtu_disc: bool,
+) -> Verdict {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (rt.src, c.daddr) else {
+        // Mixed-family tunnels are not built yet.
+        return skb.drop_with(DropReason::NoRoute);
+    };
+    let mtu = (rt.mtu as usize).saturating_sub(OUTER_LEN);
+    if pmtu_disc && let Some(v) = super::check_mtu(skb, t, mtu, routing) {
+        return v;
+    }
+    super::dec_ttl(skb);
+    let (tos, df, ttl) = {
+        let n = skb.network_bytes();
+        (n[1], n[6] & 0x40 != 0, n[8])
+    };
+    let net = skb.network;
+    // Drop Ethernet padding, then open the gap for the outer header.
+    if skb.frame.set_len(net + t.ip_len).is_err() || skb.frame.insert_gap(net, OUTER_LEN).is_err() {
+        return skb.drop_with(DropReason::HeadroomExhausted);
+    }
+    // RFC 6040: inner CE (0b11) becomes ECT(0) (0b10) outside; everything else is copied.
+    let outer_tos = if tos & 0x3 == 0x3 {
+        (tos & !0x3) | 0x2
+    } else {
+        tos
+    };
+    let id = if df {
+        0
+    } else {
+        *ip_id = ip_id.wrapping_add(1);
+        *ip_id
+    };
+    let df = df && pmtu_disc;
+    let h = &mut skb.network_bytes_mut()[..OUTER_LEN];
+    h[0] = 0x45;
+    h[1] = outer_tos;
+    h[2..4].copy_from_slice(&((t.ip_len + OUTER_LEN) as u16).to_be_bytes());
+    h[4..6].copy_from_slice(&id.to_be_bytes());
+    h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+    h[8] = ttl;
+    h[9] = wire::ip::protocol::IPIP;
+    h[10..12].copy_from_slice(&[0, 0]);
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    let sum = checksum::checksum(h);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    super::steal(skb, rt)
+}

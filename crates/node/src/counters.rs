@@ -1,0 +1,108 @@
+//! Node counters: received, transmitted, delivered locally, and drops by reason. Per worker
+//! slot (single writer, plain load + store), summed when read.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use netfilter::DropReason;
+
+const REASONS: usize = DropReason::ALL.len();
+
+#[derive(Debug)]
+#[repr(align(64))]
+struct Slot {
+    rx: AtomicU64,
+    tx: AtomicU64,
+    local: AtomicU64,
+    arp_replies: AtomicU64,
+    drops: [AtomicU64; REASONS],
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+            local: AtomicU64::new(0),
+            arp_replies: AtomicU64::new(0),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct NodeCounters {
+    slots: Box<[Slot]>,
+}
+
+impl Default for NodeCounters {
+    fn default() -> Self {
+        NodeCounters { slots: (0..ipvs::stats::MAX_WORKERS).map(|_| Slot::default()).collect() }
+    }
+}
+
+/// A read-out of the node counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeCounts {
+    pub rx: u64,
+    pub tx: u64,
+    pub local: u64,
+    pub arp_replies: u64,
+    /// (reason, count) for every reason, in `DropReason::ALL` order.
+    pub drops: Vec<(DropReason, u64)>,
+}
+
+impl NodeCounts {
+    pub fn drops_of(&self, r: DropReason) -> u64 {
+        self.drops.iter().find(|(x, _)| *x == r).map_or(0, |(_, n)| *n)
+    }
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(|(_, n)| n).sum()
+    }
+}
+
+#[inline(always)]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Relaxed) + 1, Relaxed);
+}
+
+impl NodeCounters {
+    #[inline]
+    fn slot(&self, w: usize) -> &Slot {
+        &self.slots[w % self.slots.len()]
+    }
+    #[inline]
+    pub fn rx(&self, w: usize) {
+        bump(&self.slot(w).rx)
+    }
+    #[inline]
+    pub fn tx(&self, w: usize) {
+        bump(&self.slot(w).tx)
+    }
+    #[inline]
+    pub fn local(&self, w: usize) {
+        bump(&self.slot(w).local)
+    }
+    #[inline]
+    pub fn arp_reply(&self, w: usize) {
+        bump(&self.slot(w).arp_replies)
+    }
+    #[inline]
+    pub fn drop(&self, w: usize, r: DropReason) {
+        let i = r as usize; // ALL lists the variants in declaration order
+        bump(&self.slot(w).drops[i])
+    }
+
+    pub fn read(&self) -> NodeCounts {
+        let mut c = NodeCounts { drops: DropReason::ALL.iter().map(|r| (*r, 0)).collect(), ..Default::default() };
+        for s in self.slots.iter() {
+            c.rx += s.rx.load(Relaxed);
+            c.tx += s.tx.load(Relaxed);
+            c.local += s.local.load(Relaxed);
+            c.arp_replies += s.arp_replies.load(Relaxed);
+            for (i, d) in s.drops.iter().enumerate() {
+                c.drops[i].1 += d.load(Relaxed);
+            }
+        }
+        c
+    }
+}

@@ -1,0 +1,94 @@
+//! The node's view of the network: interfaces, addresses, routes and neighbours. An immutable
+//! snapshot, replaced as a whole when netlink (or the config) says something changed.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipvs::{RouteTo, Routing};
+use wire::MacAddr;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Kernel ifindex (also the node's interface id).
+    pub index: u32,
+    pub name: String,
+    pub mac: MacAddr,
+    pub mtu: u16,
+    /// Addresses with prefix length.
+    pub addrs: Vec<(IpAddr, u8)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub dst: IpAddr,
+    pub prefix: u8,
+    pub gateway: Option<IpAddr>,
+    pub out_if: u32,
+    /// Preferred source; else the first address of `out_if` in the family.
+    pub src: Option<IpAddr>,
+    /// Route MTU; else the interface MTU.
+    pub mtu: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NetState {
+    pub interfaces: Vec<Interface>,
+    /// Sorted longest prefix first by [`NetState::new`].
+    pub routes: Vec<RouteEntry>,
+    pub neighbours: HashMap<IpAddr, MacAddr>,
+}
+
+fn prefix_match(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix.min(32)) };
+            u32::from(*a) & m == u32::from(*n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix.min(128) as u32) };
+            u128::from(*a) & m == u128::from(*n) & m
+        }
+        _ => false,
+    }
+}
+
+impl NetState {
+    pub fn new(interfaces: Vec<Interface>, mut routes: Vec<RouteEntry>, neighbours: HashMap<IpAddr, MacAddr>) -> Self {
+        // Connected routes for every interface address, unless given.
+        for i in &interfaces {
+            for &(a, p) in &i.addrs {
+                if !routes.iter().any(|r| r.prefix == p && prefix_match(&a, &r.dst, p) && r.gateway.is_none()) {
+                    routes.push(RouteEntry { dst: a, prefix: p, gateway: None, out_if: i.index, src: Some(a), mtu: None });
+                }
+            }
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix));
+        NetState { interfaces, routes, neighbours }
+    }
+
+    #[inline]
+    pub fn interface(&self, index: u32) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.index == index)
+    }
+
+    /// Is `a` one of the node's own addresses?
+    pub fn is_local(&self, a: &IpAddr) -> bool {
+        self.interfaces.iter().any(|i| i.addrs.iter().any(|(x, _)| x == a))
+    }
+
+    /// Longest-prefix match.
+    #[inline]
+    pub fn lookup(&self, dst: &IpAddr) -> Option<&RouteEntry> {
+        self.routes.iter().find(|r| prefix_match(dst, &r.dst, r.prefix))
+    }
+}
+
+impl Routing for NetState {
+    #[inline]
+    fn route(&self, dst: &IpAddr) -> Option<RouteTo> {
+        let r = self.lookup(dst)?;
+        let ifc = self.interface(r.out_if)?;
+        let src = r.src.or_else(|| ifc.addrs.iter().find(|(a, _)| a.is_ipv4() == dst.is_ipv4()).map(|(a, _)| *a))?;
+        Some(RouteTo { out_if: r.out_if, next_hop: r.gateway.unwrap_or(*dst), mtu: r.mtu.unwrap_or(ifc.mtu), src })
+    }
+}

@@ -1,0 +1,301 @@
+//! The packet path (DESIGN.md "How a packet travels"): L2 → PRE_ROUTING → route decision →
+//! LOCAL_IN or FORWARD → (LOCAL_OUT) → POST_ROUTING → neighbour → transmit. Like the
+//! kernel's `ip_rcv`, it validates the IP header before any hook sees the packet.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use netfilter::{CsumState, DropReason, Family, HookPoint, Hooks, Output, PktType, Route, RouteKind, Skb, Traversal, Verdict};
+use wire::{EthernetFrame, MacAddr, checksum, ethernet::ethertype};
+
+use crate::counters::NodeCounters;
+use crate::net::NetState;
+use crate::worker::WorkerCtx;
+
+/// What the io backend does with a frame after [`Node::process`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Discarded (the reason is counted).
+    Drop(DropReason),
+    /// Send the (rewritten) frame on this interface.
+    Tx(u32),
+    /// Delivered to the local stack (rvs: nothing to do; the kernel has its own copy).
+    Local,
+}
+
+/// Neighbours learnt from ARP traffic, shared by all workers (written rarely, read per batch).
+type Learnt = HashMap<IpAddr, MacAddr>;
+
+/// The node: hook chains, the network snapshot, IPVS and the counters.
+pub struct Node {
+    pub hooks: Hooks<WorkerCtx>,
+    pub ipvs: Arc<ipvs::Ipvs>,
+    net: ArcSwap<NetState>,
+    learnt: ArcSwap<Learnt>,
+    learn_lock: Mutex<()>,
+    pub counters: NodeCounters,
+}
+
+impl Node {
+    /// A node with IPVS registered on its hooks.
+    pub fn new(ipvs: Arc<ipvs::Ipvs>, net: NetState) -> Arc<Self> {
+        let node = Node {
+            hooks: Hooks::new(),
+            ipvs,
+            net: ArcSwap::from_pointee(net),
+            learnt: ArcSwap::from_pointee(HashMap::new()),
+            learn_lock: Mutex::new(()),
+            counters: NodeCounters::default(),
+        };
+        ipvs::hooks::register(&node.hooks);
+        Arc::new(node)
+    }
+
+    pub fn set_net(&self, net: NetState) {
+        self.net.store(Arc::new(net));
+    }
+
+    pub fn net(&self) -> Arc<NetState> {
+        self.net.load_full()
+    }
+
+    /// A per-worker context (worker ids 0..MAX_WORKERS).
+    pub fn worker(&self, id: usize) -> WorkerCtx {
+        WorkerCtx::new(id, ipvs::Worker::new(id, self.ipvs.clone()), self.net.load_full(), self.learnt.load_full())
+    }
+
+    /// Start a batch: advance the clock, pick up new configuration, snapshot the chains.
+    pub fn begin_batch(&self, cx: &mut WorkerCtx, now_ms: u64) -> Traversal<WorkerCtx> {
+        cx.ipvs.set_now(now_ms);
+        let net = self.net.load();
+        if !Arc::ptr_eq(&cx.net, &net) {
+            cx.net = net.clone();
+        }
+        let learnt = self.learnt.load();
+        if !Arc::ptr_eq(&cx.learnt, &learnt) {
+            cx.learnt = learnt.clone();
+        }
+        self.hooks.snapshot()
+    }
+
+    fn learn(&self, ip: IpAddr, mac: MacAddr) {
+        if self.learnt.load().get(&ip) == Some(&mac) {
+            return;
+        }
+        let _g = self.learn_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m: Learnt = self.learnt.load().as_ref().clone();
+        m.insert(ip, mac);
+        self.learnt.store(Arc::new(m));
+    }
+
+    /// Run one received frame through the path. The frame in `skb` is rewritten in place.
+    pub fn process(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>) -> Action {
+        let w = cx.id;
+        self.counters.rx(w);
+        let a = self.path(tr, cx, skb);
+        match a {
+            Action::Drop(r) => self.counters.drop(w, r),
+            Action::Tx(_) => {
+                if let Some(r) = skb.drop_reason {
+                    // An ICMP error replaced the packet: count why the original went.
+                    self.counters.drop(w, r);
+                }
+                self.counters.tx(w)
+            }
+            Action::Local => self.counters.local(w),
+        }
+        a
+    }
+
+    fn path(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>) -> Action {
+        let Some(ifc_mac) = cx.net.interface(skb.in_if).map(|i| i.mac) else {
+            return Action::Drop(DropReason::NotForUs);
+        };
+        let (dst_mac, etype) = match EthernetFrame::new_checked(skb.frame.data()) {
+            Ok(e) => (e.dst_addr(), e.ethertype()),
+            Err(_) => return Action::Drop(DropReason::Truncated),
+        };
+        skb.pkt_type = if dst_mac == ifc_mac {
+            PktType::Host
+        } else if dst_mac.is_broadcast() {
+            PktType::Broadcast
+        } else if dst_mac.is_multicast() {
+            PktType::Multicast
+        } else {
+            PktType::OtherHost
+        };
+        skb.network = wire::ethernet::HEADER_LEN;
+        match etype {
+            ethertype::ARP => return self.arp(tr, cx, skb, ifc_mac),
+            ethertype::IPV4 => {}
+            _ => return Action::Drop(DropReason::NotForUs),
+        }
+        if skb.pkt_type == PktType::OtherHost {
+            return Action::Drop(DropReason::NotForUs);
+        }
+        skb.family = Family::Ipv4;
+        if let Err(r) = validate_ipv4(skb) {
+            return Action::Drop(r);
+        }
+        match tr.traverse(Family::Ipv4, HookPoint::PreRouting, cx, skb) {
+            Verdict::Accept => {}
+            v => return self.after_steal(tr, cx, skb, v),
+        }
+        let daddr = IpAddr::V4(wire::Ipv4Packet::new_unchecked(skb.network_bytes()).dst_addr());
+        let local = self.ipvs.services().is_vip(&daddr) || cx.net.is_local(&daddr);
+        if local {
+            skb.route = Route { kind: RouteKind::Local, ..Route::default() };
+            match tr.traverse(Family::Ipv4, HookPoint::LocalIn, cx, skb) {
+                Verdict::Accept => Action::Local,
+                v => self.after_steal(tr, cx, skb, v),
+            }
+        } else {
+            self.forward(tr, cx, skb, &daddr)
+        }
+    }
+
+    /// FORWARD: rvs forwards only what a hook claimed (IPVS NAT replies); it is not a router.
+    fn forward(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>, daddr: &IpAddr) -> Action {
+        let Some(rt) = ipvs::Routing::route(&*cx.net, daddr) else {
+            return Action::Drop(DropReason::NoRoute);
+        };
+        if skb.network_bytes()[8] <= 1 {
+            return Action::Drop(DropReason::TtlExceeded);
+        }
+        skb.route = Route { kind: RouteKind::Forward, out_if: rt.out_if, next_hop: Some(rt.next_hop), mtu: rt.mtu };
+        match tr.traverse(Family::Ipv4, HookPoint::Forward, cx, skb) {
+            Verdict::Accept if skb.ipvs_property => {}
+            Verdict::Accept => return Action::Drop(DropReason::NotForUs),
+            v => return self.after_steal(tr, cx, skb, v),
+        }
+        wire::Ipv4Packet::new_unchecked(skb.network_bytes_mut()).dec_ttl();
+        self.post_routing(tr, cx, skb)
+    }
+
+    /// A hook's verdict other than ACCEPT.
+    fn after_steal(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>, v: Verdict) -> Action {
+        match v {
+            Verdict::Stolen if skb.output == Output::LocalOut => {
+                match tr.traverse(Family::Ipv4, HookPoint::LocalOut, cx, skb) {
+                    Verdict::Accept => self.post_routing(tr, cx, skb),
+                    Verdict::Stolen => Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop)),
+                    _ => Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop)),
+                }
+            }
+            Verdict::Queue(_) => Action::Drop(DropReason::Queued),
+            _ => Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop)),
+        }
+    }
+
+    /// POST_ROUTING, then the neighbour stage writes the Ethernet header.
+    fn post_routing(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>) -> Action {
+        match tr.traverse(Family::Ipv4, HookPoint::PostRouting, cx, skb) {
+            Verdict::Accept => {}
+            _ => return Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop)),
+        }
+        let out_if = skb.route.out_if;
+        let Some(next_hop) = skb.route.next_hop else {
+            return Action::Drop(DropReason::NoRoute);
+        };
+        let Some(src_mac) = cx.net.interface(out_if).map(|i| i.mac) else {
+            return Action::Drop(DropReason::NoRoute);
+        };
+        let Some(dst_mac) = cx.net.neighbours.get(&next_hop).or_else(|| cx.learnt.get(&next_hop)).copied() else {
+            cx.want_neighbour(out_if, next_hop);
+            return Action::Drop(DropReason::NoNeighbour);
+        };
+        let mut eth = EthernetFrame::new_unchecked(skb.frame.data_mut());
+        eth.set_dst_addr(dst_mac);
+        eth.set_src_addr(src_mac);
+        eth.set_ethertype(ethertype::IPV4);
+        Action::Tx(out_if)
+    }
+
+    /// ARP: learn the sender, answer requests for our addresses and VIPs in place.
+    fn arp(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>, our_mac: MacAddr) -> Action {
+        skb.family = Family::Arp;
+        let (op, sha, spa, tpa) = match wire::ArpPacket::new_checked(skb.network_bytes()) {
+            Ok(a) => (a.operation(), a.sender_hw(), a.sender_ip(), a.target_ip()),
+            Err(_) => return Action::Drop(DropReason::BadL2),
+        };
+        match tr.traverse(Family::Arp, HookPoint::LocalIn, cx, skb) {
+            Verdict::Accept => {}
+            _ => return Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop)),
+        }
+        if !spa.is_unspecified() && sha.is_unicast() {
+            self.learn(IpAddr::V4(spa), sha);
+        }
+        let target = IpAddr::V4(tpa);
+        let ours = self.ipvs.services().is_vip(&target)
+            || cx.net.interface(skb.in_if).is_some_and(|i| i.addrs.iter().any(|(a, _)| *a == target));
+        if op != wire::arp::operation::REQUEST || !ours {
+            return Action::Local;
+        }
+        {
+            let mut a = wire::ArpPacket::new_unchecked(skb.network_bytes_mut());
+            a.set_operation(wire::arp::operation::REPLY);
+            a.set_target_hw(sha);
+            a.set_target_ip(spa);
+            a.set_sender_hw(our_mac);
+            a.set_sender_ip(tpa);
+        }
+        let mut eth = EthernetFrame::new_unchecked(skb.frame.data_mut());
+        eth.set_dst_addr(sha);
+        eth.set_src_addr(our_mac);
+        self.counters.arp_reply(cx.id);
+        Action::Tx(skb.in_if)
+    }
+}
+
+/// `ip_rcv`'s checks, plus rvs's own limits: no IP options, no fragments (no reassembly yet).
+/// Also trims Ethernet padding and completes offloaded (partial) transport checksums.
+fn validate_ipv4(skb: &mut Skb<'_>) -> Result<(), DropReason> {
+    let net = skb.network;
+    let (total, l4, proto) = {
+        let ip = wire::Ipv4Packet::new_checked(skb.network_bytes()).map_err(|e| match e {
+            wire::Error::Truncated => DropReason::Truncated,
+            wire::Error::Malformed => DropReason::BadIpHeader,
+        })?;
+        if !ip.verify_checksum() {
+            return Err(DropReason::BadIpChecksum);
+        }
+        if ip.header_len() != 20 {
+            return Err(DropReason::IpOptions);
+        }
+        if ip.is_fragment() {
+            return Err(DropReason::Fragment);
+        }
+        let src = ip.src_addr();
+        if src.is_multicast() || src.is_broadcast() || src == Ipv4Addr::UNSPECIFIED {
+            return Err(DropReason::BadIpHeader);
+        }
+        (ip.total_len() as usize, ip.header_len(), ip.protocol())
+    };
+    skb.frame.set_len(net + total).map_err(|_| DropReason::Truncated)?;
+    if skb.csum == CsumState::Partial {
+        complete_partial_checksum(skb, l4, proto);
+        skb.csum = CsumState::Unnecessary;
+    }
+    Ok(())
+}
+
+/// The transport checksum field of a CHECKSUM_PARTIAL frame holds the folded pseudo-header sum;
+/// summing the whole segment with it in place and complementing gives the real checksum.
+fn complete_partial_checksum(skb: &mut Skb<'_>, l4: usize, proto: u8) {
+    let off = match proto {
+        wire::ip::protocol::TCP => wire::tcp::CHECKSUM_OFFSET,
+        wire::ip::protocol::UDP => wire::udp::CHECKSUM_OFFSET,
+        _ => return,
+    };
+    let seg = &mut skb.network_bytes_mut()[l4..];
+    if seg.len() < off + 2 {
+        return;
+    }
+    let mut c = !checksum::fold(checksum::sum(seg));
+    if proto == wire::ip::protocol::UDP && c == 0 {
+        c = 0xffff;
+    }
+    seg[off..off + 2].copy_from_slice(&c.to_be_bytes());
+}
