@@ -169,14 +169,8 @@ pub fn update_addr(hc: u16, old: &IpAddr, new: &IpAddr) -> u16 {
     match (old, new) {
         (IpAddr::V4(o), IpAddr::V4(n)) => update32(hc, u32::from(*o), u32::from(*n)),
         (IpAddr::V6(o), IpAddr::V6(n)) => update_bytes(hc, &o.octets(), &n.octets()),
-        (o, n) => update_bytes(hc, &addr_octets(o), &addr_octets(n)),
-    }
-}
-
-fn addr_octets(a: &IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        (IpAddr::V4(o), IpAddr::V6(n)) => update_bytes(hc, &o.octets(), &n.octets()),
+        (IpAddr::V6(o), IpAddr::V4(n)) => update_bytes(hc, &o.octets(), &n.octets()),
     }
 }
 

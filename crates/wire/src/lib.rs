@@ -14,21 +14,27 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod frame;
+pub mod gre;
+pub mod gue;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
 pub use arp::ArpPacket;
 pub use ethernet::{EthernetFrame, MacAddr};
 pub use frame::Frame;
+pub use gre::GrePacket;
+pub use gue::GuePacket;
 pub use icmpv4::Icmpv4Packet;
 pub use icmpv6::Icmpv6Packet;
 pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
+pub use sctp::SctpPacket;
 pub use tcp::TcpPacket;
 pub use udp::UdpPacket;
 
