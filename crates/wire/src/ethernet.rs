@@ -92,13 +92,10 @@ pub mod ethertype {
 }
 
 mod field {
-    use core::ops::Range;
     pub const DST: usize = 0;
     pub const SRC: usize = 6;
     pub const ETHERTYPE: usize = 12;
     pub const PAYLOAD: usize = 14;
-    #[allow(dead_code)]
-    pub const HEADER: Range<usize> = 0..14;
 }
 
 /// Ethernet II header length.
