@@ -151,23 +151,20 @@ impl Monitor {
         let sock = NlSocket::open(MONITOR_GROUPS, true)?;
         // A large buffer makes overruns (lost events) rarer; failure is harmless.
         let _ = sock.set_rcvbuf(1 << 20);
-        Ok(Monitor {
-            sock,
-            buf: vec![0; RECV_BUF],
-        })
+        Ok(Monitor { sock, buf: vec![0; RECV_BUF] })
     }
 
     /// Drains every pending message without blocking. True if a link, address, route or
-    /// neighbour was added, changed or removed, or if events were lost (overrun): either way
-    /// the caller should dump again.
+    /// neighbour that [`dump`] would report was added, changed or removed, or if events were
+    /// lost (overrun): either way the caller should dump again. Events about what a dump
+    /// skips (local-table routes, multicast neighbour entries) do not count.
     pub fn changed(&mut self) -> bool {
         let mut changed = false;
         loop {
             match self.sock.recv(&mut self.buf, libc::MSG_DONTWAIT) {
                 Ok(n) => {
                     let n = n.min(self.buf.len());
-                    changed |=
-                        messages(&self.buf[..n]).any(|m| is_change(m.ty) || m.ty == NLMSG_OVERRUN);
+                    changed |= messages(&self.buf[..n]).any(|m| is_relevant(m.ty, m.payload));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return changed,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -180,20 +177,12 @@ impl Monitor {
 
     /// Waits up to `timeout_ms` (-1: forever) for the socket to become readable.
     pub fn wait(&self, timeout_ms: i32) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.sock.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: self.sock.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
         let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
         if rc < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            };
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
         }
         Ok(rc > 0)
     }
@@ -247,10 +236,7 @@ impl NlSocket {
         }
         if !nonblock {
             // A dump must not hang the caller forever if the kernel never finishes it.
-            let tv = libc::timeval {
-                tv_sec: 5,
-                tv_usec: 0,
-            };
+            let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
             sockopt(fd.as_raw_fd(), libc::SO_RCVTIMEO, &tv)?;
         }
         Ok(NlSocket { fd, seq: 0 })
@@ -265,22 +251,14 @@ impl NlSocket {
     fn recv(&self, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: `buf` is valid for writes of its length.
         let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                flags | libc::MSG_TRUNC,
-            )
+            libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), flags | libc::MSG_TRUNC)
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
         if n > buf.len() {
-            return Err(io::Error::other(format!(
-                "netlink datagram of {n} bytes truncated to {}",
-                buf.len()
-            )));
+            return Err(io::Error::other(format!("netlink datagram of {n} bytes truncated to {}", buf.len())));
         }
         Ok(n)
     }
@@ -297,14 +275,7 @@ impl NlSocket {
         // parsers skip).
         // SAFETY: `msg` is valid for reads of its length; the kernel is the default
         // destination of an unconnected netlink socket.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                msg.as_ptr() as *const libc::c_void,
-                msg.len(),
-                0,
-            )
-        };
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr() as *const libc::c_void, msg.len(), 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -332,10 +303,7 @@ impl NlSocket {
                     Err(e) => return Err(e),
                 };
                 if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "netlink socket closed during dump",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "netlink socket closed during dump"));
                 }
                 for m in messages(&buf[..n]) {
                     if m.seq != seq {
@@ -358,9 +326,7 @@ impl NlSocket {
                 return Ok(out);
             }
         }
-        Err(io::Error::other(
-            "netlink dump kept being interrupted by changes",
-        ))
+        Err(io::Error::other("netlink dump kept being interrupted by changes"))
     }
 }
 

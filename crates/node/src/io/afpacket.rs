@@ -227,6 +227,14 @@ impl RxFrame<'_> {
     }
 }
 
+impl<'a> RxFrame<'a> {
+    /// The frame as a [`wire::Frame`] with the ring's headroom in front, for the packet
+    /// path. Flags (`csum_not_ready`, ...) must be read before: this consumes the `RxFrame`.
+    pub fn into_frame(self) -> wire::Result<wire::Frame<'a>> {
+        wire::Frame::new(self.buf, self.start, self.len)
+    }
+}
+
 /// Counters of the socket since the previous call (`PACKET_STATISTICS` resets them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RingStats {
@@ -819,6 +827,7 @@ mod tests {
             assert!(fr.truncated(), "tp_len was set 5 above snaplen");
             // Headroom is writable.
             fr.buf[fr.start - 1] = 0xee;
+            let copy = fr.data().to_vec();
             seen.push((
                 fr.data().to_vec(),
                 fr.csum_not_ready,
@@ -827,6 +836,9 @@ mod tests {
                 fr.pkt_type,
                 fr.ifindex,
             ));
+            let wf = fr.into_frame().expect("frame fits its buffer");
+            assert_eq!(wf.data(), &copy[..]);
+            assert!(wf.headroom() >= 128);
         });
         assert_eq!(n, 2);
         assert_eq!(seen[0], (a.to_vec(), true, false, None, PktType::Host, 3));

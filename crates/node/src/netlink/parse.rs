@@ -175,9 +175,7 @@ pub(crate) fn parse_link(p: &[u8]) -> Option<Link> {
         return None;
     }
     let arphrd = u16_at(p, 2)?;
-    let index = u32::try_from(u32_at(p, 4)? as i32)
-        .ok()
-        .filter(|&i| i > 0)?;
+    let index = u32::try_from(u32_at(p, 4)? as i32).ok().filter(|&i| i > 0)?;
     let flags = u32_at(p, 8)?;
     let (mut name, mut mac, mut mtu, mut kind) = (None, None, 0, None);
     for (ty, v) in attrs(&p[IFINFOMSG_LEN..]) {
@@ -186,9 +184,7 @@ pub(crate) fn parse_link(p: &[u8]) -> Option<Link> {
             IFLA_ADDRESS => mac = mac_of(v),
             IFLA_MTU => mtu = u32_attr(v).unwrap_or(0),
             IFLA_LINKINFO => {
-                kind = attrs(v)
-                    .find(|&(t, _)| t == IFLA_INFO_KIND)
-                    .and_then(|(_, k)| str_of(k));
+                kind = attrs(v).find(|&(t, _)| t == IFLA_INFO_KIND).and_then(|(_, k)| str_of(k));
             }
             _ => {}
         }
@@ -227,12 +223,7 @@ pub(crate) fn parse_addr(p: &[u8]) -> Option<Addr> {
             _ => {}
         }
     }
-    Some(Addr {
-        ifindex,
-        addr: local.or(address)?,
-        prefix_len,
-        scope,
-    })
+    Some(Addr { ifindex, addr: local.or(address)?, prefix_len, scope })
 }
 
 /// `RTA_VIA`: `struct rtvia { family: u16, addr }`.
@@ -287,11 +278,7 @@ pub(crate) fn parse_route(p: &[u8]) -> Option<Route> {
     let mut table = u32::from(p[4]);
     let (protocol, scope) = (p[5], p[6]);
     let mut r = Route {
-        dst: if family == AF_INET {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        } else {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        },
+        dst: if family == AF_INET { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) },
         prefix_len,
         gateway: None,
         oif: None,
@@ -312,10 +299,7 @@ pub(crate) fn parse_route(p: &[u8]) -> Option<Route> {
             RTA_PRIORITY => r.metric = u32_attr(v),
             RTA_TABLE => table = u32_attr(v)?,
             RTA_METRICS => {
-                r.mtu = attrs(v)
-                    .find(|&(t, _)| t == RTAX_MTU)
-                    .and_then(|(_, m)| u32_attr(m))
-                    .filter(|&m| m > 0);
+                r.mtu = attrs(v).find(|&(t, _)| t == RTAX_MTU).and_then(|(_, m)| u32_attr(m)).filter(|&m| m > 0);
             }
             RTA_MULTIPATH => r.nexthops = parse_multipath(family, v),
             _ => {}
@@ -324,7 +308,10 @@ pub(crate) fn parse_route(p: &[u8]) -> Option<Route> {
     (table == RT_TABLE_MAIN).then_some(r)
 }
 
-/// `RTM_NEWNEIGH` payload, IPv4 (ARP) or IPv6 (ND). Requires the IP address.
+/// `RTM_NEWNEIGH` payload, IPv4 (ARP) or IPv6 (ND). Requires the IP address. Entries for
+/// multicast and limited-broadcast destinations are skipped: the kernel makes NOARP entries
+/// for them (e.g. `ff02::16` when it sends an MLD report) whose MAC is derived from the
+/// address, so they carry nothing the node needs.
 pub(crate) fn parse_neigh(p: &[u8]) -> Option<Neigh> {
     if p.len() < NDMSG_LEN {
         return None;
@@ -340,27 +327,28 @@ pub(crate) fn parse_neigh(p: &[u8]) -> Option<Neigh> {
             _ => {}
         }
     }
-    Some(Neigh {
-        ifindex,
-        ip: ip?,
-        mac,
-        state: NeighState(state),
-    })
+    let ip = ip?;
+    let derived = match ip {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_multicast(),
+    };
+    if derived {
+        return None;
+    }
+    Some(Neigh { ifindex, ip, mac, state: NeighState(state) })
 }
 
-/// True for the message types that change what a dump would return.
-pub(crate) fn is_change(ty: u16) -> bool {
-    matches!(
-        ty,
-        RTM_NEWLINK
-            | RTM_DELLINK
-            | RTM_NEWADDR
-            | RTM_DELADDR
-            | RTM_NEWROUTE
-            | RTM_DELROUTE
-            | RTM_NEWNEIGH
-            | RTM_DELNEIGH
-    )
+/// True for a notification that changes what a dump would return (new and deleted objects
+/// carry the same payload), and for an overrun, after which nothing is known.
+pub(crate) fn is_relevant(ty: u16, payload: &[u8]) -> bool {
+    match ty {
+        RTM_NEWLINK | RTM_DELLINK => parse_link(payload).is_some(),
+        RTM_NEWADDR | RTM_DELADDR => parse_addr(payload).is_some(),
+        RTM_NEWROUTE | RTM_DELROUTE => parse_route(payload).is_some(),
+        RTM_NEWNEIGH | RTM_DELNEIGH => parse_neigh(payload).is_some(),
+        NLMSG_OVERRUN => true,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -481,38 +469,17 @@ mod tests {
         // No name: not a usable link.
         assert_eq!(parse_link(&ifinfomsg(3, 0, &[])), None);
         // A 20-byte (InfiniBand) address is not a MAC.
-        let ib = ifinfomsg(
-            4,
-            0,
-            &[rta(IFLA_IFNAME, b"ib0"), rta(IFLA_ADDRESS, &[9; 20])],
-        );
-        assert_eq!(
-            parse_link(&ib).map(|l| (l.name, l.mac)),
-            Some(("ib0".into(), None))
-        );
+        let ib = ifinfomsg(4, 0, &[rta(IFLA_IFNAME, b"ib0"), rta(IFLA_ADDRESS, &[9; 20])]);
+        assert_eq!(parse_link(&ib).map(|l| (l.name, l.mac)), Some(("ib0".into(), None)));
         // Index 0 or negative is invalid.
-        assert_eq!(
-            parse_link(&ifinfomsg(-1, 0, &[rta(IFLA_IFNAME, b"x")])),
-            None
-        );
+        assert_eq!(parse_link(&ifinfomsg(-1, 0, &[rta(IFLA_IFNAME, b"x")])), None);
     }
 
     #[test]
     fn addr_v4_prefers_local_and_v6() {
-        let p = ifaddrmsg(
-            AF_INET,
-            24,
-            3,
-            &[
-                rta(IFA_ADDRESS, &[10, 0, 0, 9]),
-                rta(IFA_LOCAL, &[10, 0, 0, 1]),
-            ],
-        );
+        let p = ifaddrmsg(AF_INET, 24, 3, &[rta(IFA_ADDRESS, &[10, 0, 0, 9]), rta(IFA_LOCAL, &[10, 0, 0, 1])]);
         let a = parse_addr(&p).expect("addr");
-        assert_eq!(
-            (a.addr, a.prefix_len, a.ifindex),
-            ("10.0.0.1".parse().unwrap(), 24, 3)
-        );
+        assert_eq!((a.addr, a.prefix_len, a.ifindex), ("10.0.0.1".parse().unwrap(), 24, 3));
 
         let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let p = ifaddrmsg(AF_INET6, 64, 5, &[rta(IFA_ADDRESS, &v6.octets())]);
@@ -520,14 +487,8 @@ mod tests {
         assert_eq!((a.addr, a.prefix_len), (IpAddr::V6(v6), 64));
 
         // Wrong address length for the family, or an impossible prefix.
-        assert_eq!(
-            parse_addr(&ifaddrmsg(AF_INET, 24, 3, &[rta(IFA_LOCAL, &[1; 16])])),
-            None
-        );
-        assert_eq!(
-            parse_addr(&ifaddrmsg(AF_INET, 33, 3, &[rta(IFA_LOCAL, &[1; 4])])),
-            None
-        );
+        assert_eq!(parse_addr(&ifaddrmsg(AF_INET, 24, 3, &[rta(IFA_LOCAL, &[1; 16])])), None);
+        assert_eq!(parse_addr(&ifaddrmsg(AF_INET, 33, 3, &[rta(IFA_LOCAL, &[1; 4])])), None);
     }
 
     #[test]
@@ -543,34 +504,16 @@ mod tests {
         assert!(r.nexthops.is_empty());
 
         // Default route: no RTA_DST.
-        let d = rtmsg(
-            AF_INET6,
-            0,
-            254,
-            RTN_UNICAST,
-            &[rta(RTA_OIF, &2u32.to_ne_bytes())],
-        );
+        let d = rtmsg(AF_INET6, 0, 254, RTN_UNICAST, &[rta(RTA_OIF, &2u32.to_ne_bytes())]);
         let r = parse_route(&d).expect("default");
-        assert_eq!(
-            (r.dst, r.prefix_len),
-            (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)
-        );
+        assert_eq!((r.dst, r.prefix_len), (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0));
     }
 
     #[test]
     fn route_filters() {
         // Local table (255), via rtm_table and via RTA_TABLE.
-        assert_eq!(
-            parse_route(&rtmsg(AF_INET, 32, 255, RTN_UNICAST, &[])),
-            None
-        );
-        let t = rtmsg(
-            AF_INET,
-            32,
-            254,
-            RTN_UNICAST,
-            &[rta(RTA_TABLE, &255u32.to_ne_bytes())],
-        );
+        assert_eq!(parse_route(&rtmsg(AF_INET, 32, 255, RTN_UNICAST, &[])), None);
+        let t = rtmsg(AF_INET, 32, 254, RTN_UNICAST, &[rta(RTA_TABLE, &255u32.to_ne_bytes())]);
         assert_eq!(parse_route(&t), None);
         // RTN_LOCAL (2), RTN_BROADCAST (3), RTN_MULTICAST (5) are skipped.
         for ty in [2, 3, 5] {
@@ -596,27 +539,13 @@ mod tests {
         }
         // A trailing truncated nexthop is ignored.
         mp.extend_from_slice(&[200, 0, 0, 0]);
-        let p = rtmsg(
-            AF_INET,
-            0,
-            254,
-            RTN_UNICAST,
-            &[rta(RTA_MULTIPATH | 0x8000, &mp)],
-        );
+        let p = rtmsg(AF_INET, 0, 254, RTN_UNICAST, &[rta(RTA_MULTIPATH | 0x8000, &mp)]);
         let r = parse_route(&p).expect("route");
         assert_eq!(
             r.nexthops,
             vec![
-                NextHop {
-                    gateway: Some("10.0.0.1".parse().unwrap()),
-                    oif: 2,
-                    weight: 1
-                },
-                NextHop {
-                    gateway: Some("10.0.1.1".parse().unwrap()),
-                    oif: 3,
-                    weight: 5
-                },
+                NextHop { gateway: Some("10.0.0.1".parse().unwrap()), oif: 2, weight: 1 },
+                NextHop { gateway: Some("10.0.1.1".parse().unwrap()), oif: 3, weight: 5 },
             ]
         );
     }
@@ -627,20 +556,12 @@ mod tests {
         let mut via = (AF_INET6 as u16).to_ne_bytes().to_vec();
         via.extend_from_slice(&gw.octets());
         let p = rtmsg(AF_INET, 0, 254, RTN_UNICAST, &[rta(RTA_VIA, &via)]);
-        assert_eq!(
-            parse_route(&p).and_then(|r| r.gateway),
-            Some(IpAddr::V6(gw))
-        );
+        assert_eq!(parse_route(&p).and_then(|r| r.gateway), Some(IpAddr::V6(gw)));
     }
 
     #[test]
     fn neigh() {
-        let p = ndmsg(
-            AF_INET,
-            3,
-            0x80,
-            &[rta(NDA_DST, &[10, 88, 0, 254]), rta(NDA_LLADDR, &MAC)],
-        );
+        let p = ndmsg(AF_INET, 3, 0x80, &[rta(NDA_DST, &[10, 88, 0, 254]), rta(NDA_LLADDR, &MAC)]);
         let n = parse_neigh(&p).expect("neigh");
         assert_eq!(n.ip, "10.88.0.254".parse::<IpAddr>().unwrap());
         assert_eq!(n.mac, Some(MAC));
@@ -651,11 +572,29 @@ mod tests {
         let p = ndmsg(AF_INET, 3, 0x01, &[rta(NDA_DST, &[10, 88, 0, 7])]);
         let n = parse_neigh(&p).expect("incomplete");
         assert!(!n.usable());
+        // Multicast and broadcast entries: skipped.
+        let mc: Ipv6Addr = "ff02::16".parse().unwrap();
+        let p = ndmsg(AF_INET6, 3, 0x40, &[rta(NDA_DST, &mc.octets()), rta(NDA_LLADDR, &MAC)]);
+        assert_eq!(parse_neigh(&p), None);
+        for v4 in [[224, 0, 0, 22], [255, 255, 255, 255]] {
+            assert_eq!(parse_neigh(&ndmsg(AF_INET, 3, 0x40, &[rta(NDA_DST, &v4)])), None);
+        }
         // No destination: skipped.
-        assert_eq!(
-            parse_neigh(&ndmsg(AF_INET, 3, 0x80, &[rta(NDA_LLADDR, &MAC)])),
-            None
-        );
+        assert_eq!(parse_neigh(&ndmsg(AF_INET, 3, 0x80, &[rta(NDA_LLADDR, &MAC)])), None);
+    }
+
+    #[test]
+    fn relevance() {
+        assert!(is_relevant(RTM_NEWROUTE, &route_payload()));
+        assert!(is_relevant(RTM_DELROUTE, &route_payload()));
+        assert!(is_relevant(RTM_DELLINK, &link_payload()));
+        assert!(is_relevant(NLMSG_OVERRUN, &[]));
+        // Local-table route, multicast neighbour, unknown type, garbage: not relevant.
+        assert!(!is_relevant(RTM_NEWROUTE, &rtmsg(AF_INET, 32, 255, 2, &[])));
+        let mc = ndmsg(AF_INET, 3, 0x40, &[rta(NDA_DST, &[224, 0, 0, 22])]);
+        assert!(!is_relevant(RTM_NEWNEIGH, &mc));
+        assert!(!is_relevant(RTM_GETLINK, &link_payload()));
+        assert!(!is_relevant(RTM_NEWADDR, &[1, 2]));
     }
 
     #[test]
@@ -699,10 +638,7 @@ mod tests {
         let p = ifinfomsg(1, 0, &[rta(IFLA_IFNAME, b"lo"), rta(IFLA_MTU, &[])]);
         assert_eq!(parse_link(&p).map(|l| l.mtu), Some(0));
         // Invalid UTF-8 name.
-        assert_eq!(
-            parse_link(&ifinfomsg(1, 0, &[rta(IFLA_IFNAME, &[0xff, 0xfe])])),
-            None
-        );
+        assert_eq!(parse_link(&ifinfomsg(1, 0, &[rta(IFLA_IFNAME, &[0xff, 0xfe])])), None);
     }
 
     /// Every prefix and many byte mutations of valid messages: no panic, and prefixes shorter
@@ -713,12 +649,7 @@ mod tests {
             link_payload(),
             route_payload(),
             ifaddrmsg(AF_INET6, 64, 5, &[rta(IFA_ADDRESS, &[7; 16])]),
-            ndmsg(
-                AF_INET6,
-                3,
-                2,
-                &[rta(NDA_DST, &[1; 16]), rta(NDA_LLADDR, &MAC)],
-            ),
+            ndmsg(AF_INET6, 3, 2, &[rta(NDA_DST, &[1; 16]), rta(NDA_LLADDR, &MAC)]),
         ];
         let parse_all = |b: &[u8]| {
             let _ = parse_link(b);
