@@ -1,0 +1,149 @@
+//! Blocking client of the daemon's API over its Unix socket (one connection per
+//! request, `Connection: close`), used by `rvsadm`.
+
+use crate::api::{ApiError, Command, ConnView, ErrorKind, Reply, Snapshot};
+use crate::http;
+use std::io::{self, BufReader};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where rvsd listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
+/// Environment variable overriding the socket path.
+pub const SOCKET_ENV: &str = "RVS_SOCKET";
+
+/// What can go wrong talking to the daemon.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The socket could not be opened (daemon not running, no permission...).
+    Connect(io::Error),
+    /// The connection broke or the answer was not HTTP.
+    Transport(String),
+    /// The daemon answered with an API error.
+    Api(ApiError),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Connect(e) => write!(f, "{e}"),
+            ClientError::Transport(m) => write!(f, "{m}"),
+            ClientError::Api(e) => write!(f, "{}", e.message),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A handle on the daemon socket; cheap, connects per request.
+#[derive(Debug, Clone)]
+pub struct Client {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Client { path: path.as_ref().to_path_buf(), timeout: Duration::from_secs(30) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends one request and returns the status and raw body.
+    pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), ClientError> {
+        let stream = UnixStream::connect(&self.path).map_err(ClientError::Connect)?;
+        let t = |e: io::Error| ClientError::Transport(e.to_string());
+        stream.set_read_timeout(Some(self.timeout)).map_err(t)?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(t)?;
+        let mut w = &stream;
+        http::write_request(&mut w, method, path, body).map_err(t)?;
+        let mut r = BufReader::new(&stream);
+        let resp = http::read_response(&mut r).map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok((resp.status, resp.body))
+    }
+
+    /// Sends a request and decodes a 200 body as `T`, or the error body as `ApiError`.
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<T, ClientError> {
+        let (status, body) = self.request(method, path, body)?;
+        if status == 200 {
+            serde_json::from_slice(&body).map_err(|e| ClientError::Transport(format!("bad reply from daemon: {e}")))
+        } else {
+            let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
+                ApiError::new(
+                    ErrorKind::Internal,
+                    format!("daemon answered {status}: {}", String::from_utf8_lossy(&body).trim()),
+                )
+            });
+            Err(ClientError::Api(err))
+        }
+    }
+
+    /// `POST /v1/command`.
+    pub fn command(&self, cmd: &Command) -> Result<Reply, ClientError> {
+        let body =
+            serde_json::to_vec(cmd).map_err(|e| ClientError::Transport(format!("cannot encode command: {e}")))?;
+        self.call("POST", "/v1/command", Some(&body))
+    }
+
+    /// `GET /v1/snapshot`.
+    pub fn snapshot(&self) -> Result<Snapshot, ClientError> {
+        self.call("GET", "/v1/snapshot", None)
+    }
+
+    /// `GET /v1/connections`.
+    pub fn connections(&self) -> Result<Vec<ConnView>, ClientError> {
+        self.call("GET", "/v1/connections", None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufReader;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn round_trip_against_a_fake_server() {
+        let dir = std::env::temp_dir().join(format!("rvs-client-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let sock = dir.join("s.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).expect("bind");
+        let server = std::thread::spawn(move || {
+            for answer in [0, 1] {
+                let (s, _) = listener.accept().expect("accept");
+                let mut r = BufReader::new(&s);
+                let req = http::read_request(&mut r).expect("request");
+                let mut w = &s;
+                if answer == 0 {
+                    assert_eq!(req.path, "/v1/command");
+                    let cmd: Command = serde_json::from_slice(&req.body).expect("json");
+                    assert_eq!(cmd, Command::Clear);
+                    http::write_response(&mut w, 200, "application/json", b"\"Done\"").expect("write");
+                } else {
+                    let e = ApiError::new(ErrorKind::NoSuchService, "no");
+                    let b = serde_json::to_vec(&e).expect("json");
+                    http::write_response(&mut w, 404, "application/json", &b).expect("write");
+                }
+            }
+        });
+        let c = Client::new(&sock);
+        assert_eq!(c.command(&Command::Clear).expect("ok"), Reply::Done);
+        match c.command(&Command::Zero(None)) {
+            Err(ClientError::Api(e)) => assert_eq!(e.kind, ErrorKind::NoSuchService),
+            other => panic!("unexpected {other:?}"),
+        }
+        server.join().expect("server");
+        let _ = std::fs::remove_file(&sock);
+        let missing = Client::new(dir.join("missing.sock"));
+        assert!(matches!(missing.snapshot(), Err(ClientError::Connect(_))));
+    }
+}

@@ -1,0 +1,330 @@
+//! Minimal HTTP/1.1 framing for the control socket: one request per read, bodies
+//! framed by `Content-Length` only (no chunked encoding). Shared by the client and
+//! the daemon so both sides agree on the limits.
+//!
+//! Why hand-rolled: the API is a handful of JSON calls over a local Unix socket; a
+//! full HTTP stack would be most of the daemon's dependency tree.
+
+use std::io::{self, BufRead, Write};
+
+/// Largest request/status line plus headers accepted.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest body accepted (a snapshot of a big table still fits comfortably).
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Most header lines accepted.
+pub const MAX_HEADERS: usize = 64;
+
+/// Header list: lower-cased names, trimmed values, in order.
+pub type Headers = Vec<(String, String)>;
+
+/// One parsed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased, values trimmed.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One parsed response (client side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why a message could not be read. `status()` is what a server should answer.
+#[derive(Debug)]
+pub enum HttpError {
+    /// The peer closed the stream before sending anything (normal end of keep-alive).
+    Closed,
+    Io(io::Error),
+    /// Head larger than `MAX_HEAD` or more than `MAX_HEADERS` lines.
+    HeadTooLarge,
+    /// Content-Length above the limit.
+    BodyTooLarge(usize),
+    /// Anything that is not HTTP/1.x as we speak it.
+    Malformed(String),
+    /// A feature we do not implement (chunked transfer encoding).
+    Unsupported(String),
+}
+
+impl HttpError {
+    /// Status code a server answers with (0 for `Closed`/`Io`: nothing to answer).
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::Closed | HttpError::Io(_) => 0,
+            HttpError::HeadTooLarge => 431,
+            HttpError::BodyTooLarge(_) => 413,
+            HttpError::Malformed(_) => 400,
+            HttpError::Unsupported(_) => 501,
+        }
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Closed => write!(f, "connection closed"),
+            HttpError::Io(e) => write!(f, "{e}"),
+            HttpError::HeadTooLarge => write!(f, "header section too large"),
+            HttpError::BodyTooLarge(n) => write!(f, "body too large ({n} bytes)"),
+            HttpError::Malformed(m) => write!(f, "malformed HTTP message: {m}"),
+            HttpError::Unsupported(m) => write!(f, "unsupported: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl From<io::Error> for HttpError {
+    fn from(e: io::Error) -> Self {
+        HttpError::Io(e)
+    }
+}
+
+/// Reads one CRLF- (or LF-) terminated line, counting it against `budget`.
+fn read_line<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<Option<String>, HttpError> {
+    let mut buf = Vec::new();
+    loop {
+        let avail = r.fill_buf()?;
+        if avail.is_empty() {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(HttpError::Malformed("unexpected end of stream".into()))
+            };
+        }
+        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        if take > *budget {
+            return Err(HttpError::HeadTooLarge);
+        }
+        *budget -= take;
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(take);
+        if done {
+            break;
+        }
+    }
+    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        buf.pop();
+    }
+    String::from_utf8(buf).map(Some).map_err(|_| HttpError::Malformed("non-UTF-8 header".into()))
+}
+
+/// Reads the header lines after the start line, and the body they announce.
+fn read_headers_and_body<R: BufRead>(
+    r: &mut R,
+    budget: &mut usize,
+    body_until_eof: bool,
+) -> Result<(Headers, Vec<u8>), HttpError> {
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r, budget)?.ok_or_else(|| HttpError::Malformed("end of stream in headers".into()))?;
+        if line.is_empty() {
+            break;
+        }
+        if headers.len() >= MAX_HEADERS {
+            return Err(HttpError::HeadTooLarge);
+        }
+        let (name, value) =
+            line.split_once(':').ok_or_else(|| HttpError::Malformed(format!("bad header line {line:?}")))?;
+        let name = name.trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(HttpError::Malformed(format!("bad header name {name:?}")));
+        }
+        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    if let Some(te) = find("transfer-encoding")
+        && !te.eq_ignore_ascii_case("identity")
+    {
+        return Err(HttpError::Unsupported(format!("transfer-encoding {te}")));
+    }
+    let body = match find("content-length") {
+        Some(v) => {
+            let len: usize = v.parse().map_err(|_| HttpError::Malformed(format!("bad content-length {v:?}")))?;
+            if len > MAX_BODY {
+                return Err(HttpError::BodyTooLarge(len));
+            }
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    HttpError::Malformed("body shorter than content-length".into())
+                } else {
+                    HttpError::Io(e)
+                }
+            })?;
+            body
+        }
+        None if body_until_eof => {
+            let mut body = Vec::new();
+            let mut limited = io::Read::take(&mut *r, MAX_BODY as u64 + 1);
+            io::Read::read_to_end(&mut limited, &mut body)?;
+            if body.len() > MAX_BODY {
+                return Err(HttpError::BodyTooLarge(body.len()));
+            }
+            body
+        }
+        None => Vec::new(),
+    };
+    Ok((headers, body))
+}
+
+/// Reads one request. `Err(HttpError::Closed)` means the peer closed cleanly.
+pub fn read_request<R: BufRead>(r: &mut R) -> Result<Request, HttpError> {
+    let mut budget = MAX_HEAD;
+    // Tolerate stray empty lines before a request (RFC 9112 §2.2).
+    let line = loop {
+        match read_line(r, &mut budget)? {
+            None => return Err(HttpError::Closed),
+            Some(l) if l.is_empty() => continue,
+            Some(l) => break l,
+        }
+    };
+    let mut parts = line.split(' ');
+    let (Some(method), Some(path), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HttpError::Malformed(format!("bad request line {line:?}")));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(HttpError::Malformed(format!("bad version {version:?}")));
+    }
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(HttpError::Malformed(format!("bad method {method:?}")));
+    }
+    if !path.starts_with('/') {
+        return Err(HttpError::Malformed(format!("bad path {path:?}")));
+    }
+    let (headers, body) = read_headers_and_body(r, &mut budget, false)?;
+    Ok(Request { method: method.to_string(), path: path.to_string(), headers, body })
+}
+
+/// Reads one response (client side). Without Content-Length the body runs to EOF.
+pub fn read_response<R: BufRead>(r: &mut R) -> Result<Response, HttpError> {
+    let mut budget = MAX_HEAD;
+    let line = read_line(r, &mut budget)?.ok_or(HttpError::Closed)?;
+    let mut parts = line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    let code = parts.next().unwrap_or("");
+    if !version.starts_with("HTTP/1.") {
+        return Err(HttpError::Malformed(format!("bad status line {line:?}")));
+    }
+    let status: u16 = match code.parse() {
+        Ok(s) if (100..1000).contains(&s) => s,
+        _ => return Err(HttpError::Malformed(format!("bad status line {line:?}"))),
+    };
+    let (headers, body) = read_headers_and_body(r, &mut budget, true)?;
+    Ok(Response { status, headers, body })
+}
+
+/// Standard reason phrase for the codes this API uses.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        _ => "Unknown",
+    }
+}
+
+/// Writes one complete response with a JSON (or other) body.
+pub fn write_response<W: Write>(w: &mut W, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    w.write_all(head.as_bytes())?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+/// Writes one complete request (client side); `Connection: close` keeps it one-shot.
+pub fn write_request<W: Write>(w: &mut W, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<()> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\n");
+    if let Some(b) = body {
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    }
+    head.push_str("\r\n");
+    w.write_all(head.as_bytes())?;
+    if let Some(b) = body {
+        w.write_all(b)?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn parses_request_with_body() {
+        let raw = b"POST /v1/command HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcdEXTRA";
+        let mut c = Cursor::new(&raw[..]);
+        let req = read_request(&mut c).expect("request");
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.path, "/v1/command");
+        assert_eq!(req.header("Host"), Some("x"));
+        assert_eq!(req.body, b"abcd");
+    }
+
+    #[test]
+    fn clean_close_and_garbage() {
+        assert!(matches!(read_request(&mut Cursor::new(&b""[..])), Err(HttpError::Closed)));
+        let e = read_request(&mut Cursor::new(&b"\x16\x03\x01garbage\r\n\r\n"[..])).unwrap_err();
+        assert_eq!(e.status(), 400);
+        let e = read_request(&mut Cursor::new(&b"GET / HTTP/1.1\r\nnocolon\r\n\r\n"[..])).unwrap_err();
+        assert_eq!(e.status(), 400);
+        let e = read_request(&mut Cursor::new(&b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"[..])).unwrap_err();
+        assert_eq!(e.status(), 400);
+        let e =
+            read_request(&mut Cursor::new(&b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..])).unwrap_err();
+        assert_eq!(e.status(), 501);
+    }
+
+    #[test]
+    fn limits() {
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
+        big.extend_from_slice(b"\r\n\r\n");
+        let e = read_request(&mut Cursor::new(&big[..])).unwrap_err();
+        assert_eq!(e.status(), 431);
+        let raw = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        let e = read_request(&mut Cursor::new(raw.as_bytes())).unwrap_err();
+        assert_eq!(e.status(), 413);
+    }
+
+    #[test]
+    fn response_round_trip() {
+        let mut out = Vec::new();
+        write_response(&mut out, 404, "application/json", b"{\"a\":1}").expect("write");
+        let resp = read_response(&mut Cursor::new(&out[..])).expect("read");
+        assert_eq!(resp.status, 404);
+        assert_eq!(resp.body, b"{\"a\":1}");
+        let mut out = Vec::new();
+        write_request(&mut out, "POST", "/v1/command", Some(b"{}")).expect("write");
+        let req = read_request(&mut Cursor::new(&out[..])).expect("read");
+        assert_eq!((req.method.as_str(), req.body.as_slice()), ("POST", &b"{}"[..]));
+    }
+}
