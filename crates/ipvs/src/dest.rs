@@ -166,10 +166,8 @@ impl Dest {
         if cfg.weight > 0 {
             self.last_weight.store(cfg.weight, Relaxed);
         }
-        let word = cfg.method as u64
-            | (cfg.tun_type as u64) << 8
-            | (cfg.tun_csum as u64) << 16
-            | (cfg.tun_port as u64) << 32;
+        let word =
+            cfg.method as u64 | (cfg.tun_type as u64) << 8 | (cfg.tun_csum as u64) << 16 | (cfg.tun_port as u64) << 32;
         self.method_word.store(word, Relaxed);
         self.u_threshold.store(cfg.u_threshold, Relaxed);
         self.l_threshold.store(cfg.l_threshold, Relaxed);

@@ -5,10 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use netfilter::{
-    DropReason, Family, Hook, HookHandle, HookOps, HookPoint, Hooks, PktType, Skb, Verdict,
-    priority,
-};
+use netfilter::{DropReason, Family, Hook, HookHandle, HookOps, HookPoint, Hooks, PktType, Skb, Verdict, priority};
 
 use crate::conn::{ConnFlags, ConnId};
 use crate::ctx::{IpvsContext, Routing};
@@ -81,9 +78,7 @@ impl<C: IpvsContext> Hook<C> for OutHook {
 impl Worker {
     /// The in-path of §2 for one TCP/UDP packet to a VIP.
     pub fn in_packet(&mut self, skb: &mut Skb<'_>, t: &Tuple, routing: &dyn Routing) -> Verdict {
-        let mut found = self
-            .conns
-            .lookup_in(t.protocol, &t.saddr, t.sport, &t.daddr, t.dport);
+        let mut found = self.conns.lookup_in(t.protocol, &t.saddr, t.sport, &t.daddr, t.dport);
         if let Some(id) = found {
             match self.check_existing(id, t) {
                 Existing::Use => {}
@@ -138,9 +133,7 @@ impl Worker {
             let reusable = c.n_control == 0
                 && !c.has_control()
                 && (matches!(c.state, tcp::TIME_WAIT | tcp::CLOSE)
-                    || (mode & 2 != 0
-                        && c.state == tcp::FIN_WAIT
-                        && c.flags & ConnFlags::NOOUTPUT != 0));
+                    || (mode & 2 != 0 && c.state == tcp::FIN_WAIT && c.flags & ConnFlags::NOOUTPUT != 0));
             if mode != 0 && reusable {
                 return Existing::Reschedule;
             }
@@ -159,13 +152,8 @@ impl Worker {
     }
 
     /// No entry: find the service and schedule (§4, §5). `Err` carries the final verdict.
-    fn schedule(
-        &mut self,
-        skb: &mut Skb<'_>,
-        t: &Tuple,
-        routing: &dyn Routing,
-    ) -> Result<ConnId, Verdict> {
-        let table = self.ipvs.services();
+    fn schedule(&mut self, skb: &mut Skb<'_>, t: &Tuple, routing: &dyn Routing) -> Result<ConnId, Verdict> {
+        let table = self.services().clone();
         let Some(svc) = table.lookup(skb.mark, t.protocol, &t.daddr, t.dport) else {
             return Err(Verdict::Accept);
         };
@@ -182,13 +170,7 @@ impl Worker {
             // A port-0 catch-all schedules only when persistent (not built yet).
             return Err(Verdict::Accept);
         }
-        let input = SchedInput {
-            proto: t.protocol,
-            saddr: t.saddr,
-            sport: t.sport,
-            daddr: t.daddr,
-            dport: t.dport,
-        };
+        let input = SchedInput { proto: t.protocol, saddr: t.saddr, sport: t.sport, daddr: t.daddr, dport: t.dport };
         let Some(dest) = svc.scheduler.schedule(&svc.dests, &input) else {
             return Err(xmit::icmp::send_error_v4(
                 skb,
@@ -208,9 +190,7 @@ impl Worker {
             dport: if dest.port != 0 { dest.port } else { t.dport },
             fwmark: skb.mark,
         };
-        let id = self
-            .create(&nc, &dest, None, 0)
-            .map_err(|_| skb.drop_with(DropReason::ConnTableFull))?;
+        let id = self.create(&nc, &dest, None, 0).map_err(|_| skb.drop_with(DropReason::ConnTableFull))?;
         dest.stats.count_conn(self.id);
         svc.stats.count_conn(self.id);
         self.ipvs.total.count_conn(self.id);
@@ -219,22 +199,14 @@ impl Worker {
 
     /// The out-path of §3 for a TCP/UDP packet being forwarded.
     pub fn out_packet(&mut self, skb: &mut Skb<'_>, t: &Tuple) -> Verdict {
-        let Some(id) = self
-            .conns
-            .lookup_out(t.protocol, &t.saddr, t.sport, &t.daddr, t.dport)
-        else {
+        let Some(id) = self.conns.lookup_out(t.protocol, &t.saddr, t.sport, &t.daddr, t.dport) else {
             return Verdict::Accept;
         };
         let (vaddr, vport, nat, dest) = {
             let Some(c) = self.conns.get(id) else {
                 return Verdict::Accept;
             };
-            (
-                c.vaddr,
-                c.vport,
-                c.flags & ConnFlags::FWD_MASK == 0,
-                c.dest.clone(),
-            )
+            (c.vaddr, c.vport, c.flags & ConnFlags::FWD_MASK == 0, c.dest.clone())
         };
         if nat {
             xmit::nat_out_rewrite(skb, t, &vaddr, vport);

@@ -40,9 +40,7 @@ impl std::fmt::Display for AdminError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AdminError::ServiceExists => f.write_str("Service already exists"),
-            AdminError::SchedulerNotFound => {
-                f.write_str("Scheduler or persistence engine not found")
-            }
+            AdminError::SchedulerNotFound => f.write_str("Scheduler or persistence engine not found"),
             AdminError::NoSuchService => f.write_str("No such service"),
             AdminError::ServiceNotDefined => f.write_str("Service not defined"),
             AdminError::DestExists => f.write_str("Destination already exists"),
@@ -120,6 +118,12 @@ impl Ipvs {
         self.table.load_full()
     }
 
+    /// The global timeouts without touching the reference count (workers, per batch).
+    #[inline]
+    pub fn timeouts_guard(&self) -> arc_swap::Guard<Arc<Timeouts>> {
+        self.timeouts.load()
+    }
+
     pub fn timeouts(&self) -> Arc<Timeouts> {
         self.timeouts.load_full()
     }
@@ -144,19 +148,12 @@ impl Ipvs {
         if let ServiceKey::Addr { port: 0, .. } = cfg.key
             && cfg.persistent.is_none()
         {
-            return Err(AdminError::Invalid(
-                "Zero port specified for non-persistent service",
-            ));
+            return Err(AdminError::Invalid("Zero port specified for non-persistent service"));
         }
         if cfg.ops {
-            let udp_or_mark = matches!(
-                cfg.key,
-                ServiceKey::Fwmark { .. } | ServiceKey::Addr { protocol: 17, .. }
-            );
+            let udp_or_mark = matches!(cfg.key, ServiceKey::Fwmark { .. } | ServiceKey::Addr { protocol: 17, .. });
             if !udp_or_mark {
-                return Err(AdminError::Invalid(
-                    "One-Packet Scheduling is only for UDP virtual services",
-                ));
+                return Err(AdminError::Invalid("One-Packet Scheduling is only for UDP virtual services"));
             }
         }
         if cfg.key.is_ipv6() && !(1..=128).contains(&cfg.netmask) {
@@ -173,15 +170,9 @@ impl Ipvs {
         if cur.get(&cfg.key).is_some() {
             return Err(AdminError::ServiceExists);
         }
-        let scheduler = sched::new_scheduler(&cfg.scheduler, cfg.sched_flags)
-            .ok_or(AdminError::SchedulerNotFound)?;
+        let scheduler = sched::new_scheduler(&cfg.scheduler, cfg.sched_flags).ok_or(AdminError::SchedulerNotFound)?;
         scheduler.update(&[]);
-        let svc = Arc::new(Service {
-            config: cfg,
-            dests: Vec::new(),
-            scheduler,
-            stats: Arc::new(Stats::default()),
-        });
+        let svc = Arc::new(Service { config: cfg, dests: Vec::new(), scheduler, stats: Arc::new(Stats::default()) });
         let mut list = cur.order.clone();
         list.push(svc);
         self.publish(list);
@@ -196,11 +187,7 @@ impl Ipvs {
         f: impl FnOnce(&Service) -> Result<Service, AdminError>,
     ) -> Result<(), AdminError> {
         let cur = self.table.load();
-        let pos = cur
-            .order
-            .iter()
-            .position(|s| s.config.key == *key)
-            .ok_or(missing)?;
+        let pos = cur.order.iter().position(|s| s.config.key == *key).ok_or(missing)?;
         let new = Arc::new(f(&cur.order[pos])?);
         let mut list = cur.order.clone();
         list[pos] = new;
@@ -214,22 +201,14 @@ impl Ipvs {
         let _w = self.lock();
         let key = cfg.key;
         self.replace(&key, AdminError::NoSuchService, |old| {
-            let scheduler = if old.config.scheduler == cfg.scheduler
-                && old.config.sched_flags == cfg.sched_flags
-            {
+            let scheduler = if old.config.scheduler == cfg.scheduler && old.config.sched_flags == cfg.sched_flags {
                 old.scheduler.clone()
             } else {
-                let s = sched::new_scheduler(&cfg.scheduler, cfg.sched_flags)
-                    .ok_or(AdminError::SchedulerNotFound)?;
+                let s = sched::new_scheduler(&cfg.scheduler, cfg.sched_flags).ok_or(AdminError::SchedulerNotFound)?;
                 s.update(&old.dests);
                 s
             };
-            Ok(Service {
-                config: cfg,
-                dests: old.dests.clone(),
-                scheduler,
-                stats: old.stats.clone(),
-            })
+            Ok(Service { config: cfg, dests: old.dests.clone(), scheduler, stats: old.stats.clone() })
         })
     }
 
@@ -242,12 +221,7 @@ impl Ipvs {
             d.set_available(false);
         }
         trash.0.retain(|(k, _)| k != key);
-        let list = cur
-            .order
-            .iter()
-            .filter(|s| s.config.key != *key)
-            .cloned()
-            .collect();
+        let list = cur.order.iter().filter(|s| s.config.key != *key).cloned().collect();
         self.publish(list);
         Ok(())
     }
@@ -272,14 +246,9 @@ impl Ipvs {
             return Err(AdminError::Range("l_threshold above u_threshold"));
         }
         if cfg.addr.is_ipv6() != key.is_ipv6() && cfg.method != ForwardMethod::Tunnel {
-            return Err(AdminError::Invalid(
-                "Different address family is allowed only for tunneling servers",
-            ));
+            return Err(AdminError::Invalid("Different address family is allowed only for tunneling servers"));
         }
-        if cfg.method == ForwardMethod::Tunnel
-            && cfg.tun_type == TunnelType::Gue
-            && cfg.tun_port == 0
-        {
+        if cfg.method == ForwardMethod::Tunnel && cfg.tun_type == TunnelType::Gue && cfg.tun_port == 0 {
             return Err(AdminError::Invalid("GUE tunnel needs a port"));
         }
         if cfg.addr.is_unspecified() || cfg.addr.is_multicast() {
@@ -313,14 +282,10 @@ impl Ipvs {
         if svc.find_dest(&cfg.addr, cfg.port).is_some() {
             return Err(AdminError::DestExists);
         }
-        if svc.config.scheduler == "mh" && svc.dests.len() + 1 > MH_TABLE_SIZE {
-            return Err(AdminError::Invalid("more dests than the mh table size"));
+        if svc.scheduler.max_dests().is_some_and(|m| svc.dests.len() + 1 > m) {
+            return Err(AdminError::Invalid("more dests than the scheduler's table size"));
         }
-        let dest = match trash
-            .0
-            .iter()
-            .position(|(k, d)| k == key && d.addr == cfg.addr && d.port == cfg.port)
-        {
+        let dest = match trash.0.iter().position(|(k, d)| k == key && d.addr == cfg.addr && d.port == cfg.port) {
             Some(i) => {
                 let (_, d) = trash.0.swap_remove(i);
                 d.apply(&cfg);
@@ -352,9 +317,7 @@ impl Ipvs {
         let _w = self.lock();
         let cur = self.table.load();
         let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
-        let d = svc
-            .find_dest(&cfg.addr, cfg.port)
-            .ok_or(AdminError::NoSuchDest)?;
+        let d = svc.find_dest(&cfg.addr, cfg.port).ok_or(AdminError::NoSuchDest)?;
         d.apply(&cfg);
         svc.scheduler.update(&svc.dests);
         Ok(())
@@ -362,12 +325,7 @@ impl Ipvs {
 
     /// `-d`: the dest leaves the service (it is no longer AVAILABLE); its connections stay
     /// bound to it until they expire (§9), or are expired with `expire_nodest_conn`.
-    pub fn delete_dest(
-        &self,
-        key: &ServiceKey,
-        addr: &IpAddr,
-        port: u16,
-    ) -> Result<(), AdminError> {
+    pub fn delete_dest(&self, key: &ServiceKey, addr: &IpAddr, port: u16) -> Result<(), AdminError> {
         let mut trash = self.lock();
         let cur = self.table.load();
         let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
@@ -384,12 +342,7 @@ impl Ipvs {
         trash.0.push((*key, d.clone()));
         drop(cur);
         self.replace(key, AdminError::ServiceNotDefined, |old| {
-            let dests: Vec<_> = old
-                .dests
-                .iter()
-                .filter(|x| !Arc::ptr_eq(x, &d))
-                .cloned()
-                .collect();
+            let dests: Vec<_> = old.dests.iter().filter(|x| !Arc::ptr_eq(x, &d)).cloned().collect();
             old.scheduler.update(&dests);
             Ok(Service {
                 config: old.config.clone(),
@@ -430,6 +383,3 @@ impl Default for Ipvs {
         Ipvs::new(DEFAULT_MAX_CONNS)
     }
 }
-
-/// The mh scheduler's table size: a service cannot have more dests (§15).
-const MH_TABLE_SIZE: usize = 4093;

@@ -54,17 +54,11 @@ pub fn parse(skb: &Skb<'_>) -> Parsed {
     }
     let seg = &net[l4..ip_len];
     let (sport, dport, flags) = if proto == protocol::TCP {
-        if seg.len() < wire::tcp::HEADER_LEN
-            || ((seg[12] >> 4) as usize) < 5
-            || (seg[12] >> 4) as usize * 4 > seg.len()
+        if seg.len() < wire::tcp::HEADER_LEN || ((seg[12] >> 4) as usize) < 5 || (seg[12] >> 4) as usize * 4 > seg.len()
         {
             return Parsed::Bad(DropReason::BadL4Header);
         }
-        (
-            u16::from_be_bytes([seg[0], seg[1]]),
-            u16::from_be_bytes([seg[2], seg[3]]),
-            seg[13],
-        )
+        (u16::from_be_bytes([seg[0], seg[1]]), u16::from_be_bytes([seg[2], seg[3]]), seg[13])
     } else {
         if seg.len() < wire::udp::HEADER_LEN {
             return Parsed::Bad(DropReason::BadL4Header);
@@ -73,11 +67,7 @@ pub fn parse(skb: &Skb<'_>) -> Parsed {
         if ulen < 8 || ulen > seg.len() {
             return Parsed::Bad(DropReason::BadL4Header);
         }
-        (
-            u16::from_be_bytes([seg[0], seg[1]]),
-            u16::from_be_bytes([seg[2], seg[3]]),
-            0,
-        )
+        (u16::from_be_bytes([seg[0], seg[1]]), u16::from_be_bytes([seg[2], seg[3]]), 0)
     };
     Parsed::Tuple(Tuple {
         protocol: proto,

@@ -3,11 +3,14 @@
 //! The control plane publishes a new [`ServiceTable`] (arc-swap) on every change to the set of
 //! services or dests; workers load it only for packets that find no connection.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::dest::Dest;
+
+/// Hash maps of the packet path: hashbrown with a randomly seeded foldhash (keys come from
+/// packets).
+pub type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
 use crate::proto::Timeouts;
 use crate::sched::{SchedFlags, Scheduler};
 use crate::stats::Stats;
@@ -15,31 +18,16 @@ use crate::stats::Stats;
 /// How a service is addressed: ⟨protocol, VIP, port⟩ or a firewall mark (`-f`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServiceKey {
-    Addr {
-        protocol: u8,
-        addr: IpAddr,
-        port: u16,
-    },
-    Fwmark {
-        mark: u32,
-        ipv6: bool,
-    },
+    Addr { protocol: u8, addr: IpAddr, port: u16 },
+    Fwmark { mark: u32, ipv6: bool },
 }
 
 impl ServiceKey {
     pub fn tcp(addr: IpAddr, port: u16) -> Self {
-        ServiceKey::Addr {
-            protocol: wire_proto::TCP,
-            addr,
-            port,
-        }
+        ServiceKey::Addr { protocol: wire_proto::TCP, addr, port }
     }
     pub fn udp(addr: IpAddr, port: u16) -> Self {
-        ServiceKey::Addr {
-            protocol: wire_proto::UDP,
-            addr,
-            port,
-        }
+        ServiceKey::Addr { protocol: wire_proto::UDP, addr, port }
     }
     pub fn is_ipv6(&self) -> bool {
         match self {
@@ -96,23 +84,21 @@ pub struct Service {
 
 impl Service {
     pub fn find_dest(&self, addr: &IpAddr, port: u16) -> Option<&Arc<Dest>> {
-        self.dests
-            .iter()
-            .find(|d| d.addr == *addr && d.port == port)
+        self.dests.iter().find(|d| d.addr == *addr && d.port == port)
     }
 }
 
 /// Everything the workers need to schedule: the services by key, in a snapshot.
 #[derive(Debug, Default)]
 pub struct ServiceTable {
-    by_addr: HashMap<(u8, IpAddr, u16), Arc<Service>>,
-    by_mark: HashMap<(u32, bool), Arc<Service>>,
+    by_addr: FastMap<(u8, IpAddr, u16), Arc<Service>>,
+    by_mark: FastMap<(u32, bool), Arc<Service>>,
     /// Services in creation order (listing order before sorting).
     pub order: Vec<Arc<Service>>,
     port_zero: bool,
     /// Every VIP of every address service: the node answers ARP for them and routes them to
     /// LOCAL_IN.
-    vips: HashMap<IpAddr, ()>,
+    vips: FastMap<IpAddr, ()>,
 }
 
 impl ServiceTable {
@@ -120,11 +106,7 @@ impl ServiceTable {
         let mut t = ServiceTable::default();
         for s in &services {
             match s.config.key {
-                ServiceKey::Addr {
-                    protocol,
-                    addr,
-                    port,
-                } => {
+                ServiceKey::Addr { protocol, addr, port } => {
                     t.by_addr.insert((protocol, addr, port), s.clone());
                     t.vips.insert(addr, ());
                     t.port_zero |= port == 0;
@@ -140,13 +122,7 @@ impl ServiceTable {
 
     /// Service lookup for a packet in the kernel's order: fwmark, exact, port 0 (§4).
     #[inline]
-    pub fn lookup(
-        &self,
-        mark: u32,
-        protocol: u8,
-        daddr: &IpAddr,
-        dport: u16,
-    ) -> Option<&Arc<Service>> {
+    pub fn lookup(&self, mark: u32, protocol: u8, daddr: &IpAddr, dport: u16) -> Option<&Arc<Service>> {
         if mark != 0
             && let Some(s) = self.by_mark.get(&(mark, daddr.is_ipv6()))
         {
@@ -163,11 +139,7 @@ impl ServiceTable {
 
     pub fn get(&self, key: &ServiceKey) -> Option<&Arc<Service>> {
         match *key {
-            ServiceKey::Addr {
-                protocol,
-                addr,
-                port,
-            } => self.by_addr.get(&(protocol, addr, port)),
+            ServiceKey::Addr { protocol, addr, port } => self.by_addr.get(&(protocol, addr, port)),
             ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.get(&(mark, ipv6)),
         }
     }

@@ -157,10 +157,7 @@ impl Estimator {
 
     /// `-Z` sets the rates to 0 and rebases on the current counters.
     pub fn reset(&mut self, now: Counters) {
-        *self = Estimator {
-            last: now,
-            ..Default::default()
-        };
+        *self = Estimator { last: now, ..Default::default() };
     }
 }
 
@@ -181,10 +178,7 @@ mod tests {
         }
         let mut e = Estimator::default();
         let mut c = Counters::default();
-        let want = [
-            250000, 437500, 578125, 683594, 762695, 822021, 866516, 899887, 924915, 943686, 957765,
-            968324,
-        ];
+        let want = [250000, 437500, 578125, 683594, 762695, 822021, 866516, 899887, 924915, 943686, 957765, 968324];
         for w in want {
             c.inbytes += 2_000_000;
             e.tick(c);

@@ -9,6 +9,7 @@ use crate::conn::{Conn, ConnFlags, ConnId, ConnTable, TableFull};
 use crate::dest::{Dest, ForwardMethod};
 use crate::ipvs::Ipvs;
 use crate::proto::{Dir, Timeouts, tcp, udp};
+use crate::service::ServiceTable;
 
 /// Initial timeout of a new entry before its first transition (§9), seconds.
 const INITIAL_TIMEOUT: u32 = 3;
@@ -22,6 +23,8 @@ pub struct Worker {
     /// Engine clock, milliseconds; set by the node once per batch.
     now: u64,
     timeouts: Arc<Timeouts>,
+    /// The service table as of the current batch (no atomic operation per packet).
+    services: Arc<ServiceTable>,
     /// IP identification for outer tunnel headers without DF.
     pub(crate) ip_id: u16,
 }
@@ -42,23 +45,52 @@ impl Worker {
     pub fn new(id: usize, ipvs: Arc<Ipvs>) -> Self {
         let conns = ConnTable::new(ipvs.max_conns);
         let timeouts = ipvs.timeouts();
-        Worker {
-            id,
-            ipvs,
-            conns,
-            now: 0,
-            timeouts,
-            ip_id: (id as u16).wrapping_mul(0x9e37),
-        }
+        let services = ipvs.services_full();
+        Worker { id, ipvs, conns, now: 0, timeouts, services, ip_id: (id as u16).wrapping_mul(0x9e37) }
     }
 
     /// Advance the clock (milliseconds) and pick up configuration published since the last
     /// batch. Call once per batch.
     pub fn set_now(&mut self, now_ms: u64) {
         self.now = now_ms;
-        if !Arc::ptr_eq(&self.timeouts, &self.ipvs.timeouts()) {
-            self.timeouts = self.ipvs.timeouts();
+        let t = self.ipvs.timeouts_guard();
+        if !Arc::ptr_eq(&self.timeouts, &t) {
+            self.timeouts = t.clone();
         }
+        let cur = self.ipvs.services();
+        if !Arc::ptr_eq(&self.services, &cur) {
+            self.services = cur.clone();
+        }
+    }
+
+    /// The service table as of this batch.
+    #[inline]
+    pub fn services(&self) -> &Arc<ServiceTable> {
+        &self.services
+    }
+
+    /// First stage of batch pipelining: from an IPv4 packet (network header first), compute
+    /// the connection hash of its client side and prefetch the index line. Returns the hash
+    /// for [`ConnTable::prefetch_entry`]. Garbage yields `None`; nothing is validated here.
+    #[inline]
+    pub fn prefetch(&self, ip: &[u8]) -> Option<u32> {
+        let ihl = (*ip.first()? & 0xf) as usize * 4;
+        let proto = *ip.get(9)?;
+        if proto != 6 && proto != 17 {
+            return None;
+        }
+        let a = |o: usize| -> Option<IpAddr> {
+            Some(IpAddr::V4(std::net::Ipv4Addr::new(*ip.get(o)?, *ip.get(o + 1)?, *ip.get(o + 2)?, *ip.get(o + 3)?)))
+        };
+        let port = |o: usize| -> Option<u16> { Some(u16::from_be_bytes([*ip.get(o)?, *ip.get(o + 1)?])) };
+        let (saddr, daddr) = (a(12)?, a(16)?);
+        let h = if self.services.is_vip(&daddr) {
+            self.conns.hash(proto, &saddr, port(ihl)?)
+        } else {
+            self.conns.hash(proto, &daddr, port(ihl + 2)?)
+        };
+        self.conns.prefetch(h);
+        Some(h)
     }
 
     #[inline]
@@ -112,12 +144,7 @@ impl Worker {
     /// Returns the new state.
     #[inline]
     pub fn transition(&mut self, id: ConnId, dir: Dir, tcp_flags: u8) -> u8 {
-        let secure = self
-            .ipvs
-            .sysctl
-            .secure_tcp
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2;
+        let secure = self.ipvs.sysctl.secure_tcp.load(std::sync::atomic::Ordering::Relaxed) >= 2;
         let now = self.now;
         let timeouts = &self.timeouts;
         let Some(c) = self.conns.get_mut(id) else {
@@ -125,11 +152,7 @@ impl Worker {
         };
         let (new_state, timeout) = match c.protocol {
             6 => {
-                let dir = if dir == Dir::Input && c.flags & ConnFlags::NOOUTPUT != 0 {
-                    Dir::InputOnly
-                } else {
-                    dir
-                };
+                let dir = if dir == Dir::Input && c.flags & ConnFlags::NOOUTPUT != 0 { Dir::InputOnly } else { dir };
                 let s = tcp::transition(dir, c.state, tcp_flags, secure);
                 (s, timeouts.tcp[s as usize])
             }
@@ -154,8 +177,7 @@ impl Worker {
             }
         }
         // Reaching ESTABLISHED (or a UDP reply) assures the controlling template (§10).
-        let assure = (c.protocol == 6 && new_state == tcp::ESTABLISHED)
-            || (c.protocol == 17 && dir == Dir::Output);
+        let assure = (c.protocol == 6 && new_state == tcp::ESTABLISHED) || (c.protocol == 17 && dir == Dir::Output);
         let control = c.control;
         if assure
             && control != u32::MAX
@@ -189,10 +211,7 @@ impl Worker {
             return;
         };
         if let Some(d) = &c.dest {
-            d.unbind(
-                c.flags & ConnFlags::TEMPLATE != 0,
-                c.flags & ConnFlags::INACTIVE == 0,
-            );
+            d.unbind(c.flags & ConnFlags::TEMPLATE != 0, c.flags & ConnFlags::INACTIVE == 0);
         }
         if c.control != u32::MAX
             && let Some(ct) = self.conns.get_mut(c.control)
@@ -220,9 +239,7 @@ impl Worker {
     /// A full sweep (tests, shutdown).
     pub fn expire_all(&mut self) -> usize {
         let n = self.conns.capacity_used();
-        (0..n as ConnId)
-            .map(|id| self.expire_one(id) as usize)
-            .sum()
+        (0..n as ConnId).map(|id| self.expire_one(id) as usize).sum()
     }
 
     fn expire_one(&mut self, id: ConnId) -> bool {

@@ -49,12 +49,7 @@ struct Entry<C> {
 
 impl<C> Clone for Entry<C> {
     fn clone(&self) -> Self {
-        Entry {
-            id: self.id,
-            priority: self.priority,
-            name: self.name.clone(),
-            hook: self.hook.clone(),
-        }
+        Entry { id: self.id, priority: self.priority, name: self.name.clone(), hook: self.hook.clone() }
     }
 }
 
@@ -99,21 +94,9 @@ impl<C: 'static> Hooks<C> {
         let slot = self.slot(ops.family, ops.point);
         let mut chain: Chain<C> = slot.load().as_ref().clone();
         let at = chain.partition_point(|e| e.priority <= ops.priority);
-        chain.insert(
-            at,
-            Entry {
-                id,
-                priority: ops.priority,
-                name: ops.name,
-                hook: ops.hook,
-            },
-        );
+        chain.insert(at, Entry { id, priority: ops.priority, name: ops.name, hook: ops.hook });
         slot.store(Arc::new(chain));
-        HookHandle {
-            family: ops.family,
-            point: ops.point,
-            id,
-        }
+        HookHandle { family: ops.family, point: ops.point, id }
     }
 
     /// `nf_unregister_hook`. Returns false if the handle was not registered (any more).
@@ -131,11 +114,7 @@ impl<C: 'static> Hooks<C> {
 
     /// (name, priority) of every registration on a chain, in traversal order.
     pub fn list(&self, family: Family, point: HookPoint) -> Vec<(String, i32)> {
-        self.slot(family, point)
-            .load()
-            .iter()
-            .map(|e| (e.name.clone(), e.priority))
-            .collect()
+        self.slot(family, point).load().iter().map(|e| (e.name.clone(), e.priority)).collect()
     }
 
     /// Run a packet through one chain (`NF_HOOK`). Returns ACCEPT when every hook accepted
@@ -149,9 +128,7 @@ impl<C: 'static> Hooks<C> {
     /// Take a reference to every chain at once, e.g. once per batch of packets: traversing it
     /// then costs no atomic operation at all.
     pub fn snapshot(&self) -> Traversal<C> {
-        Traversal {
-            chains: std::array::from_fn(|f| std::array::from_fn(|p| self.chains[f][p].load_full())),
-        }
+        Traversal { chains: std::array::from_fn(|f| std::array::from_fn(|p| self.chains[f][p].load_full())) }
     }
 }
 

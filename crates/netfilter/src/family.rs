@@ -22,11 +22,6 @@ pub enum HookPoint {
 }
 
 impl HookPoint {
-    pub const ALL: [HookPoint; 5] = [
-        HookPoint::PreRouting,
-        HookPoint::LocalIn,
-        HookPoint::Forward,
-        HookPoint::LocalOut,
-        HookPoint::PostRouting,
-    ];
+    pub const ALL: [HookPoint; 5] =
+        [HookPoint::PreRouting, HookPoint::LocalIn, HookPoint::Forward, HookPoint::LocalOut, HookPoint::PostRouting];
 }

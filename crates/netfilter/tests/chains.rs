@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
-use netfilter::{priority, Family, Hook, HookOps, HookPoint, Hooks, Skb, Verdict};
+use netfilter::{Family, Hook, HookOps, HookPoint, Hooks, Skb, Verdict, priority};
 use wire::Frame;
 
 /// The per-worker context of these tests: a trace of which hooks ran.
@@ -19,13 +19,7 @@ impl Hook<Trace> for Named {
 }
 
 fn ops(point: HookPoint, prio: i32, name: &'static str, v: Verdict) -> HookOps<Trace> {
-    HookOps {
-        family: Family::Ipv4,
-        point,
-        priority: prio,
-        name: name.to_string(),
-        hook: Arc::new(Named(name, v)),
-    }
+    HookOps { family: Family::Ipv4, point, priority: prio, name: name.to_string(), hook: Arc::new(Named(name, v)) }
 }
 
 fn run(hooks: &Hooks<Trace>, point: HookPoint) -> (Verdict, Vec<&'static str>) {
@@ -191,15 +185,19 @@ fn unregister_during_traversal() {
             }
         }));
     }
-    for i in 0..500 {
+    // Churn until the readers have made many passes concurrently with it (2 cores here).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut i = 0;
+    while (i < 500 || passes.load(Ordering::Relaxed) < 1000) && std::time::Instant::now() < deadline {
         let hd = hooks.register(ops(HookPoint::LocalIn, i % 7, "churn", Verdict::Accept));
         assert!(hooks.unregister(hd));
+        i += 1;
     }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
     }
-    assert!(passes.load(Ordering::Relaxed) > 0);
+    assert!(passes.load(Ordering::Relaxed) >= 1000);
 }
 
 #[test]

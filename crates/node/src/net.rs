@@ -1,9 +1,9 @@
 //! The node's view of the network: interfaces, addresses, routes and neighbours. An immutable
 //! snapshot, replaced as a whole when netlink (or the config) says something changed.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
+use ipvs::service::FastMap as HashMap;
 use ipvs::{RouteTo, Routing};
 use wire::MacAddr;
 
@@ -58,7 +58,14 @@ impl NetState {
         for i in &interfaces {
             for &(a, p) in &i.addrs {
                 if !routes.iter().any(|r| r.prefix == p && prefix_match(&a, &r.dst, p) && r.gateway.is_none()) {
-                    routes.push(RouteEntry { dst: a, prefix: p, gateway: None, out_if: i.index, src: Some(a), mtu: None });
+                    routes.push(RouteEntry {
+                        dst: a,
+                        prefix: p,
+                        gateway: None,
+                        out_if: i.index,
+                        src: Some(a),
+                        mtu: None,
+                    });
                 }
             }
         }

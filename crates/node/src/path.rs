@@ -2,12 +2,14 @@
 //! LOCAL_IN or FORWARD → (LOCAL_OUT) → POST_ROUTING → neighbour → transmit. Like the
 //! kernel's `ip_rcv`, it validates the IP header before any hook sees the packet.
 
-use std::collections::HashMap;
+use ipvs::service::FastMap as HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use netfilter::{CsumState, DropReason, Family, HookPoint, Hooks, Output, PktType, Route, RouteKind, Skb, Traversal, Verdict};
+use netfilter::{
+    CsumState, DropReason, Family, HookPoint, Hooks, Output, PktType, Route, RouteKind, Skb, Traversal, Verdict,
+};
 use wire::{EthernetFrame, MacAddr, checksum, ethernet::ethertype};
 
 use crate::counters::NodeCounters;
@@ -45,7 +47,7 @@ impl Node {
             hooks: Hooks::new(),
             ipvs,
             net: ArcSwap::from_pointee(net),
-            learnt: ArcSwap::from_pointee(HashMap::new()),
+            learnt: ArcSwap::from_pointee(HashMap::default()),
             learn_lock: Mutex::new(()),
             counters: NodeCounters::default(),
         };
@@ -88,6 +90,32 @@ impl Node {
         let mut m: Learnt = self.learnt.load().as_ref().clone();
         m.insert(ip, mac);
         self.learnt.store(Arc::new(m));
+    }
+
+    /// Run a batch of received frames through the path, overlapping the connection-table
+    /// memory accesses of all of them (two prefetch stages) before processing each in turn.
+    /// `actions[i]` receives the action for `skbs[i]`.
+    pub fn process_batch(
+        &self,
+        tr: &Traversal<WorkerCtx>,
+        cx: &mut WorkerCtx,
+        skbs: &mut [Skb<'_>],
+        actions: &mut [Action],
+    ) {
+        const MAX: usize = 64;
+        let mut hashes = [None; MAX];
+        for (chunk_skbs, chunk_actions) in skbs.chunks_mut(MAX).zip(actions.chunks_mut(MAX)) {
+            for (h, skb) in hashes.iter_mut().zip(chunk_skbs.iter()) {
+                let f = skb.frame.data();
+                *h = if f.len() > 14 && f[12..14] == [0x08, 0x00] { cx.ipvs.prefetch(&f[14..]) } else { None };
+            }
+            for h in hashes.iter().take(chunk_skbs.len()).flatten() {
+                cx.ipvs.conns.prefetch_entry(*h);
+            }
+            for (skb, a) in chunk_skbs.iter_mut().zip(chunk_actions.iter_mut()) {
+                *a = self.process(tr, cx, skb);
+            }
+        }
     }
 
     /// Run one received frame through the path. The frame in `skb` is rewritten in place.
@@ -144,7 +172,7 @@ impl Node {
             v => return self.after_steal(tr, cx, skb, v),
         }
         let daddr = IpAddr::V4(wire::Ipv4Packet::new_unchecked(skb.network_bytes()).dst_addr());
-        let local = self.ipvs.services().is_vip(&daddr) || cx.net.is_local(&daddr);
+        let local = cx.ipvs.services().is_vip(&daddr) || cx.net.is_local(&daddr);
         if local {
             skb.route = Route { kind: RouteKind::Local, ..Route::default() };
             match tr.traverse(Family::Ipv4, HookPoint::LocalIn, cx, skb) {
@@ -228,7 +256,7 @@ impl Node {
             self.learn(IpAddr::V4(spa), sha);
         }
         let target = IpAddr::V4(tpa);
-        let ours = self.ipvs.services().is_vip(&target)
+        let ours = cx.ipvs.services().is_vip(&target)
             || cx.net.interface(skb.in_if).is_some_and(|i| i.addrs.iter().any(|(a, _)| *a == target));
         if op != wire::arp::operation::REQUEST || !ours {
             return Action::Local;

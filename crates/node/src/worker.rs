@@ -1,6 +1,6 @@
 //! A worker's context: what the hooks of one worker thread reach without locks.
 
-use std::collections::HashMap;
+use ipvs::service::FastMap as HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 

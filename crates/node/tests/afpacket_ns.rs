@@ -40,20 +40,12 @@ fn skip_unless_root(test: &str) -> bool {
 
 fn unique(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "rvs-t-{}-{tag}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("rvs-t-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Owns namespaces; deleting them (in Drop, also when a test panics) removes the veth too.
@@ -107,9 +99,7 @@ fn topo() -> Topo {
     let mut ns = Netns(vec![]);
     let a = ns.add("a");
     let b = ns.add("b");
-    ip(&[
-        "-n", &a, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", &b,
-    ]);
+    ip(&["-n", &a, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", &b]);
     for (n, dev, addr) in [(&a, "a0", "10.77.0.1/24"), (&b, "b0", "10.77.0.2/24")] {
         // No IPv6 link-local address: keeps router/neighbour solicitations off the wire.
         ip(&["-n", n, "link", "set", dev, "addrgenmode", "none"]);
@@ -118,13 +108,7 @@ fn topo() -> Topo {
     }
     let a_mac = in_netns(&a, || node::io::if_mac("a0")).expect("a0 mac");
     let b_mac = in_netns(&b, || node::io::if_mac("b0")).expect("b0 mac");
-    Topo {
-        _ns: ns,
-        a,
-        b,
-        a_mac,
-        b_mac,
-    }
+    Topo { _ns: ns, a, b, a_mac, b_mac }
 }
 
 // ---------------------------------------------------------------- frame helpers
@@ -141,11 +125,7 @@ struct Got {
 }
 
 /// Drains `sock` until `done` says so or `timeout` passes.
-fn collect(
-    sock: &mut AfPacket,
-    timeout: Duration,
-    mut done: impl FnMut(&[Got]) -> bool,
-) -> Vec<Got> {
+fn collect(sock: &mut AfPacket, timeout: Duration, mut done: impl FnMut(&[Got]) -> bool) -> Vec<Got> {
     let mut got = Vec::new();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline && !done(&got) {
@@ -214,13 +194,7 @@ fn l4_checksum(d: &[u8]) -> u16 {
 }
 
 /// A complete Ethernet/IPv4/UDP frame with correct checksums.
-fn udp_frame(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: SocketAddr,
-    dst: SocketAddr,
-    payload: &[u8],
-) -> Vec<u8> {
+fn udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let (SocketAddr::V4(src), SocketAddr::V4(dst)) = (src, dst) else {
         panic!("IPv4 only");
     };
@@ -256,11 +230,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn cfg() -> RingConfig {
-    RingConfig {
-        rx_block_count: 8,
-        tx_block_count: 4,
-        ..RingConfig::default()
-    }
+    RingConfig { rx_block_count: 8, tx_block_count: 4, ..RingConfig::default() }
 }
 
 // ---------------------------------------------------------------- tests
@@ -281,16 +251,9 @@ fn rx_real_udp_and_tcp_from_veth_peer() {
     let udp_payload = b"rvs-udp-payload-0123456789";
     udp.send_to(udp_payload, (A_IP, 9999)).expect("udp send");
 
-    let is_our_udp = |g: &Got| {
-        ipv4(&g.data).is_some_and(|(p, _, _, l4)| p == 17 && be16(&g.data, l4 + 2) == 9999)
-    };
-    let got_udp = collect(&mut sock, Duration::from_secs(3), |g| {
-        g.iter().any(is_our_udp)
-    });
-    let f = got_udp
-        .iter()
-        .find(|g| is_our_udp(g))
-        .expect("UDP datagram seen on a0");
+    let is_our_udp = |g: &Got| ipv4(&g.data).is_some_and(|(p, _, _, l4)| p == 17 && be16(&g.data, l4 + 2) == 9999);
+    let got_udp = collect(&mut sock, Duration::from_secs(3), |g| g.iter().any(is_our_udp));
+    let f = got_udp.iter().find(|g| is_our_udp(g)).expect("UDP datagram seen on a0");
     let (_, src, dst, l4) = ipv4(&f.data).expect("ipv4");
     assert_eq!(&f.data[0..6], &t.a_mac, "eth dst");
     assert_eq!(&f.data[6..12], &t.b_mac, "eth src");
@@ -300,53 +263,31 @@ fn rx_real_udp_and_tcp_from_veth_peer() {
     assert_eq!(f.pkt_type, PktType::Host);
     assert_eq!(f.ifindex, a0_index);
     assert!(!f.truncated);
-    assert!(
-        f.headroom >= cfg().headroom as usize,
-        "headroom {}",
-        f.headroom
-    );
+    assert!(f.headroom >= cfg().headroom as usize, "headroom {}", f.headroom);
     if f.csum_not_ready {
-        assert_ne!(
-            be16(&f.data, l4 + 6),
-            l4_checksum(&f.data),
-            "flagged but finished"
-        );
+        assert_ne!(be16(&f.data, l4 + 6), l4_checksum(&f.data), "flagged but finished");
     } else {
-        assert_eq!(
-            be16(&f.data, l4 + 6),
-            l4_checksum(&f.data),
-            "unflagged but partial"
-        );
+        assert_eq!(be16(&f.data, l4 + 6), l4_checksum(&f.data), "unflagged but partial");
     }
 
     // TCP: a real handshake with a listener in A, then data.
     let listener = in_netns(&t.a, || TcpListener::bind((A_IP, 8080))).expect("listen");
     let tcp_payload = b"rvs-tcp-payload-abcdefghijklmnop";
-    let mut client = in_netns(&t.b, || {
-        TcpStream::connect_timeout(&SocketAddr::from((A_IP, 8080)), Duration::from_secs(3))
-    })
-    .expect("connect");
+    let mut client =
+        in_netns(&t.b, || TcpStream::connect_timeout(&SocketAddr::from((A_IP, 8080)), Duration::from_secs(3)))
+            .expect("connect");
     client.write_all(tcp_payload).expect("tcp write");
     let (_server, _) = listener.accept().expect("accept");
 
-    let is_tcp_to = |g: &Got| {
-        ipv4(&g.data).is_some_and(|(p, _, _, l4)| p == 6 && be16(&g.data, l4 + 2) == 8080)
-    };
+    let is_tcp_to = |g: &Got| ipv4(&g.data).is_some_and(|(p, _, _, l4)| p == 6 && be16(&g.data, l4 + 2) == 8080);
     let got = collect(&mut sock, Duration::from_secs(3), |g| {
-        g.iter()
-            .any(|g| is_tcp_to(g) && contains(&g.data, tcp_payload))
+        g.iter().any(|g| is_tcp_to(g) && contains(&g.data, tcp_payload))
     });
     let syn = got
         .iter()
-        .find(|g| {
-            is_tcp_to(g)
-                && ipv4(&g.data).is_some_and(|(_, _, _, l4)| g.data[l4 + 13] & 0x12 == 0x02)
-        })
+        .find(|g| is_tcp_to(g) && ipv4(&g.data).is_some_and(|(_, _, _, l4)| g.data[l4 + 13] & 0x12 == 0x02))
         .expect("SYN seen");
-    let data = got
-        .iter()
-        .find(|g| is_tcp_to(g) && contains(&g.data, tcp_payload))
-        .expect("data segment seen");
+    let data = got.iter().find(|g| is_tcp_to(g) && contains(&g.data, tcp_payload)).expect("data segment seen");
     let (_, _, _, l4) = ipv4(&data.data).expect("ipv4");
     let hlen = usize::from(data.data[l4 + 12] >> 4) * 4;
     assert_eq!(&data.data[l4 + hlen..], tcp_payload);
@@ -356,10 +297,7 @@ fn rx_real_udp_and_tcp_from_veth_peer() {
     // field really is unfinished (what the node must complete before forwarding).
     for seg in [syn, data] {
         let (_, _, _, l4) = ipv4(&seg.data).expect("ipv4");
-        assert!(
-            seg.csum_not_ready,
-            "TCP from a veth peer should be CSUMNOTREADY"
-        );
+        assert!(seg.csum_not_ready, "TCP from a veth peer should be CSUMNOTREADY");
         assert_ne!(be16(&seg.data, l4 + 16), l4_checksum(&seg.data));
     }
 
@@ -381,8 +319,7 @@ fn tx_ring_reaches_real_socket_and_is_not_looped_back() {
     // same interface (another worker) would see them, unless PACKET_IGNORE_OUTGOING is set.
     let mut observer = in_netns(&t.a, || AfPacket::open("a0", &cfg())).expect("open a0 again");
     let rx = in_netns(&t.b, || UdpSocket::bind((B_IP, 7777))).expect("bind");
-    rx.set_read_timeout(Some(Duration::from_secs(3)))
-        .expect("timeout");
+    rx.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
 
     let marker = format!("rvs-tx-{}", std::process::id());
     let src = SocketAddr::from((A_IP, 5555));
@@ -427,23 +364,12 @@ fn tx_push_reports_a_full_ring() {
     }
     let t = topo();
     // One 4 KiB block of 2 KiB slots: two slots.
-    let small = RingConfig {
-        tx_block_size: 4096,
-        tx_block_count: 1,
-        tx_frame_size: 2048,
-        ..cfg()
-    };
+    let small = RingConfig { tx_block_size: 4096, tx_block_count: 1, tx_frame_size: 2048, ..cfg() };
     let mut sock = in_netns(&t.a, || AfPacket::open("a0", &small)).expect("open a0");
     let rx = in_netns(&t.b, || UdpSocket::bind((B_IP, 7778))).expect("bind");
-    rx.set_read_timeout(Some(Duration::from_secs(3)))
-        .expect("timeout");
-    let frame = udp_frame(
-        t.a_mac,
-        t.b_mac,
-        SocketAddr::from((A_IP, 5556)),
-        SocketAddr::from((B_IP, 7778)),
-        b"full-ring",
-    );
+    rx.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+    let frame =
+        udp_frame(t.a_mac, t.b_mac, SocketAddr::from((A_IP, 5556)), SocketAddr::from((B_IP, 7778)), b"full-ring");
     assert!(sock.tx_push(&frame));
     assert!(sock.tx_push(&frame));
     assert!(!sock.tx_push(&frame), "third push must find the ring full");
@@ -471,27 +397,18 @@ fn fanout_hash_spreads_flows_and_keeps_each_on_one_socket() {
     }
     let t = topo();
     let group = (std::process::id() & 0xffff) as u16;
-    let fcfg = RingConfig {
-        fanout: Some((group, FanoutMode::Hash)),
-        ..cfg()
-    };
-    let mut socks = in_netns(&t.a, || {
-        [AfPacket::open("a0", &fcfg), AfPacket::open("a0", &fcfg)]
-    })
-    .map(|s| s.expect("open fanout member"));
+    let fcfg = RingConfig { fanout: Some((group, FanoutMode::Hash)), ..cfg() };
+    let mut socks = in_netns(&t.a, || [AfPacket::open("a0", &fcfg), AfPacket::open("a0", &fcfg)])
+        .map(|s| s.expect("open fanout member"));
 
     let flows = 32;
     let per_flow = 4;
-    let clients: Vec<UdpSocket> = in_netns(&t.b, || {
-        (0..flows)
-            .map(|_| UdpSocket::bind((B_IP, 0)))
-            .collect::<std::io::Result<_>>()
-    })
-    .expect("bind clients");
+    let clients: Vec<UdpSocket> =
+        in_netns(&t.b, || (0..flows).map(|_| UdpSocket::bind((B_IP, 0))).collect::<std::io::Result<_>>())
+            .expect("bind clients");
     for (i, c) in clients.iter().enumerate() {
         for j in 0..per_flow {
-            c.send_to(format!("fan-{i}-{j}").as_bytes(), (A_IP, 9999))
-                .expect("send");
+            c.send_to(format!("fan-{i}-{j}").as_bytes(), (A_IP, 9999)).expect("send");
         }
     }
 
@@ -503,11 +420,7 @@ fn fanout_hash_spreads_flows_and_keeps_each_on_one_socket() {
         for (k, s) in socks.iter_mut().enumerate() {
             s.poll_rx(5).expect("poll");
             s.rx_batch(|f| {
-                assert_ne!(
-                    f.pkt_type,
-                    PktType::Outgoing,
-                    "outgoing frame in a fanout group"
-                );
+                assert_ne!(f.pkt_type, PktType::Outgoing, "outgoing frame in a fanout group");
                 let d = f.data();
                 let Some((17, _, _, l4)) = ipv4(d) else {
                     return;
@@ -524,26 +437,13 @@ fn fanout_hash_spreads_flows_and_keeps_each_on_one_socket() {
             });
         }
     }
-    assert_eq!(
-        total,
-        flows * per_flow,
-        "every datagram delivered to exactly one member"
-    );
+    assert_eq!(total, flows * per_flow, "every datagram delivered to exactly one member");
     assert_eq!(seen.len(), flows);
     for (flow, by_sock) in &seen {
-        assert_eq!(
-            by_sock.len(),
-            1,
-            "flow {flow} split over sockets: {by_sock:?}"
-        );
+        assert_eq!(by_sock.len(), 1, "flow {flow} split over sockets: {by_sock:?}");
     }
-    let share: Vec<usize> = (0..2)
-        .map(|k| seen.values().filter(|m| m.contains_key(&k)).count())
-        .collect();
-    assert!(
-        share.iter().all(|&n| n > 0),
-        "one member got no flow: {share:?}"
-    );
+    let share: Vec<usize> = (0..2).map(|k| seen.values().filter(|m| m.contains_key(&k)).count()).collect();
+    assert!(share.iter().all(|&n| n > 0), "one member got no flow: {share:?}");
 }
 
 #[test]
@@ -553,14 +453,9 @@ fn fanout_cbpf_program_chooses_the_member() {
     }
     let t = topo();
     let group = ((std::process::id() + 1) & 0xffff) as u16;
-    let fcfg = RingConfig {
-        fanout: Some((group, FanoutMode::Cbpf)),
-        ..cfg()
-    };
-    let mut socks = in_netns(&t.a, || {
-        [AfPacket::open("a0", &fcfg), AfPacket::open("a0", &fcfg)]
-    })
-    .map(|s| s.expect("open fanout member"));
+    let fcfg = RingConfig { fanout: Some((group, FanoutMode::Cbpf)), ..cfg() };
+    let mut socks = in_netns(&t.a, || [AfPacket::open("a0", &fcfg), AfPacket::open("a0", &fcfg)])
+        .map(|s| s.expect("open fanout member"));
     let client = in_netns(&t.b, || UdpSocket::bind((B_IP, 0))).expect("bind");
 
     // `ret #k`: every packet goes to member k (members are numbered in join order).
@@ -574,9 +469,7 @@ fn fanout_cbpf_program_chooses_the_member() {
         socks[0].attach_fanout_cbpf(&prog).expect("attach");
         let tag = format!("cbpf-{target}-");
         for i in 0..16 {
-            client
-                .send_to(format!("{tag}{i}").as_bytes(), (A_IP, 9999))
-                .expect("send");
+            client.send_to(format!("{tag}{i}").as_bytes(), (A_IP, 9999)).expect("send");
         }
         let mut counts = [0usize; 2];
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -594,8 +487,5 @@ fn fanout_cbpf_program_chooses_the_member() {
         want[target] = 16;
         assert_eq!(counts, want, "program `ret #{target}`");
     }
-    assert!(
-        socks[0].attach_fanout_cbpf(&[]).is_err(),
-        "empty program refused"
-    );
+    assert!(socks[0].attach_fanout_cbpf(&[]).is_err(), "empty program refused");
 }

@@ -68,7 +68,8 @@ fn dr(p: &Pkt, n: u8) -> Vec<u8> {
 /// The client packet in an IPIP header from the director's internal address.
 fn tun(p: &Pkt, n: u8, outer_id: u16) -> Vec<u8> {
     let inner = p.clone().ttl(p.ttl - 1).ip_bytes();
-    let mut o = Ipv4Header::new(inner.len() as u16, p.ttl - 1, IpNumber::IPV4, INT_ADDR.octets(), rs(n).octets()).unwrap();
+    let mut o =
+        Ipv4Header::new(inner.len() as u16, p.ttl - 1, IpNumber::IPV4, INT_ADDR.octets(), rs(n).octets()).unwrap();
     o.dont_fragment = p.df;
     o.identification = outer_id;
     o.dscp = etherparse::Ipv4Dscp::try_new(p.tos >> 2).unwrap();
@@ -84,7 +85,8 @@ fn icmp_error(p: &Pkt, t: Icmpv4Type) -> Vec<u8> {
     let quote = p.ip_bytes();
     let quote = &quote[..quote.len().min(548)];
     let icmp = Icmpv4Header::with_checksum(t, quote);
-    let mut ip = Ipv4Header::new((8 + quote.len()) as u16, 64, IpNumber::ICMP, p.daddr.octets(), p.saddr.octets()).unwrap();
+    let mut ip =
+        Ipv4Header::new((8 + quote.len()) as u16, 64, IpNumber::ICMP, p.daddr.octets(), p.saddr.octets()).unwrap();
     ip.dont_fragment = false;
     ip.dscp = etherparse::Ipv4Dscp::try_new(0x30).unwrap(); // precedence "internetwork control"
     ip.header_checksum = ip.calc_header_checksum();
@@ -231,13 +233,25 @@ fn fixtures() -> Vec<Fixture> {
             desc: "SYN to a service whose only dest is quiescent (weight 0): ICMP port unreachable",
             before: vec![],
             input: (EXT, Pkt::tcp(C, 40601, VIP, 81, SYN).build()),
-            expect: Expect::Tx(EXT, icmp_error(&Pkt::tcp(C, 40601, VIP, 81, SYN), Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port))),
+            expect: Expect::Tx(
+                EXT,
+                icmp_error(
+                    &Pkt::tcp(C, 40601, VIP, 81, SYN),
+                    Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
+                ),
+            ),
         },
         Fixture {
             desc: "TTL 1: ICMP time exceeded back to the client, nothing forwarded",
             before: vec![],
             input: (EXT, syn.clone().ttl(1).build()),
-            expect: Expect::Tx(EXT, icmp_error(&syn.clone().ttl(1), Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit))),
+            expect: Expect::Tx(
+                EXT,
+                icmp_error(
+                    &syn.clone().ttl(1),
+                    Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit),
+                ),
+            ),
         },
         Fixture {
             desc: "a mid-stream ACK without connection is not scheduled (local stack)",
@@ -310,7 +324,12 @@ fn golden_fixtures() {
                     verify_checksums(&out);
                     true
                 } else {
-                    failures.push(format!("{}\n  action {action:?}, want Tx({ifc})\n  got  {}\n  want {}", f.desc, hex(&out), hex(frame)));
+                    failures.push(format!(
+                        "{}\n  action {action:?}, want Tx({ifc})\n  got  {}\n  want {}",
+                        f.desc,
+                        hex(&out),
+                        hex(frame)
+                    ));
                     false
                 }
             }
@@ -354,54 +373,63 @@ fn tcp_state_sequences() {
     let r = |port: u16, flags: u8| reply(1, 8080, port, flags);
     let d = |port: u16, flags: u8| Pkt::tcp(C, port, VIP, 443, flags);
     let sequences: Vec<(&str, Vec<Step>)> = vec![
-        ("NAT, client closes first", vec![
-            Step(EXT, c(50001, SYN), "SYN_RECV"),
-            Step(INT, r(50001, SYN | ACK), "SYN_RECV"),
-            Step(EXT, c(50001, ACK), "ESTABLISHED"),
-            Step(EXT, c(50001, ACK | PSH).payload(b"hello"), "ESTABLISHED"),
-            Step(INT, r(50001, ACK | PSH).payload(b"world"), "ESTABLISHED"),
-            Step(EXT, c(50001, FIN | ACK), "CLOSE_WAIT"),
-            Step(INT, r(50001, FIN | ACK), "TIME_WAIT"),
-            Step(EXT, c(50001, ACK), "TIME_WAIT"),
-        ]),
-        ("NAT, server closes first", vec![
-            Step(EXT, c(50002, SYN), "SYN_RECV"),
-            Step(INT, r(50002, SYN | ACK), "SYN_RECV"),
-            Step(EXT, c(50002, ACK), "ESTABLISHED"),
-            Step(INT, r(50002, FIN | ACK), "FIN_WAIT"),
-            Step(EXT, c(50002, ACK), "FIN_WAIT"),
-            Step(EXT, c(50002, FIN | ACK), "TIME_WAIT"),
-        ]),
-        ("NAT, client resets", vec![
-            Step(EXT, c(50003, SYN), "SYN_RECV"),
-            Step(INT, r(50003, SYN | ACK), "SYN_RECV"),
-            Step(EXT, c(50003, ACK), "ESTABLISHED"),
-            Step(EXT, c(50003, RST), "CLOSE"),
-        ]),
-        ("NAT, server refuses", vec![
-            Step(EXT, c(50004, SYN), "SYN_RECV"),
-            Step(INT, r(50004, RST | ACK), "CLOSE"),
-        ]),
-        ("NAT, client RST during handshake", vec![
-            Step(EXT, c(50005, SYN), "SYN_RECV"),
-            Step(EXT, c(50005, RST), "SYN_RECV"),
-        ]),
-        ("DR (input only)", vec![
-            Step(EXT, d(50006, SYN), "SYN_RECV"),
-            Step(EXT, d(50006, ACK), "ESTABLISHED"),
-            Step(EXT, d(50006, ACK | PSH).payload(b"x"), "ESTABLISHED"),
-            Step(EXT, d(50006, FIN | ACK), "FIN_WAIT"),
-            Step(EXT, d(50006, ACK), "FIN_WAIT"),
-        ]),
-        ("DR, client resets", vec![
-            Step(EXT, d(50007, SYN), "SYN_RECV"),
-            Step(EXT, d(50007, ACK), "ESTABLISHED"),
-            Step(EXT, d(50007, RST), "CLOSE"),
-        ]),
-        ("DR, RST in SYN_RECV", vec![
-            Step(EXT, d(50008, SYN), "SYN_RECV"),
-            Step(EXT, d(50008, RST), "SYN_RECV"),
-        ]),
+        (
+            "NAT, client closes first",
+            vec![
+                Step(EXT, c(50001, SYN), "SYN_RECV"),
+                Step(INT, r(50001, SYN | ACK), "SYN_RECV"),
+                Step(EXT, c(50001, ACK), "ESTABLISHED"),
+                Step(EXT, c(50001, ACK | PSH).payload(b"hello"), "ESTABLISHED"),
+                Step(INT, r(50001, ACK | PSH).payload(b"world"), "ESTABLISHED"),
+                Step(EXT, c(50001, FIN | ACK), "CLOSE_WAIT"),
+                Step(INT, r(50001, FIN | ACK), "TIME_WAIT"),
+                Step(EXT, c(50001, ACK), "TIME_WAIT"),
+            ],
+        ),
+        (
+            "NAT, server closes first",
+            vec![
+                Step(EXT, c(50002, SYN), "SYN_RECV"),
+                Step(INT, r(50002, SYN | ACK), "SYN_RECV"),
+                Step(EXT, c(50002, ACK), "ESTABLISHED"),
+                Step(INT, r(50002, FIN | ACK), "FIN_WAIT"),
+                Step(EXT, c(50002, ACK), "FIN_WAIT"),
+                Step(EXT, c(50002, FIN | ACK), "TIME_WAIT"),
+            ],
+        ),
+        (
+            "NAT, client resets",
+            vec![
+                Step(EXT, c(50003, SYN), "SYN_RECV"),
+                Step(INT, r(50003, SYN | ACK), "SYN_RECV"),
+                Step(EXT, c(50003, ACK), "ESTABLISHED"),
+                Step(EXT, c(50003, RST), "CLOSE"),
+            ],
+        ),
+        ("NAT, server refuses", vec![Step(EXT, c(50004, SYN), "SYN_RECV"), Step(INT, r(50004, RST | ACK), "CLOSE")]),
+        (
+            "NAT, client RST during handshake",
+            vec![Step(EXT, c(50005, SYN), "SYN_RECV"), Step(EXT, c(50005, RST), "SYN_RECV")],
+        ),
+        (
+            "DR (input only)",
+            vec![
+                Step(EXT, d(50006, SYN), "SYN_RECV"),
+                Step(EXT, d(50006, ACK), "ESTABLISHED"),
+                Step(EXT, d(50006, ACK | PSH).payload(b"x"), "ESTABLISHED"),
+                Step(EXT, d(50006, FIN | ACK), "FIN_WAIT"),
+                Step(EXT, d(50006, ACK), "FIN_WAIT"),
+            ],
+        ),
+        (
+            "DR, client resets",
+            vec![
+                Step(EXT, d(50007, SYN), "SYN_RECV"),
+                Step(EXT, d(50007, ACK), "ESTABLISHED"),
+                Step(EXT, d(50007, RST), "CLOSE"),
+            ],
+        ),
+        ("DR, RST in SYN_RECV", vec![Step(EXT, d(50008, SYN), "SYN_RECV"), Step(EXT, d(50008, RST), "SYN_RECV")]),
     ];
     for (name, steps) in sequences {
         let mut lab = Lab::new();

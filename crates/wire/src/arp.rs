@@ -206,15 +206,7 @@ mod tests {
         assert_eq!(p.sender_ip(), Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(p.target_hw(), MacAddr::ZERO);
         assert_eq!(p.target_ip(), Ipv4Addr::new(10, 0, 0, 100));
-        assert_eq!(
-            (
-                p.hardware_type(),
-                p.protocol_type(),
-                p.hardware_len(),
-                p.protocol_len()
-            ),
-            (1, 0x800, 6, 4)
-        );
+        assert_eq!((p.hardware_type(), p.protocol_type(), p.hardware_len(), p.protocol_len()), (1, 0x800, 6, 4));
         assert!(!p.is_gratuitous());
     }
 
@@ -223,21 +215,14 @@ mod tests {
         let mut b = request();
         let ours = MacAddr([2, 0, 0, 0, 0, 0x64]);
         ArpPacket::new_checked(&mut b[..]).unwrap().fill_reply(ours);
-        assert_eq!(
-            b,
-            hex("0001 0800 06 04 0002 020000000064 0a000064 020000000001 0a000001")
-        );
+        assert_eq!(b, hex("0001 0800 06 04 0002 020000000064 0a000064 020000000001 0a000001"));
     }
 
     #[test]
     fn build_request_matches_parse() {
         let mut b = [0xeeu8; HEADER_LEN];
         let mut p = ArpPacket::new_unchecked(&mut b[..]);
-        p.fill_request(
-            MacAddr([2, 0, 0, 0, 0, 1]),
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 100),
-        );
+        p.fill_request(MacAddr([2, 0, 0, 0, 0, 1]), Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 100));
         assert_eq!(b.to_vec(), request());
     }
 
@@ -246,11 +231,7 @@ mod tests {
         for (at, v) in [(1, 6u8), (2, 0x86), (4, 8), (5, 16)] {
             let mut b = request();
             b[at] = v;
-            assert_eq!(
-                ArpPacket::new_checked(&b[..]).unwrap_err(),
-                Error::Malformed,
-                "byte {at}"
-            );
+            assert_eq!(ArpPacket::new_checked(&b[..]).unwrap_err(), Error::Malformed, "byte {at}");
         }
     }
 
@@ -258,10 +239,7 @@ mod tests {
     fn every_prefix_and_garbage() {
         let b = request();
         for len in 0..b.len() {
-            assert_eq!(
-                ArpPacket::new_checked(&b[..len]).unwrap_err(),
-                Error::Truncated
-            );
+            assert_eq!(ArpPacket::new_checked(&b[..len]).unwrap_err(), Error::Truncated);
         }
         let mut rng = XorShift::new(3);
         for _ in 0..1000 {
@@ -270,13 +248,7 @@ mod tests {
                 g[..6].copy_from_slice(&b[..6]);
             }
             if let Ok(p) = ArpPacket::new_checked(&g[..]) {
-                let _ = (
-                    p.operation(),
-                    p.sender_hw(),
-                    p.sender_ip(),
-                    p.target_hw(),
-                    p.target_ip(),
-                );
+                let _ = (p.operation(), p.sender_hw(), p.sender_ip(), p.target_hw(), p.target_ip());
             }
         }
     }

@@ -110,8 +110,7 @@ fn addr_sum(a: &IpAddr) -> u32 {
     match a {
         IpAddr::V4(a) => {
             let o = a.octets();
-            u32::from(u16::from_be_bytes([o[0], o[1]]))
-                + u32::from(u16::from_be_bytes([o[2], o[3]]))
+            u32::from(u16::from_be_bytes([o[0], o[1]])) + u32::from(u16::from_be_bytes([o[2], o[3]]))
         }
         IpAddr::V6(a) => a.segments().iter().map(|&w| u32::from(w)).sum(),
     }
@@ -128,11 +127,7 @@ pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
 /// or an IPv4 address as a `u32`).
 #[inline]
 pub fn update32(hc: u16, old: u32, new: u32) -> u16 {
-    let s = u32::from(!hc)
-        + u32::from(!(old >> 16) as u16)
-        + u32::from(!(old as u16))
-        + (new >> 16)
-        + (new & 0xffff);
+    let s = u32::from(!hc) + u32::from(!(old >> 16) as u16) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff);
     !fold(s)
 }
 
@@ -344,11 +339,7 @@ mod tests {
             d[off..off + field_len].copy_from_slice(&new);
             let want = full(&mut d, 0);
             let got = match field_len {
-                2 => update16(
-                    hc,
-                    u16::from_be_bytes([old[0], old[1]]),
-                    u16::from_be_bytes([new[0], new[1]]),
-                ),
+                2 => update16(hc, u16::from_be_bytes([old[0], old[1]]), u16::from_be_bytes([new[0], new[1]])),
                 4 => update32(
                     hc,
                     u32::from_be_bytes([old[0], old[1], old[2], old[3]]),

@@ -52,11 +52,7 @@ impl From<[u8; 6]> for MacAddr {
 impl core::fmt::Display for MacAddr {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -125,11 +121,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// `Err(Truncated)` if the buffer cannot hold the header.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        if self.buffer.as_ref().len() < HEADER_LEN { Err(Error::Truncated) } else { Ok(()) }
     }
 
     #[inline]
@@ -211,14 +203,7 @@ mod tests {
         assert_eq!(m.to_string(), "02:00:5e:10:ab:ff");
         assert_eq!("02:00:5e:10:ab:ff".parse::<MacAddr>(), Ok(m));
         assert_eq!("02-00-5e-10-ab-ff".parse::<MacAddr>(), Ok(m));
-        for bad in [
-            "",
-            "02:00:5e:10:ab",
-            "02:00:5e:10:ab:ff:00",
-            "02:00:5e:10:ab:fg",
-            "002:0:0:0:0:0",
-            "::::::",
-        ] {
+        for bad in ["", "02:00:5e:10:ab", "02:00:5e:10:ab:ff:00", "02:00:5e:10:ab:fg", "002:0:0:0:0:0", "::::::"] {
             assert_eq!(bad.parse::<MacAddr>(), Err(Error::Malformed), "{bad}");
         }
         assert!(m.is_unicast() && m.is_local() && !m.is_multicast());
@@ -232,11 +217,7 @@ mod tests {
     fn fields_and_setters() {
         let mut b = [0u8; 20];
         let mut f = EthernetFrame::new_checked(&mut b[..]).unwrap();
-        f.fill_header(
-            MacAddr::BROADCAST,
-            MacAddr([1, 2, 3, 4, 5, 6]),
-            ethertype::ARP,
-        );
+        f.fill_header(MacAddr::BROADCAST, MacAddr([1, 2, 3, 4, 5, 6]), ethertype::ARP);
         f.payload_mut()[0] = 0x42;
         assert_eq!(f.dst_addr(), MacAddr::BROADCAST);
         assert_eq!(f.src_addr(), MacAddr([1, 2, 3, 4, 5, 6]));

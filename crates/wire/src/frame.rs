@@ -120,8 +120,7 @@ impl<'a> Frame<'a> {
             Some(e) if e <= self.len() => {}
             _ => return Err(Error::Truncated),
         }
-        self.buf
-            .copy_within(self.start..self.start + at, self.start + n);
+        self.buf.copy_within(self.start..self.start + at, self.start + n);
         self.start += n;
         Ok(())
     }
@@ -154,15 +153,9 @@ mod tests {
         assert!(Frame::new(&mut b, 0, 32).is_ok());
         assert!(Frame::new(&mut b, 32, 0).is_ok());
         assert_eq!(Frame::new(&mut b, 30, 3).unwrap_err(), Error::Truncated);
-        assert_eq!(
-            Frame::new(&mut b, usize::MAX, 2).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Frame::new(&mut b, usize::MAX, 2).unwrap_err(), Error::Truncated);
         let f = Frame::new(&mut b, 8, 16).unwrap();
-        assert_eq!(
-            (f.len(), f.headroom(), f.tailroom(), f.start()),
-            (16, 8, 8, 8)
-        );
+        assert_eq!((f.len(), f.headroom(), f.tailroom(), f.start()), (16, 8, 8, 8));
         assert_eq!(f.data(), &(8u8..24).collect::<Vec<_>>()[..]);
         assert!(!f.is_empty());
         assert_eq!(f.buffer().len(), 32);
@@ -218,11 +211,7 @@ mod tests {
         let mut b = buf();
         let mut f = Frame::new(&mut b, 10, 10).unwrap();
         assert_eq!(f.insert_gap(11, 1), Err(Error::Truncated), "at beyond len");
-        assert_eq!(
-            f.insert_gap(0, 11),
-            Err(Error::Truncated),
-            "gap beyond headroom"
-        );
+        assert_eq!(f.insert_gap(0, 11), Err(Error::Truncated), "gap beyond headroom");
         // at == 0 is push_front; at == len appends before nothing (moves all).
         f.insert_gap(0, 2).unwrap();
         assert_eq!(&f.data()[2..], &(10u8..20).collect::<Vec<_>>()[..]);

@@ -99,8 +99,7 @@ impl<T: AsRef<[u8]>> GrePacket<T> {
 
     #[inline]
     pub fn checksum(&self) -> Option<u16> {
-        self.checksum_present()
-            .then(|| get_u16(self.buffer.as_ref(), field::CHECKSUM))
+        self.checksum_present().then(|| get_u16(self.buffer.as_ref(), field::CHECKSUM))
     }
 
     /// The key, if the K bit is set.
@@ -135,11 +134,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> GrePacket<T> {
     #[inline]
     pub fn fill_header(&mut self, protocol_type: u16, with_checksum: bool) {
         let b = self.buffer.as_mut();
-        set_u16(
-            b,
-            field::FLAGS,
-            if with_checksum { flags::CHECKSUM } else { 0 },
-        );
+        set_u16(b, field::FLAGS, if with_checksum { flags::CHECKSUM } else { 0 });
         set_u16(b, field::PROTOCOL, protocol_type);
         if with_checksum {
             set_u16(b, field::CHECKSUM, 0);
@@ -178,18 +173,14 @@ mod tests {
         g.fill_header(ethertype::IPV4, false);
         assert_eq!(b[..4], [0, 0, 0x08, 0x00]);
         let g = GrePacket::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (g.header_len(), g.protocol_type(), g.checksum(), g.key()),
-            (4, 0x0800, None, None)
-        );
+        assert_eq!((g.header_len(), g.protocol_type(), g.checksum(), g.key()), (4, 0x0800, None, None));
         assert_eq!(g.payload().len(), 8);
         assert!(g.verify_checksum());
 
         let mut b = [0u8; 16];
         let mut g = GrePacket::new_unchecked(&mut b[..]);
         g.fill_header(ethertype::IPV6, true);
-        g.payload_mut()
-            .copy_from_slice(&[0x60, 1, 2, 3, 4, 5, 6, 7]);
+        g.payload_mut().copy_from_slice(&[0x60, 1, 2, 3, 4, 5, 6, 7]);
         g.fill_checksum();
         assert_eq!(b[..4], [0x80, 0, 0x86, 0xdd]);
         assert_eq!(crate::checksum::checksum(&b), 0);
@@ -201,26 +192,15 @@ mod tests {
 
     #[test]
     fn key_and_seq_and_errors() {
-        let b = [
-            0xb0, 0, 0x08, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1, 0x45,
-        ];
+        let b = [0xb0, 0, 0x08, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1, 0x45];
         let g = GrePacket::new_checked(&b[..]).unwrap();
         assert_eq!((g.header_len(), g.key()), (16, Some(7)));
         assert_eq!(g.payload(), &[0x45]);
         for len in 0..16 {
-            assert_eq!(
-                GrePacket::new_checked(&b[..len]).unwrap_err(),
-                Error::Truncated
-            );
+            assert_eq!(GrePacket::new_checked(&b[..len]).unwrap_err(), Error::Truncated);
         }
-        assert_eq!(
-            GrePacket::new_checked(&[0, 1, 8, 0][..]).unwrap_err(),
-            Error::Malformed
-        );
-        assert_eq!(
-            GrePacket::new_checked(&[0x40, 0, 8, 0][..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(GrePacket::new_checked(&[0, 1, 8, 0][..]).unwrap_err(), Error::Malformed);
+        assert_eq!(GrePacket::new_checked(&[0x40, 0, 8, 0][..]).unwrap_err(), Error::Malformed);
         let mut rng = XorShift::new(31);
         for _ in 0..5000 {
             let g = rng.garbage(24);

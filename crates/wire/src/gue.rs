@@ -142,10 +142,7 @@ mod tests {
         GuePacket::new_unchecked(&mut b[..]).fill_header(protocol::IPIP, 0, 0);
         assert_eq!(b[..4], [0, 4, 0, 0]);
         let g = GuePacket::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (g.version(), g.is_control(), g.header_len(), g.protocol()),
-            (0, false, 4, 4)
-        );
+        assert_eq!((g.version(), g.is_control(), g.header_len(), g.protocol()), (0, false, 4, 4));
         assert_eq!(g.payload().len(), 4);
 
         // remcsum: PRIV flag, private word with REMCSUM, {start, offset}: hlen 2.
@@ -161,18 +158,9 @@ mod tests {
 
     #[test]
     fn errors_and_garbage() {
-        assert_eq!(
-            GuePacket::new_checked(&[0x40, 4, 0, 0][..]).unwrap_err(),
-            Error::Malformed
-        );
-        assert_eq!(
-            GuePacket::new_checked(&[0x01, 4, 0, 0][..]).unwrap_err(),
-            Error::Truncated
-        );
-        assert_eq!(
-            GuePacket::new_checked(&[0, 4, 0][..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(GuePacket::new_checked(&[0x40, 4, 0, 0][..]).unwrap_err(), Error::Malformed);
+        assert_eq!(GuePacket::new_checked(&[0x01, 4, 0, 0][..]).unwrap_err(), Error::Truncated);
+        assert_eq!(GuePacket::new_checked(&[0, 4, 0][..]).unwrap_err(), Error::Truncated);
         let mut rng = XorShift::new(41);
         for _ in 0..5000 {
             let g = rng.garbage(40);

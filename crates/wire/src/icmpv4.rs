@@ -143,10 +143,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     /// (lvs-semantics.md §14).
     #[inline]
     pub fn is_ipvs_error(&self) -> bool {
-        matches!(
-            self.msg_type(),
-            msg_type::DEST_UNREACH | msg_type::SOURCE_QUENCH | msg_type::TIME_EXCEEDED
-        )
+        matches!(self.msg_type(), msg_type::DEST_UNREACH | msg_type::SOURCE_QUENCH | msg_type::TIME_EXCEEDED)
     }
 
     /// Whether the checksum over the whole buffer is correct.
@@ -235,10 +232,7 @@ mod tests {
         let p = Icmpv4Packet::new_checked(&b[..]).unwrap();
         assert!(p.verify_checksum());
         assert!(p.is_error() && p.is_ipvs_error());
-        assert_eq!(
-            (p.msg_type(), p.code(), p.next_hop_mtu(), p.rest()),
-            (3, 4, 1480, 1480)
-        );
+        assert_eq!((p.msg_type(), p.code(), p.next_hop_mtu(), p.rest()), (3, 4, 1480, 1480));
         let inner = Ipv4Packet::new_checked_header(p.payload()).unwrap();
         assert_eq!(crate::ip::ports(inner.payload()), Some((40512, 80)));
         // Independent check of the checksum.
@@ -271,23 +265,13 @@ mod tests {
     fn prefixes_and_garbage() {
         let b = hex("0b00 0000 0000 0000 4500");
         for len in 0..8 {
-            assert_eq!(
-                Icmpv4Packet::new_checked(&b[..len]).unwrap_err(),
-                Error::Truncated
-            );
+            assert_eq!(Icmpv4Packet::new_checked(&b[..len]).unwrap_err(), Error::Truncated);
         }
         let mut rng = XorShift::new(4);
         for _ in 0..5000 {
             let mut g = rng.garbage(30);
             if let Ok(mut p) = Icmpv4Packet::new_checked(&mut g[..]) {
-                let _ = (
-                    p.msg_type(),
-                    p.code(),
-                    p.checksum(),
-                    p.rest(),
-                    p.next_hop_mtu(),
-                    p.payload(),
-                );
+                let _ = (p.msg_type(), p.code(), p.checksum(), p.rest(), p.next_hop_mtu(), p.payload());
                 p.fill_checksum();
                 assert!(p.verify_checksum());
             }

@@ -235,9 +235,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     #[inline]
     pub fn set_target_addr(&mut self, a: Ipv6Addr) -> Result<()> {
         let b = self.buffer.as_mut();
-        let t = b
-            .get_mut(field::ND_TARGET..ND_LEN)
-            .ok_or(Error::Truncated)?;
+        let t = b.get_mut(field::ND_TARGET..ND_LEN).ok_or(Error::Truncated)?;
         t.copy_from_slice(&a.octets());
         Ok(())
     }
@@ -245,10 +243,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     /// NS/NA options, mutable (empty if the message is shorter than 24).
     #[inline]
     pub fn ndp_options_mut(&mut self) -> &mut [u8] {
-        self.buffer
-            .as_mut()
-            .get_mut(field::ND_OPTIONS..)
-            .unwrap_or(&mut [])
+        self.buffer.as_mut().get_mut(field::ND_OPTIONS..).unwrap_or(&mut [])
     }
 
     #[inline]
@@ -335,15 +330,9 @@ mod tests {
         let mut p = Icmpv6Packet::new_checked(&mut b[..]).unwrap();
         assert_eq!(p.target_addr(), None);
         assert!(p.ndp_options().is_empty());
-        assert_eq!(
-            p.set_target_addr(Ipv6Addr::LOCALHOST),
-            Err(Error::Truncated)
-        );
+        assert_eq!(p.set_target_addr(Ipv6Addr::LOCALHOST), Err(Error::Truncated));
         assert!(p.ndp_options_mut().is_empty());
-        assert_eq!(
-            put_lladdr_option(&mut [0; 7], 1, MacAddr::ZERO),
-            Err(Error::Truncated)
-        );
+        assert_eq!(put_lladdr_option(&mut [0; 7], 1, MacAddr::ZERO), Err(Error::Truncated));
     }
 
     #[test]
@@ -351,20 +340,9 @@ mod tests {
         let mac = [1, 2, 3, 4, 5, 6];
         let src_opt = [1, 1, 1, 2, 3, 4, 5, 6];
         let other = [14, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(
-            find_lladdr_option(&[&other[..], &src_opt[..]].concat(), 1),
-            Some(MacAddr(mac))
-        );
-        assert_eq!(
-            find_lladdr_option(&[0, 0, 1, 1, 1, 2, 3, 4, 5, 6], 1),
-            None,
-            "zero length"
-        );
-        assert_eq!(
-            find_lladdr_option(&[1, 2, 1, 2, 3, 4, 5, 6], 1),
-            None,
-            "overrun"
-        );
+        assert_eq!(find_lladdr_option(&[&other[..], &src_opt[..]].concat(), 1), Some(MacAddr(mac)));
+        assert_eq!(find_lladdr_option(&[0, 0, 1, 1, 1, 2, 3, 4, 5, 6], 1), None, "zero length");
+        assert_eq!(find_lladdr_option(&[1, 2, 1, 2, 3, 4, 5, 6], 1), None, "overrun");
         assert_eq!(find_lladdr_option(&[1], 1), None);
         assert_eq!(find_lladdr_option(&[], 1), None);
     }
@@ -402,13 +380,7 @@ mod tests {
             }
             match Icmpv6Packet::new_checked(&mut g[..]) {
                 Ok(mut p) => {
-                    let _ = (
-                        p.msg_type(),
-                        p.code(),
-                        p.mtu(),
-                        p.target_addr(),
-                        p.ndp_options(),
-                    );
+                    let _ = (p.msg_type(), p.code(), p.mtu(), p.target_addr(), p.ndp_options());
                     let _ = (p.ndp_lladdr(1), p.ndp_lladdr(2), p.payload(), p.na_flags());
                     p.fill_checksum(&s, &s);
                     assert!(p.verify_checksum(&s, &s));

@@ -394,10 +394,7 @@ mod tests {
         assert!(p.verify_checksum());
         p.dec_ttl();
         p.set_dst_addr_update(Ipv4Addr::new(192, 168, 1, 11));
-        assert_eq!(
-            &b[..20],
-            &hex("45000028 12344000 3f063dae c6336407 c0a8010b")[..]
-        );
+        assert_eq!(&b[..20], &hex("45000028 12344000 3f063dae c6336407 c0a8010b")[..]);
         let mut p = Ipv4Packet::new_checked(&mut b[..]).unwrap();
         p.set_src_addr_update(Ipv4Addr::new(10, 9, 8, 7));
         assert!(p.verify_checksum());
@@ -453,14 +450,8 @@ mod tests {
         p.payload_mut()[0] = 0x77;
         p.fill_checksum();
         let p = Ipv4Packet::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (p.version(), p.header_len(), p.tos(), p.dscp(), p.ecn()),
-            (4, 24, 0xb9, 0x2e, 1)
-        );
-        assert_eq!(
-            (p.total_len(), p.ident(), p.ttl(), p.protocol()),
-            (64, 0xbeef, 9, 17)
-        );
+        assert_eq!((p.version(), p.header_len(), p.tos(), p.dscp(), p.ecn()), (4, 24, 0xb9, 0x2e, 1));
+        assert_eq!((p.total_len(), p.ident(), p.ttl(), p.protocol()), (64, 0xbeef, 9, 17));
         assert!(p.more_frags() && !p.dont_frag() && p.is_fragment());
         assert_eq!(p.frag_offset(), 1480);
         assert_eq!(p.options(), &[1, 1, 1, 0]);
@@ -493,70 +484,33 @@ mod tests {
         for (at, v, e) in cases {
             let mut b = good.clone();
             b[at] = v;
-            assert_eq!(
-                Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-                e,
-                "byte {at} = {v:#x}"
-            );
+            assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), e, "byte {at} = {v:#x}");
         }
-        assert_eq!(
-            Ipv4Packet::new_checked(&good[..19]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&good[..19]).unwrap_err(), Error::Truncated);
         // Padding after total_len is allowed and excluded from the payload.
         let mut padded = good.clone();
         padded.extend_from_slice(&[0; 22]);
-        assert_eq!(
-            Ipv4Packet::new_checked(&padded[..]).unwrap().payload(),
-            &[1, 2, 3, 4]
-        );
+        assert_eq!(Ipv4Packet::new_checked(&padded[..]).unwrap().payload(), &[1, 2, 3, 4]);
     }
 
     #[test]
     fn header_only_view_for_icmp_quotes() {
         // total_len says 40, only 28 bytes quoted.
         let b = hex("45000028 12344000 4006f3fd c6336407 0a000064 9e400050 00000001");
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Truncated);
         let p = Ipv4Packet::new_checked_header(&b[..]).unwrap();
         assert_eq!(p.payload().len(), 8);
         assert_eq!(crate::ip::ports(p.payload()), Some((40512, 80)));
         assert!(Ipv4Packet::new_checked_header(&b[..19]).is_err());
         let mut opt = b.clone();
         opt[0] = 0x48; // 32-byte header does not fit 28 bytes
-        assert_eq!(
-            Ipv4Packet::new_checked_header(&opt[..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked_header(&opt[..]).unwrap_err(), Error::Truncated);
     }
 
     fn touch<T: AsRef<[u8]>>(p: &Ipv4Packet<T>) {
-        let _ = (
-            p.version(),
-            p.header_len(),
-            p.tos(),
-            p.total_len(),
-            p.ident(),
-            p.dont_frag(),
-        );
-        let _ = (
-            p.more_frags(),
-            p.frag_offset(),
-            p.is_fragment(),
-            p.ttl(),
-            p.protocol(),
-            p.checksum(),
-        );
-        let _ = (
-            p.src_addr(),
-            p.dst_addr(),
-            p.options(),
-            p.header(),
-            p.payload(),
-            p.packet(),
-        );
+        let _ = (p.version(), p.header_len(), p.tos(), p.total_len(), p.ident(), p.dont_frag());
+        let _ = (p.more_frags(), p.frag_offset(), p.is_fragment(), p.ttl(), p.protocol(), p.checksum());
+        let _ = (p.src_addr(), p.dst_addr(), p.options(), p.header(), p.payload(), p.packet());
         let _ = p.verify_checksum();
     }
 
@@ -565,9 +519,7 @@ mod tests {
         let mut b = hex("46000030 12344000 4006f3fd c6336407 0a000064 01010100");
         b.extend_from_slice(&[0xab; 24]);
         for len in 0..=b.len() {
-            let ok = Ipv4Packet::new_checked(&b[..len])
-                .map(|p| touch(&p))
-                .is_ok();
+            let ok = Ipv4Packet::new_checked(&b[..len]).map(|p| touch(&p)).is_ok();
             assert_eq!(ok, len == b.len(), "len {len}");
             if let Ok(p) = Ipv4Packet::new_checked_header(&b[..len]) {
                 touch(&p);

@@ -230,14 +230,8 @@ mod tests {
         p.payload_mut().copy_from_slice(&[1, 2, 3, 4, 5, 6]);
         assert_eq!(&b[..4], &[0x6b, 0x9f, 0x23, 0x45]);
         let p = Ipv6Packet::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (p.version(), p.traffic_class(), p.flow_label()),
-            (6, 0xb9, 0xf_2345)
-        );
-        assert_eq!(
-            (p.payload_len(), p.next_header(), p.hop_limit()),
-            (6, 17, 0)
-        );
+        assert_eq!((p.version(), p.traffic_class(), p.flow_label()), (6, 0xb9, 0xf_2345));
+        assert_eq!((p.payload_len(), p.next_header(), p.hop_limit()), (6, 17, 0));
         assert_eq!((p.src_addr(), p.dst_addr()), (s, d));
         assert_eq!(p.payload(), &[1, 2, 3, 4, 5, 6]);
         assert_eq!(p.packet().len(), 46);
@@ -259,10 +253,7 @@ mod tests {
             }
         }
         b[0] = 0x40;
-        assert_eq!(
-            Ipv6Packet::new_checked(&b[..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap_err(), Error::Malformed);
         let mut rng = XorShift::new(6);
         for _ in 0..10_000 {
             let mut g = rng.garbage(100);
@@ -270,13 +261,7 @@ mod tests {
                 *f = 0x60 | (*f & 0x0f);
             }
             if let Ok(p) = Ipv6Packet::new_checked(&g[..]) {
-                let _ = (
-                    p.traffic_class(),
-                    p.flow_label(),
-                    p.src_addr(),
-                    p.dst_addr(),
-                    p.payload(),
-                );
+                let _ = (p.traffic_class(), p.flow_label(), p.src_addr(), p.dst_addr(), p.payload());
             }
             if let Ok(mut p) = Ipv6Packet::new_checked_header(&mut g[..]) {
                 let _ = (p.payload(), p.packet());

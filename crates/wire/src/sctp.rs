@@ -115,11 +115,7 @@ impl<T: AsRef<[u8]>> SctpPacket<T> {
     #[inline]
     pub fn first_chunk(&self) -> Option<ChunkHeader> {
         match *self.chunks() {
-            [t, f, l0, l1, ..] => Some(ChunkHeader {
-                chunk_type: t,
-                flags: f,
-                len: u16::from_be_bytes([l0, l1]),
-            }),
+            [t, f, l0, l1, ..] => Some(ChunkHeader { chunk_type: t, flags: f, len: u16::from_be_bytes([l0, l1]) }),
             _ => None,
         }
     }
@@ -128,9 +124,7 @@ impl<T: AsRef<[u8]>> SctpPacket<T> {
     /// the buffer.
     #[inline]
     pub fn chunk_headers(&self) -> ChunkIter<'_> {
-        ChunkIter {
-            rest: self.chunks(),
-        }
+        ChunkIter { rest: self.chunks() }
     }
 
     /// CRC32c over the packet with the checksum field taken as zero.
@@ -204,11 +198,7 @@ impl Iterator for ChunkIter<'_> {
         // Chunks are padded to 4 bytes; the last one may omit its padding.
         let padded = (l + 3) & !3;
         self.rest = self.rest.get(padded..).unwrap_or(&[]);
-        Some(ChunkHeader {
-            chunk_type: t,
-            flags: f,
-            len,
-        })
+        Some(ChunkHeader { chunk_type: t, flags: f, len })
     }
 }
 
@@ -223,11 +213,7 @@ const fn crc_tables() -> [[u32; 256]; 8] {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
             k += 1;
         }
         t[0][i] = c;
@@ -286,11 +272,7 @@ mod tests {
         for &b in data {
             c ^= u32::from(b);
             for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    (c >> 1) ^ 0x82F6_3B78
-                } else {
-                    c >> 1
-                };
+                c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
             }
         }
         !c
@@ -339,18 +321,8 @@ mod tests {
         assert_eq!(crc32c(&z), crc);
         assert_eq!(b[8..12], crc.to_le_bytes());
         let p = SctpPacket::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (p.src_port(), p.dst_port(), p.verification_tag()),
-            (5000, 80, 0)
-        );
-        assert_eq!(
-            p.first_chunk(),
-            Some(ChunkHeader {
-                chunk_type: chunk_type::INIT,
-                flags: 0,
-                len: 20
-            })
-        );
+        assert_eq!((p.src_port(), p.dst_port(), p.verification_tag()), (5000, 80, 0));
+        assert_eq!(p.first_chunk(), Some(ChunkHeader { chunk_type: chunk_type::INIT, flags: 0, len: 20 }));
         // NAT: change a port, the CRC no longer matches until refilled.
         let mut p = SctpPacket::new_checked(&mut b[..]).unwrap();
         p.set_dst_port(8080);
@@ -370,32 +342,19 @@ mod tests {
         assert_eq!(types, [chunk_type::COOKIE_ECHO, chunk_type::DATA]);
         let mut z = vec![0u8; 12];
         z.extend_from_slice(&[1, 0, 0, 0]); // zero length: stop
-        assert_eq!(
-            SctpPacket::new_checked(&z[..])
-                .unwrap()
-                .chunk_headers()
-                .count(),
-            0
-        );
+        assert_eq!(SctpPacket::new_checked(&z[..]).unwrap().chunk_headers().count(), 0);
     }
 
     #[test]
     fn prefixes_and_garbage() {
         for len in 0..12 {
-            assert_eq!(
-                SctpPacket::new_checked(&[0u8; 12][..len]).unwrap_err(),
-                Error::Truncated
-            );
+            assert_eq!(SctpPacket::new_checked(&[0u8; 12][..len]).unwrap_err(), Error::Truncated);
         }
         let mut rng = XorShift::new(22);
         for _ in 0..5000 {
             let mut g = rng.garbage(60);
             if let Ok(mut p) = SctpPacket::new_checked(&mut g[..]) {
-                let _ = (
-                    p.first_chunk(),
-                    p.chunk_headers().count(),
-                    p.verification_tag(),
-                );
+                let _ = (p.first_chunk(), p.chunk_headers().count(), p.verification_tag());
                 p.fill_checksum();
                 assert!(p.verify_checksum());
             }

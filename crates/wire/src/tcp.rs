@@ -296,14 +296,8 @@ mod tests {
         let mut syn = hex("9e400050 00000001 00000000 5002faf0 e1c10000");
         {
             let p = TcpPacket::new_checked(&syn[..]).unwrap();
-            assert_eq!(
-                (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number()),
-                (40512, 80, 1, 0)
-            );
-            assert_eq!(
-                (p.header_len(), p.flags(), p.window_len()),
-                (20, flags::SYN, 64240)
-            );
+            assert_eq!((p.src_port(), p.dst_port(), p.seq_number(), p.ack_number()), (40512, 80, 1, 0));
+            assert_eq!((p.header_len(), p.flags(), p.window_len()), (20, flags::SYN, 64240));
             assert!(p.syn() && !p.ack() && !p.fin() && !p.rst() && !p.psh() && !p.urg());
             assert!(p.verify_checksum(&client, &vip));
         }
@@ -360,35 +354,17 @@ mod tests {
         let b = hex("9e400050 00000001 00000000 6002faf0 e1c10000 020405b4");
         assert!(TcpPacket::new_checked(&b[..]).is_ok());
         for len in 0..b.len() {
-            assert_eq!(
-                TcpPacket::new_checked(&b[..len]).unwrap_err(),
-                Error::Truncated
-            );
+            assert_eq!(TcpPacket::new_checked(&b[..len]).unwrap_err(), Error::Truncated);
         }
         let mut bad = b.clone();
         bad[12] = 0x40;
-        assert_eq!(
-            TcpPacket::new_checked(&bad[..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(TcpPacket::new_checked(&bad[..]).unwrap_err(), Error::Malformed);
         let mut rng = XorShift::new(8);
         for _ in 0..20_000 {
             let mut g = rng.garbage(80);
             if let Ok(mut p) = TcpPacket::new_checked(&mut g[..]) {
-                let _ = (
-                    p.src_port(),
-                    p.dst_port(),
-                    p.seq_number(),
-                    p.ack_number(),
-                    p.flags(),
-                );
-                let _ = (
-                    p.window_len(),
-                    p.checksum(),
-                    p.urgent_at(),
-                    p.options(),
-                    p.payload(),
-                );
+                let _ = (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number(), p.flags());
+                let _ = (p.window_len(), p.checksum(), p.urgent_at(), p.options(), p.payload());
                 let a = v4(1, 2, 3, 4);
                 p.fill_checksum(&a, &a);
                 assert!(p.verify_checksum(&a, &a));

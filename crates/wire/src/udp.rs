@@ -241,10 +241,7 @@ mod tests {
         assert!(p.verify_checksum(&v4(1, 1, 1, 1), &v4(2, 2, 2, 2)));
         let a6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         assert!(!p.verify_checksum(&a6, &a6));
-        assert!(
-            !p.update_checksum(|_| 0x1234),
-            "zero checksum is not updated"
-        );
+        assert!(!p.update_checksum(|_| 0x1234), "zero checksum is not updated");
         p.set_dst_port_update(99);
         assert_eq!((p.checksum(), p.dst_port()), (0, 99));
         p.fill_checksum(&a6, &a6);
@@ -260,20 +257,11 @@ mod tests {
         assert_eq!(p.datagram().len(), 10);
         let mut small = b.clone();
         small[5] = 7;
-        assert_eq!(
-            UdpPacket::new_checked(&small[..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(UdpPacket::new_checked(&small[..]).unwrap_err(), Error::Malformed);
         small[5] = 13;
-        assert_eq!(
-            UdpPacket::new_checked(&small[..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(UdpPacket::new_checked(&small[..]).unwrap_err(), Error::Truncated);
         for len in 0..10 {
-            assert_eq!(
-                UdpPacket::new_checked(&b[..len]).unwrap_err(),
-                Error::Truncated
-            );
+            assert_eq!(UdpPacket::new_checked(&b[..len]).unwrap_err(), Error::Truncated);
         }
     }
 
@@ -283,13 +271,7 @@ mod tests {
         for _ in 0..20_000 {
             let mut g = rng.garbage(40);
             if let Ok(mut p) = UdpPacket::new_checked(&mut g[..]) {
-                let _ = (
-                    p.src_port(),
-                    p.dst_port(),
-                    p.len(),
-                    p.checksum(),
-                    p.payload(),
-                );
+                let _ = (p.src_port(), p.dst_port(), p.len(), p.checksum(), p.payload());
                 let a = v4(1, 2, 3, 4);
                 p.fill_checksum(&a, &a);
                 assert!(p.verify_checksum(&a, &a));

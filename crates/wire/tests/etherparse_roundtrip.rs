@@ -5,15 +5,13 @@
 //! computation must agree with what we stored.
 
 use etherparse::{
-    Ipv4Header, Ipv6Header, LinkHeader, NetHeaders, PacketBuilder, PacketHeaders, TcpHeader,
-    TransportHeader,
+    Ipv4Header, Ipv6Header, LinkHeader, NetHeaders, PacketBuilder, PacketHeaders, TcpHeader, TransportHeader,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use wire::ethernet::{self, ethertype};
 use wire::ip::protocol;
 use wire::{
-    EthernetFrame, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, MacAddr, TcpPacket,
-    UdpPacket, checksum,
+    EthernetFrame, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, MacAddr, TcpPacket, UdpPacket, checksum,
 };
 
 struct Rng(u64);
@@ -58,11 +56,7 @@ fn ep_parse(frame: &[u8]) -> (NetHeaders, TransportHeader, Vec<u8>) {
         other => panic!("no ethernet header: {other:?}"),
     }
     let payload = h.payload.slice().to_vec();
-    (
-        h.net.expect("ip header"),
-        h.transport.expect("transport header"),
-        payload,
-    )
+    (h.net.expect("ip header"), h.transport.expect("transport header"), payload)
 }
 
 fn ep_ipv4(net: &NetHeaders) -> &Ipv4Header {
@@ -81,36 +75,16 @@ fn ep_ipv6(net: &NetHeaders) -> &Ipv6Header {
 
 fn ep_tcp_ok_v4(net: &NetHeaders, t: &TransportHeader, payload: &[u8]) {
     let ip = ep_ipv4(net);
-    assert_eq!(
-        ip.calc_header_checksum(),
-        ip.header_checksum,
-        "ip header checksum"
-    );
-    let TransportHeader::Tcp(tcp) = t else {
-        panic!("not tcp")
-    };
-    assert_eq!(
-        tcp.calc_checksum_ipv4(ip, payload).unwrap(),
-        tcp.checksum,
-        "tcp checksum"
-    );
+    assert_eq!(ip.calc_header_checksum(), ip.header_checksum, "ip header checksum");
+    let TransportHeader::Tcp(tcp) = t else { panic!("not tcp") };
+    assert_eq!(tcp.calc_checksum_ipv4(ip, payload).unwrap(), tcp.checksum, "tcp checksum");
 }
 
 fn ep_udp_ok_v4(net: &NetHeaders, t: &TransportHeader, payload: &[u8]) {
     let ip = ep_ipv4(net);
-    assert_eq!(
-        ip.calc_header_checksum(),
-        ip.header_checksum,
-        "ip header checksum"
-    );
-    let TransportHeader::Udp(udp) = t else {
-        panic!("not udp")
-    };
-    assert_eq!(
-        udp.calc_checksum_ipv4(ip, payload).unwrap(),
-        udp.checksum,
-        "udp checksum"
-    );
+    assert_eq!(ip.calc_header_checksum(), ip.header_checksum, "ip header checksum");
+    let TransportHeader::Udp(udp) = t else { panic!("not udp") };
+    assert_eq!(udp.calc_checksum_ipv4(ip, payload).unwrap(), udp.checksum, "udp checksum");
 }
 
 fn build_tcp_v4(rng: &mut Rng, payload_len: usize) -> (Vec<u8>, Vec<u8>, TcpHeader) {
@@ -143,9 +117,7 @@ fn tcp_v4_fields_match_etherparse() {
     for i in 0..300 {
         let (frame, payload, _) = build_tcp_v4(&mut rng, i % 97);
         let (net, t, _) = ep_parse(&frame);
-        let (ip, TransportHeader::Tcp(tcp)) = (ep_ipv4(&net), &t) else {
-            panic!()
-        };
+        let (ip, TransportHeader::Tcp(tcp)) = (ep_ipv4(&net), &t) else { panic!() };
 
         let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
         assert_eq!(eth.src_addr(), MacAddr(SRC_MAC));
@@ -212,9 +184,7 @@ fn tcp_v4_nat_incremental_agrees_with_etherparse() {
         assert_eq!(p, payload);
         ep_tcp_ok_v4(&net, &t, &p);
         assert_eq!(ep_ipv4(&net).destination, rip.octets());
-        let TransportHeader::Tcp(tcp) = &t else {
-            panic!()
-        };
+        let TransportHeader::Tcp(tcp) = &t else { panic!() };
         assert_eq!(tcp.destination_port, rport);
 
         // Out-path: the checksum helpers as free functions, source side.
@@ -244,22 +214,15 @@ fn udp_v4_nat_and_zero_checksum_agree_with_etherparse() {
     let mut rng = Rng(77);
     for i in 0..2000 {
         let payload = rng.bytes(i % 40);
-        let b = PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
-            .ipv4(rng.v4(), rng.v4(), 64)
-            .udp(rng.u16(), rng.u16());
+        let b = PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv4(rng.v4(), rng.v4(), 64).udp(rng.u16(), rng.u16());
         let mut frame = Vec::new();
         b.write(&mut frame, &payload).unwrap();
         {
             let (net, t, p) = ep_parse(&frame);
-            let TransportHeader::Udp(udp) = &t else {
-                panic!()
-            };
+            let TransportHeader::Udp(udp) = &t else { panic!() };
             let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..]).unwrap();
             let d = UdpPacket::new_checked(ip.payload()).unwrap();
-            assert_eq!(
-                (d.src_port(), d.dst_port()),
-                (udp.source_port, udp.destination_port)
-            );
+            assert_eq!((d.src_port(), d.dst_port()), (udp.source_port, udp.destination_port));
             assert_eq!((d.len(), d.checksum()), (udp.length, udp.checksum));
             assert_eq!(d.payload(), &p[..]);
             let (s, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
@@ -281,9 +244,7 @@ fn udp_v4_nat_and_zero_checksum_agree_with_etherparse() {
         let stored = {
             let ip = ep_ipv4(&net);
             assert_eq!(ip.calc_header_checksum(), ip.header_checksum);
-            let TransportHeader::Udp(udp) = &t else {
-                panic!()
-            };
+            let TransportHeader::Udp(udp) = &t else { panic!() };
             let full = udp.calc_checksum_ipv4(ip, &p).unwrap();
             // etherparse also maps a computed 0 to ffff.
             assert_eq!(full, udp.checksum);
@@ -318,16 +279,11 @@ fn udp_v6_and_icmpv6_agree_with_etherparse() {
         assert_eq!(v6.hop_limit(), ip6.hop_limit);
         assert_eq!(v6.src_addr().octets(), ip6.source);
         assert_eq!(v6.dst_addr().octets(), ip6.destination);
-        let TransportHeader::Udp(udp) = &t else {
-            panic!()
-        };
+        let TransportHeader::Udp(udp) = &t else { panic!() };
         let d = UdpPacket::new_checked(v6.payload()).unwrap();
         assert_eq!(d.checksum(), udp.checksum);
         assert_eq!(d.payload(), &p[..]);
-        let (s6, d6) = (
-            IpAddr::V6(Ipv6Addr::from(src)),
-            IpAddr::V6(Ipv6Addr::from(dst)),
-        );
+        let (s6, d6) = (IpAddr::V6(Ipv6Addr::from(src)), IpAddr::V6(Ipv6Addr::from(dst)));
         assert!(d.verify_checksum(&s6, &d6));
 
         // Rewrite the v6 destination (NAT66-style) incrementally.
@@ -342,9 +298,7 @@ fn udp_v6_and_icmpv6_agree_with_etherparse() {
         let (net, t, p) = ep_parse(&frame);
         let ip6 = ep_ipv6(&net);
         assert_eq!(ip6.hop_limit, 32);
-        let TransportHeader::Udp(udp) = &t else {
-            panic!()
-        };
+        let TransportHeader::Udp(udp) = &t else { panic!() };
         assert_eq!(udp.calc_checksum_ipv6(ip6, &p).unwrap(), udp.checksum);
 
         // ICMPv6 echo.
@@ -360,13 +314,8 @@ fn udp_v6_and_icmpv6_agree_with_etherparse() {
         assert_eq!(m.msg_type(), wire::icmpv6::msg_type::ECHO_REQUEST);
         assert!(m.verify_checksum(&s6, &d6));
         let (_, t, p) = ep_parse(&frame);
-        let TransportHeader::Icmpv6(h) = &t else {
-            panic!()
-        };
-        assert_eq!(
-            h.icmp_type.calc_checksum(src, dst, &p).unwrap(),
-            m.checksum()
-        );
+        let TransportHeader::Icmpv6(h) = &t else { panic!() };
+        assert_eq!(h.icmp_type.calc_checksum(src, dst, &p).unwrap(), m.checksum());
         assert_eq!(m.payload(), &p[..]);
     }
 }
@@ -399,9 +348,7 @@ fn icmpv4_echo_agrees_with_etherparse() {
             m.set_checksum(c);
         }
         let (_, t, p) = ep_parse(&frame);
-        let TransportHeader::Icmpv4(h) = &t else {
-            panic!()
-        };
+        let TransportHeader::Icmpv4(h) = &t else { panic!() };
         assert_eq!(h.icmp_type.calc_checksum(&p), h.checksum);
         assert!(matches!(h.icmp_type, etherparse::Icmpv4Type::EchoReply(_)));
     }
@@ -420,13 +367,7 @@ fn walk(frame: &[u8]) -> usize {
             let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
                 return 1;
             };
-            let _ = (
-                ip.verify_checksum(),
-                ip.options(),
-                ip.header(),
-                ip.src_addr(),
-                ip.is_fragment(),
-            );
+            let _ = (ip.verify_checksum(), ip.options(), ip.header(), ip.src_addr(), ip.is_fragment());
             let (s, d) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
             touched += 2 + l4(ip.protocol(), ip.payload(), &s, &d);
         }

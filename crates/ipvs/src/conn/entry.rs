@@ -48,8 +48,7 @@ pub struct Conn {
 impl Conn {
     #[inline]
     pub fn method(&self) -> ForwardMethod {
-        ForwardMethod::from_u8((self.flags & ConnFlags::FWD_MASK) as u8)
-            .unwrap_or(ForwardMethod::Route)
+        ForwardMethod::from_u8((self.flags & ConnFlags::FWD_MASK) as u8).unwrap_or(ForwardMethod::Route)
     }
     #[inline]
     pub fn is_template(&self) -> bool {

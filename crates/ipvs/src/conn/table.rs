@@ -43,10 +43,7 @@ pub struct ConnTable {
 
 impl std::fmt::Debug for ConnTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnTable")
-            .field("len", &self.len)
-            .field("max", &self.max)
-            .finish()
+        f.debug_struct("ConnTable").field("len", &self.len).field("max", &self.max).finish()
     }
 }
 
@@ -114,6 +111,33 @@ impl ConnTable {
         let _ = hash;
     }
 
+    /// Second pipeline stage: follow the (now cached) index to the first entry whose hash
+    /// matches and prefetch it.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u32) {
+        let mut i = hash as usize & self.mask;
+        loop {
+            let s = self.index[i];
+            if s == 0 {
+                return;
+            }
+            if (s >> 32) as u32 == hash {
+                let id = (s as u32).wrapping_sub(1) as usize;
+                if id < self.entries.len() {
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        // SAFETY: id is in bounds; prefetch never faults.
+                        let p = self.entries.as_ptr().add(id);
+                        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+                        std::arch::x86_64::_mm_prefetch((p as *const i8).add(64), std::arch::x86_64::_MM_HINT_T0);
+                    }
+                }
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
     #[inline]
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
         self.entries.get(id as usize).and_then(|e| e.as_ref())
@@ -147,14 +171,7 @@ impl ConnTable {
 
     /// In-lookup (client → VIP): the packet's source is the client.
     #[inline]
-    pub fn lookup_in(
-        &self,
-        protocol: u8,
-        saddr: &IpAddr,
-        sport: u16,
-        daddr: &IpAddr,
-        dport: u16,
-    ) -> Option<ConnId> {
+    pub fn lookup_in(&self, protocol: u8, saddr: &IpAddr, sport: u16, daddr: &IpAddr, dport: u16) -> Option<ConnId> {
         let h = self.hash(protocol, saddr, sport);
         self.find(h, |c| {
             c.cport == sport
@@ -169,14 +186,7 @@ impl ConnTable {
     /// Out-lookup (real server → client): the packet's destination is the client; its source
     /// must be the real server for NAT entries, or the VIP for the others (§8).
     #[inline]
-    pub fn lookup_out(
-        &self,
-        protocol: u8,
-        saddr: &IpAddr,
-        sport: u16,
-        daddr: &IpAddr,
-        dport: u16,
-    ) -> Option<ConnId> {
+    pub fn lookup_out(&self, protocol: u8, saddr: &IpAddr, sport: u16, daddr: &IpAddr, dport: u16) -> Option<ConnId> {
         let h = self.hash(protocol, daddr, dport);
         self.find(h, |c| {
             c.cport == dport
@@ -207,11 +217,7 @@ impl ConnTable {
                 && c.cport == 0
                 && c.caddr == *snet
                 && c.vport == vport
-                && if protocol == 0 {
-                    c.fwmark == fwmark
-                } else {
-                    c.vaddr == *vaddr
-                }
+                && if protocol == 0 { c.fwmark == fwmark } else { c.vaddr == *vaddr }
         })
     }
 
@@ -267,11 +273,7 @@ impl ConnTable {
                 break;
             }
             let home = (s >> 32) as usize & self.mask;
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
+            let stays = if i <= j { i < home && home <= j } else { i < home || home <= j };
             if !stays {
                 self.index[i] = s;
                 i = j;
@@ -307,11 +309,7 @@ impl ConnTable {
 
     /// Every live entry id (control plane listings; not for the packet path).
     pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.is_some())
-            .map(|(i, _)| i as ConnId)
+        self.entries.iter().enumerate().filter(|(_, e)| e.is_some()).map(|(i, _)| i as ConnId)
     }
 }
 
@@ -352,16 +350,8 @@ mod tests {
         assert_eq!(t.lookup_in(17, &c, 40512, &vip, 80), None);
         assert_eq!(t.lookup_in(6, &c, 40513, &vip, 80), None);
         assert_eq!(t.lookup_in(6, &c, 40512, &vip, 81), None);
-        assert_eq!(
-            t.lookup_out(6, &rip, 8080, &c, 40512),
-            Some(id),
-            "NAT reply from the real server"
-        );
-        assert_eq!(
-            t.lookup_out(6, &vip, 80, &c, 40512),
-            None,
-            "NAT entry: source must be the RIP"
-        );
+        assert_eq!(t.lookup_out(6, &rip, 8080, &c, 40512), Some(id), "NAT reply from the real server");
+        assert_eq!(t.lookup_out(6, &vip, 80, &c, 40512), None, "NAT entry: source must be the RIP");
         t.get_mut(id).unwrap().flags = 3; // DR: replies carry the VIP as source
         assert_eq!(t.lookup_out(6, &vip, 80, &c, 40512), Some(id));
         assert!(t.remove(id).is_some());

@@ -24,10 +24,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     /// The seed's defaults: SYN 60, ESTABLISHED 900, FIN 60, UDP 300; the rest as the kernel.
     fn default() -> Self {
-        Timeouts {
-            tcp: tcp::DEFAULT_TIMEOUTS,
-            udp: udp::DEFAULT_TIMEOUT,
-        }
+        Timeouts { tcp: tcp::DEFAULT_TIMEOUTS, udp: udp::DEFAULT_TIMEOUT }
     }
 }
 
@@ -47,10 +44,6 @@ impl Timeouts {
 
     /// (tcp, tcpfin, udp) as `ipvsadm -L --timeout` prints them.
     pub fn triple(&self) -> (u32, u32, u32) {
-        (
-            self.tcp[tcp::ESTABLISHED as usize],
-            self.tcp[tcp::FIN_WAIT as usize],
-            self.udp,
-        )
+        (self.tcp[tcp::ESTABLISHED as usize], self.tcp[tcp::FIN_WAIT as usize], self.udp)
     }
 }

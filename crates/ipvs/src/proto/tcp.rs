@@ -147,9 +147,7 @@ mod tests {
 
     /// Parse a reference row ("SR ES ...") into states.
     fn row(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|n| NAMES.iter().position(|x| abbrev(x) == n).unwrap() as u8)
-            .collect()
+        s.split_whitespace().map(|n| NAMES.iter().position(|x| abbrev(x) == n).unwrap() as u8).collect()
     }
     fn abbrev(name: &str) -> &'static str {
         match name {
@@ -228,24 +226,17 @@ mod tests {
             (Dir::Output, 0, SYN_RECV, SYNACK),
             (Dir::Output, 0, SYNACK, SYNACK),
         ];
-        let io_syn_sa = [
-            NONE, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, SYNACK,
-        ];
+        let io_syn_sa = [NONE, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, SYNACK];
         let flags_for_event = [SYN, FIN, ACK, RST];
         for dir in [Dir::Input, Dir::Output, Dir::InputOnly] {
             for (ev, &fl) in flags_for_event.iter().enumerate() {
                 for st in 0..STATES as u8 {
                     let normal = transition(dir, st, fl, false);
                     let secure = transition(dir, st, fl, true);
-                    let listed = diffs
-                        .iter()
-                        .find(|d| d.0 == dir && d.1 == ev && d.2 == st)
-                        .map(|d| d.3);
+                    let listed = diffs.iter().find(|d| d.0 == dir && d.1 == ev && d.2 == st).map(|d| d.3);
                     let want = match listed {
                         Some(s) => s,
-                        None if dir == Dir::InputOnly && ev == 0 && io_syn_sa.contains(&st) => {
-                            SYNACK
-                        }
+                        None if dir == Dir::InputOnly && ev == 0 && io_syn_sa.contains(&st) => SYNACK,
                         None => normal,
                     };
                     assert_eq!(secure, want, "{dir:?} ev {ev} state {}", NAMES[st as usize]);
@@ -263,11 +254,7 @@ mod tests {
     fn typical_lives() {
         // NAT: SYN, SYN-ACK, ACK, FIN (client), FIN (server), ACK
         let mut s = NONE;
-        for (d, f) in [
-            (Dir::Input, SYN),
-            (Dir::Output, SYNACK_F),
-            (Dir::Input, ACK),
-        ] {
+        for (d, f) in [(Dir::Input, SYN), (Dir::Output, SYNACK_F), (Dir::Input, ACK)] {
             s = transition(d, s, f, false);
         }
         assert_eq!(s, ESTABLISHED);
@@ -277,12 +264,7 @@ mod tests {
         assert_eq!(s, TIME_WAIT);
         // DR: SYN → SYN_RECV → ACK → ESTABLISHED → FIN → FIN_WAIT
         let mut s = NONE;
-        for (f, want) in [
-            (SYN, SYN_RECV),
-            (ACK, ESTABLISHED),
-            (FIN, FIN_WAIT),
-            (ACK, FIN_WAIT),
-        ] {
+        for (f, want) in [(SYN, SYN_RECV), (ACK, ESTABLISHED), (FIN, FIN_WAIT), (ACK, FIN_WAIT)] {
             s = transition(Dir::InputOnly, s, f, false);
             assert_eq!(s, want);
         }

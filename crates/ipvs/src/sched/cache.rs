@@ -40,10 +40,7 @@ pub(crate) struct CacheTable<V> {
 
 impl<V> std::fmt::Debug for CacheTable<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheTable")
-            .field("entries", &self.entries)
-            .field("counter", &self.counter)
-            .finish()
+        f.debug_struct("CacheTable").field("entries", &self.entries).field("counter", &self.counter).finish()
     }
 }
 
@@ -67,9 +64,7 @@ impl<V> CacheTable<V> {
     }
 
     pub fn get_mut(&mut self, addr: &IpAddr) -> Option<&mut Entry<V>> {
-        self.buckets[bucket(addr)]
-            .iter_mut()
-            .find(|e| e.addr == *addr)
+        self.buckets[bucket(addr)].iter_mut().find(|e| e.addr == *addr)
     }
 
     /// Insert or replace the entry of `addr`.
@@ -79,11 +74,7 @@ impl<V> CacheTable<V> {
             e.lastuse = now;
             e.val = val;
         } else {
-            b.push(Entry {
-                addr,
-                lastuse: now,
-                val,
-            });
+            b.push(Entry { addr, lastuse: now, val });
             self.entries += 1;
         }
     }

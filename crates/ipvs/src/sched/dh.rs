@@ -27,9 +27,7 @@ struct DhTable {
 
 impl std::fmt::Debug for DhTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DhTable")
-            .field("dests", &self.idents.len())
-            .finish()
+        f.debug_struct("DhTable").field("dests", &self.idents.len()).finish()
     }
 }
 
@@ -59,13 +57,8 @@ impl Scheduler for Dh {
         if self.table.load().idents == idents {
             return; // an edit: the kernel keeps the table
         }
-        let buckets = if dests.is_empty() {
-            Vec::new()
-        } else {
-            (0..TAB_SIZE)
-                .map(|i| dests[i % dests.len()].clone())
-                .collect()
-        };
+        let buckets =
+            if dests.is_empty() { Vec::new() } else { (0..TAB_SIZE).map(|i| dests[i % dests.len()].clone()).collect() };
         self.table.store(Arc::new(DhTable { idents, buckets }));
     }
 
@@ -101,9 +94,7 @@ mod tests {
         assert!(Arc::ptr_eq(&pick("192.168.1.1"), &b)); // 136
         assert!(Arc::ptr_eq(&pick("203.0.113.7"), &b)); // 124
         // Same key, same dest, whatever the source.
-        let p2 = s
-            .schedule(&list, &pkt("203.0.113.99", 9, "10.0.0.1"))
-            .unwrap();
+        let p2 = s.schedule(&list, &pkt("203.0.113.99", 9, "10.0.0.1")).unwrap();
         assert!(Arc::ptr_eq(&p2, &a));
     }
 
@@ -116,17 +107,10 @@ mod tests {
         let before = Arc::as_ptr(&s.table.load_full());
         a.apply(&a.config().weight(0));
         s.update(&list);
-        assert_eq!(
-            before,
-            Arc::as_ptr(&s.table.load_full()),
-            "not rebuilt on an edit"
-        );
+        assert_eq!(before, Arc::as_ptr(&s.table.load_full()), "not rebuilt on an edit");
         // 10.0.0.1 still maps to A, which is now refused (no fallback in dh).
         assert!(s.schedule(&list, &to("10.0.0.1")).is_none());
-        assert!(Arc::ptr_eq(
-            &s.schedule(&list, &to("192.168.1.1")).unwrap(),
-            &b
-        ));
+        assert!(Arc::ptr_eq(&s.schedule(&list, &to("192.168.1.1")).unwrap(), &b));
         b.set_overloaded(true);
         assert!(s.schedule(&list, &to("192.168.1.1")).is_none());
         b.set_overloaded(false);

@@ -38,11 +38,7 @@ impl Lblc {
 
     pub fn with_clock(clock: Arc<dyn Clock>, expiration: Duration) -> Self {
         let now = clock.now();
-        Lblc {
-            clock,
-            expiration,
-            cache: Mutex::new(CacheTable::new(now)),
-        }
+        Lblc { clock, expiration, cache: Mutex::new(CacheTable::new(now)) }
     }
 
     fn cache(&self) -> MutexGuard<'_, CacheTable<Arc<Dest>>> {

@@ -43,10 +43,7 @@ impl DestSet {
     /// `ip_vs_dest_set_min`: weighted least-connection among members that are AVAILABLE, have
     /// no OVERLOAD flag and (for the start) weight > 0.
     fn min(&self) -> Option<&Arc<Dest>> {
-        let start = self
-            .members
-            .iter()
-            .position(|d| !d.is_overloaded() && d.weight() > 0 && d.is_available())?;
+        let start = self.members.iter().position(|d| !d.is_overloaded() && d.weight() > 0 && d.is_available())?;
         let mut least = &self.members[start];
         let mut loh = least.overhead();
         for d in &self.members[start + 1..] {
@@ -100,11 +97,7 @@ impl Lblcr {
 
     pub fn with_clock(clock: Arc<dyn Clock>, expiration: Duration) -> Self {
         let now = clock.now();
-        Lblcr {
-            clock,
-            expiration,
-            cache: Mutex::new(CacheTable::new(now)),
-        }
+        Lblcr { clock, expiration, cache: Mutex::new(CacheTable::new(now)) }
     }
 
     fn cache(&self) -> MutexGuard<'_, CacheTable<DestSet>> {
@@ -118,10 +111,7 @@ impl Lblcr {
 
     /// The set cached for a destination address (newest member first).
     pub fn members(&self, daddr: &std::net::IpAddr) -> Vec<Arc<Dest>> {
-        self.cache()
-            .get_mut(daddr)
-            .map(|e| e.val.members.clone())
-            .unwrap_or_default()
+        self.cache().get_mut(daddr).map(|e| e.val.members.clone()).unwrap_or_default()
     }
 }
 
@@ -164,10 +154,7 @@ impl Scheduler for Lblcr {
             return Some(d);
         }
         let d = weighted_least(dests, Dest::overhead)?.clone();
-        let set = DestSet {
-            members: vec![d.clone()],
-            lastmod: now,
-        };
+        let set = DestSet { members: vec![d.clone()], lastmod: now };
         cache.insert(pkt.daddr, now, set);
         Some(d)
     }
@@ -239,11 +226,7 @@ mod tests {
         list[1].set_conns(2, 0); // 2·2 < 4 is false: dest 1 no longer "overloaded"
         clock.advance(Duration::from_secs(600));
         s.schedule(&list, &t).unwrap();
-        assert_eq!(
-            s.members(&t.daddr).len(),
-            2,
-            "not strictly after the expiration yet"
-        );
+        assert_eq!(s.members(&t.daddr).len(), 2, "not strictly after the expiration yet");
         clock.advance(Duration::from_secs(1));
         // Most loaded by overhead/weight: dest 1 (768/2) vs dest 2 (512/4) → dest 1 goes.
         s.schedule(&list, &t).unwrap();

@@ -22,10 +22,7 @@ pub(crate) fn less_loaded(doh: u64, dw: i32, loh: u64, lw: i32) -> bool {
 /// `overhead/weight` wins, so ties keep the earlier (newer) dest. Weight-0 dests can never win
 /// the cross-multiplication, which is why the kernel does not test it in the second stage.
 /// Used by wlc (overhead), sed (active + 1), lblc and lblcr.
-pub(crate) fn weighted_least(
-    dests: &[Arc<Dest>],
-    overhead: impl Fn(&Dest) -> u64,
-) -> Option<&Arc<Dest>> {
+pub(crate) fn weighted_least(dests: &[Arc<Dest>], overhead: impl Fn(&Dest) -> u64) -> Option<&Arc<Dest>> {
     let start = dests.iter().position(|d| eligible(d))?;
     let mut least = &dests[start];
     let mut loh = overhead(least);
@@ -54,9 +51,7 @@ pub(crate) fn lblc_overloaded(dest: &Dest, dests: &[Arc<Dest>]) -> bool {
     if (dest.activeconns() as i64) <= dest.weight() as i64 {
         return false;
     }
-    dests
-        .iter()
-        .any(|d| (d.activeconns() as i64) * 2 < d.weight() as i64)
+    dests.iter().any(|d| (d.activeconns() as i64) * 2 < d.weight() as i64)
 }
 
 /// The source port sh-port / mh-port hash on: only TCP, UDP and SCTP carry one; 0 otherwise
@@ -117,9 +112,7 @@ pub(crate) mod testutil {
 
     /// Position of `d` in `list` (for readable assertions).
     pub fn pos(list: &[Arc<Dest>], d: &Arc<Dest>) -> usize {
-        list.iter()
-            .position(|x| Arc::ptr_eq(x, d))
-            .expect("pick is in the list")
+        list.iter().position(|x| Arc::ptr_eq(x, d)).expect("pick is in the list")
     }
 }
 

@@ -27,18 +27,13 @@ const EMPTY: u32 = u32::MAX;
 
 /// `ip_vs_mh_hashkey`: hsiphash of `offset + ntohs(port) + ntohl(addr_fold)` as a u32.
 pub fn mh_hashkey(addr: &IpAddr, port: u16, key: &HsipKey, offset: u32) -> u32 {
-    let v = offset
-        .wrapping_add(port as u32)
-        .wrapping_add(addr_fold(addr));
+    let v = offset.wrapping_add(port as u32).wrapping_add(addr_fold(addr));
     hsiphash_u32(v, key)
 }
 
 /// `(gcd, rshift, turns)` from the last weights in list order.
 pub fn mh_turns(last_weights: &[i32]) -> (i32, u32, Vec<i32>) {
-    let g = last_weights
-        .iter()
-        .filter(|w| **w > 0)
-        .fold(0, |g, &w| if g > 0 { gcd(w, g) } else { w });
+    let g = last_weights.iter().filter(|w| **w > 0).fold(0, |g, &w| if g > 0 { gcd(w, g) } else { w });
     if g < 1 {
         return (0, 0, vec![0; last_weights.len()]);
     }
@@ -63,19 +58,13 @@ struct MhTable {
 
 impl std::fmt::Debug for MhTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MhTable")
-            .field("dests", &self.dests.len())
-            .field("filled", &!self.slots.is_empty())
-            .finish()
+        f.debug_struct("MhTable").field("dests", &self.dests.len()).field("filled", &!self.slots.is_empty()).finish()
     }
 }
 
 impl MhTable {
     fn empty() -> Self {
-        MhTable {
-            dests: Vec::new(),
-            slots: Vec::new(),
-        }
+        MhTable { dests: Vec::new(), slots: Vec::new() }
     }
 
     /// `ip_vs_mh_permutate` + `ip_vs_mh_populate`.
@@ -115,10 +104,7 @@ impl MhTable {
                 }
             }
         }
-        MhTable {
-            dests: dests.to_vec(),
-            slots,
-        }
+        MhTable { dests: dests.to_vec(), slots }
     }
 
     fn at(&self, slot: u32) -> Option<&Arc<Dest>> {
@@ -142,11 +128,7 @@ pub struct Mh {
 
 impl Mh {
     pub fn new(flags: SchedFlags) -> Self {
-        Mh {
-            fallback: flags.flag1,
-            port: flags.flag2,
-            table: ArcSwap::from_pointee(MhTable::empty()),
-        }
+        Mh { fallback: flags.flag1, port: flags.flag2, table: ArcSwap::from_pointee(MhTable::empty()) }
     }
 }
 
@@ -256,11 +238,7 @@ mod tests {
             assert_eq!(mh_hashkey(&addr, 0, &HASH1, 0), hash, "{c}");
             assert_eq!(hash % 4093, slot);
             let p = s.schedule(&list, &client(c)).unwrap();
-            assert_eq!(
-                p.addr,
-                format!("192.168.10.{last}").parse::<IpAddr>().unwrap(),
-                "{c}"
-            );
+            assert_eq!(p.addr, format!("192.168.10.{last}").parse::<IpAddr>().unwrap(), "{c}");
         }
     }
 
@@ -290,10 +268,7 @@ mod tests {
 
     #[test]
     fn mh_port() {
-        let flags = SchedFlags {
-            flag2: true,
-            ..Default::default()
-        };
+        let flags = SchedFlags { flag2: true, ..Default::default() };
         let (list, s) = three([1, 1, 1], flags);
         let (plain_list, plain) = three([1, 1, 1], SchedFlags::default());
         let addr: IpAddr = "10.0.0.1".parse().unwrap();
@@ -302,13 +277,9 @@ mod tests {
         for port in 1..200u16 {
             let slot = mh_hashkey(&addr, port, &HASH1, 0) % 4093;
             let want = &s.table.load().dests[s.table.load().slots[slot as usize] as usize].addr;
-            let got = s
-                .schedule(&list, &pkt("10.0.0.1", port, "10.0.0.100"))
-                .unwrap();
+            let got = s.schedule(&list, &pkt("10.0.0.1", port, "10.0.0.100")).unwrap();
             assert_eq!(&got.addr, want);
-            let p0 = plain
-                .schedule(&plain_list, &pkt("10.0.0.1", port, "10.0.0.100"))
-                .unwrap();
+            let p0 = plain.schedule(&plain_list, &pkt("10.0.0.1", port, "10.0.0.100")).unwrap();
             assert_eq!(p0.addr, "192.168.10.2".parse::<IpAddr>().unwrap());
             differs |= got.addr != p0.addr;
         }
@@ -322,24 +293,14 @@ mod tests {
         let two = &list[1]; // .2, where 10.0.0.1 lands
         two.apply(&two.config().weight(0));
         s.update(&list);
-        assert_eq!(
-            s.table.load().slots,
-            before,
-            "weight-0 edit keeps the slots"
-        );
+        assert_eq!(s.table.load().slots, before, "weight-0 edit keeps the slots");
         assert!(s.schedule(&list, &client("10.0.0.1")).is_none());
         // With mh-fallback another dest is found, and clients of other dests do not move.
-        let fb = Mh::new(SchedFlags {
-            flag1: true,
-            ..Default::default()
-        });
+        let fb = Mh::new(SchedFlags { flag1: true, ..Default::default() });
         fb.update(&list);
         let p = fb.schedule(&list, &client("10.0.0.1")).unwrap();
         assert!(!Arc::ptr_eq(&p, two));
-        assert_eq!(
-            fb.schedule(&list, &client("203.0.113.7")).unwrap().addr,
-            list[2].addr
-        );
+        assert_eq!(fb.schedule(&list, &client("203.0.113.7")).unwrap().addr, list[2].addr);
         // All unavailable: nothing, even with fallback.
         list[0].set_overloaded(true);
         list[2].set_overloaded(true);
@@ -361,11 +322,7 @@ mod tests {
         s.update(&all);
         let before = s.table.load_full();
         let removed = &all[4];
-        let rest: Vec<Arc<Dest>> = all
-            .iter()
-            .filter(|x| !Arc::ptr_eq(x, removed))
-            .cloned()
-            .collect();
+        let rest: Vec<Arc<Dest>> = all.iter().filter(|x| !Arc::ptr_eq(x, removed)).cloned().collect();
         s.update(&rest);
         let after = s.table.load_full();
         let mut moved_other = 0;
@@ -378,10 +335,7 @@ mod tests {
             }
         }
         // Only the removed dest's ~409 slots must move; Maglev moves a few more.
-        assert!(
-            moved_other * 100 < MH_TAB_SIZE * 3,
-            "{moved_other} extra slots moved"
-        );
+        assert!(moved_other * 100 < MH_TAB_SIZE * 3, "{moved_other} extra slots moved");
         // Every slot filled, balanced within a slot or two.
         let c = counts(&s, &rest);
         assert_eq!(c.iter().sum::<usize>(), MH_TAB_SIZE);

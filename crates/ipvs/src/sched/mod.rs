@@ -68,9 +68,8 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
 }
 
 /// Every scheduler name rvs knows, as ipvsadm spells them.
-pub const NAMES: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "lblc", "lblcr", "dh", "sh", "mh", "twos",
-];
+pub const NAMES: &[&str] =
+    &["rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "lblc", "lblcr", "dh", "sh", "mh", "twos"];
 
 /// Build a scheduler by name. `None` for an unknown name (ipvsadm: "Scheduler or persistence
 /// engine not found").
@@ -106,10 +105,7 @@ mod tests {
             assert_eq!(s.name(), *name);
         }
         for bad in ["", "RR", "wlc ", "maglev", "sip"] {
-            assert!(
-                new_scheduler(bad, SchedFlags::default()).is_none(),
-                "{bad:?}"
-            );
+            assert!(new_scheduler(bad, SchedFlags::default()).is_none(), "{bad:?}");
         }
     }
 
@@ -125,11 +121,7 @@ mod tests {
             list[1].set_overloaded(true);
             s.update(&list);
             for i in 0..200u32 {
-                let p = pkt(
-                    &format!("198.51.{}.{}", i / 250, i % 250),
-                    i as u16,
-                    "10.0.0.100",
-                );
+                let p = pkt(&format!("198.51.{}.{}", i / 250, i % 250), i as u16, "10.0.0.100");
                 if let Some(d) = s.schedule(&list, &p) {
                     let k = pos(&list, &d);
                     assert!(k == 2 || k == 3, "{name}: picked {k}");
@@ -141,10 +133,7 @@ mod tests {
             // A fresh destination address: an lblc cache hit is not checked for OVERLOAD in
             // the kernel (see lblc.rs), a miss is.
             let fresh = pkt("198.51.100.7", 1, "10.0.0.200");
-            assert!(
-                s.schedule(&list, &fresh).is_none(),
-                "{name}: all overloaded"
-            );
+            assert!(s.schedule(&list, &fresh).is_none(), "{name}: all overloaded");
         }
     }
 }

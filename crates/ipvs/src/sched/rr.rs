@@ -43,19 +43,12 @@ impl Scheduler for Rr {
     fn update(&self, dests: &[Arc<Dest>]) {
         let old = self.mark.load();
         let idents: Vec<usize> = dests.iter().map(ident).collect();
-        let index: HashMap<usize, usize> =
-            idents.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+        let index: HashMap<usize, usize> = idents.iter().enumerate().map(|(i, p)| (*p, i)).collect();
         let cur = old.cursor.load(Acquire);
         // Walk back from the old cursor to the first dest still present.
-        let cursor = old.idents[..cur.min(old.idents.len())]
-            .iter()
-            .rev()
-            .find_map(|p| index.get(p))
-            .map_or(0, |i| i + 1);
-        self.mark.store(Arc::new(RrMark {
-            idents,
-            cursor: AtomicUsize::new(cursor),
-        }));
+        let cursor =
+            old.idents[..cur.min(old.idents.len())].iter().rev().find_map(|p| index.get(p)).map_or(0, |i| i + 1);
+        self.mark.store(Arc::new(RrMark { idents, cursor: AtomicUsize::new(cursor) }));
     }
 
     fn schedule(&self, dests: &[Arc<Dest>], _pkt: &SchedInput) -> Option<Arc<Dest>> {
@@ -68,13 +61,8 @@ impl Scheduler for Rr {
         loop {
             // A cursor beyond this list (a worker still holding an older list) restarts at head.
             let start = if cur > n { 0 } else { cur };
-            let idx = (0..n)
-                .map(|k| (start + k) % n)
-                .find(|&i| eligible(&dests[i]))?;
-            match mark
-                .cursor
-                .compare_exchange_weak(cur, idx + 1, AcqRel, Acquire)
-            {
+            let idx = (0..n).map(|k| (start + k) % n).find(|&i| eligible(&dests[i]))?;
+            match mark.cursor.compare_exchange_weak(cur, idx + 1, AcqRel, Acquire) {
                 Ok(_) => return Some(dests[idx].clone()),
                 Err(now) => cur = now,
             }
@@ -89,9 +77,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
     fn picks(s: &Rr, list: &[Arc<Dest>], k: usize) -> Vec<usize> {
-        (0..k)
-            .map(|_| pos(list, &s.schedule(list, &any_pkt()).expect("a dest")))
-            .collect()
+        (0..k).map(|_| pos(list, &s.schedule(list, &any_pkt()).expect("a dest"))).collect()
     }
 
     #[test]

@@ -24,9 +24,7 @@ struct ShTable {
 
 impl std::fmt::Debug for ShTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShTable")
-            .field("filled", &!self.buckets.is_empty())
-            .finish()
+        f.debug_struct("ShTable").field("filled", &!self.buckets.is_empty()).finish()
     }
 }
 
@@ -41,11 +39,7 @@ pub struct Sh {
 
 /// `ip_vs_sh_hashkey`: `(offset + hash_32(ntohs(port) + ntohl(addr_fold), 8)) & 255`.
 pub fn sh_hashkey(addr: &IpAddr, port: u16, offset: u32) -> usize {
-    (offset.wrapping_add(hash_32(
-        (port as u32).wrapping_add(addr_fold(addr)),
-        TAB_BITS,
-    )) as usize)
-        & (TAB_SIZE - 1)
+    (offset.wrapping_add(hash_32((port as u32).wrapping_add(addr_fold(addr)), TAB_BITS)) as usize) & (TAB_SIZE - 1)
 }
 
 fn unavailable(d: &Dest) -> bool {
@@ -54,11 +48,7 @@ fn unavailable(d: &Dest) -> bool {
 
 impl Sh {
     pub fn new(flags: SchedFlags) -> Self {
-        Sh {
-            fallback: flags.flag1,
-            port: flags.flag2,
-            table: ArcSwap::default(),
-        }
+        Sh { fallback: flags.flag1, port: flags.flag2, table: ArcSwap::default() }
     }
 }
 
@@ -102,9 +92,7 @@ impl Scheduler for Sh {
         }
         // Probe (k + 2h) & 255 for k = 0..255: deterministic, starting from the hash.
         (0..TAB_SIZE as u32)
-            .map(|k| {
-                &table.buckets[sh_hashkey(&pkt.saddr, port, (k + ihash as u32) % TAB_SIZE as u32)]
-            })
+            .map(|k| &table.buckets[sh_hashkey(&pkt.saddr, port, (k + ihash as u32) % TAB_SIZE as u32)])
             .find(|d| !unavailable(d))
             .cloned()
     }
@@ -140,20 +128,11 @@ mod tests {
 
     #[test]
     fn sh_port() {
-        let flags = SchedFlags {
-            flag2: true,
-            ..Default::default()
-        };
+        let flags = SchedFlags { flag2: true, ..Default::default() };
         let (a, b, list, s) = ab(1, 1, flags);
         // 10.0.0.1 port 80 → bucket 182 → B; port 0 → 39 → A.
-        assert!(Arc::ptr_eq(
-            &s.schedule(&list, &from("10.0.0.1", 80)).unwrap(),
-            &b
-        ));
-        assert!(Arc::ptr_eq(
-            &s.schedule(&list, &from("10.0.0.1", 0)).unwrap(),
-            &a
-        ));
+        assert!(Arc::ptr_eq(&s.schedule(&list, &from("10.0.0.1", 80)).unwrap(), &b));
+        assert!(Arc::ptr_eq(&s.schedule(&list, &from("10.0.0.1", 0)).unwrap(), &a));
         // Not TCP/UDP/SCTP: the port is not used.
         let mut icmp = from("10.0.0.1", 80);
         icmp.proto = 1;
@@ -169,10 +148,7 @@ mod tests {
             let want = if i % 3 == 0 { &b } else { &a };
             assert!(Arc::ptr_eq(d, want), "bucket {i}");
         }
-        assert!(Arc::ptr_eq(
-            &s.schedule(&list, &from("10.0.0.1", 1)).unwrap(),
-            &b
-        ));
+        assert!(Arc::ptr_eq(&s.schedule(&list, &from("10.0.0.1", 1)).unwrap(), &b));
     }
 
     #[test]
@@ -190,34 +166,20 @@ mod tests {
     #[test]
     fn fallback_probe_order() {
         // For h = 39 the probes are buckets 78, 79, 80, … ((k + 2h) & 255).
-        let probes: Vec<usize> = (0..4)
-            .map(|k| sh_hashkey(&"10.0.0.1".parse().unwrap(), 0, (k + 39) % 256))
-            .collect();
+        let probes: Vec<usize> = (0..4).map(|k| sh_hashkey(&"10.0.0.1".parse().unwrap(), 0, (k + 39) % 256)).collect();
         assert_eq!(probes, [78, 79, 80, 81]);
         // Three dests C, B, A (w 1): buckets i%3 → C, B, A. Bucket 39 → C; probes 78 → C
         // (unavailable), 79 → B.
         let (a, b, c) = (dest(1, 1), dest(2, 1), dest(3, 1));
         let list = kernel_list(&[a.clone(), b.clone(), c.clone()]);
-        let s = Sh::new(SchedFlags {
-            flag1: true,
-            ..Default::default()
-        });
+        let s = Sh::new(SchedFlags { flag1: true, ..Default::default() });
         s.update(&list);
-        assert!(Arc::ptr_eq(
-            &s.schedule(&list, &from("10.0.0.1", 0)).unwrap(),
-            &c
-        ));
+        assert!(Arc::ptr_eq(&s.schedule(&list, &from("10.0.0.1", 0)).unwrap(), &c));
         c.set_overloaded(true);
-        assert!(Arc::ptr_eq(
-            &s.schedule(&list, &from("10.0.0.1", 0)).unwrap(),
-            &b
-        ));
+        assert!(Arc::ptr_eq(&s.schedule(&list, &from("10.0.0.1", 0)).unwrap(), &b));
         b.set_overloaded(true);
         // 78 C, 79 B, 80 A
-        assert!(Arc::ptr_eq(
-            &s.schedule(&list, &from("10.0.0.1", 0)).unwrap(),
-            &a
-        ));
+        assert!(Arc::ptr_eq(&s.schedule(&list, &from("10.0.0.1", 0)).unwrap(), &a));
         a.set_overloaded(true);
         assert!(s.schedule(&list, &from("10.0.0.1", 0)).is_none());
     }

@@ -23,9 +23,7 @@ impl Default for Twos {
     fn default() -> Self {
         // Different instances get different streams: time plus a process-wide counter.
         static INSTANCES: AtomicU64 = AtomicU64::new(0);
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         Self::with_seed(t ^ INSTANCES.fetch_add(1, Relaxed).wrapping_mul(GAMMA))
     }
 }
@@ -37,9 +35,7 @@ impl Twos {
 
     /// A deterministic stream (tests, simulations).
     pub fn with_seed(seed: u64) -> Self {
-        Twos {
-            rng: AtomicU64::new(seed),
-        }
+        Twos { rng: AtomicU64::new(seed) }
     }
 
     fn next_u64(&self) -> u64 {

@@ -48,11 +48,7 @@ mod tests {
         }
         // 1000 connections over weights 1:3:6 → 100 : 300 : 600, each within one connection.
         for (d, want) in list.iter().zip([100i64, 300, 600]) {
-            assert!(
-                (d.activeconns() as i64 - want).abs() <= 1,
-                "{}",
-                d.activeconns()
-            );
+            assert!((d.activeconns() as i64 - want).abs() <= 1, "{}", d.activeconns());
         }
     }
 

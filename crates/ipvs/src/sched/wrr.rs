@@ -45,13 +45,7 @@ impl Wrr {
 }
 
 /// One `ip_vs_wrr_schedule` call on state (cl, cw): the pick (index) and the new state.
-fn walk(
-    dests: &[Arc<Dest>],
-    di: i32,
-    mw: i32,
-    cl: usize,
-    mut cw: i32,
-) -> (Option<usize>, usize, i32) {
+fn walk(dests: &[Arc<Dest>], di: i32, mw: i32, cl: usize, mut cw: i32) -> (Option<usize>, usize, i32) {
     let n = dests.len();
     if mw <= 0 || n == 0 {
         return (None, cl, cw);
@@ -97,11 +91,7 @@ impl Scheduler for Wrr {
     fn update(&self, dests: &[Arc<Dest>]) {
         let old = self.mark.load();
         let (_, mut cw) = unpack(old.state.load(Acquire));
-        let di = dests
-            .iter()
-            .map(|d| d.weight())
-            .filter(|w| *w > 0)
-            .fold(0, |g, w| if g > 0 { gcd(w, g) } else { w });
+        let di = dests.iter().map(|d| d.weight()).filter(|w| *w > 0).fold(0, |g, w| if g > 0 { gcd(w, g) } else { w });
         let di = if di > 0 { di } else { 1 };
         let max = dests.iter().map(|d| d.weight()).fold(0, i32::max);
         let mw = max - (di - 1);
@@ -110,11 +100,7 @@ impl Scheduler for Wrr {
         } else if di > 1 {
             cw = (cw / di) * di + 1;
         }
-        self.mark.store(Arc::new(WrrMark {
-            di,
-            mw,
-            state: AtomicU64::new(pack(0, cw)),
-        }));
+        self.mark.store(Arc::new(WrrMark { di, mw, state: AtomicU64::new(pack(0, cw)) }));
     }
 
     fn schedule(&self, dests: &[Arc<Dest>], _pkt: &SchedInput) -> Option<Arc<Dest>> {
@@ -179,10 +165,7 @@ mod tests {
         let s = Wrr::new();
         let list = build(&s, &[4, 3, 2]);
         assert_eq!(cw(&s), 1);
-        assert_eq!(
-            letters(&s, &list, 3 + 27),
-            format!("CBA{}", "ABACBACBA".repeat(3))
-        );
+        assert_eq!(letters(&s, &list, 3 + 27), format!("CBA{}", "ABACBACBA".repeat(3)));
     }
 
     #[test]
@@ -190,10 +173,7 @@ mod tests {
         let s = Wrr::new();
         let list = build(&s, &[2, 4, 6]);
         assert_eq!(cw(&s), 1);
-        assert_eq!(
-            letters(&s, &list, 3 + 18),
-            format!("CBA{}", "CCBCBA".repeat(3))
-        );
+        assert_eq!(letters(&s, &list, 3 + 18), format!("CBA{}", "CCBCBA".repeat(3)));
     }
 
     #[test]
@@ -223,10 +203,7 @@ mod tests {
         assert!(s.schedule(&[], &any_pkt()).is_none());
         let list = build(&s, &[2, 0, 1]);
         let l = letters(&s, &list, 30);
-        assert!(
-            !l.contains('B') && l.contains('A') && l.contains('C'),
-            "{l}"
-        );
+        assert!(!l.contains('B') && l.contains('A') && l.contains('C'), "{l}");
         list[0].set_overloaded(true); // C
         assert_eq!(letters(&s, &list, 5), "AAAAA");
         list[2].set_overloaded(true); // A

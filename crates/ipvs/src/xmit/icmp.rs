@@ -75,12 +75,7 @@ pub(crate) fn send_error_v4(
     icmp[4..8].copy_from_slice(&info.to_be_bytes());
     let c = checksum::checksum(icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    skb.route = Route {
-        kind: RouteKind::Forward,
-        out_if: rt.out_if,
-        next_hop: Some(rt.next_hop),
-        mtu: rt.mtu,
-    };
+    skb.route = Route { kind: RouteKind::Forward, out_if: rt.out_if, next_hop: Some(rt.next_hop), mtu: rt.mtu };
     skb.ipvs_property = true;
     skb.output = Output::LocalOut;
     Verdict::Stolen

@@ -32,14 +32,7 @@ pub(crate) fn xmit(
     // TTL first, before encapsulation and the MTU check (§16 step 2).
     let ttl = skb.network_bytes()[8];
     if ttl <= 1 {
-        return icmp::send_error_v4(
-            skb,
-            routing,
-            wire::icmpv4::msg_type::TIME_EXCEEDED,
-            0,
-            0,
-            DropReason::TtlExceeded,
-        );
+        return icmp::send_error_v4(skb, routing, wire::icmpv4::msg_type::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded);
     }
     match c.method() {
         ForwardMethod::Masq => nat::xmit(c, skb, t, &rt, routing),
@@ -58,12 +51,7 @@ pub(crate) fn dec_ttl(skb: &mut Skb<'_>) {
 
 /// DF packets over the usable MTU get ICMP fragmentation-needed (§16 step 3).
 #[inline]
-pub(crate) fn check_mtu(
-    skb: &mut Skb<'_>,
-    t: &Tuple,
-    mtu: usize,
-    routing: &dyn Routing,
-) -> Option<Verdict> {
+pub(crate) fn check_mtu(skb: &mut Skb<'_>, t: &Tuple, mtu: usize, routing: &dyn Routing) -> Option<Verdict> {
     let df = skb.network_bytes()[6] & 0x40 != 0;
     if df && t.ip_len > mtu {
         return Some(icmp::send_error_v4(
@@ -81,12 +69,7 @@ pub(crate) fn check_mtu(
 /// Attach the route and hand the packet to LOCAL_OUT.
 #[inline]
 pub(crate) fn steal(skb: &mut Skb<'_>, rt: &RouteTo) -> Verdict {
-    skb.route = Route {
-        kind: RouteKind::Forward,
-        out_if: rt.out_if,
-        next_hop: Some(rt.next_hop),
-        mtu: rt.mtu,
-    };
+    skb.route = Route { kind: RouteKind::Forward, out_if: rt.out_if, next_hop: Some(rt.next_hop), mtu: rt.mtu };
     skb.ipvs_property = true;
     skb.output = Output::LocalOut;
     Verdict::Stolen

@@ -11,13 +11,7 @@ use crate::ctx::{RouteTo, Routing};
 use crate::packet::Tuple;
 
 #[inline]
-pub(super) fn xmit(
-    c: &Conn,
-    skb: &mut Skb<'_>,
-    t: &Tuple,
-    rt: &RouteTo,
-    routing: &dyn Routing,
-) -> Verdict {
+pub(super) fn xmit(c: &Conn, skb: &mut Skb<'_>, t: &Tuple, rt: &RouteTo, routing: &dyn Routing) -> Verdict {
     if let Some(v) = super::check_mtu(skb, t, rt.mtu as usize, routing) {
         return v;
     }
@@ -83,11 +77,7 @@ fn rewrite(
             let ulen = u16::from_be_bytes([net[l4 + 4], net[l4 + 5]]) as usize;
             checksum::transport(&s, &d, wire::ip::protocol::UDP, &net[l4..l4 + ulen])
         } else {
-            checksum::update16(
-                checksum::update_bytes(c, &old_b, &new_b),
-                old_port,
-                new_port,
-            )
+            checksum::update16(checksum::update_bytes(c, &old_b, &new_b), old_port, new_port)
         };
         let c = if c == 0 { 0xffff } else { c };
         net[off..off + 2].copy_from_slice(&c.to_be_bytes());

@@ -43,11 +43,7 @@ pub(super) fn xmit(
         return skb.drop_with(DropReason::HeadroomExhausted);
     }
     // RFC 6040: inner CE (0b11) becomes ECT(0) (0b10) outside; everything else is copied.
-    let outer_tos = if tos & 0x3 == 0x3 {
-        (tos & !0x3) | 0x2
-    } else {
-        tos
-    };
+    let outer_tos = if tos & 0x3 == 0x3 { (tos & !0x3) | 0x2 } else { tos };
     let id = if df {
         0
     } else {

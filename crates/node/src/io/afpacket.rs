@@ -313,24 +313,16 @@ fn page_size() -> usize {
 
 fn check_config(cfg: &RingConfig) -> io::Result<()> {
     let page = page_size();
-    for (what, v) in [
-        ("rx_block_size", cfg.rx_block_size),
-        ("tx_block_size", cfg.tx_block_size),
-    ] {
+    for (what, v) in [("rx_block_size", cfg.rx_block_size), ("tx_block_size", cfg.tx_block_size)] {
         if v == 0 || !(v as usize).is_multiple_of(page) {
-            return Err(invalid(format!(
-                "{what} {v} is not a multiple of the page size {page}"
-            )));
+            return Err(invalid(format!("{what} {v} is not a multiple of the page size {page}")));
         }
     }
     for (what, v, block) in [
         ("rx_frame_size", cfg.rx_frame_size, cfg.rx_block_size),
         ("tx_frame_size", cfg.tx_frame_size, cfg.tx_block_size),
     ] {
-        if !v.is_multiple_of(16)
-            || v as usize <= frame::DATA_MIN + cfg.headroom as usize
-            || v > block
-        {
+        if !v.is_multiple_of(16) || v as usize <= frame::DATA_MIN + cfg.headroom as usize || v > block {
             return Err(invalid(format!(
                 "{what} {v}: must be a multiple of 16, above header+headroom, within a block"
             )));
@@ -385,9 +377,8 @@ impl AfPacket {
         setsockopt(s, PACKET_RX_RING, &rx_req)?;
 
         let tx_frames_per_block = cfg.tx_block_size / cfg.tx_frame_size;
-        let tx_frame_nr = tx_frames_per_block
-            .checked_mul(cfg.tx_block_count)
-            .ok_or_else(|| invalid("tx ring too large".into()))?;
+        let tx_frame_nr =
+            tx_frames_per_block.checked_mul(cfg.tx_block_count).ok_or_else(|| invalid("tx ring too large".into()))?;
         // V3 TX rings take no retire timeout, private area or feature word (kernel -EINVAL).
         let tx_req = TpacketReq3 {
             block_size: cfg.tx_block_size,
@@ -503,11 +494,7 @@ impl AfPacket {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(RingStats {
-            packets: raw[0],
-            drops: raw[1],
-            freeze_q_cnt: raw[2],
-        })
+        Ok(RingStats { packets: raw[0], drops: raw[1], freeze_q_cnt: raw[2] })
     }
 
     /// Status word of RX block `i`, shared with the kernel.
@@ -515,13 +502,7 @@ impl AfPacket {
         debug_assert!(i < self.rx_block_count);
         // SAFETY: block `i` lies inside the mapping; the status word is 4-byte aligned
         // (blocks are page aligned, offset 8) and only ever accessed atomically by us.
-        unsafe {
-            AtomicU32::from_ptr(
-                self.map
-                    .as_ptr()
-                    .add(i * self.rx_block_size + block::STATUS) as *mut u32,
-            )
-        }
+        unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(i * self.rx_block_size + block::STATUS) as *mut u32) }
     }
 
     fn rx_ready(&self) -> bool {
@@ -568,13 +549,10 @@ impl AfPacket {
                 // TP_STATUS_USER (acquire-loaded above), the kernel does not touch it: it is
                 // ours exclusively until we store TP_STATUS_KERNEL below, after this slice is
                 // gone.
-                let blk = unsafe {
-                    std::slice::from_raw_parts_mut(self.map.as_ptr().add(base), self.rx_block_size)
-                };
+                let blk = unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(base), self.rx_block_size) };
                 delivered += walk_block(blk, &mut f);
             }
-            self.rx_block_status(self.rx_next)
-                .store(TP_STATUS_KERNEL, Ordering::Release);
+            self.rx_block_status(self.rx_next).store(TP_STATUS_KERNEL, Ordering::Release);
             self.rx_next = (self.rx_next + 1) % self.rx_block_count;
         }
         delivered
@@ -641,8 +619,7 @@ impl AfPacket {
             return Ok(());
         }
         // SAFETY: send(2) with no buffer: the kernel reads the TX ring it owns a mapping of.
-        let rc =
-            unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+        let rc = unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
@@ -682,11 +659,9 @@ fn rd_u32(b: &[u8], off: usize) -> Option<u32> {
 /// Walks the frames of one retired block, checking every offset against the block.
 /// Returns how many frames were handed to `f`.
 fn walk_block(blk: &mut [u8], f: &mut impl FnMut(RxFrame<'_>)) -> usize {
-    let (Some(num), Some(first), Some(blk_len)) = (
-        rd_u32(blk, block::NUM_PKTS),
-        rd_u32(blk, block::OFFSET_TO_FIRST_PKT),
-        rd_u32(blk, block::BLK_LEN),
-    ) else {
+    let (Some(num), Some(first), Some(blk_len)) =
+        (rd_u32(blk, block::NUM_PKTS), rd_u32(blk, block::OFFSET_TO_FIRST_PKT), rd_u32(blk, block::BLK_LEN))
+    else {
         return 0;
     };
     let end = (blk_len as usize).min(blk.len());
@@ -759,9 +734,7 @@ fn parse_frame(blk: &[u8], off: usize, end: usize) -> Option<FrameHdr> {
         wire_len,
         data_end,
         status,
-        vlan_tci: vlan_valid
-            .then(|| rd_u32(h, frame::VLAN_TCI).map(|v| v as u16))
-            .flatten(),
+        vlan_tci: vlan_valid.then(|| rd_u32(h, frame::VLAN_TCI).map(|v| v as u16)).flatten(),
         vlan_tpid: (vlan_valid && status & TP_STATUS_VLAN_TPID_VALID != 0)
             .then(|| rd_u16(h, frame::VLAN_TPID))
             .flatten(),
@@ -798,10 +771,8 @@ mod tests {
             offsets.push(off);
             off += total;
         }
-        blk[block::NUM_PKTS..block::NUM_PKTS + 4]
-            .copy_from_slice(&(frames.len() as u32).to_ne_bytes());
-        blk[block::OFFSET_TO_FIRST_PKT..block::OFFSET_TO_FIRST_PKT + 4]
-            .copy_from_slice(&(first as u32).to_ne_bytes());
+        blk[block::NUM_PKTS..block::NUM_PKTS + 4].copy_from_slice(&(frames.len() as u32).to_ne_bytes());
+        blk[block::OFFSET_TO_FIRST_PKT..block::OFFSET_TO_FIRST_PKT + 4].copy_from_slice(&(first as u32).to_ne_bytes());
         blk[block::BLK_LEN..block::BLK_LEN + 4].copy_from_slice(&(off as u32).to_ne_bytes());
         blk
     }
@@ -813,11 +784,7 @@ mod tests {
         let mut blk = build_block(
             &[
                 (&a, TP_STATUS_USER | TP_STATUS_CSUMNOTREADY, 0),
-                (
-                    &b,
-                    TP_STATUS_USER | TP_STATUS_CSUM_VALID | TP_STATUS_VLAN_VALID,
-                    4,
-                ),
+                (&b, TP_STATUS_USER | TP_STATUS_CSUM_VALID | TP_STATUS_VLAN_VALID, 4),
             ],
             128,
         );
@@ -828,24 +795,14 @@ mod tests {
             // Headroom is writable.
             fr.buf[fr.start - 1] = 0xee;
             let copy = fr.data().to_vec();
-            seen.push((
-                fr.data().to_vec(),
-                fr.csum_not_ready,
-                fr.csum_valid,
-                fr.vlan_tci,
-                fr.pkt_type,
-                fr.ifindex,
-            ));
+            seen.push((fr.data().to_vec(), fr.csum_not_ready, fr.csum_valid, fr.vlan_tci, fr.pkt_type, fr.ifindex));
             let wf = fr.into_frame().expect("frame fits its buffer");
             assert_eq!(wf.data(), &copy[..]);
             assert!(wf.headroom() >= 128);
         });
         assert_eq!(n, 2);
         assert_eq!(seen[0], (a.to_vec(), true, false, None, PktType::Host, 3));
-        assert_eq!(
-            seen[1],
-            (b.to_vec(), false, true, Some(7), PktType::Outgoing, 3)
-        );
+        assert_eq!(seen[1], (b.to_vec(), false, true, Some(7), PktType::Outgoing, 3));
     }
 
     #[test]
@@ -856,10 +813,7 @@ mod tests {
         // A tp_mac pointing past the block.
         let mut blk = clean.clone();
         blk[48 + 24..48 + 26].copy_from_slice(&4000u16.to_ne_bytes());
-        assert_eq!(
-            walk_block(&mut blk, &mut |_| panic!("corrupt frame delivered")),
-            0
-        );
+        assert_eq!(walk_block(&mut blk, &mut |_| panic!("corrupt frame delivered")), 0);
 
         // A snaplen larger than the block.
         let mut blk = clean.clone();
@@ -878,8 +832,7 @@ mod tests {
 
         // An offset_to_first_pkt beyond the used length.
         let mut blk = clean;
-        blk[block::OFFSET_TO_FIRST_PKT..block::OFFSET_TO_FIRST_PKT + 4]
-            .copy_from_slice(&9000u32.to_ne_bytes());
+        blk[block::OFFSET_TO_FIRST_PKT..block::OFFSET_TO_FIRST_PKT + 4].copy_from_slice(&9000u32.to_ne_bytes());
         assert_eq!(walk_block(&mut blk, &mut |_| {}), 0);
     }
 
@@ -887,20 +840,11 @@ mod tests {
     fn config_is_checked() {
         let ok = RingConfig::default();
         assert!(check_config(&ok).is_ok());
-        let bad = RingConfig {
-            rx_block_size: 1000,
-            ..ok.clone()
-        };
+        let bad = RingConfig { rx_block_size: 1000, ..ok.clone() };
         assert!(check_config(&bad).is_err());
-        let bad = RingConfig {
-            tx_frame_size: 100,
-            ..ok.clone()
-        };
+        let bad = RingConfig { tx_frame_size: 100, ..ok.clone() };
         assert!(check_config(&bad).is_err());
-        let bad = RingConfig {
-            rx_block_count: 0,
-            ..ok
-        };
+        let bad = RingConfig { rx_block_count: 0, ..ok };
         assert!(check_config(&bad).is_err());
     }
 

@@ -18,10 +18,7 @@ struct IfReq {
 }
 
 fn bad_name(name: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("bad interface name {name:?}"),
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name {name:?}"))
 }
 
 /// A Linux interface name: 1..=15 bytes, no NUL.
@@ -36,10 +33,7 @@ fn check_name(name: &str) -> io::Result<()> {
 fn ifreq_for(name: &str) -> io::Result<IfReq> {
     check_name(name)?;
     let bytes = name.as_bytes();
-    let mut req = IfReq {
-        name: [0; IFNAMSIZ],
-        data: [0; 24],
-    };
+    let mut req = IfReq { name: [0; IFNAMSIZ], data: [0; 24] };
     for (dst, &src) in req.name.iter_mut().zip(bytes) {
         *dst = src as c_char;
     }
@@ -107,18 +101,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        assert_eq!(
-            if_index("").unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            if_mtu("a-name-far-too-long").unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            if_mac("nul\0name").unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
+        assert_eq!(if_index("").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(if_mtu("a-name-far-too-long").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(if_mac("nul\0name").unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

@@ -3,11 +3,11 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use ipvs::service::FastMap as HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use etherparse::{Ethernet2Header, EtherType, IpNumber, Ipv4Header, TcpHeader, UdpHeader};
+use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, TcpHeader, UdpHeader};
 use netfilter::{Family, Skb};
 use node::{Action, Interface, NetState, Node, RouteEntry, WorkerCtx};
 use wire::{Frame, MacAddr};
@@ -36,11 +36,30 @@ pub fn rs_mac(n: u8) -> [u8; 6] {
 /// internal leg (real servers 192.168.1.11-.19).
 pub fn topology() -> NetState {
     let interfaces = vec![
-        Interface { index: EXT, name: "ext".into(), mac: MacAddr(EXT_MAC), mtu: 1500, addrs: vec![(EXT_ADDR.into(), 24)] },
-        Interface { index: INT, name: "int".into(), mac: MacAddr(INT_MAC), mtu: 1500, addrs: vec![(INT_ADDR.into(), 24)] },
+        Interface {
+            index: EXT,
+            name: "ext".into(),
+            mac: MacAddr(EXT_MAC),
+            mtu: 1500,
+            addrs: vec![(EXT_ADDR.into(), 24)],
+        },
+        Interface {
+            index: INT,
+            name: "int".into(),
+            mac: MacAddr(INT_MAC),
+            mtu: 1500,
+            addrs: vec![(INT_ADDR.into(), 24)],
+        },
     ];
-    let routes = vec![RouteEntry { dst: Ipv4Addr::UNSPECIFIED.into(), prefix: 0, gateway: Some(GW.into()), out_if: EXT, src: None, mtu: None }];
-    let mut neigh = HashMap::new();
+    let routes = vec![RouteEntry {
+        dst: Ipv4Addr::UNSPECIFIED.into(),
+        prefix: 0,
+        gateway: Some(GW.into()),
+        out_if: EXT,
+        src: None,
+        mtu: None,
+    }];
+    let mut neigh = HashMap::default();
     neigh.insert(IpAddr::V4(CLIENT), MacAddr(CLIENT_MAC));
     neigh.insert(IpAddr::V4(GW), MacAddr(GW_MAC));
     for n in 1..=9 {
