@@ -1,1 +1,107 @@
-fn main() {}
+//! `rvsadm`: a drop-in for `ipvsadm` that talks to `rvsd` over its Unix socket.
+//! All ipvsadm behaviour lives in `control::ipvsadm`; this file only wires the
+//! process (argv, environment, stdio, exit status) to it.
+
+mod resolver;
+
+use control::api::{ApiError, Command, ConnView, ErrorKind, Snapshot};
+use control::client::{Client, ClientError, DEFAULT_SOCKET, SOCKET_ENV};
+use control::ipvsadm::run::{Backend, BackendError, Io, main_status};
+use std::io::Write;
+
+/// The daemon behind the API client, with errors mapped to ipvsadm's cases.
+struct Daemon {
+    client: Client,
+}
+
+impl Daemon {
+    fn map(&self, e: ClientError) -> BackendError {
+        match e {
+            // ipvsadm: "Can't initialize ipvs: <reason>" + hint, exit 2 (§1).
+            ClientError::Connect(io) => BackendError::Unavailable(format!(
+                "Can't initialize ipvs: {io} (socket {})\n\
+                 Are you sure that the rvs daemon (rvsd) is running?\n",
+                self.client.path().display()
+            )),
+            ClientError::Transport(m) => BackendError::Api(ApiError::new(ErrorKind::Internal, m)),
+            ClientError::Api(a) => BackendError::Api(a),
+        }
+    }
+}
+
+impl Backend for Daemon {
+    fn command(&mut self, cmd: &Command) -> Result<(), BackendError> {
+        self.client.command(cmd).map(|_| ()).map_err(|e| self.map(e))
+    }
+    fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+        self.client.snapshot().map_err(|e| self.map(e))
+    }
+    fn connections(&mut self) -> Result<Vec<ConnView>, BackendError> {
+        self.client.connections().map_err(|e| self.map(e))
+    }
+}
+
+/// Removes `--socket PATH` / `--socket=PATH` (anywhere on the line) before
+/// ipvsadm parsing; returns the path given, if any. A trailing `--socket`
+/// without a value is left for the parser to reject.
+fn take_socket_flag(argv: &mut Vec<String>) -> Option<String> {
+    let mut path = None;
+    let mut i = 1;
+    while i < argv.len() {
+        if let Some(p) = argv[i].strip_prefix("--socket=") {
+            path = Some(p.to_string());
+            argv.remove(i);
+        } else if argv[i] == "--socket" && i + 1 < argv.len() {
+            path = Some(argv.remove(i + 1));
+            argv.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    path
+}
+
+fn main() {
+    let mut argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    if argv.is_empty() {
+        argv.push("rvsadm".into());
+    }
+    let socket = take_socket_flag(&mut argv)
+        .or_else(|| std::env::var(SOCKET_ENV).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
+    let mut daemon = Daemon { client: Client::new(socket) };
+    let res = resolver::SystemResolver::new();
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut err = std::io::stderr();
+    let code = {
+        let mut io = Io { out: &mut out, err: &mut err, res: &res };
+        main_status(&argv, &mut daemon, &mut input, &mut io)
+    };
+    let _ = out.flush();
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_socket_flag;
+
+    fn v(words: &[&str]) -> Vec<String> {
+        words.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn socket_flag_is_removed_anywhere() {
+        let mut a = v(&["ipvsadm", "-L", "--socket", "/tmp/s", "-n"]);
+        assert_eq!(take_socket_flag(&mut a).as_deref(), Some("/tmp/s"));
+        assert_eq!(a, v(&["ipvsadm", "-L", "-n"]));
+        let mut a = v(&["ipvsadm", "--socket=/x", "-C"]);
+        assert_eq!(take_socket_flag(&mut a).as_deref(), Some("/x"));
+        assert_eq!(a, v(&["ipvsadm", "-C"]));
+        let mut a = v(&["ipvsadm", "-C", "--socket"]);
+        assert_eq!(take_socket_flag(&mut a), None);
+        assert_eq!(a.len(), 3);
+    }
+}
