@@ -98,7 +98,7 @@ pub struct ServiceTable {
     port_zero: bool,
     /// Every VIP of every address service: the node answers ARP for them and routes them to
     /// LOCAL_IN.
-    vips: FastMap<IpAddr, ()>,
+    vips: VipSet,
 }
 
 impl ServiceTable {
@@ -108,7 +108,7 @@ impl ServiceTable {
             match s.config.key {
                 ServiceKey::Addr { protocol, addr, port } => {
                     t.by_addr.insert((protocol, addr, port), s.clone());
-                    t.vips.insert(addr, ());
+                    t.vips.insert(addr);
                     t.port_zero |= port == 0;
                 }
                 ServiceKey::Fwmark { mark, ipv6 } => {
@@ -146,14 +146,53 @@ impl ServiceTable {
 
     #[inline]
     pub fn is_vip(&self, addr: &IpAddr) -> bool {
-        self.vips.contains_key(addr)
+        self.vips.contains(addr)
     }
 
     pub fn vips(&self) -> impl Iterator<Item = &IpAddr> {
-        self.vips.keys()
+        self.vips.all.iter()
     }
 
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
+    }
+}
+
+/// The VIPs, asked about for every packet: a short list is scanned (a few compares beat
+/// hashing), a long one hashed.
+#[derive(Debug, Default)]
+struct VipSet {
+    all: Vec<IpAddr>,
+    v4: Vec<u32>,
+    map: FastMap<IpAddr, ()>,
+}
+
+const VIP_SCAN_MAX: usize = 16;
+
+impl VipSet {
+    fn insert(&mut self, a: IpAddr) {
+        if self.all.contains(&a) {
+            return;
+        }
+        self.all.push(a);
+        if let IpAddr::V4(v) = a {
+            self.v4.push(v.into());
+        }
+        self.map.insert(a, ());
+    }
+
+    #[inline]
+    fn contains(&self, a: &IpAddr) -> bool {
+        if self.all.len() <= VIP_SCAN_MAX {
+            match a {
+                IpAddr::V4(v) => {
+                    let v = u32::from(*v);
+                    self.v4.iter().any(|x| *x == v)
+                }
+                IpAddr::V6(_) => self.all.contains(a),
+            }
+        } else {
+            self.map.contains_key(a)
+        }
     }
 }

@@ -43,7 +43,10 @@ pub struct NewConn {
 
 impl Worker {
     pub fn new(id: usize, ipvs: Arc<Ipvs>) -> Self {
-        let conns = ConnTable::new(ipvs.max_conns);
+        let mut conns = ConnTable::new(ipvs.max_conns);
+        // Address space for the whole table up front (pages are committed as used), so the
+        // slab never reallocates on the packet path.
+        conns.reserve(ipvs.max_conns);
         let timeouts = ipvs.timeouts();
         let services = ipvs.services_full();
         Worker { id, ipvs, conns, now: 0, timeouts, services, ip_id: (id as u16).wrapping_mul(0x9e37) }

@@ -140,11 +140,15 @@ fn main() {
     let conns: usize =
         std::env::var("RVS_BENCH_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000) / BATCH * BATCH;
     let runs: usize = std::env::var("RVS_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    // RVS_BENCH_ONLY=<scenario> runs just that one (for profiling).
+    let only = std::env::var("RVS_BENCH_ONLY").ok();
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let data = Pool::new(ack_frames(80, conns), conns, 11);
+    let mut entry = 0;
     let mut results: Vec<(&str, f64)> = Vec::new();
 
     // copy-baseline: copy the frame and recompute its IP and TCP checksums.
-    {
+    if want("copy-baseline") {
         let mut buf = vec![0u8; 256];
         let samples = (0..runs)
             .map(|_| {
@@ -175,66 +179,76 @@ fn main() {
         results.push(("copy-baseline", median(samples)));
     }
 
-    let (node, mut cx) = established(ForwardMethod::Masq, "wlc", 80, 10, conns);
-    let s = (0..runs).map(|_| run(&node, &mut cx, &data, EXT, Action::Tx(INT))).collect();
-    results.push(("nat-established", median(s)));
-    let replies = Pool::new(
-        (0..conns).map(|i| {
-            let (a, p) = client(i);
-            // The reply comes from whichever real server the flow was scheduled to.
-            let c = cx
-                .ipvs
-                .conns
-                .lookup_in(6, &IpAddr::V4(a), p, &IpAddr::V4(VIP), 80)
-                .and_then(|id| cx.ipvs.conns.get(id))
-                .map(|c| c.daddr)
-                .unwrap();
-            let IpAddr::V4(rip) = c else { unreachable!() };
-            let idx = rip.octets()[3] - 10;
-            Pkt::tcp(rip, 8080, a, p, ACK | PSH).macs(rs_mac(idx), INT_MAC).payload(b"0123456789").build()
-        }),
-        conns,
-        13,
-    );
-    let s = (0..runs).map(|_| run(&node, &mut cx, &replies, INT, Action::Tx(EXT))).collect();
-    results.push(("nat-reply", median(s)));
-    drop((node, cx, replies));
+    if want("nat-established") || want("nat-reply") {
+        let (node, mut cx) = established(ForwardMethod::Masq, "wlc", 80, 10, conns);
+        if want("nat-established") {
+            let s = (0..runs).map(|_| run(&node, &mut cx, &data, EXT, Action::Tx(INT))).collect();
+            results.push(("nat-established", median(s)));
+        }
+        if want("nat-reply") {
+            let replies = Pool::new(
+                (0..conns).map(|i| {
+                    let (a, p) = client(i);
+                    // The reply comes from whichever real server the flow was scheduled to.
+                    let c = cx
+                        .ipvs
+                        .conns
+                        .lookup_in(6, &IpAddr::V4(a), p, &IpAddr::V4(VIP), 80)
+                        .and_then(|id| cx.ipvs.conns.get(id))
+                        .map(|c| c.daddr)
+                        .unwrap();
+                    let IpAddr::V4(rip) = c else { unreachable!() };
+                    let idx = rip.octets()[3] - 10;
+                    Pkt::tcp(rip, 8080, a, p, ACK | PSH).macs(rs_mac(idx), INT_MAC).payload(b"0123456789").build()
+                }),
+                conns,
+                13,
+            );
+            let s = (0..runs).map(|_| run(&node, &mut cx, &replies, INT, Action::Tx(EXT))).collect();
+            results.push(("nat-reply", median(s)));
+        }
+    }
 
-    let (node, mut cx) = established(ForwardMethod::Route, "wlc", 80, 10, conns);
-    let s = (0..runs).map(|_| run(&node, &mut cx, &data, EXT, Action::Tx(INT))).collect();
-    results.push(("dr-established", median(s)));
-    drop((node, cx));
+    if want("dr-established") {
+        let (node, mut cx) = established(ForwardMethod::Route, "wlc", 80, 10, conns);
+        let s = (0..runs).map(|_| run(&node, &mut cx, &data, EXT, Action::Tx(INT))).collect();
+        results.push(("dr-established", median(s)));
+    }
 
-    let (node, mut cx) = established(ForwardMethod::Tunnel, "wlc", 80, 10, conns);
-    let s = (0..runs).map(|_| run(&node, &mut cx, &data, EXT, Action::Tx(INT))).collect();
-    results.push(("tun-established", median(s)));
-    let entry = cx.ipvs.conns.bytes_per_entry();
-    drop((node, cx));
+    if want("tun-established") {
+        let (node, mut cx) = established(ForwardMethod::Tunnel, "wlc", 80, 10, conns);
+        let s = (0..runs).map(|_| run(&node, &mut cx, &data, EXT, Action::Tx(INT))).collect();
+        results.push(("tun-established", median(s)));
+        entry = cx.ipvs.conns.bytes_per_entry();
+    }
 
     // new-connection: SYNs that miss, wlc over 100 dests, insert. A fresh director per run.
-    let syns = Pool::new(syn_frames(80, conns), conns, 17);
-    let s = (0..runs)
-        .map(|_| {
-            let (node, mut cx) = director(conns);
-            let key = ServiceKey::tcp(IpAddr::V4(VIP), 80);
-            node.ipvs.add_service(ServiceConfig::new(key, "wlc")).unwrap();
-            for n in 0..100u32 {
-                let a = Ipv4Addr::from(u32::from(rs(1)) + n);
-                node.ipvs.add_dest(&key, DestConfig::new(a.into(), 8080).method(ForwardMethod::Route)).unwrap();
-            }
-            let ns = run(&node, &mut cx, &syns, EXT, Action::Tx(INT));
-            assert_eq!(cx.ipvs.conns.len(), conns);
-            ns
-        })
-        .collect();
-    results.push(("new-connection", median(s)));
+    if want("new-connection") {
+        let syns = Pool::new(syn_frames(80, conns), conns, 17);
+        let s = (0..runs)
+            .map(|_| {
+                let (node, mut cx) = director(conns);
+                let key = ServiceKey::tcp(IpAddr::V4(VIP), 80);
+                node.ipvs.add_service(ServiceConfig::new(key, "wlc")).unwrap();
+                for n in 0..100u32 {
+                    let a = Ipv4Addr::from(u32::from(rs(1)) + n);
+                    node.ipvs.add_dest(&key, DestConfig::new(a.into(), 8080).method(ForwardMethod::Route)).unwrap();
+                }
+                let ns = run(&node, &mut cx, &syns, EXT, Action::Tx(INT));
+                assert_eq!(cx.ipvs.conns.len(), conns);
+                ns
+            })
+            .collect();
+        results.push(("new-connection", median(s)));
+    }
 
     for (name, ns) in &results {
         println!("{name}: {ns:.1} ns/packet");
     }
-    let base = results[0].1;
-    let nat = results[1].1;
-    println!("nat-established / copy-baseline: {:.2}", nat / base);
+    let get = |n: &str| results.iter().find(|r| r.0 == n).map(|r| r.1);
+    if let (Some(base), Some(nat)) = (get("copy-baseline"), get("nat-established")) {
+        println!("nat-established / copy-baseline: {:.2}", nat / base);
+    }
     println!("conn-entry: {entry} bytes of table memory per connection (at the configured maximum)");
     println!("conns: {conns}, runs: {runs} (median), batch: {BATCH}");
 }

@@ -68,7 +68,7 @@ fn bump(c: &AtomicU64) {
 impl NodeCounters {
     #[inline]
     fn slot(&self, w: usize) -> &Slot {
-        &self.slots[w % self.slots.len()]
+        &self.slots[w % ipvs::stats::MAX_WORKERS]
     }
     #[inline]
     pub fn rx(&self, w: usize) {

@@ -36,6 +36,17 @@ pub struct NetState {
     /// Sorted longest prefix first by [`NetState::new`].
     pub routes: Vec<RouteEntry>,
     pub neighbours: HashMap<IpAddr, MacAddr>,
+    /// IPv4 routes flattened to integer masks with their answer precomputed (per-packet path).
+    v4: Vec<V4Route>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct V4Route {
+    net: u32,
+    mask: u32,
+    gateway: Option<IpAddr>,
+    /// `next_hop` is filled per lookup.
+    to: RouteTo,
 }
 
 fn prefix_match(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
@@ -70,7 +81,18 @@ impl NetState {
             }
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix));
-        NetState { interfaces, routes, neighbours }
+        let mut st = NetState { interfaces, routes, neighbours, v4: Vec::new() };
+        st.v4 = st
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let IpAddr::V4(net) = r.dst else { return None };
+                let mask = if r.prefix == 0 { 0 } else { u32::MAX << (32 - r.prefix.min(32)) };
+                let to = st.resolve(r, &IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))?;
+                Some(V4Route { net: u32::from(net) & mask, mask, gateway: r.gateway, to })
+            })
+            .collect();
+        st
     }
 
     #[inline]
@@ -90,12 +112,25 @@ impl NetState {
     }
 }
 
+impl NetState {
+    fn resolve(&self, r: &RouteEntry, dst: &IpAddr) -> Option<RouteTo> {
+        let ifc = self.interface(r.out_if)?;
+        let src = r.src.or_else(|| ifc.addrs.iter().find(|(a, _)| a.is_ipv4() == r.dst.is_ipv4()).map(|(a, _)| *a))?;
+        Some(RouteTo { out_if: r.out_if, next_hop: r.gateway.unwrap_or(*dst), mtu: r.mtu.unwrap_or(ifc.mtu), src })
+    }
+}
+
 impl Routing for NetState {
     #[inline]
     fn route(&self, dst: &IpAddr) -> Option<RouteTo> {
+        if let IpAddr::V4(d) = dst {
+            let d = u32::from(*d);
+            let r = self.v4.iter().find(|r| d & r.mask == r.net)?;
+            let mut to = r.to;
+            to.next_hop = r.gateway.unwrap_or(*dst);
+            return Some(to);
+        }
         let r = self.lookup(dst)?;
-        let ifc = self.interface(r.out_if)?;
-        let src = r.src.or_else(|| ifc.addrs.iter().find(|(a, _)| a.is_ipv4() == dst.is_ipv4()).map(|(a, _)| *a))?;
-        Some(RouteTo { out_if: r.out_if, next_hop: r.gateway.unwrap_or(*dst), mtu: r.mtu.unwrap_or(ifc.mtu), src })
+        self.resolve(r, dst)
     }
 }

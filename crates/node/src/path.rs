@@ -74,10 +74,12 @@ impl Node {
         let net = self.net.load();
         if !Arc::ptr_eq(&cx.net, &net) {
             cx.net = net.clone();
+            cx.clear_neigh_cache();
         }
         let learnt = self.learnt.load();
         if !Arc::ptr_eq(&cx.learnt, &learnt) {
             cx.learnt = learnt.clone();
+            cx.clear_neigh_cache();
         }
         self.hooks.snapshot()
     }
@@ -230,7 +232,7 @@ impl Node {
         let Some(src_mac) = cx.net.interface(out_if).map(|i| i.mac) else {
             return Action::Drop(DropReason::NoRoute);
         };
-        let Some(dst_mac) = cx.net.neighbours.get(&next_hop).or_else(|| cx.learnt.get(&next_hop)).copied() else {
+        let Some(dst_mac) = cx.neighbour(&next_hop) else {
             cx.want_neighbour(out_if, next_hop);
             return Action::Drop(DropReason::NoNeighbour);
         };

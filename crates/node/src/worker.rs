@@ -16,11 +16,47 @@ pub struct WorkerCtx {
     pub learnt: Arc<HashMap<IpAddr, MacAddr>>,
     /// Next hops that need an ARP request (the io loop sends them), with the time last asked.
     pub arp_wanted: Vec<(u32, IpAddr)>,
+    /// Direct-mapped IPv4 next hop → MAC cache, cleared when `net` or `learnt` changes.
+    neigh_cache: Box<[(u32, MacAddr); NEIGH_CACHE]>,
+}
+
+const NEIGH_CACHE: usize = 256;
+
+#[inline]
+fn slot(ip: u32) -> usize {
+    (ip.wrapping_mul(0x61C8_8647) >> 24) as usize
 }
 
 impl WorkerCtx {
     pub fn new(id: usize, ipvs: ipvs::Worker, net: Arc<NetState>, learnt: Arc<HashMap<IpAddr, MacAddr>>) -> Self {
-        WorkerCtx { id, ipvs, net, learnt, arp_wanted: Vec::with_capacity(16) }
+        WorkerCtx {
+            id,
+            ipvs,
+            net,
+            learnt,
+            arp_wanted: Vec::with_capacity(16),
+            neigh_cache: Box::new([(0, MacAddr::default()); NEIGH_CACHE]),
+        }
+    }
+
+    pub(crate) fn clear_neigh_cache(&mut self) {
+        self.neigh_cache.fill((0, MacAddr::default()));
+    }
+
+    /// The MAC of a next hop: configured/kernel neighbours first, then learnt ones.
+    #[inline]
+    pub(crate) fn neighbour(&mut self, ip: &IpAddr) -> Option<MacAddr> {
+        if let IpAddr::V4(v) = ip {
+            let k = u32::from(*v);
+            let e = self.neigh_cache[slot(k)];
+            if e.0 == k && k != 0 {
+                return Some(e.1);
+            }
+            let mac = self.net.neighbours.get(ip).or_else(|| self.learnt.get(ip)).copied()?;
+            self.neigh_cache[slot(k)] = (k, mac);
+            return Some(mac);
+        }
+        self.net.neighbours.get(ip).or_else(|| self.learnt.get(ip)).copied()
     }
 
     pub(crate) fn want_neighbour(&mut self, out_if: u32, ip: IpAddr) {

@@ -32,6 +32,25 @@ pub(crate) fn nat_out_rewrite(skb: &mut Skb<'_>, t: &Tuple, new_addr: &IpAddr, n
     rewrite(skb, t, true, &t.saddr, new_addr, t.sport, new_port);
 }
 
+/// One's-complement sum of the two 16-bit halves of `x` (unfolded).
+#[inline(always)]
+fn halves(x: u32) -> u32 {
+    (x >> 16) + (x & 0xffff)
+}
+
+#[inline(always)]
+fn get16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// RFC 1624 eqn 3 with a precomputed, unfolded difference `delta` = Σ~m + Σm'.
+#[inline(always)]
+fn apply(hc: u16, delta: u32) -> u16 {
+    !checksum::fold(u32::from(!hc) + delta)
+}
+
+/// Rewrite one address and port of an IPv4 TCP/UDP packet: the IP header checksum and the
+/// transport checksum (pseudo-header address + port) are both updated from one difference.
 #[inline]
 fn rewrite(
     skb: &mut Skb<'_>,
@@ -42,42 +61,35 @@ fn rewrite(
     old_port: u16,
     new_port: u16,
 ) {
-    let (IpAddr::V4(old4), IpAddr::V4(new4)) = (old_addr, new_addr) else {
-        return;
-    };
-    let (old_b, new_b) = (old4.octets(), new4.octets());
+    let (IpAddr::V4(old4), IpAddr::V4(new4)) = (old_addr, new_addr) else { return };
+    let (old32, new32) = (u32::from(*old4), u32::from(*new4));
+    let addr_delta = halves(!old32) + halves(new32);
     let net = skb.network_bytes_mut();
-    // IP header: address and header checksum.
     let a = if source { 12 } else { 16 };
-    net[a..a + 4].copy_from_slice(&new_b);
-    let hc = u16::from_be_bytes([net[10], net[11]]);
-    let hc = checksum::update_bytes(hc, &old_b, &new_b);
+    net[a..a + 4].copy_from_slice(&new32.to_be_bytes());
+    let hc = apply(get16(net, 10), addr_delta);
     net[10..12].copy_from_slice(&hc.to_be_bytes());
-    // L4: port, and the checksum over pseudo-header address + port.
     let l4 = t.l4;
     let p = if source { l4 } else { l4 + 2 };
     net[p..p + 2].copy_from_slice(&new_port.to_be_bytes());
+    let l4_delta = addr_delta + u32::from(!old_port) + u32::from(new_port);
     if t.protocol == wire::ip::protocol::TCP {
         let off = l4 + wire::tcp::CHECKSUM_OFFSET;
-        let c = u16::from_be_bytes([net[off], net[off + 1]]);
-        let c = checksum::update_bytes(c, &old_b, &new_b);
-        let c = checksum::update16(c, old_port, new_port);
+        let c = apply(get16(net, off), l4_delta);
         net[off..off + 2].copy_from_slice(&c.to_be_bytes());
     } else {
         let off = l4 + wire::udp::CHECKSUM_OFFSET;
-        let c = u16::from_be_bytes([net[off], net[off + 1]]);
+        let c = get16(net, off);
         let c = if c == 0 {
             // No checksum on the wire: IPVS computes a full one (§12).
             net[off] = 0;
             net[off + 1] = 0;
-            let (s, d) = (
-                IpAddr::V4(wire::Ipv4Packet::new_unchecked(&net[..]).src_addr()),
-                IpAddr::V4(wire::Ipv4Packet::new_unchecked(&net[..]).dst_addr()),
-            );
-            let ulen = u16::from_be_bytes([net[l4 + 4], net[l4 + 5]]) as usize;
+            let s = IpAddr::V4(std::net::Ipv4Addr::new(net[12], net[13], net[14], net[15]));
+            let d = IpAddr::V4(std::net::Ipv4Addr::new(net[16], net[17], net[18], net[19]));
+            let ulen = (get16(net, l4 + 4) as usize).min(net.len() - l4);
             checksum::transport(&s, &d, wire::ip::protocol::UDP, &net[l4..l4 + ulen])
         } else {
-            checksum::update16(checksum::update_bytes(c, &old_b, &new_b), old_port, new_port)
+            apply(c, l4_delta)
         };
         let c = if c == 0 { 0xffff } else { c };
         net[off..off + 2].copy_from_slice(&c.to_be_bytes());
