@@ -187,7 +187,7 @@ impl VipSet {
             match a {
                 IpAddr::V4(v) => {
                     let v = u32::from(*v);
-                    self.v4.iter().any(|x| *x == v)
+                    self.v4.contains(&v)
                 }
                 IpAddr::V6(_) => self.all.contains(a),
             }
