@@ -78,7 +78,8 @@ impl<C: IpvsContext> Hook<C> for OutHook {
 impl Worker {
     /// The in-path of §2 for one TCP/UDP packet to a VIP.
     pub fn in_packet(&mut self, skb: &mut Skb<'_>, t: &Tuple, routing: &dyn Routing) -> Verdict {
-        let mut found = self.conns.lookup_in(t.protocol, &t.saddr, t.sport, &t.daddr, t.dport);
+        let h = if skb.hash != 0 { skb.hash } else { self.conns.hash(t.protocol, &t.saddr, t.sport) };
+        let mut found = self.conns.lookup_in_hashed(h, t.protocol, &t.saddr, t.sport, &t.daddr, t.dport);
         if let Some(id) = found {
             match self.check_existing(id, t) {
                 Existing::Use => {}
@@ -199,7 +200,8 @@ impl Worker {
 
     /// The out-path of §3 for a TCP/UDP packet being forwarded.
     pub fn out_packet(&mut self, skb: &mut Skb<'_>, t: &Tuple) -> Verdict {
-        let Some(id) = self.conns.lookup_out(t.protocol, &t.saddr, t.sport, &t.daddr, t.dport) else {
+        let h = if skb.hash != 0 { skb.hash } else { self.conns.hash(t.protocol, &t.daddr, t.dport) };
+        let Some(id) = self.conns.lookup_out_hashed(h, t.protocol, &t.saddr, t.sport, &t.daddr, t.dport) else {
             return Verdict::Accept;
         };
         let (vaddr, vport, nat, dest) = {
@@ -210,6 +212,7 @@ impl Worker {
         };
         if nat {
             xmit::nat_out_rewrite(skb, t, &vaddr, vport);
+            skb.hash = 0;
         }
         self.transition(id, Dir::Output, t.tcp_flags);
         if let Some(d) = dest

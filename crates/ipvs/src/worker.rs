@@ -74,26 +74,26 @@ impl Worker {
 
     /// First stage of batch pipelining: from an IPv4 packet (network header first), compute
     /// the connection hash of its client side and prefetch the index line. Returns the hash
-    /// for [`ConnTable::prefetch_entry`]. Garbage yields `None`; nothing is validated here.
+    /// (store it in `skb.hash`) for [`ConnTable::prefetch_entry`] and the lookup. Garbage
+    /// yields 0; nothing is validated here.
     #[inline]
-    pub fn prefetch(&self, ip: &[u8]) -> Option<u32> {
-        let ihl = (*ip.first()? & 0xf) as usize * 4;
-        let proto = *ip.get(9)?;
+    pub fn prefetch(&self, ip: &[u8]) -> u32 {
+        let Some(h) = ip.get(..20) else { return 0 };
+        let proto = h[9];
         if proto != 6 && proto != 17 {
-            return None;
+            return 0;
         }
-        let a = |o: usize| -> Option<IpAddr> {
-            Some(IpAddr::V4(std::net::Ipv4Addr::new(*ip.get(o)?, *ip.get(o + 1)?, *ip.get(o + 2)?, *ip.get(o + 3)?)))
-        };
-        let port = |o: usize| -> Option<u16> { Some(u16::from_be_bytes([*ip.get(o)?, *ip.get(o + 1)?])) };
-        let (saddr, daddr) = (a(12)?, a(16)?);
-        let h = if self.services.is_vip(&daddr) {
-            self.conns.hash(proto, &saddr, port(ihl)?)
+        let ihl = (h[0] & 0xf) as usize * 4;
+        let Some(ports) = ip.get(ihl..ihl + 4) else { return 0 };
+        let saddr = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+        let daddr = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+        let hash = if self.services.is_vip(&IpAddr::V4(daddr.into())) {
+            self.conns.hash_v4(proto, saddr, u16::from_be_bytes([ports[0], ports[1]]))
         } else {
-            self.conns.hash(proto, &daddr, port(ihl + 2)?)
+            self.conns.hash_v4(proto, daddr, u16::from_be_bytes([ports[2], ports[3]]))
         };
-        self.conns.prefetch(h);
-        Some(h)
+        self.conns.prefetch(hash);
+        hash
     }
 
     #[inline]

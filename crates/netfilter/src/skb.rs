@@ -161,6 +161,10 @@ pub struct Skb<'a> {
     pub output: Output,
     /// Set by the hook that dropped the packet, for the per-reason counters.
     pub drop_reason: Option<DropReason>,
+    /// Flow hash computed by an earlier stage (the kernel's `skb->hash`): IPVS stores the hash
+    /// of the connection key it prefetched, so the lookup does not hash again. 0 = none. A hook
+    /// that rewrites addresses or ports must clear it (as the kernel's `skb_clear_hash`).
+    pub hash: u32,
 }
 
 impl<'a> Skb<'a> {
@@ -177,6 +181,7 @@ impl<'a> Skb<'a> {
             route: Route::default(),
             output: Output::Consumed,
             drop_reason: None,
+            hash: 0,
         }
     }
 

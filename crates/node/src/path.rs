@@ -105,14 +105,17 @@ impl Node {
         actions: &mut [Action],
     ) {
         const MAX: usize = 64;
-        let mut hashes = [None; MAX];
+        let mut hashes = [0u32; MAX];
         for (chunk_skbs, chunk_actions) in skbs.chunks_mut(MAX).zip(actions.chunks_mut(MAX)) {
-            for (h, skb) in hashes.iter_mut().zip(chunk_skbs.iter()) {
+            for (h, skb) in hashes.iter_mut().zip(chunk_skbs.iter_mut()) {
                 let f = skb.frame.data();
-                *h = if f.len() > 14 && f[12..14] == [0x08, 0x00] { cx.ipvs.prefetch(&f[14..]) } else { None };
+                *h = if f.len() > 14 && f[12..14] == [0x08, 0x00] { cx.ipvs.prefetch(&f[14..]) } else { 0 };
+                skb.hash = *h;
             }
-            for h in hashes.iter().take(chunk_skbs.len()).flatten() {
-                cx.ipvs.conns.prefetch_entry(*h);
+            for &h in hashes.iter().take(chunk_skbs.len()) {
+                if h != 0 {
+                    cx.ipvs.conns.prefetch_entry(h);
+                }
             }
             for (skb, a) in chunk_skbs.iter_mut().zip(chunk_actions.iter_mut()) {
                 *a = self.process(tr, cx, skb);

@@ -96,11 +96,17 @@ impl ConnTable {
         self.index.len() * 8 / self.max + std::mem::size_of::<Option<Conn>>()
     }
 
+    /// The key hash of an IPv4 connection (same value as [`ConnTable::hash`]).
+    #[inline]
+    pub fn hash_v4(&self, protocol: u8, addr: u32, port: u16) -> u32 {
+        self.seed.hash_one((protocol as u64) << 48 | (addr as u64) << 16 | port as u64) as u32
+    }
+
     #[inline]
     pub fn hash(&self, protocol: u8, addr: &IpAddr, port: u16) -> u32 {
         // One fixed-size integer per family hashes faster than the tuple of parts.
         let h = match addr {
-            IpAddr::V4(a) => self.seed.hash_one((protocol as u64) << 48 | (u32::from(*a) as u64) << 16 | port as u64),
+            IpAddr::V4(a) => return self.hash_v4(protocol, u32::from(*a), port),
             IpAddr::V6(a) => self.seed.hash_one((u128::from(*a), (protocol as u32) << 16 | port as u32)),
         };
         h as u32
@@ -180,7 +186,20 @@ impl ConnTable {
     /// In-lookup (client → VIP): the packet's source is the client.
     #[inline]
     pub fn lookup_in(&self, protocol: u8, saddr: &IpAddr, sport: u16, daddr: &IpAddr, dport: u16) -> Option<ConnId> {
-        let h = self.hash(protocol, saddr, sport);
+        self.lookup_in_hashed(self.hash(protocol, saddr, sport), protocol, saddr, sport, daddr, dport)
+    }
+
+    /// [`ConnTable::lookup_in`] with the key hash already computed (batch pipelining).
+    #[inline]
+    pub fn lookup_in_hashed(
+        &self,
+        h: u32,
+        protocol: u8,
+        saddr: &IpAddr,
+        sport: u16,
+        daddr: &IpAddr,
+        dport: u16,
+    ) -> Option<ConnId> {
         self.find(h, |c| {
             c.cport == sport
                 && c.vport == dport
@@ -195,7 +214,20 @@ impl ConnTable {
     /// must be the real server for NAT entries, or the VIP for the others (§8).
     #[inline]
     pub fn lookup_out(&self, protocol: u8, saddr: &IpAddr, sport: u16, daddr: &IpAddr, dport: u16) -> Option<ConnId> {
-        let h = self.hash(protocol, daddr, dport);
+        self.lookup_out_hashed(self.hash(protocol, daddr, dport), protocol, saddr, sport, daddr, dport)
+    }
+
+    /// [`ConnTable::lookup_out`] with the key hash already computed.
+    #[inline]
+    pub fn lookup_out_hashed(
+        &self,
+        h: u32,
+        protocol: u8,
+        saddr: &IpAddr,
+        sport: u16,
+        daddr: &IpAddr,
+        dport: u16,
+    ) -> Option<ConnId> {
         self.find(h, |c| {
             c.cport == dport
                 && c.protocol == protocol

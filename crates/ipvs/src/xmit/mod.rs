@@ -72,5 +72,6 @@ pub(crate) fn steal(skb: &mut Skb<'_>, rt: &RouteTo) -> Verdict {
     skb.route = Route { kind: RouteKind::Forward, out_if: rt.out_if, next_hop: Some(rt.next_hop), mtu: rt.mtu };
     skb.ipvs_property = true;
     skb.output = Output::LocalOut;
+    skb.hash = 0;
     Verdict::Stolen
 }

@@ -238,8 +238,12 @@ impl Lab {
         let mut skb = Skb::new(f, 14, Family::Ipv4);
         skb.in_if = in_if;
         skb.csum = csum;
-        let a = self.node.process(&tr, &mut self.cx, &mut skb);
-        (a, skb.frame.data().to_vec())
+        // Through the batch entry point (prefetch stages and the precomputed flow hash), as the
+        // io backends call it.
+        let mut skbs = [skb];
+        let mut actions = [Action::Local];
+        self.node.process_batch(&tr, &mut self.cx, &mut skbs, &mut actions);
+        (actions[0], skbs[0].frame.data().to_vec())
     }
 
     pub fn advance(&mut self, secs: u64) {

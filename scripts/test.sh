@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's test command (README): formatting, lints, unit and namespace tests, and the
+# end-to-end suite on a lab topology. Tests that need root skip themselves when not root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== fmt"
+cargo fmt --all --check
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== unit, golden fixtures and namespace tests"
+cargo test --workspace --locked
+echo "== engine benchmark builds and runs (small table; numbers are in BENCHMARKS.md)"
+RVS_BENCH_CONNS=20000 RVS_BENCH_RUNS=1 cargo bench --locked --bench engine
+if [ "$(id -u)" = 0 ] && [ -x tests/e2e/run.sh ]; then
+    echo "== end-to-end (namespaces, real traffic)"
+    cargo build --release --locked -p rvsd -p rvsadm -p rvs-decap
+    tests/e2e/run.sh
+else
+    echo "== end-to-end skipped (needs root and tests/e2e/run.sh)"
+fi
