@@ -1,1 +1,246 @@
-fn main() {}
+//! rvsd, the rvs director daemon: packet workers on AF_PACKET rings of the served interfaces
+//! running the node (with IPVS on its hooks), the network state kept in step with the kernel,
+//! rate estimators, and the control API on a Unix socket (crates/rvsd/README.md).
+
+mod admin;
+mod args;
+mod convert;
+mod host;
+mod netstate;
+mod rates;
+mod server;
+mod steer;
+mod worker;
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use node::io::{AfPacket, FanoutMode, RingConfig};
+use node::netlink;
+
+use crate::args::{Args, LogLevel, Parsed};
+use crate::host::Refusal;
+
+fn init_logging(level: LogLevel) {
+    let max = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Trace => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt().with_max_level(max).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let parsed = args::parse(std::env::args().skip(1), std::env::var(args::SOCKET_ENV).ok());
+    let args = match parsed {
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Help) => {
+            print!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("rvsd {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("rvsd: {e}\nTry 'rvsd --help' for more information.");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(args.log);
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(r) => {
+            eprintln!("rvsd: {r}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, blocked in every thread and taken by the signal thread with sigwait.
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        set
+    }
+}
+
+/// Why the main thread wakes up.
+enum Event {
+    Signal(i32),
+    Fatal(String),
+}
+
+/// Fanout group id of interface `k`: distinct per daemon (groups are per network namespace,
+/// and a second daemon in the same namespace must not join ours).
+fn group_id(k: usize) -> u16 {
+    ((std::process::id() as u16).wrapping_mul(8)).wrapping_add(k as u16)
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, Refusal> {
+    std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Refusal(format!("cannot start {name}: {e}")))
+}
+
+fn run(args: &Args) -> Result<(), Refusal> {
+    let clock = Instant::now();
+    let set = stop_signals();
+    // Block before any thread exists so every thread inherits the mask.
+    // SAFETY: valid set; the old mask is not needed.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+
+    tracing::info!(
+        "rvsd {} starting: interfaces {:?}, {} workers, {} connections per worker, socket {}",
+        env!("CARGO_PKG_VERSION"),
+        args.interfaces,
+        args.workers,
+        args.max_conns,
+        args.socket.display()
+    );
+    host::check_ip_forward_sysctl()?;
+    // Monitor first, then dump: no change can fall between them.
+    let monitor = netlink::Monitor::new().map_err(|e| Refusal(format!("netlink monitor: {e}")))?;
+    let snap = netlink::dump().map_err(|e| Refusal(format!("netlink dump: {e}")))?;
+    host::check_interfaces(&snap, &args.interfaces)?;
+    for name in &args.interfaces {
+        match host::offloads_off(name) {
+            Ok(c) if c.is_empty() => tracing::info!("{name}: GRO/LRO already off"),
+            Ok(c) => tracing::info!("{name}: switched off {}", c.join(", ")),
+            Err(e) => return Err(Refusal(format!("{name}: cannot switch GRO/LRO off: {e}"))),
+        }
+    }
+    let net = netstate::build(&snap, &args.interfaces);
+    netstate::log_initial(&net);
+
+    let ipvs = Arc::new(ipvs::Ipvs::new(args.max_conns));
+    let node = node::Node::new(ipvs.clone(), net);
+
+    // Sockets: for each interface, workers join its fanout group in worker order, so member
+    // i of every group is worker i (steer.rs).
+    let ring = |k: usize| RingConfig {
+        rx_block_count: 32,
+        fanout: Some((group_id(k), FanoutMode::Cbpf)),
+        ..RingConfig::default()
+    };
+    let mut per_worker: Vec<Vec<AfPacket>> = Vec::with_capacity(args.workers);
+    for w in 0..args.workers {
+        let mut socks = Vec::with_capacity(args.interfaces.len());
+        for (k, name) in args.interfaces.iter().enumerate() {
+            let s = AfPacket::open(name, &ring(k))
+                .map_err(|e| Refusal(format!("{name}: cannot open AF_PACKET ring for worker {w}: {e}")))?;
+            socks.push(s);
+        }
+        per_worker.push(socks);
+    }
+    let mut groups = Vec::new();
+    for (k, name) in args.interfaces.iter().enumerate() {
+        // SAFETY: the socket is open (owned by `per_worker`) for the duration of the borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(per_worker[0][k].as_raw_fd()) }
+            .try_clone_to_owned()
+            .map_err(|e| Refusal(format!("dup: {e}")))?;
+        groups.push((name.clone(), fd));
+    }
+    let mut steering = steer::Steering::new(groups, args.workers);
+    steering.update(std::iter::empty()).map_err(|e| Refusal(format!("steering program: {e}")))?;
+
+    let listener = server::bind(&args.socket)?;
+    tracing::info!("control API on {}", args.socket.display());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ev_tx, ev_rx) = mpsc::channel::<Event>();
+    let table_sizes: Arc<[AtomicUsize]> = (0..args.workers).map(|_| AtomicUsize::new(0)).collect();
+    let mut conn_txs = Vec::with_capacity(args.workers);
+    let mut workers = Vec::with_capacity(args.workers);
+    let result = (|| {
+        for (id, socks) in per_worker.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            conn_txs.push(tx);
+            let setup = worker::WorkerSetup { id, socks, conn_requests: rx, table_sizes: table_sizes.clone() };
+            let (node, stop) = (node.clone(), stop.clone());
+            workers.push(spawn(&format!("rvsd-w{id}"), move || {
+                match worker::pin_to_cpu(id) {
+                    Some(cpu) => tracing::debug!("worker {id} on CPU {cpu}"),
+                    None => tracing::debug!("worker {id} not pinned"),
+                }
+                worker::run(node, setup, clock, stop)
+            })?);
+        }
+
+        let (n, names, st) = (node.clone(), args.interfaces.clone(), stop.clone());
+        spawn("rvsd-net", move || netstate::watch(n, names, monitor, st))?;
+
+        let rates = Arc::new(rates::RateTable::default());
+        let (r, i, st) = (rates.clone(), ipvs.clone(), stop.clone());
+        spawn("rvsd-est", move || {
+            let mut next = Instant::now() + rates::TICK;
+            while !st.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if Instant::now() >= next {
+                    next += rates::TICK;
+                    r.tick(&i);
+                }
+            }
+        })?;
+
+        let kernel_local = Box::new(|a: &std::net::IpAddr| match netlink::dump() {
+            Ok(s) => host::kernel_has_addr(&s, a),
+            Err(e) => {
+                tracing::warn!("netlink dump for the VIP check: {e}");
+                false
+            }
+        });
+        let admin = Arc::new(admin::Admin::new(
+            node.clone(),
+            rates,
+            kernel_local,
+            std::mem::take(&mut conn_txs),
+            table_sizes.clone(),
+            Some(steering),
+            args.interfaces.clone(),
+        ));
+        let path = args.socket.clone();
+        spawn("rvsd-api", move || server::serve(listener, admin, path))?;
+
+        let tx = ev_tx.clone();
+        spawn("rvsd-sig", move || {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: valid set and out-pointer.
+            let rc = unsafe { libc::sigwait(&set, &mut sig) };
+            let _ = tx.send(if rc == 0 { Event::Signal(sig) } else { Event::Fatal(format!("sigwait failed: {rc}")) });
+        })?;
+        Ok::<(), Refusal>(())
+    })();
+
+    let outcome = match result {
+        Ok(()) => {
+            tracing::info!("running");
+            match ev_rx.recv() {
+                Ok(Event::Signal(s)) => {
+                    tracing::info!("signal {s}: stopping");
+                    Ok(())
+                }
+                Ok(Event::Fatal(m)) => Err(Refusal(m)),
+                Err(_) => Err(Refusal("event channel closed".into())),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    if let Err(e) = std::fs::remove_file(&args.socket) {
+        tracing::warn!("cannot remove {}: {e}", args.socket.display());
+    }
+    let c = node.counters.read();
+    tracing::info!("stopped: rx {} tx {} local {} dropped {}", c.rx, c.tx, c.local, c.total_drops());
+    outcome
+}

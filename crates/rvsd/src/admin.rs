@@ -1,0 +1,447 @@
+//! What the control API does: commands become IPVS admin operations, listings are built from
+//! the published service table, counters and estimators. Transport-free (the HTTP side is in
+//! `server.rs`), so it is tested without sockets.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use control::api::{ApiError, Command, ConnView, DestView, ErrorKind, Reply, ServiceView, Snapshot, Timeouts};
+use ipvs::ServiceKey;
+use node::Node;
+use serde::{Deserialize, Serialize};
+
+use crate::convert::*;
+use crate::rates::RateTable;
+use crate::steer::Steering;
+
+/// A worker's answer channel for a connection listing.
+pub type ConnRequest = mpsc::Sender<Vec<ConnView>>;
+
+/// `GET /v1/stats`: the node's own counters (rvs extension; not an ipvsadm listing).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Frames that entered the packet path.
+    pub rx: u64,
+    pub tx: u64,
+    /// Delivered to the local stack (left to the kernel).
+    pub local: u64,
+    pub arp_replies: u64,
+    /// Drops by reason name (`netfilter::DropReason::name`), every reason listed.
+    pub drops: BTreeMap<String, u64>,
+    pub workers: usize,
+    /// Connection-table entries per worker.
+    pub conns: Vec<usize>,
+    pub conns_total: usize,
+    pub max_conns_per_worker: usize,
+    pub interfaces: Vec<String>,
+}
+
+/// Everything a request handler needs; shared by the connection threads.
+pub struct Admin {
+    pub node: Arc<Node>,
+    pub rates: Arc<RateTable>,
+    /// Is this address configured on the director's kernel?
+    kernel_local: Box<dyn Fn(&IpAddr) -> bool + Send + Sync>,
+    /// One request channel per worker, for connection listings.
+    workers: Vec<mpsc::Sender<ConnRequest>>,
+    /// Connection-table size per worker, published by the workers.
+    table_sizes: Arc<[AtomicUsize]>,
+    steering: Option<Mutex<Steering>>,
+    interfaces: Vec<String>,
+    /// Serialises commands so logs and steering updates follow the order of changes.
+    serial: Mutex<()>,
+}
+
+pub const VERSION: &str = "1.2.1";
+
+impl Admin {
+    pub fn new(
+        node: Arc<Node>,
+        rates: Arc<RateTable>,
+        kernel_local: Box<dyn Fn(&IpAddr) -> bool + Send + Sync>,
+        workers: Vec<mpsc::Sender<ConnRequest>>,
+        table_sizes: Arc<[AtomicUsize]>,
+        steering: Option<Steering>,
+        interfaces: Vec<String>,
+    ) -> Self {
+        Admin {
+            node,
+            rates,
+            kernel_local,
+            workers,
+            table_sizes,
+            steering: steering.map(Mutex::new),
+            interfaces,
+            serial: Mutex::new(()),
+        }
+    }
+
+    /// `POST /v1/command`.
+    pub fn command(&self, cmd: &Command) -> Result<Reply, ApiError> {
+        let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let r = self.apply(cmd);
+        match &r {
+            Ok(_) => tracing::info!("command {cmd:?}: done"),
+            Err(e) => tracing::warn!("command {cmd:?}: {:?}: {}", e.kind, e.message),
+        }
+        if r.is_ok() {
+            self.update_steering();
+        }
+        r
+    }
+
+    /// Keeps the fanout programs in step with the VIP set, before the command returns: a
+    /// client may send the moment its `-A` succeeded.
+    fn update_steering(&self) {
+        if let Some(s) = &self.steering {
+            let table = self.node.ipvs.services_full();
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = s.update(table.vips()) {
+                tracing::error!("steering program: {e}");
+            }
+        }
+    }
+
+    fn apply(&self, cmd: &Command) -> Result<Reply, ApiError> {
+        let ipvs = &self.node.ipvs;
+        match cmd {
+            Command::AddService(spec) => {
+                let cfg = service_config(spec)?;
+                if let ServiceKey::Addr { addr, .. } = cfg.key
+                    && (self.kernel_local)(&addr)
+                {
+                    return Err(ApiError::new(
+                        ErrorKind::Invalid,
+                        format!(
+                            "VIP {addr} is configured on the director's kernel; remove it (rvs answers ARP for VIPs itself)"
+                        ),
+                    ));
+                }
+                ipvs.add_service(cfg).map_err(admin_error)?;
+            }
+            Command::EditService(spec) => ipvs.edit_service(service_config(spec)?).map_err(admin_error)?,
+            Command::DeleteService(k) => ipvs.delete_service(&service_key(k)?).map_err(admin_error)?,
+            Command::Clear => ipvs.clear(),
+            Command::AddDest(k, d) => ipvs.add_dest(&service_key(k)?, dest_config(d)?).map_err(admin_error)?,
+            Command::EditDest(k, d) => ipvs.edit_dest(&service_key(k)?, dest_config(d)?).map_err(admin_error)?,
+            Command::DeleteDest(k, addr, port) => {
+                ipvs.delete_dest(&service_key(k)?, addr, *port).map_err(admin_error)?
+            }
+            Command::Zero(k) => {
+                let key = k.as_ref().map(service_key).transpose()?;
+                ipvs.zero(key.as_ref()).map_err(admin_error)?;
+                let table = ipvs.services_full();
+                for s in table.order.iter().filter(|s| key.is_none_or(|k| s.config.key == k)) {
+                    self.rates.reset(&s.stats);
+                    s.dests.iter().for_each(|d| self.rates.reset(&d.stats));
+                }
+                if key.is_none() {
+                    self.rates.reset(&ipvs.total);
+                }
+            }
+            Command::SetTimeouts(t) => ipvs.set_timeouts(t.tcp, t.tcpfin, t.udp),
+            Command::StartDaemon(_) | Command::StopDaemon { .. } => {
+                return Err(ApiError::new(
+                    ErrorKind::NotSupported,
+                    "connection synchronisation (sync daemons) is not supported by rvsd yet",
+                ));
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    /// `GET /v1/snapshot`: services in creation order, dests newest first.
+    pub fn snapshot(&self) -> Snapshot {
+        let ipvs = &self.node.ipvs;
+        let table = ipvs.services_full();
+        let services = table
+            .order
+            .iter()
+            .map(|s| ServiceView {
+                spec: service_spec(&s.config),
+                stats: counters(s.stats.read()),
+                rates: rates(self.rates.rates(&s.stats)),
+                dests: s
+                    .dests
+                    .iter()
+                    .map(|d| DestView {
+                        spec: dest_spec(&d.config()),
+                        active: d.activeconns(),
+                        inactive: d.inactconns(),
+                        persistent: d.persistconns(),
+                        stats: counters(d.stats.read()),
+                        rates: rates(self.rates.rates(&d.stats)),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let (tcp, tcpfin, udp) = ipvs.timeouts().triple();
+        let tab = ipvs.max_conns.saturating_mul(self.workers.len().max(1));
+        Snapshot {
+            version: VERSION.into(),
+            conn_tab_size: tab.min(u32::MAX as usize) as u32,
+            services,
+            timeouts: Timeouts { tcp, tcpfin, udp },
+            daemons: Vec::new(),
+        }
+    }
+
+    /// `GET /v1/connections`: every worker lists its own table between two batches.
+    pub fn connections(&self) -> Result<Vec<ConnView>, ApiError> {
+        let mut answers = Vec::with_capacity(self.workers.len());
+        for (i, w) in self.workers.iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            w.send(tx).map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} is not running")))?;
+            answers.push((i, rx));
+        }
+        let mut all = Vec::new();
+        for (i, rx) in answers {
+            let mut part = rx
+                .recv_timeout(Duration::from_secs(5))
+                .map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} did not answer")))?;
+            all.append(&mut part);
+        }
+        Ok(all)
+    }
+
+    /// `GET /v1/stats`.
+    pub fn stats(&self) -> NodeStats {
+        let c = self.node.counters.read();
+        let conns: Vec<usize> = self.table_sizes.iter().map(|n| n.load(Ordering::Relaxed)).collect();
+        NodeStats {
+            rx: c.rx,
+            tx: c.tx,
+            local: c.local,
+            arp_replies: c.arp_replies,
+            drops: c.drops.iter().map(|(r, n)| (r.name().to_string(), *n)).collect(),
+            workers: self.workers.len(),
+            conns_total: conns.iter().sum(),
+            conns,
+            max_conns_per_worker: self.node.ipvs.max_conns,
+            interfaces: self.interfaces.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::api::{self, DestSpec, ServiceSpec};
+
+    const VIP: &str = "10.0.0.100";
+
+    fn admin_with(kernel_addr: &'static str, workers: Vec<mpsc::Sender<ConnRequest>>) -> Admin {
+        let ipvs = Arc::new(ipvs::Ipvs::new(1000));
+        let node = Node::new(ipvs, node::NetState::default());
+        let sizes: Arc<[AtomicUsize]> = (0..workers.len().max(1)).map(|_| AtomicUsize::new(0)).collect();
+        Admin::new(
+            node,
+            Arc::new(RateTable::default()),
+            Box::new(move |a: &IpAddr| a.to_string() == kernel_addr),
+            workers,
+            sizes,
+            None,
+            vec!["eth0".into()],
+        )
+    }
+
+    fn admin() -> Admin {
+        admin_with("192.0.2.1", Vec::new())
+    }
+
+    fn tcp(addr: &str, port: u16) -> api::ServiceKey {
+        api::ServiceKey::Tcp { addr: addr.parse().unwrap(), port }
+    }
+
+    fn spec(key: api::ServiceKey, sched: &str) -> ServiceSpec {
+        ServiceSpec {
+            key,
+            scheduler: sched.into(),
+            sched_flags: Default::default(),
+            persistent: None,
+            netmask: u32::MAX,
+            ops: false,
+            pe: None,
+        }
+    }
+
+    fn dest(addr: &str, port: u16, weight: u32) -> DestSpec {
+        DestSpec {
+            addr: addr.parse().unwrap(),
+            port,
+            method: api::ForwardMethod::Masq,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+            tun_type: Default::default(),
+            tun_port: 0,
+            tun_csum: Default::default(),
+        }
+    }
+
+    #[test]
+    fn commands_reach_the_engine_and_come_back_in_the_snapshot() {
+        let a = admin();
+        let k = tcp(VIP, 80);
+        let k2 = api::ServiceKey::Udp { addr: VIP.parse().unwrap(), port: 53 };
+        a.command(&Command::AddService(spec(k, "wrr"))).unwrap();
+        a.command(&Command::AddService(spec(k2, "rr"))).unwrap();
+        a.command(&Command::AddDest(k, dest("192.168.1.11", 8080, 1))).unwrap();
+        a.command(&Command::AddDest(k, dest("192.168.1.12", 8080, 3))).unwrap();
+        // The engine has it.
+        let ek = ipvs::ServiceKey::tcp(VIP.parse().unwrap(), 80);
+        let t = a.node.ipvs.services_full();
+        assert_eq!(t.get(&ek).unwrap().dests.len(), 2);
+        assert!(t.is_vip(&VIP.parse().unwrap()));
+
+        let s = a.snapshot();
+        assert_eq!(s.version, "1.2.1");
+        assert_eq!(s.services.len(), 2);
+        assert_eq!(s.services[0].spec, spec(k, "wrr"), "creation order");
+        assert_eq!(s.services[1].spec, spec(k2, "rr"));
+        let addrs: Vec<String> = s.services[0].dests.iter().map(|d| d.spec.addr.to_string()).collect();
+        assert_eq!(addrs, ["192.168.1.12", "192.168.1.11"], "newest first");
+        assert_eq!(s.services[0].dests[0].spec, dest("192.168.1.12", 8080, 3));
+        assert_eq!(s.timeouts, Timeouts { tcp: 900, tcpfin: 60, udp: 300 });
+
+        // Edit replaces every field; delete and clear.
+        a.command(&Command::EditDest(k, dest("192.168.1.12", 8080, 0))).unwrap();
+        assert_eq!(a.snapshot().services[0].dests[0].spec.weight, 0);
+        a.command(&Command::EditService(spec(k, "lc"))).unwrap();
+        assert_eq!(a.snapshot().services[0].spec.scheduler, "lc");
+        a.command(&Command::DeleteDest(k, "192.168.1.11".parse().unwrap(), 8080)).unwrap();
+        assert_eq!(a.snapshot().services[0].dests.len(), 1);
+        a.command(&Command::SetTimeouts(Timeouts { tcp: 100, tcpfin: 0, udp: 7 })).unwrap();
+        assert_eq!(a.snapshot().timeouts, Timeouts { tcp: 100, tcpfin: 60, udp: 7 });
+        a.command(&Command::DeleteService(k2)).unwrap();
+        assert_eq!(a.snapshot().services.len(), 1);
+        a.command(&Command::Clear).unwrap();
+        assert!(a.snapshot().services.is_empty());
+    }
+
+    #[test]
+    fn errors_have_the_kinds_rvsadm_expects() {
+        let a = admin();
+        let k = tcp(VIP, 80);
+        let kind = |c: Command| a.command(&c).unwrap_err().kind;
+        assert_eq!(kind(Command::AddService(spec(k, "nosuch"))), ErrorKind::SchedulerNotFound);
+        a.command(&Command::AddService(spec(k, "rr"))).unwrap();
+        assert_eq!(kind(Command::AddService(spec(k, "rr"))), ErrorKind::ServiceExists);
+        assert_eq!(kind(Command::EditService(spec(tcp(VIP, 81), "rr"))), ErrorKind::NoSuchService);
+        assert_eq!(kind(Command::DeleteService(tcp(VIP, 81))), ErrorKind::NoSuchService);
+        assert_eq!(kind(Command::AddDest(tcp(VIP, 81), dest("192.168.1.11", 80, 1))), ErrorKind::ServiceNotDefined);
+        a.command(&Command::AddDest(k, dest("192.168.1.11", 80, 1))).unwrap();
+        assert_eq!(kind(Command::AddDest(k, dest("192.168.1.11", 80, 1))), ErrorKind::DestExists);
+        assert_eq!(kind(Command::EditDest(k, dest("192.168.1.99", 80, 1))), ErrorKind::NoSuchDest);
+        assert_eq!(kind(Command::AddDest(k, dest("255.255.255.255", 80, 1))), ErrorKind::Invalid);
+        assert_eq!(kind(Command::AddDest(k, dest("192.168.1.13", 80, u32::MAX))), ErrorKind::Range);
+        assert_eq!(kind(Command::Zero(Some(tcp(VIP, 81)))), ErrorKind::NoSuchService);
+        let sync = api::DaemonConfig {
+            role: api::SyncRole::Master,
+            mcast_ifn: "eth0".into(),
+            syncid: 0,
+            sync_maxlen: 0,
+            mcast_group: None,
+            mcast_port: 0,
+            mcast_ttl: 0,
+        };
+        assert_eq!(kind(Command::StartDaemon(sync)), ErrorKind::NotSupported);
+        assert_eq!(kind(Command::StopDaemon { role: api::SyncRole::Backup, syncid: 0 }), ErrorKind::NotSupported);
+        // Nothing changed by the failures.
+        assert_eq!(a.snapshot().services.len(), 1);
+        assert_eq!(a.snapshot().services[0].dests.len(), 1);
+    }
+
+    #[test]
+    fn a_vip_owned_by_the_kernel_is_refused() {
+        let a = admin_with("198.51.100.1", Vec::new());
+        let e = a.command(&Command::AddService(spec(tcp("198.51.100.1", 80), "rr"))).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert_eq!(
+            e.message,
+            "VIP 198.51.100.1 is configured on the director's kernel; remove it (rvs answers ARP for VIPs itself)"
+        );
+        assert!(a.snapshot().services.is_empty());
+        // Fwmark services have no VIP to check.
+        a.command(&Command::AddService(spec(api::ServiceKey::Fwmark { mark: 1, ipv6: false }, "rr"))).unwrap();
+    }
+
+    #[test]
+    fn counters_and_zero_show_in_the_snapshot() {
+        let a = admin();
+        let k = tcp(VIP, 80);
+        a.command(&Command::AddService(spec(k, "rr"))).unwrap();
+        a.command(&Command::AddDest(k, dest("192.168.1.11", 80, 1))).unwrap();
+        let t = a.node.ipvs.services_full();
+        let svc = &t.order[0];
+        svc.stats.count_conn(0);
+        svc.stats.count_in(1, 60);
+        svc.dests[0].stats.count_out(0, 40);
+        let s = a.snapshot();
+        assert_eq!(s.services[0].stats, api::Counters { conns: 1, inpkts: 1, inbytes: 60, ..Default::default() });
+        assert_eq!(s.services[0].dests[0].stats.outbytes, 40);
+        a.command(&Command::Zero(None)).unwrap();
+        let s = a.snapshot();
+        assert_eq!(s.services[0].stats, api::Counters::default());
+        assert_eq!(s.services[0].dests[0].stats, api::Counters::default());
+    }
+
+    #[test]
+    fn connections_are_collected_from_every_worker() {
+        let mut txs = Vec::new();
+        let mut handles = Vec::new();
+        for w in 0..2u16 {
+            let (tx, rx) = mpsc::channel::<ConnRequest>();
+            txs.push(tx);
+            handles.push(std::thread::spawn(move || {
+                if let Ok(reply) = rx.recv() {
+                    let v = ConnView {
+                        proto: 6,
+                        caddr: "198.51.100.7".parse().unwrap(),
+                        cport: 1000 + w,
+                        vaddr: VIP.parse().unwrap(),
+                        vport: 80,
+                        daddr: "192.168.1.11".parse().unwrap(),
+                        dport: 80,
+                        state: "ESTABLISHED".into(),
+                        expires_secs: 900,
+                        template: false,
+                        one_packet: false,
+                        fwmark: 0,
+                        pe_name: None,
+                        pe_data: None,
+                    };
+                    let _ = reply.send(vec![v]);
+                }
+            }));
+        }
+        let a = admin_with("192.0.2.1", txs);
+        let conns = a.connections().unwrap();
+        let ports: Vec<u16> = conns.iter().map(|c| c.cport).collect();
+        assert_eq!(ports, [1000, 1001]);
+        for h in handles {
+            h.join().unwrap();
+        }
+        // Workers gone: an error, not a hang.
+        assert_eq!(a.connections().unwrap_err().kind, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn node_stats_list_every_drop_reason() {
+        let a = admin();
+        a.node.counters.drop(0, netfilter::DropReason::Truncated);
+        a.node.counters.rx(0);
+        let s = a.stats();
+        assert_eq!(s.rx, 1);
+        assert_eq!(s.drops.len(), netfilter::DropReason::ALL.len());
+        assert_eq!(s.drops["truncated"], 1);
+        assert_eq!(s.drops["no_route"], 0);
+        assert_eq!(s.interfaces, ["eth0"]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<NodeStats>(&json).unwrap(), s);
+    }
+}

@@ -1,0 +1,208 @@
+//! Command-line arguments, parsed by hand (no clap: a handful of flags, and the workspace keeps
+//! its dependency list short). Errors name the offending argument; `main` exits 2 on them.
+
+use std::path::PathBuf;
+
+/// Default control socket, shared with `rvsadm` (control/README.md).
+pub const DEFAULT_SOCKET: &str = control::client::DEFAULT_SOCKET;
+/// Environment variable naming the socket when `--socket` is not given.
+pub const SOCKET_ENV: &str = control::client::SOCKET_ENV;
+
+/// Log verbosity (`--log`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+}
+
+/// The daemon's configuration from its command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args {
+    /// Served interfaces, in the order given (no duplicates).
+    pub interfaces: Vec<String>,
+    pub socket: PathBuf,
+    /// Number of packet workers, 1..=`ipvs::stats::MAX_WORKERS`.
+    pub workers: usize,
+    /// Connection-table limit per worker.
+    pub max_conns: usize,
+    pub log: LogLevel,
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Run(Args),
+    Help,
+    Version,
+}
+
+pub const USAGE: &str = "\
+Usage: rvsd -i IFACE [-i IFACE ...] [options]
+
+rvs director daemon: load-balances the VIPs configured with rvsadm over AF_PACKET rings on
+the given interfaces, and serves the control API on a Unix socket.
+
+Options:
+  -i, --interface NAME  serve this interface (repeat for each; at least one)
+      --socket PATH     control socket (default: $RVS_SOCKET, else /run/rvs/rvsd.sock)
+      --workers N       packet worker threads (default: number of CPUs, at most 32)
+      --max-conns N     connection-table limit per worker (default: 1048576)
+      --log LEVEL       error, warn, info (default), debug or trace
+  -h, --help            show this help
+      --version         show the version
+
+Host setup: the VIPs must not be configured on the director's kernel, and
+net.ipv4.ip_forward must be 0. GRO/LRO are switched off on served interfaces.
+";
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, ipvs::stats::MAX_WORKERS)
+}
+
+fn number(flag: &str, v: &str, min: usize, max: usize) -> Result<usize, String> {
+    let n: usize = v.parse().map_err(|_| format!("{flag}: '{v}' is not a number"))?;
+    if n < min || n > max {
+        return Err(format!("{flag}: {n} is out of range ({min}..={max})"));
+    }
+    Ok(n)
+}
+
+/// Parses the arguments after the program name. `env_socket` is the value of `RVS_SOCKET`.
+pub fn parse<I, S>(args: I, env_socket: Option<String>) -> Result<Parsed, String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut interfaces: Vec<String> = Vec::new();
+    let mut socket: Option<PathBuf> = None;
+    let mut workers: Option<usize> = None;
+    let mut max_conns = ipvs::ipvs::DEFAULT_MAX_CONNS;
+    let mut log = LogLevel::Info;
+
+    let mut it = args.into_iter().map(Into::into);
+    while let Some(arg) = it.next() {
+        // `--flag=value` as well as `--flag value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let value = |it: &mut dyn Iterator<Item = String>| -> Result<String, String> {
+            match inline.clone().or_else(|| it.next()) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(format!("{flag} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--version" | "-V" => return Ok(Parsed::Version),
+            "-i" | "--interface" => {
+                let name = value(&mut it)?;
+                if name.len() > 15 || name.contains('/') || name.contains(char::is_whitespace) {
+                    return Err(format!("{flag}: '{name}' is not a valid interface name"));
+                }
+                if !interfaces.contains(&name) {
+                    interfaces.push(name);
+                }
+            }
+            "--socket" => socket = Some(PathBuf::from(value(&mut it)?)),
+            "--workers" => workers = Some(number(&flag, &value(&mut it)?, 1, ipvs::stats::MAX_WORKERS)?),
+            "--max-conns" => max_conns = number(&flag, &value(&mut it)?, 1, 1 << 28)?,
+            "--log" => {
+                let v = value(&mut it)?;
+                log = LogLevel::parse(&v)
+                    .ok_or_else(|| format!("--log: unknown level '{v}' (error, warn, info, debug, trace)"))?;
+            }
+            other if other.starts_with('-') => return Err(format!("unknown option '{other}'")),
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    if interfaces.is_empty() {
+        return Err("no interface given (use -i NAME)".into());
+    }
+    let socket = socket
+        .or_else(|| env_socket.filter(|s| !s.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    Ok(Parsed::Run(Args { interfaces, socket, workers: workers.unwrap_or_else(default_workers), max_conns, log }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(a: &[&str]) -> Args {
+        match parse(a.iter().copied(), None) {
+            Ok(Parsed::Run(a)) => a,
+            other => panic!("{a:?}: {other:?}"),
+        }
+    }
+
+    fn err(a: &[&str]) -> String {
+        parse(a.iter().copied(), None).expect_err("should fail")
+    }
+
+    #[test]
+    fn defaults_and_repeated_interfaces() {
+        let a = run(&["-i", "eth0", "--interface", "eth1", "-i", "eth0"]);
+        assert_eq!(a.interfaces, ["eth0", "eth1"]);
+        assert_eq!(a.socket, PathBuf::from("/run/rvs/rvsd.sock"));
+        assert!((1..=ipvs::stats::MAX_WORKERS).contains(&a.workers));
+        assert_eq!(a.max_conns, ipvs::ipvs::DEFAULT_MAX_CONNS);
+        assert_eq!(a.log, LogLevel::Info);
+    }
+
+    #[test]
+    fn all_options() {
+        let a = run(&["-i", "a0", "--socket", "/tmp/x.sock", "--workers", "3", "--max-conns=1000", "--log", "DEBUG"]);
+        assert_eq!(a.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(a.workers, 3);
+        assert_eq!(a.max_conns, 1000);
+        assert_eq!(a.log, LogLevel::Debug);
+    }
+
+    #[test]
+    fn socket_from_env_unless_flag() {
+        let env = Some("/tmp/env.sock".to_string());
+        let Ok(Parsed::Run(a)) = parse(["-i", "x"], env.clone()) else { panic!() };
+        assert_eq!(a.socket, PathBuf::from("/tmp/env.sock"));
+        let Ok(Parsed::Run(a)) = parse(["-i", "x", "--socket", "/tmp/flag.sock"], env) else { panic!() };
+        assert_eq!(a.socket, PathBuf::from("/tmp/flag.sock"));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse(["-i", "x", "-h"], None), Ok(Parsed::Help));
+        assert_eq!(parse(["--help"], None), Ok(Parsed::Help));
+        assert_eq!(parse(["--version"], None), Ok(Parsed::Version));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert!(err(&[]).contains("no interface"));
+        assert!(err(&["-i"]).contains("-i needs a value"));
+        assert!(err(&["-i", "x", "--workers", "0"]).contains("--workers: 0 is out of range"));
+        assert!(err(&["-i", "x", "--workers", "33"]).contains("out of range"));
+        assert!(err(&["-i", "x", "--workers", "many"]).contains("'many' is not a number"));
+        assert!(err(&["-i", "x", "--max-conns", "0"]).contains("--max-conns"));
+        assert!(err(&["-i", "x", "--log", "loud"]).contains("unknown level 'loud'"));
+        assert!(err(&["-i", "x", "--bogus"]).contains("unknown option '--bogus'"));
+        assert!(err(&["-i", "x", "stray"]).contains("unexpected argument 'stray'"));
+        assert!(err(&["-i", "a/b"]).contains("not a valid interface name"));
+        assert!(err(&["-i", "x", "--socket="]).contains("--socket needs a value"));
+    }
+}

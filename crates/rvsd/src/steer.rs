@@ -1,0 +1,325 @@
+//! Flow steering: which worker gets a frame.
+//!
+//! Each worker owns its connection table without locks (DESIGN.md "Concurrency"), so both
+//! directions of a NAT connection must reach the same worker. The kernel's symmetric fanout
+//! hash does not give that: the request is client→VIP, the NAT reply is real server→client,
+//! two different address pairs. What the two directions share is the **client address**, so
+//! every served interface gets one `PACKET_FANOUT_CBPF` group (one socket per worker, joined
+//! in worker order so member i is worker i) with a classic BPF program that picks the member:
+//!
+//! - IPv4 frame whose destination is a VIP (client → VIP): hash the **source** address;
+//! - any other IPv4 frame (NAT reply real server → client, director traffic): hash the
+//!   **destination** address;
+//! - everything else (ARP, IPv6, ...): worker 0. ARP replies teach neighbours to the shared
+//!   node cache, so which worker reads them does not matter.
+//!
+//! The result is `mix(addr) % N`. The VIP list is compiled into the program as one `jeq` per
+//! VIP, so the program is regenerated and re-attached whenever the set of VIPs in the
+//! published service table changes ([`Steering::update`]). Until a VIP exists, no frame can
+//! belong to a service and hashing the destination is as good as anything.
+//!
+//! The program runs at the fanout hook, where the packet starts at its network header, so it
+//! reads the EtherType through the `SKF_AD_PROTOCOL` ancillary load and the addresses
+//! relative to `SKF_NET_OFF` (independent of where the kernel's data pointer sits).
+//!
+//! The same client then always lands on the same worker, also across connections; that is
+//! what persistence templates (per client) need too. A flood from one client address stays
+//! on one worker.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use libc::sock_filter;
+
+/// Classic BPF opcodes (linux/bpf_common.h, linux/filter.h).
+pub mod op {
+    pub const LD_W_ABS: u16 = 0x20;
+    pub const LD_H_ABS: u16 = 0x28;
+    pub const JEQ_K: u16 = 0x15;
+    pub const JA: u16 = 0x05;
+    pub const RET_K: u16 = 0x06;
+    pub const RET_A: u16 = 0x16;
+    pub const TAX: u16 = 0x07;
+    pub const ALU_RSH_K: u16 = 0x74;
+    pub const ALU_XOR_X: u16 = 0xac;
+    pub const ALU_MUL_K: u16 = 0x24;
+    pub const ALU_MOD_K: u16 = 0x94;
+    /// Base of the ancillary loads; `SKF_AD_PROTOCOL` (offset 0) is the EtherType.
+    pub const SKF_AD_OFF: i32 = -0x1000;
+    pub const SKF_AD_PROTOCOL: i32 = 0;
+    /// Loads relative to the network header.
+    pub const SKF_NET_OFF: i32 = -0x100000;
+}
+
+/// The most VIPs one program holds (two instructions each; `BPF_MAXINSNS` is 4096).
+pub const MAX_VIPS: usize = 2000;
+
+/// Multiplier of the address mix (a 32-bit avalanche step).
+const MIX_MUL: u32 = 0x045d_9f3b;
+
+/// The hash the program computes, for tests and documentation: xor-shift, multiply,
+/// xor-shift. Consecutive client addresses spread over the workers.
+#[cfg(test)]
+pub fn mix(addr: u32) -> u32 {
+    let h = (addr ^ (addr >> 16)).wrapping_mul(MIX_MUL);
+    h ^ (h >> 16)
+}
+
+/// The worker the program picks for an IPv4 address that is hashed.
+#[cfg(test)]
+pub fn worker_for(addr: Ipv4Addr, workers: usize) -> usize {
+    (mix(u32::from(addr)) % workers.max(1) as u32) as usize
+}
+
+fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// The steering program for `workers` members and these VIPs (IPv4 ones; at most
+/// [`MAX_VIPS`] are used, the rest is ignored and reported by the caller).
+pub fn program(vips: &[Ipv4Addr], workers: usize) -> Vec<sock_filter> {
+    let vips = &vips[..vips.len().min(MAX_VIPS)];
+    let n = workers.clamp(1, u32::MAX as usize) as u32;
+    let mut p = Vec::with_capacity(16 + 2 * vips.len());
+    // 0: A = EtherType; not IPv4 → member 0.
+    p.push(ins(op::LD_H_ABS, 0, 0, (op::SKF_AD_OFF + op::SKF_AD_PROTOCOL) as u32));
+    p.push(ins(op::JEQ_K, 1, 0, 0x0800));
+    p.push(ins(op::RET_K, 0, 0, 0));
+    // A = destination address.
+    p.push(ins(op::LD_W_ABS, 0, 0, (op::SKF_NET_OFF + 16) as u32));
+    // Per VIP: `jeq vip ? next : skip the ja` then `ja src`. `src` sits right after the
+    // list plus one `ja hash`; jump distances are filled in below.
+    let first = p.len();
+    for v in vips {
+        p.push(ins(op::JEQ_K, 0, 1, u32::from(*v)));
+        p.push(ins(op::JA, 0, 0, 0));
+    }
+    // Not a VIP: hash the destination (already in A).
+    p.push(ins(op::JA, 0, 0, 1));
+    let src = p.len();
+    p.push(ins(op::LD_W_ABS, 0, 0, (op::SKF_NET_OFF + 12) as u32));
+    for i in 0..vips.len() {
+        let at = first + 2 * i + 1;
+        p[at].k = (src - at - 1) as u32;
+    }
+    // hash: A = mix(A) % n.
+    p.push(ins(op::TAX, 0, 0, 0));
+    p.push(ins(op::ALU_RSH_K, 0, 0, 16));
+    p.push(ins(op::ALU_XOR_X, 0, 0, 0));
+    p.push(ins(op::ALU_MUL_K, 0, 0, MIX_MUL));
+    p.push(ins(op::TAX, 0, 0, 0));
+    p.push(ins(op::ALU_RSH_K, 0, 0, 16));
+    p.push(ins(op::ALU_XOR_X, 0, 0, 0));
+    p.push(ins(op::ALU_MOD_K, 0, 0, n));
+    p.push(ins(op::RET_A, 0, 0, 0));
+    p
+}
+
+/// `setsockopt(PACKET_FANOUT_DATA)` on a socket of the group (any member sets it for all).
+fn attach(fd: BorrowedFd<'_>, prog: &[sock_filter]) -> io::Result<()> {
+    const SOL_PACKET: libc::c_int = 263;
+    const PACKET_FANOUT_DATA: libc::c_int = 22;
+    let len = u16::try_from(prog.len()).map_err(|_| io::Error::other("BPF program too long"))?;
+    let fprog = libc::sock_fprog { len, filter: prog.as_ptr() as *mut sock_filter };
+    // SAFETY: `fprog` points at `len` valid instructions for the duration of the call; the
+    // kernel copies the program and never writes through the pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            PACKET_FANOUT_DATA,
+            &fprog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Keeps the steering programs of every fanout group in step with the VIP set. Holds a
+/// duplicate of one member socket per group (the workers own the originals).
+pub struct Steering {
+    groups: Vec<(String, OwnedFd)>,
+    workers: usize,
+    current: Option<Vec<Ipv4Addr>>,
+}
+
+impl Steering {
+    /// `groups`: (interface name, a socket of that interface's fanout group).
+    pub fn new(groups: Vec<(String, OwnedFd)>, workers: usize) -> Self {
+        Steering { groups, workers, current: None }
+    }
+
+    /// Re-attaches the program if the IPv4 VIP set differs from the last one attached.
+    /// Returns whether it did.
+    pub fn update<'a>(&mut self, vips: impl Iterator<Item = &'a IpAddr>) -> io::Result<bool> {
+        let mut v4: Vec<Ipv4Addr> = vips
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        v4.sort_unstable();
+        v4.dedup();
+        if self.current.as_ref() == Some(&v4) {
+            return Ok(false);
+        }
+        if v4.len() > MAX_VIPS {
+            tracing::error!(
+                "{} IPv4 VIPs, steering covers the first {MAX_VIPS}: NAT replies for the others may reach the wrong worker",
+                v4.len()
+            );
+        }
+        let prog = program(&v4, self.workers);
+        for (name, fd) in &self.groups {
+            attach(fd.as_fd(), &prog).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
+        }
+        tracing::info!("steering program attached ({} VIPs, {} workers)", v4.len(), self.workers);
+        self.current = Some(v4);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classic BPF interpreter for the instructions the generator emits, over a frame that
+    /// starts at its Ethernet header (as the fanout hook sees it: protocol from the frame,
+    /// network header at offset 14). Out-of-range loads end the program with 0, like the
+    /// kernel.
+    fn run(prog: &[sock_filter], frame: &[u8]) -> u32 {
+        let net = 14usize;
+        let proto = u16::from_be_bytes([frame[12], frame[13]]) as u32;
+        let load = |k: u32, size: usize| -> Option<u32> {
+            let k = k as i32;
+            let off = if (op::SKF_NET_OFF..op::SKF_AD_OFF).contains(&k) {
+                net.checked_add((k - op::SKF_NET_OFF) as usize)?
+            } else if k >= 0 {
+                k as usize
+            } else {
+                panic!("unexpected negative load offset {k:#x}");
+            };
+            let b = frame.get(off..off + size)?;
+            Some(b.iter().fold(0u32, |a, x| a << 8 | *x as u32))
+        };
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        for _ in 0..10_000 {
+            let i = prog[pc];
+            pc += 1;
+            match i.code {
+                op::LD_H_ABS if i.k as i32 == op::SKF_AD_OFF + op::SKF_AD_PROTOCOL => a = proto,
+                op::LD_H_ABS => match load(i.k, 2) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                op::LD_W_ABS => match load(i.k, 4) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                op::JEQ_K => pc += if a == i.k { i.jt } else { i.jf } as usize,
+                op::JA => pc += i.k as usize,
+                op::RET_K => return i.k,
+                op::RET_A => return a,
+                op::TAX => x = a,
+                op::ALU_RSH_K => a >>= i.k,
+                op::ALU_XOR_X => a ^= x,
+                op::ALU_MUL_K => a = a.wrapping_mul(i.k),
+                op::ALU_MOD_K => a %= i.k,
+                c => panic!("unexpected opcode {c:#x}"),
+            }
+        }
+        panic!("program does not terminate");
+    }
+
+    fn ipv4(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[14 + 12..14 + 16].copy_from_slice(&src.octets());
+        f[14 + 16..14 + 20].copy_from_slice(&dst.octets());
+        f
+    }
+
+    fn arp() -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 28];
+        f[..6].copy_from_slice(&[0xff; 6]);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        f
+    }
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+    const VIP2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
+    const RS: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
+
+    #[test]
+    fn both_directions_of_a_nat_connection_reach_the_same_worker() {
+        for workers in [1, 2, 3, 4, 7, 32] {
+            let prog = program(&[VIP, VIP2], workers);
+            for c in 0..200u32 {
+                let client = Ipv4Addr::from(0xc633_6400 + c); // 198.51.100.x
+                let want = worker_for(client, workers) as u32;
+                let to_vip = run(&prog, &ipv4(client, VIP));
+                let to_vip2 = run(&prog, &ipv4(client, VIP2));
+                let reply = run(&prog, &ipv4(RS, client));
+                assert_eq!(to_vip, want, "client {client} → VIP, {workers} workers");
+                assert_eq!(to_vip2, want, "client {client} → VIP2");
+                assert_eq!(reply, want, "RS → client {client}");
+                assert!(want < workers as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn clients_spread_over_workers() {
+        let prog = program(&[VIP], 4);
+        let mut seen = [0usize; 4];
+        for c in 0..400u32 {
+            seen[run(&prog, &ipv4(Ipv4Addr::from(0x0a01_0000 + c), VIP)) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "uneven spread {seen:?}");
+    }
+
+    #[test]
+    fn non_vip_frames_hash_the_destination_and_non_ipv4_goes_to_worker_0() {
+        let prog = program(&[VIP], 8);
+        let a = Ipv4Addr::new(203, 0, 113, 9);
+        let b = Ipv4Addr::new(203, 0, 113, 77);
+        // Not to a VIP: the destination decides, whatever the source.
+        assert_eq!(run(&prog, &ipv4(a, b)), worker_for(b, 8) as u32);
+        assert_eq!(run(&prog, &ipv4(RS, b)), worker_for(b, 8) as u32);
+        assert_eq!(run(&prog, &arp()), 0);
+        let mut v6 = ipv4(a, b);
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(run(&prog, &v6), 0);
+    }
+
+    #[test]
+    fn a_vip_removed_from_the_program_is_hashed_by_destination() {
+        let client = Ipv4Addr::new(198, 51, 100, 7);
+        let with = program(&[VIP], 16);
+        let without = program(&[], 16);
+        assert_eq!(run(&with, &ipv4(client, VIP)), worker_for(client, 16) as u32);
+        assert_eq!(run(&without, &ipv4(client, VIP)), worker_for(VIP, 16) as u32);
+    }
+
+    #[test]
+    fn many_vips_fit_and_the_last_one_still_matches() {
+        let vips: Vec<Ipv4Addr> = (0..MAX_VIPS as u32).map(|i| Ipv4Addr::from(0x0a00_0000 + i)).collect();
+        let prog = program(&vips, 5);
+        assert!(prog.len() <= 4096, "{} instructions", prog.len());
+        let client = Ipv4Addr::new(198, 51, 100, 200);
+        let last = *vips.last().unwrap();
+        assert_eq!(run(&prog, &ipv4(client, last)), worker_for(client, 5) as u32);
+        assert_eq!(run(&prog, &ipv4(client, vips[0])), worker_for(client, 5) as u32);
+    }
+
+    #[test]
+    fn truncated_ipv4_goes_to_worker_0() {
+        let prog = program(&[VIP], 4);
+        let mut f = ipv4(Ipv4Addr::new(1, 2, 3, 4), VIP);
+        f.truncate(14 + 10);
+        assert_eq!(run(&prog, &f), 0);
+    }
+}

@@ -1,0 +1,306 @@
+//! A packet worker: one thread, one AF_PACKET socket per served interface (member `id` of
+//! each interface's fanout group, see `steer.rs`), run to completion.
+//!
+//! Loop: poll the sockets (≤ 10 ms), advance the engine clock (ms since daemon start), run
+//! every received frame through the node, stage what is to be sent, push it to this worker's
+//! socket of the egress interface, flush, ask ARP for missing next hops, expire a bounded
+//! slice of the connection table, answer connection listings. The worker owns its connection
+//! table: nothing here takes a lock.
+//!
+//! Frames to send are copied into a staging arena first: a frame is borrowed from one
+//! socket's RX ring while `rx_batch` runs, and may have to leave through that same socket's TX
+//! ring, which the ring API does not allow to borrow at the same time.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+use netfilter::{CsumState, DropReason, Family, Skb};
+use node::io::AfPacket;
+use node::{Action, Node, WorkerCtx};
+use wire::MacAddr;
+
+use crate::admin::ConnRequest;
+
+/// Poll timeout: the bound on expiry and listing latency when no traffic arrives.
+const POLL_MS: i32 = 10;
+/// Connection-table slots the expiry sweep visits per loop.
+const EXPIRE_BUDGET: usize = 4096;
+/// At most one ARP request per next hop per this many ms.
+const ARP_INTERVAL_MS: u64 = 1000;
+
+pub struct WorkerSetup {
+    pub id: usize,
+    /// One socket per served interface.
+    pub socks: Vec<AfPacket>,
+    pub conn_requests: mpsc::Receiver<ConnRequest>,
+    pub table_sizes: Arc<[AtomicUsize]>,
+}
+
+/// Pins the calling thread to the `n`-th CPU it may run on (mod their number).
+pub fn pin_to_cpu(n: usize) -> Option<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_{get,set}affinity get a valid pointer and size.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return None;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &allowed)).collect();
+        let cpu = *cpus.get(n % cpus.len().max(1))?;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0).then_some(cpu)
+    }
+}
+
+/// An ARP request frame (Ethernet broadcast) asking for `target` on behalf of `src`.
+pub fn arp_request(mac: MacAddr, src: Ipv4Addr, target: Ipv4Addr) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    {
+        let mut eth = wire::EthernetFrame::new_unchecked(&mut f[..]);
+        eth.set_dst_addr(MacAddr::BROADCAST);
+        eth.set_src_addr(mac);
+        eth.set_ethertype(wire::ethernet::ethertype::ARP);
+    }
+    wire::ArpPacket::new_unchecked(&mut f[14..]).fill_request(mac, src, target);
+    f
+}
+
+/// The address to ask from on interface `out_if`: one in the target's subnet, else the first
+/// IPv4 address of the interface.
+fn arp_source(cx: &WorkerCtx, out_if: u32, target: Ipv4Addr) -> Option<(MacAddr, Ipv4Addr)> {
+    let ifc = cx.net.interface(out_if)?;
+    let v4 = || {
+        ifc.addrs.iter().filter_map(|(a, p)| match a {
+            IpAddr::V4(a) => Some((*a, *p)),
+            IpAddr::V6(_) => None,
+        })
+    };
+    let same_net = v4().find(|(a, p)| {
+        let m = if *p == 0 { 0 } else { u32::MAX << (32 - u32::from((*p).min(32))) };
+        u32::from(*a) & m == u32::from(target) & m
+    });
+    same_net.or_else(|| v4().next()).map(|(a, _)| (ifc.mac, a))
+}
+
+struct Loop {
+    node: Arc<Node>,
+    cx: WorkerCtx,
+    socks: Vec<AfPacket>,
+    /// `socks[k].ifindex()`.
+    ifs: Vec<u32>,
+    arena: Vec<u8>,
+    /// (socket index, start in arena, length)
+    staged: Vec<(usize, usize, usize)>,
+    arp_last: HashMap<IpAddr, u64>,
+    last_err_log: u64,
+}
+
+impl Loop {
+    /// Receives and processes everything ready on every socket, staging frames to send.
+    fn rx(&mut self, now: u64) -> usize {
+        let tr = self.node.begin_batch(&mut self.cx, now);
+        let Loop { node, cx, socks, ifs, arena, staged, .. } = self;
+        let w = cx.id;
+        let mut n = 0;
+        for (sock, &ring_if) in socks.iter_mut().zip(ifs.iter()) {
+            n += sock.rx_batch(|f| {
+                if f.truncated() {
+                    node.counters.drop(w, DropReason::Truncated);
+                    return;
+                }
+                if f.vlan_tci.is_some() {
+                    // Tag stripped by the device: the frame belongs to a VLAN interface.
+                    node.counters.drop(w, DropReason::NotForUs);
+                    return;
+                }
+                let csum = if f.csum_not_ready {
+                    CsumState::Partial
+                } else if f.csum_valid {
+                    CsumState::Unnecessary
+                } else {
+                    CsumState::None
+                };
+                let Ok(frame) = f.into_frame() else {
+                    node.counters.drop(w, DropReason::Truncated);
+                    return;
+                };
+                let mut skb = Skb::new(frame, wire::ethernet::HEADER_LEN, Family::Ipv4);
+                skb.in_if = ring_if;
+                skb.csum = csum;
+                if let Action::Tx(out) = node.process(&tr, cx, &mut skb) {
+                    match ifs.iter().position(|&i| i == out) {
+                        Some(j) => {
+                            let d = skb.frame.data();
+                            staged.push((j, arena.len(), d.len()));
+                            arena.extend_from_slice(d);
+                        }
+                        None => node.counters.drop(w, DropReason::NoRoute),
+                    }
+                }
+            });
+        }
+        n
+    }
+
+    /// Pushes one frame, flushing once if the ring is full.
+    fn push(&mut self, j: usize, start: usize, len: usize) {
+        let w = self.cx.id;
+        let data = &self.arena[start..start + len];
+        let sock = &mut self.socks[j];
+        if data.len() > sock.tx_max_frame() {
+            // Larger than a TX slot (an aggregate): no link of ours carries it.
+            self.node.counters.drop(w, DropReason::FragNeeded);
+            return;
+        }
+        if sock.tx_push(data) {
+            return;
+        }
+        let _ = sock.tx_flush();
+        if !sock.tx_push(data) {
+            self.node.counters.drop(w, DropReason::TxRingFull);
+        }
+    }
+
+    fn tx(&mut self, now: u64) {
+        let staged = std::mem::take(&mut self.staged);
+        for &(j, s, l) in &staged {
+            self.push(j, s, l);
+        }
+        self.staged = staged;
+        self.staged.clear();
+        self.arena.clear();
+        self.arp(now);
+        for s in self.socks.iter_mut() {
+            if let Err(e) = s.tx_flush()
+                && now.saturating_sub(self.last_err_log) >= 1000
+            {
+                self.last_err_log = now;
+                tracing::error!("worker {}: transmit on ifindex {}: {e}", self.cx.id, s.ifindex());
+            }
+        }
+    }
+
+    /// ARP requests for next hops the node had no MAC for, at most one per second each.
+    fn arp(&mut self, now: u64) {
+        if self.cx.arp_wanted.is_empty() {
+            return;
+        }
+        if self.arp_last.len() > 4096 {
+            self.arp_last.clear();
+        }
+        let wanted = std::mem::take(&mut self.cx.arp_wanted);
+        for &(out_if, ip) in &wanted {
+            let IpAddr::V4(target) = ip else { continue };
+            if self.arp_last.get(&ip).is_some_and(|&t| now.saturating_sub(t) < ARP_INTERVAL_MS) {
+                continue;
+            }
+            let Some((mac, src)) = arp_source(&self.cx, out_if, target) else { continue };
+            let Some(j) = self.ifs.iter().position(|&i| i == out_if) else { continue };
+            self.arp_last.insert(ip, now);
+            tracing::debug!("worker {}: ARP who-has {target} tell {src}", self.cx.id);
+            if !self.socks[j].tx_push(&arp_request(mac, src, target)) {
+                self.node.counters.drop(self.cx.id, DropReason::TxRingFull);
+            }
+        }
+        self.cx.arp_wanted = wanted;
+        self.cx.arp_wanted.clear();
+    }
+
+    fn list_conns(&self) -> Vec<control::api::ConnView> {
+        let now = self.cx.ipvs.now();
+        let t = &self.cx.ipvs.conns;
+        t.ids().filter_map(|id| t.get(id)).map(|c| crate::convert::conn_view(c, now)).collect()
+    }
+}
+
+/// Runs the worker until `stop` is set.
+pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<AtomicBool>) {
+    let id = setup.id;
+    let cx = node.worker(id);
+    let mut pfds: Vec<libc::pollfd> =
+        setup.socks.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let mut lp = Loop {
+        node,
+        cx,
+        ifs: setup.socks.iter().map(|s| s.ifindex()).collect(),
+        socks: setup.socks,
+        arena: Vec::with_capacity(256 * 1024),
+        staged: Vec::with_capacity(1024),
+        arp_last: HashMap::new(),
+        last_err_log: 0,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: `pfds` is a valid array of pollfd of the given length.
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, POLL_MS) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                tracing::error!("worker {id}: poll: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        let now = clock.elapsed().as_millis() as u64;
+        lp.rx(now);
+        lp.tx(now);
+        lp.cx.ipvs.expire(EXPIRE_BUDGET);
+        if let Some(n) = setup.table_sizes.get(id) {
+            n.store(lp.cx.ipvs.conns.len(), Ordering::Relaxed);
+        }
+        while let Ok(reply) = setup.conn_requests.try_recv() {
+            let _ = reply.send(lp.list_conns());
+        }
+    }
+    tracing::debug!("worker {id} stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arp_request_is_a_broadcast_who_has() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let f = arp_request(mac, Ipv4Addr::new(192, 168, 1, 1), Ipv4Addr::new(192, 168, 1, 11));
+        let p = eth_fields(&f);
+        assert_eq!(p, ([0xff; 6], [2, 0, 0, 0, 0, 1], 0x0806));
+        let a = wire::ArpPacket::new_checked(&f[14..]).unwrap();
+        assert_eq!(a.operation(), wire::arp::operation::REQUEST);
+        assert_eq!(a.sender_hw(), mac);
+        assert_eq!(a.sender_ip(), Ipv4Addr::new(192, 168, 1, 1));
+        assert_eq!(a.target_ip(), Ipv4Addr::new(192, 168, 1, 11));
+        assert_eq!(a.target_hw(), MacAddr::ZERO);
+    }
+
+    fn eth_fields(f: &[u8]) -> ([u8; 6], [u8; 6], u16) {
+        let mut d = [0; 6];
+        let mut s = [0; 6];
+        d.copy_from_slice(&f[..6]);
+        s.copy_from_slice(&f[6..12]);
+        (d, s, u16::from_be_bytes([f[12], f[13]]))
+    }
+
+    #[test]
+    fn arp_source_prefers_the_targets_subnet() {
+        let ifc = node::Interface {
+            index: 2,
+            name: "int".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            mtu: 1500,
+            addrs: vec![
+                ("10.1.0.1".parse().unwrap(), 24),
+                ("2001:db8::1".parse().unwrap(), 64),
+                ("192.168.1.1".parse().unwrap(), 24),
+            ],
+        };
+        let net = node::NetState::new(vec![ifc], vec![], Default::default());
+        let n = Node::new(Arc::new(ipvs::Ipvs::new(10)), net);
+        let cx = n.worker(0);
+        assert_eq!(arp_source(&cx, 2, Ipv4Addr::new(192, 168, 1, 11)).unwrap().1, Ipv4Addr::new(192, 168, 1, 1));
+        assert_eq!(arp_source(&cx, 2, Ipv4Addr::new(172, 16, 0, 1)).unwrap().1, Ipv4Addr::new(10, 1, 0, 1));
+        assert!(arp_source(&cx, 9, Ipv4Addr::new(172, 16, 0, 1)).is_none());
+    }
+}
