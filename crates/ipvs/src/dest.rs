@@ -130,7 +130,12 @@ pub struct Dest {
     pub stats: Stats,
     /// The stats of the service this dest belongs to (counted with the dest's, per packet).
     pub svc_stats: Arc<Stats>,
+    /// The service's own timeouts, when it overrides the global ones (read on state changes).
+    pub svc_timeouts: SvcTimeouts,
 }
+
+/// Per-service timeouts shared by a service and its dests (`None` = the global ones).
+pub type SvcTimeouts = Arc<arc_swap::ArcSwapOption<crate::proto::Timeouts>>;
 
 impl Dest {
     pub fn new(cfg: &DestConfig) -> Self {
@@ -139,6 +144,11 @@ impl Dest {
 
     /// A dest of a service whose counters are `svc_stats`.
     pub fn for_service(cfg: &DestConfig, svc_stats: Arc<Stats>) -> Self {
+        Self::in_service(cfg, svc_stats, SvcTimeouts::default())
+    }
+
+    /// A dest of a service with its counters and timeout overrides.
+    pub fn in_service(cfg: &DestConfig, svc_stats: Arc<Stats>, svc_timeouts: SvcTimeouts) -> Self {
         let d = Dest {
             addr: cfg.addr,
             port: cfg.port,
@@ -153,6 +163,7 @@ impl Dest {
             persistconns: AtomicU32::new(0),
             stats: Stats::default(),
             svc_stats,
+            svc_timeouts,
         };
         d.apply(cfg);
         d

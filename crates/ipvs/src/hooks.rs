@@ -51,7 +51,11 @@ impl<C: IpvsContext> Hook<C> for InHook {
         }
         let t = match parse(skb) {
             Parsed::Tuple(t) => t,
-            Parsed::Icmp | Parsed::Other => return Verdict::Accept,
+            Parsed::Icmp => {
+                let (w, routing) = cx.ipvs();
+                return w.in_icmp(skb, routing);
+            }
+            Parsed::Other => return Verdict::Accept,
             Parsed::Bad(r) => return skb.drop_with(r),
         };
         let (w, routing) = cx.ipvs();
@@ -67,7 +71,11 @@ impl<C: IpvsContext> Hook<C> for OutHook {
         }
         let t = match parse(skb) {
             Parsed::Tuple(t) => t,
-            Parsed::Icmp | Parsed::Other => return Verdict::Accept,
+            Parsed::Icmp => {
+                let (w, _) = cx.ipvs();
+                return w.out_icmp(skb);
+            }
+            Parsed::Other => return Verdict::Accept,
             Parsed::Bad(r) => return skb.drop_with(r),
         };
         let (w, _) = cx.ipvs();

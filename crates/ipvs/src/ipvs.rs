@@ -172,7 +172,15 @@ impl Ipvs {
         }
         let scheduler = sched::new_scheduler(&cfg.scheduler, cfg.sched_flags).ok_or(AdminError::SchedulerNotFound)?;
         scheduler.update(&[]);
-        let svc = Arc::new(Service { config: cfg, dests: Vec::new(), scheduler, stats: Arc::new(Stats::default()) });
+        let timeouts = crate::dest::SvcTimeouts::default();
+        timeouts.store(cfg.timeouts.map(Arc::new));
+        let svc = Arc::new(Service {
+            config: cfg,
+            dests: Vec::new(),
+            scheduler,
+            stats: Arc::new(Stats::default()),
+            timeouts,
+        });
         let mut list = cur.order.clone();
         list.push(svc);
         self.publish(list);
@@ -208,7 +216,14 @@ impl Ipvs {
                 s.update(&old.dests);
                 s
             };
-            Ok(Service { config: cfg, dests: old.dests.clone(), scheduler, stats: old.stats.clone() })
+            old.timeouts.store(cfg.timeouts.map(Arc::new));
+            Ok(Service {
+                config: cfg,
+                dests: old.dests.clone(),
+                scheduler,
+                stats: old.stats.clone(),
+                timeouts: old.timeouts.clone(),
+            })
         })
     }
 
@@ -293,7 +308,7 @@ impl Ipvs {
                 d.set_draining(false);
                 d
             }
-            None => Arc::new(Dest::for_service(&cfg, svc.stats.clone())),
+            None => Arc::new(Dest::in_service(&cfg, svc.stats.clone(), svc.timeouts.clone())),
         };
         drop(cur);
         self.replace(key, AdminError::ServiceNotDefined, |old| {
@@ -306,6 +321,7 @@ impl Ipvs {
                 dests,
                 scheduler: old.scheduler.clone(),
                 stats: old.stats.clone(),
+                timeouts: old.timeouts.clone(),
             })
         })
     }
@@ -349,6 +365,7 @@ impl Ipvs {
                 dests,
                 scheduler: old.scheduler.clone(),
                 stats: old.stats.clone(),
+                timeouts: old.timeouts.clone(),
             })
         })
     }

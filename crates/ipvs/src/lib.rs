@@ -5,6 +5,7 @@ pub mod conn;
 pub mod ctx;
 pub mod dest;
 pub mod hooks;
+mod icmp;
 pub mod ipvs;
 pub mod packet;
 pub mod proto;

@@ -80,6 +80,8 @@ pub struct Service {
     pub dests: Vec<Arc<Dest>>,
     pub scheduler: Arc<dyn Scheduler>,
     pub stats: Arc<Stats>,
+    /// `config.timeouts`, shared with the dests so connections find it without a lookup.
+    pub timeouts: crate::dest::SvcTimeouts,
 }
 
 impl Service {

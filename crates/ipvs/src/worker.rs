@@ -153,13 +153,28 @@ impl Worker {
         let Some(c) = self.conns.get_mut(id) else {
             return 0;
         };
-        let (new_state, timeout) = match c.protocol {
+        let new_state = match c.protocol {
             6 => {
                 let dir = if dir == Dir::Input && c.flags & ConnFlags::NOOUTPUT != 0 { Dir::InputOnly } else { dir };
-                let s = tcp::transition(dir, c.state, tcp_flags, secure);
-                (s, timeouts.tcp[s as usize])
+                tcp::transition(dir, c.state, tcp_flags, secure)
             }
-            _ => (udp::NORMAL, timeouts.udp),
+            _ => udp::NORMAL,
+        };
+        // The state's timeout is looked up when the state changes (and on the first packet):
+        // the service's own timeouts if it has them, else the global ones. A changed timeout
+        // therefore applies to a live connection from its next state change.
+        let timeout = if new_state != c.state || c.timeout == INITIAL_TIMEOUT {
+            let svc = c.dest.as_ref().map(|d| d.svc_timeouts.load());
+            let t: &Timeouts = match svc.as_ref().and_then(|g| g.as_deref()) {
+                Some(t) => t,
+                None => timeouts,
+            };
+            match c.protocol {
+                6 => t.tcp[new_state as usize],
+                _ => t.udp,
+            }
+        } else {
+            c.timeout
         };
         if dir == Dir::Output {
             c.flags &= !ConnFlags::NOOUTPUT;

@@ -88,10 +88,11 @@ pub enum DropReason {
     Queued,
     TxRingFull,
     Defense,
+    IcmpNoConn,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Truncated,
         DropReason::BadL2,
         DropReason::BadIpHeader,
@@ -114,6 +115,7 @@ impl DropReason {
         DropReason::Queued,
         DropReason::TxRingFull,
         DropReason::Defense,
+        DropReason::IcmpNoConn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -140,6 +142,7 @@ impl DropReason {
             DropReason::Queued => "queued_no_handler",
             DropReason::TxRingFull => "tx_ring_full",
             DropReason::Defense => "defense",
+            DropReason::IcmpNoConn => "icmp_no_conn",
         }
     }
 }
