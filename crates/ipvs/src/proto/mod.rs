@@ -1,5 +1,6 @@
 //! Protocol handlers: one file per protocol, each with its states, names and timeouts.
 
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 

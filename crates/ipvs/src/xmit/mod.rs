@@ -3,6 +3,7 @@
 //! for re-injection at LOCAL_OUT (lvs-semantics.md §1, §16).
 
 mod dr;
+pub(crate) mod encap;
 pub(crate) mod icmp;
 mod nat;
 mod tun;
