@@ -193,6 +193,44 @@ mod tests {
         assert!(!kernel_has_addr(&snap, &"10.0.0.100".parse().unwrap()));
     }
 
+    /// As root: a veth in a fresh namespace with GRO switched on is switched off, and a second
+    /// call changes nothing.
+    #[test]
+    fn gro_is_switched_off_on_a_veth() {
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("note: gro_is_switched_off_on_a_veth skipped: needs root");
+            return;
+        }
+        let ns = format!("rvsd-u-{}-gro", std::process::id());
+        let ip = |a: &[&str]| std::process::Command::new("ip").args(a).status().is_ok_and(|s| s.success());
+        assert!(ip(&["netns", "add", &ns]));
+        struct Del(String);
+        impl Drop for Del {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+            }
+        }
+        let _del = Del(ns.clone());
+        assert!(ip(&["-n", &ns, "link", "add", "g0", "type", "veth", "peer", "name", "g1"]));
+        let ns2 = ns.clone();
+        let r = std::thread::spawn(move || {
+            let f = std::fs::File::open(format!("/var/run/netns/{ns2}")).unwrap();
+            // SAFETY: setns on a valid namespace fd; affects only this thread.
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let sock = ioctl_socket().unwrap();
+            ethtool(&sock, "g0", ETHTOOL_SGRO, 1).unwrap();
+            assert_ne!(ethtool(&sock, "g0", ETHTOOL_GGRO, 0).unwrap(), 0, "GRO on before");
+            let first = offloads_off("g0").unwrap();
+            let after = ethtool(&sock, "g0", ETHTOOL_GGRO, 0).unwrap();
+            let second = offloads_off("g0").unwrap();
+            (first, after, second, offloads_off("nosuch0").is_err())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(r, (vec!["gro"], 0, vec![], true));
+    }
+
     #[test]
     fn ifreq_has_the_kernel_size() {
         assert_eq!(std::mem::size_of::<IfreqData>(), std::mem::size_of::<libc::ifreq>());

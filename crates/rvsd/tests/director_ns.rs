@@ -26,6 +26,10 @@ use control::client::{Client, ClientError};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 100);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 2);
+/// Client addresses used: 10.9.1.2 ..= 10.9.1.(1 + CLIENTS), so connections spread over the
+/// workers and a steering mistake (reply on another worker than the request) shows.
+const CLIENTS: u8 = 8;
+const WORKERS: &str = "4";
 const DIR_EXT: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 1);
 const RS: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
 
@@ -114,6 +118,9 @@ fn topology(ns: &mut Netns) -> (String, String, String) {
     for n in [&c, &d, &r] {
         ip(&["-n", n, "link", "set", "lo", "up"]);
     }
+    for k in 1..CLIENTS {
+        ip(&["-n", &c, "addr", "add", &format!("10.9.1.{}/24", 2 + k), "dev", "c0"]);
+    }
     ip(&["-n", &r, "route", "add", "default", "via", "10.9.2.1"]);
     ip(&["-n", &c, "route", "add", "default", "via", "10.9.1.1"]);
     (c, d, r)
@@ -127,7 +134,7 @@ fn start_daemon(ns: &str) -> (Daemon, PathBuf) {
     let log = dir.join("rvsd.log");
     let out = File::create(&log).unwrap();
     let child = Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rvsd"), "-i", "d0", "-i", "d1", "--workers", "2"])
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rvsd"), "-i", "d0", "-i", "d1", "--workers", WORKERS])
         .args(["--log", "debug", "--socket"])
         .arg(&sock)
         .stdout(Stdio::null())
@@ -158,6 +165,36 @@ fn spec(addr: Ipv4Addr, port: u16) -> api::ServiceSpec {
         netmask: u32::MAX,
         ops: false,
         pe: None,
+    }
+}
+
+/// A TCP connection from `src` (bound before connecting) to `dst`.
+fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let sa = |a: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(a).to_be() },
+        sin_zero: [0; 8],
+    };
+    let SocketAddr::V4(dst) = dst else { panic!("IPv4 only") };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket/bind/connect with valid sockaddr_in values; the fd is owned by the
+    // TcpStream afterwards.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let s = TcpStream::from_raw_fd(fd);
+        let tv = libc::timeval { tv_sec: 15, tv_usec: 0 };
+        let tvp = &tv as *const libc::timeval as *const libc::c_void;
+        let tvl = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, tvp, tvl);
+        let local = sa(src, 0);
+        assert_eq!(libc::bind(fd, &local as *const _ as *const libc::sockaddr, len), 0, "bind {src}");
+        let remote = sa(*dst.ip(), dst.port());
+        let rc = libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "connect from {src} to {dst}: {}", std::io::Error::last_os_error());
+        s
     }
 }
 
@@ -206,66 +243,84 @@ fn nat_tcp_echo_through_the_daemon() {
     };
     client.command(&Cmd::AddDest(spec(VIP, 80).key, dest)).expect("add dest");
 
-    // Real server: echo on 10.9.2.2:8080, report who connected.
+    // Real server: echo on 10.9.2.2:8080, one thread per connection; report who connected.
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = in_netns(&r_ns, move || {
         let l = TcpListener::bind((RS, 8080)).expect("bind RS");
         ready_tx.send(()).unwrap();
         l.set_nonblocking(true).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut s, peer) = loop {
+        let mut peers = Vec::new();
+        let mut echoes = Vec::new();
+        while peers.len() < CLIENTS as usize {
             match l.accept() {
-                Ok(x) => break x,
+                Ok((mut s, peer)) => {
+                    peers.push(peer.ip());
+                    echoes.push(std::thread::spawn(move || {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            match s.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => s.write_all(&buf[..n]).expect("echo"),
+                                Err(e) => panic!("RS read: {e}"),
+                            }
+                        }
+                    }));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
                 }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => s.write_all(&buf[..n]).expect("echo"),
-                Err(e) => panic!("RS read: {e}"),
+                Err(e) => panic!("accept ({} so far): {e}", peers.len()),
             }
         }
-        peer
+        for e in echoes {
+            e.join().expect("echo thread");
+        }
+        peers.sort();
+        peers
     });
     ready_rx.recv_timeout(Duration::from_secs(5)).expect("RS listening");
 
-    // Client: connect to the VIP, several round trips (each below one segment).
-    let conversation = in_netns(&c_ns, move || {
-        let vip = SocketAddr::from((VIP, 80));
-        let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(15)).expect("connect to the VIP");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let peer = s.peer_addr().unwrap();
-        let mut all = Vec::new();
-        for i in 0..5u8 {
-            let msg: Vec<u8> = (0..1000u32).map(|j| (j as u8).wrapping_mul(7).wrapping_add(i)).collect();
-            s.write_all(&msg).unwrap();
-            let mut back = vec![0u8; msg.len()];
-            s.read_exact(&mut back).expect("echo back");
-            all.push((msg, back));
+    // Clients: from each address, connect to the VIP and make several round trips (each below
+    // one segment).
+    let mut conversations = Vec::new();
+    for k in 0..CLIENTS {
+        let src = Ipv4Addr::new(10, 9, 1, 2 + k);
+        conversations.push(in_netns(&c_ns, move || {
+            let mut s = connect_from(src, SocketAddr::from((VIP, 80)));
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let peer = s.peer_addr().unwrap();
+            let mut all = Vec::new();
+            for i in 0..5u8 {
+                let msg: Vec<u8> = (0..1000u32).map(|j| (j as u8).wrapping_mul(7).wrapping_add(i ^ k)).collect();
+                s.write_all(&msg).unwrap();
+                let mut back = vec![0u8; msg.len()];
+                s.read_exact(&mut back).unwrap_or_else(|e| panic!("{src}: echo back in round {i}: {e}"));
+                all.push((msg, back));
+            }
+            (peer, all)
+        }));
+    }
+    for (k, c) in conversations.into_iter().enumerate() {
+        let (peer, rounds) = c.join().unwrap_or_else(|_| panic!("client {k} failed"));
+        assert_eq!(peer, SocketAddr::from((VIP, 80)), "the client talks to the VIP");
+        for (i, (sent, got)) in rounds.iter().enumerate() {
+            assert!(sent == got, "client {k} round {i}: bytes changed on the way");
         }
-        (peer, all)
-    });
-    let (peer, rounds) = conversation.join().expect("client thread");
-    assert_eq!(peer, SocketAddr::from((VIP, 80)), "the client talks to the VIP");
-    for (i, (sent, got)) in rounds.iter().enumerate() {
-        assert!(sent == got, "round {i}: bytes changed on the way");
     }
     let seen_by_rs = server.join().expect("RS thread");
-    assert_eq!(seen_by_rs.ip(), std::net::IpAddr::V4(CLIENT), "NAT keeps the client address");
+    let want: Vec<std::net::IpAddr> = (0..CLIENTS).map(|k| Ipv4Addr::new(10, 9, 1, 2 + k).into()).collect();
+    assert_eq!(seen_by_rs, want, "NAT keeps the client addresses");
 
     // Counters moved.
     let snap = client.snapshot().expect("snapshot");
     let svc = &snap.services[0];
-    assert!(svc.stats.conns >= 1, "{:?}", svc.stats);
-    assert!(svc.stats.inpkts >= 6 && svc.stats.outpkts >= 6, "{:?}", svc.stats);
-    assert!(svc.stats.inbytes >= 5000 && svc.stats.outbytes >= 5000, "{:?}", svc.stats);
+    let n = u64::from(CLIENTS);
+    assert_eq!(svc.stats.conns, n, "{:?}", svc.stats);
+    assert!(svc.stats.inpkts >= 6 * n && svc.stats.outpkts >= 6 * n, "{:?}", svc.stats);
+    assert!(svc.stats.inbytes >= 5000 * n && svc.stats.outbytes >= 5000 * n, "{:?}", svc.stats);
     assert_eq!(svc.dests[0].stats.conns, svc.stats.conns);
     let conns = client.connections().expect("connections");
     assert!(
@@ -275,7 +330,9 @@ fn nat_tcp_echo_through_the_daemon() {
     let (st, body) = client.request("GET", "/v1/stats", None).expect("stats");
     assert_eq!(st, 200);
     let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert!(stats["tx"].as_u64().unwrap() >= 12, "{stats}");
+    assert!(stats["tx"].as_u64().unwrap() >= 12 * n, "{stats}");
+    let busy = stats["conns"].as_array().unwrap().iter().filter(|c| c.as_u64() > Some(0)).count();
+    assert!(busy >= 2, "connections spread over several workers: {stats}");
     assert!(stats["arp_replies"].as_u64().unwrap() >= 1, "rvs answered ARP for the VIP: {stats}");
 
     // SIGTERM: exit 0, socket gone.
