@@ -11,8 +11,7 @@ use crate::conn::{ConnFlags, ConnId};
 use crate::ctx::{IpvsContext, Routing};
 use crate::packet::{Parsed, Tuple, parse};
 use crate::proto::{Dir, tcp};
-use crate::sched::SchedInput;
-use crate::worker::{NewConn, Worker};
+use crate::worker::Worker;
 use crate::xmit;
 
 /// The in-hook (`ip_vs_in`): look up or schedule, count, run the state machine, transmit.
@@ -23,9 +22,10 @@ pub struct InHook;
 #[derive(Debug, Default)]
 pub struct OutHook;
 
-/// Register IPVS on `hooks` for IPv4.
+/// Register IPVS on `hooks` for IPv4, with the firewall-mark classifier.
 pub fn register<C: IpvsContext>(hooks: &Hooks<C>) -> Vec<HookHandle> {
     vec![
+        crate::fwmark::register(hooks),
         hooks.register(HookOps {
             family: Family::Ipv4,
             point: HookPoint::LocalIn,
@@ -121,7 +121,12 @@ impl Worker {
             return skb.drop_with(DropReason::NoDestConn);
         };
         c.in_pkts = c.in_pkts.wrapping_add(1);
-        xmit::xmit(c, skb, t, routing, ip_id, pmtu)
+        let v = xmit::xmit(c, skb, t, routing, ip_id, pmtu);
+        if c.flags & ConnFlags::ONE_PACKET != 0 {
+            // One-packet scheduling: the entry lives for this packet only (§9).
+            self.remove(id);
+        }
+        v
     }
 
     /// Reuse and no-dest rules for a packet that matched an entry (§2 steps 5–6, §6).
@@ -158,52 +163,6 @@ impl Worker {
             return Existing::Drop(DropReason::NoDestConn);
         }
         Existing::Use
-    }
-
-    /// No entry: find the service and schedule (§4, §5). `Err` carries the final verdict.
-    fn schedule(&mut self, skb: &mut Skb<'_>, t: &Tuple, routing: &dyn Routing) -> Result<ConnId, Verdict> {
-        let table = self.services().clone();
-        let Some(svc) = table.lookup(skb.mark, t.protocol, &t.daddr, t.dport) else {
-            return Err(Verdict::Accept);
-        };
-        let sloppy = self.ipvs.sysctl.sloppy_tcp.load(Relaxed) != 0;
-        if t.protocol == wire::ip::protocol::TCP && !tcp::schedules(t.tcp_flags, sloppy) {
-            // Not a connection opener: the local stack gets it (the kernel would answer RST).
-            return Err(Verdict::Accept);
-        }
-        let (svc_port, fwmark) = match svc.config.key {
-            crate::service::ServiceKey::Addr { port, .. } => (port, false),
-            crate::service::ServiceKey::Fwmark { .. } => (0, true),
-        };
-        if !fwmark && t.dport != svc_port {
-            // A port-0 catch-all schedules only when persistent (not built yet).
-            return Err(Verdict::Accept);
-        }
-        let input = SchedInput { proto: t.protocol, saddr: t.saddr, sport: t.sport, daddr: t.daddr, dport: t.dport };
-        let Some(dest) = svc.scheduler.schedule(&svc.dests, &input) else {
-            return Err(xmit::icmp::send_error_v4(
-                skb,
-                routing,
-                wire::icmpv4::msg_type::DEST_UNREACH,
-                wire::icmpv4::code::PORT_UNREACH,
-                0,
-                DropReason::NoDest,
-            ));
-        };
-        let nc = NewConn {
-            protocol: t.protocol,
-            caddr: t.saddr,
-            cport: t.sport,
-            vaddr: t.daddr,
-            vport: t.dport,
-            dport: if dest.port != 0 { dest.port } else { t.dport },
-            fwmark: skb.mark,
-        };
-        let id = self.create(&nc, &dest, None, 0).map_err(|_| skb.drop_with(DropReason::ConnTableFull))?;
-        dest.stats.count_conn(self.id);
-        svc.stats.count_conn(self.id);
-        self.ipvs.total.count_conn(self.id);
-        Ok(id)
     }
 
     /// The out-path of §3 for a TCP/UDP packet being forwarded.

@@ -83,6 +83,7 @@ impl Default for Sysctls {
 pub struct Ipvs {
     table: ArcSwap<ServiceTable>,
     timeouts: ArcSwap<Timeouts>,
+    fwmark_rules: ArcSwap<Vec<crate::fwmark::FwmarkRule>>,
     pub sysctl: Sysctls,
     pub total: Stats,
     /// Configured connection-table maximum per worker.
@@ -101,6 +102,7 @@ impl Ipvs {
         Ipvs {
             table: ArcSwap::from_pointee(ServiceTable::default()),
             timeouts: ArcSwap::from_pointee(Timeouts::default()),
+            fwmark_rules: ArcSwap::from_pointee(Vec::new()),
             sysctl: Sysctls::default(),
             total: Stats::default(),
             max_conns,
@@ -126,6 +128,19 @@ impl Ipvs {
 
     pub fn timeouts(&self) -> Arc<Timeouts> {
         self.timeouts.load_full()
+    }
+
+    /// Replace the firewall-mark classifier's rules (first match wins).
+    pub fn set_fwmark_rules(&self, rules: Vec<crate::fwmark::FwmarkRule>) {
+        self.fwmark_rules.store(Arc::new(rules));
+    }
+
+    pub fn fwmark_rules(&self) -> Arc<Vec<crate::fwmark::FwmarkRule>> {
+        self.fwmark_rules.load_full()
+    }
+
+    pub(crate) fn fwmark_rules_guard(&self) -> arc_swap::Guard<Arc<Vec<crate::fwmark::FwmarkRule>>> {
+        self.fwmark_rules.load()
     }
 
     /// `ipvsadm --set tcp tcpfin udp` (0 = unchanged).

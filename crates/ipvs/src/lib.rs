@@ -4,12 +4,14 @@
 pub mod conn;
 pub mod ctx;
 pub mod dest;
+pub mod fwmark;
 pub mod hooks;
 mod icmp;
 pub mod ipvs;
 pub mod packet;
 pub mod proto;
 pub mod sched;
+mod schedule;
 pub mod service;
 pub mod stats;
 pub mod worker;

@@ -146,6 +146,12 @@ impl ServiceTable {
         }
     }
 
+    /// Is there a firewall-mark service for this mark (the node routes such packets locally)?
+    #[inline]
+    pub fn has_mark(&self, mark: u32, ipv6: bool) -> bool {
+        mark != 0 && self.by_mark.contains_key(&(mark, ipv6))
+    }
+
     #[inline]
     pub fn is_vip(&self, addr: &IpAddr) -> bool {
         self.vips.contains(addr)

@@ -25,6 +25,7 @@ pub struct Worker {
     timeouts: Arc<Timeouts>,
     /// The service table as of the current batch (no atomic operation per packet).
     services: Arc<ServiceTable>,
+    fwmark_rules: Arc<Vec<crate::fwmark::FwmarkRule>>,
     /// IP identification for outer tunnel headers without DF.
     pub(crate) ip_id: u16,
 }
@@ -49,7 +50,8 @@ impl Worker {
         conns.reserve(ipvs.max_conns);
         let timeouts = ipvs.timeouts();
         let services = ipvs.services_full();
-        Worker { id, ipvs, conns, now: 0, timeouts, services, ip_id: (id as u16).wrapping_mul(0x9e37) }
+        let fwmark_rules = ipvs.fwmark_rules();
+        Worker { fwmark_rules, id, ipvs, conns, now: 0, timeouts, services, ip_id: (id as u16).wrapping_mul(0x9e37) }
     }
 
     /// Advance the clock (milliseconds) and pick up configuration published since the last
@@ -64,6 +66,16 @@ impl Worker {
         if !Arc::ptr_eq(&self.services, &cur) {
             self.services = cur.clone();
         }
+        let rules = self.ipvs.fwmark_rules_guard();
+        if !Arc::ptr_eq(&self.fwmark_rules, &rules) {
+            self.fwmark_rules = rules.clone();
+        }
+    }
+
+    /// The classifier rules as of this batch.
+    #[inline]
+    pub fn fwmark_rules(&self) -> &Arc<Vec<crate::fwmark::FwmarkRule>> {
+        &self.fwmark_rules
     }
 
     /// The service table as of this batch.

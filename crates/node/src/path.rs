@@ -177,7 +177,9 @@ impl Node {
             v => return self.after_steal(tr, cx, skb, v),
         }
         let daddr = IpAddr::V4(wire::Ipv4Packet::new_unchecked(skb.network_bytes()).dst_addr());
-        let local = cx.ipvs.services().is_vip(&daddr) || cx.net.is_local(&daddr);
+        let local = cx.ipvs.services().is_vip(&daddr)
+            || cx.ipvs.services().has_mark(skb.mark, false)
+            || cx.net.is_local(&daddr);
         if local {
             skb.route = Route { kind: RouteKind::Local, ..Route::default() };
             match tr.traverse(Family::Ipv4, HookPoint::LocalIn, cx, skb) {
@@ -262,6 +264,7 @@ impl Node {
         }
         let target = IpAddr::V4(tpa);
         let ours = cx.ipvs.services().is_vip(&target)
+            || cx.ipvs.fwmark_rules().iter().any(|r| r.covers(&target))
             || cx.net.interface(skb.in_if).is_some_and(|i| i.addrs.iter().any(|(a, _)| *a == target));
         if op != wire::arp::operation::REQUEST || !ours {
             return Action::Local;
