@@ -1,0 +1,357 @@
+//! The configuration model shared by the native TOML file and the keepalived.conf
+//! import: the IPVS table (services and real servers) plus what the health checkers
+//! need to keep it up to date.
+
+use crate::error::Warning;
+use control::api::{
+    DaemonConfig, DestSpec, ForwardMethod, SchedFlags, ServiceKey, ServiceSpec, TunnelCsum, TunnelType,
+};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A whole configuration. `warnings` lists what was accepted but changed or ignored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    /// Interfaces the data plane runs on (native file only).
+    pub interfaces: Vec<Interface>,
+    pub limits: Limits,
+    /// Global timeouts (`--set`, and any TCP/SCTP state).
+    pub timeouts: StateTimeouts,
+    /// Connection-sync daemons to start (`--start-daemon`, keepalived `lvs_sync_daemon`).
+    pub sync_daemons: Vec<DaemonConfig>,
+    /// Clear the table before installing this one (keepalived `lvs_flush`).
+    pub flush_on_start: bool,
+    pub services: Vec<VirtualService>,
+    pub warnings: Vec<Warning>,
+}
+
+/// An interface of the director and the addresses (VIPs) rvs answers for on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Table limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum number of connection entries (None = the daemon's default).
+    pub max_connections: Option<u64>,
+}
+
+/// Protocol timeouts in seconds. `tcp` and `sctp` map state names as `-c` prints them
+/// (`ESTABLISHED`, `FIN_WAIT`, `C-SENT`, …) to seconds; `udp` is the one UDP state.
+/// ipvsadm's `--set tcp tcpfin udp` are `tcp["ESTABLISHED"]`, `tcp["FIN_WAIT"]`, `udp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateTimeouts {
+    pub tcp: BTreeMap<String, u32>,
+    pub sctp: BTreeMap<String, u32>,
+    pub udp: Option<u32>,
+}
+
+impl StateTimeouts {
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_empty() && self.sctp.is_empty() && self.udp.is_none()
+    }
+
+    /// The `--set` command for these timeouts (0 = unchanged), if any of the three is set.
+    pub fn set_command(&self) -> Option<control::api::Timeouts> {
+        let t = control::api::Timeouts {
+            tcp: self.tcp.get("ESTABLISHED").copied().unwrap_or(0),
+            tcpfin: self.tcp.get("FIN_WAIT").copied().unwrap_or(0),
+            udp: self.udp.unwrap_or(0),
+        };
+        (t.tcp != 0 || t.tcpfin != 0 || t.udp != 0).then_some(t)
+    }
+}
+
+/// A virtual service: one or more IPVS services (several for a keepalived
+/// `virtual_server group`) sharing one set of real servers and one set of checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualService {
+    /// Label for logs and metrics (`TCP 10.0.0.100:80`, `FWM 7`, `group WEB`).
+    pub name: String,
+    pub keys: Vec<ServiceKey>,
+    pub scheduler: String,
+    pub sched_flags: SchedFlags,
+    /// Persistence timeout in seconds (`-p`).
+    pub persistent: Option<u32>,
+    /// IPv4 persistence mask, host order (`-M`); 0xFFFFFFFF = /32.
+    pub netmask_v4: u32,
+    /// IPv6 persistence prefix length; 128 = none.
+    pub prefix_v6: u32,
+    pub ops: bool,
+    pub pe: Option<String>,
+    /// Per-service timeouts (applied by the daemon on top of the global ones).
+    pub timeouts: StateTimeouts,
+    pub reals: Vec<RealServer>,
+    pub sorry_server: Option<SorryServer>,
+    /// Minimum live weight (keepalived `quorum`, default 1).
+    pub quorum: u32,
+    pub hysteresis: u32,
+    pub quorum_up: Option<String>,
+    pub quorum_down: Option<String>,
+    /// Run quorum_down / notify_down scripts at shutdown.
+    pub omega: bool,
+}
+
+impl VirtualService {
+    /// A service with ipvsadm's defaults (wlc, not persistent, quorum 1).
+    pub fn new(name: impl Into<String>, keys: Vec<ServiceKey>) -> Self {
+        VirtualService {
+            name: name.into(),
+            keys,
+            scheduler: "wlc".into(),
+            sched_flags: SchedFlags::default(),
+            persistent: None,
+            netmask_v4: u32::MAX,
+            prefix_v6: 128,
+            ops: false,
+            pe: None,
+            timeouts: StateTimeouts::default(),
+            reals: Vec::new(),
+            sorry_server: None,
+            quorum: 1,
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
+            omega: false,
+        }
+    }
+
+    /// The `-A` parameters of the IPVS service `key`.
+    pub fn spec(&self, key: &ServiceKey) -> ServiceSpec {
+        ServiceSpec {
+            key: *key,
+            scheduler: self.scheduler.clone(),
+            sched_flags: self.sched_flags,
+            persistent: self.persistent,
+            netmask: if key.is_ipv6() { self.prefix_v6 } else { self.netmask_v4 },
+            ops: self.ops,
+            pe: self.pe.clone(),
+        }
+    }
+}
+
+/// The sorry server: installed (weight 1) while the quorum is lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SorryServer {
+    pub server: RealServer,
+    /// `sorry_server_inhibit`: kept in the table with weight 0 while not in use.
+    pub inhibit: bool,
+}
+
+/// A real server (IPVS destination) and its checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealServer {
+    pub addr: IpAddr,
+    /// `None`: the service port (ipvsadm `-r ADDR` without a port).
+    pub port: Option<u16>,
+    pub method: ForwardMethod,
+    pub weight: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub tun_type: TunnelType,
+    pub tun_port: u16,
+    pub tun_csum: TunnelCsum,
+    /// On failure set weight 0 instead of removing the destination.
+    pub inhibit_on_failure: bool,
+    pub notify_up: Option<String>,
+    pub notify_down: Option<String>,
+    /// All must pass for the server to be up; none = always up.
+    pub checks: Vec<Check>,
+}
+
+impl RealServer {
+    pub fn new(addr: IpAddr, port: Option<u16>, method: ForwardMethod) -> Self {
+        RealServer {
+            addr,
+            port,
+            method,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            tun_type: TunnelType::Ipip,
+            tun_port: 0,
+            tun_csum: TunnelCsum::NoCsum,
+            inhibit_on_failure: false,
+            notify_up: None,
+            notify_down: None,
+            checks: Vec::new(),
+        }
+    }
+
+    /// The effective port for service `key` (ipvsadm-cli.md §5 rule 2: DR/TUN dests of
+    /// address services take the service port; a missing port is the service port).
+    pub fn port_for(&self, key: &ServiceKey) -> u16 {
+        match key.addr_port() {
+            Some((_, sport)) if matches!(self.method, ForwardMethod::Route | ForwardMethod::Tunnel) => sport,
+            Some((_, sport)) => self.port.unwrap_or(sport),
+            None => self.port.unwrap_or(0),
+        }
+    }
+
+    /// The `-a` parameters of this server in service `key`, with `weight`.
+    pub fn dest_for(&self, key: &ServiceKey, weight: u32) -> DestSpec {
+        DestSpec {
+            addr: self.addr,
+            port: self.port_for(key),
+            method: self.method,
+            weight,
+            u_threshold: self.u_threshold,
+            l_threshold: self.l_threshold,
+            tun_type: self.tun_type,
+            tun_port: self.tun_port,
+            tun_csum: self.tun_csum,
+        }
+    }
+
+    /// True when the server starts down (some check has `alpha`).
+    pub fn starts_down(&self) -> bool {
+        self.checks.iter().any(|c| c.alpha)
+    }
+}
+
+/// Timing of a checker (keepalived.md §4, §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Interval between check rounds.
+    pub delay_loop: Duration,
+    /// Extra attempts before declaring failure.
+    pub retry: u32,
+    pub delay_before_retry: Duration,
+    /// Connect and I/O timeout of one attempt.
+    pub connect_timeout: Duration,
+    /// Random initial delay in [0, warmup].
+    pub warmup: Duration,
+}
+
+impl Default for Timing {
+    /// keepalived's defaults for TCP_CHECK.
+    fn default() -> Self {
+        Timing {
+            delay_loop: Duration::from_secs(60),
+            retry: 1,
+            delay_before_retry: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+            warmup: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One health check of a real server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub timing: Timing,
+    /// Address to probe (default: the real server's).
+    pub connect_ip: Option<IpAddr>,
+    /// Port to probe (default: the real server's effective port).
+    pub connect_port: Option<u16>,
+    /// Source address of the probes.
+    pub bindto: Option<IpAddr>,
+    pub bind_port: Option<u16>,
+    /// Start down until the first success.
+    pub alpha: bool,
+}
+
+impl Check {
+    pub fn new(kind: CheckKind) -> Self {
+        Check {
+            kind,
+            timing: Timing::default(),
+            connect_ip: None,
+            connect_port: None,
+            bindto: None,
+            bind_port: None,
+            alpha: false,
+        }
+    }
+}
+
+/// What a check does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// TCP connect within connect_timeout.
+    Tcp,
+    Http(HttpCheck),
+    Misc(MiscCheck),
+    Udp(UdpCheck),
+    /// ICMP echo.
+    Ping,
+    /// DNS query over UDP; passes on a reply with the same id, QR = 1 and RCODE = 0.
+    Dns(DnsCheck),
+    /// SMTP greeting 220, HELO → 250, QUIT.
+    Smtp {
+        helo_name: String,
+    },
+}
+
+/// HTTP version line and `Connection: close` use (keepalived `http_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// `1.0`: HTTP/1.0 without Connection: close.
+    #[default]
+    V10,
+    /// `1.0C`: HTTP/1.0 with Connection: close.
+    V10Close,
+    /// `1.1`: HTTP/1.1 with Connection: close.
+    V11,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub urls: Vec<UrlCheck>,
+    pub version: HttpVersion,
+    /// Default Host header (else `ip:port`).
+    pub virtualhost: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlCheck {
+    pub path: String,
+    /// Inclusive status ranges; empty = 200..=299.
+    pub status: Vec<(u16, u16)>,
+    /// MD5 of the body.
+    pub digest: Option<[u8; 16]>,
+    pub virtualhost: Option<String>,
+}
+
+impl UrlCheck {
+    pub fn status_ok(&self, code: u16) -> bool {
+        if self.status.is_empty() {
+            (200..=299).contains(&code)
+        } else {
+            self.status.iter().any(|&(lo, hi)| (lo..=hi).contains(&code))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MiscCheck {
+    /// Command line, run with `/bin/sh -c`.
+    pub path: String,
+    /// Killed after this (default: delay_loop).
+    pub timeout: Option<Duration>,
+    /// Exit 2..255 sets the weight to status − 2.
+    pub dynamic: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpCheck {
+    /// Datagram to send (random 16 bytes if absent).
+    pub payload: Option<Vec<u8>>,
+    /// A reply is required, and its first bytes must match (mask, value) pairs
+    /// (`X` nibbles of the keepalived hex pattern are mask 0).
+    pub require_reply: Option<Vec<(u8, u8)>>,
+    pub min_reply_length: usize,
+    pub max_reply_length: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsCheck {
+    /// Query type number (A = 1, SOA = 6, …).
+    pub qtype: u16,
+    pub name: String,
+}

@@ -1,0 +1,171 @@
+use super::parse;
+use crate::model::*;
+use control::api::{Command, ServiceKey, Timeouts};
+use std::time::Duration;
+
+const EXAMPLE: &str = include_str!("../../examples/rvs.toml");
+
+/// ipvsadm-cli.md §12 `ipvsadm -S -n`.
+const SAVE_12: &str = "\
+-A -t 10.0.0.100:80 -s wrr
+-a -t 10.0.0.100:80 -r 192.168.1.2:8080 -m -w 1
+-a -t 10.0.0.100:80 -r 192.168.1.11:8080 -m -w 3
+-A -t 10.0.0.200:443 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port
+-a -t 10.0.0.200:443 -r 172.16.0.5:443 -g -w 1
+-a -t 10.0.0.200:443 -r 172.16.0.6:443 -g -w 0
+-A -u 10.0.0.100:53 -s rr -o
+-a -u 10.0.0.100:53 -r 192.168.1.2:53 -m -w 2
+-a -u 10.0.0.100:53 -r 192.168.1.11:53 -m -w 1
+-A -f 7 -s mh -b mh-port
+-a -f 7 -r 203.0.113.9:0 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum
+-a -f 7 -r 203.0.113.10:0 -i -w 1 --tun-type ipip
+-a -f 7 -r 203.0.113.11:0 -i -w 1 --tun-type gre --tun-nocsum";
+
+#[test]
+fn example_file_is_the_worked_example_table() {
+    let cfg = parse(EXAMPLE, "rvs.toml").unwrap();
+    assert_eq!(cfg.save_lines().join("\n"), SAVE_12);
+    assert!(cfg.warnings.is_empty());
+}
+
+#[test]
+fn example_file_details() {
+    let cfg = parse(EXAMPLE, "rvs.toml").unwrap();
+    assert_eq!(cfg.interfaces[0].name, "eth0");
+    assert_eq!(cfg.limits.max_connections, Some(1048576));
+    assert_eq!(cfg.timeouts.set_command(), Some(Timeouts { tcp: 900, tcpfin: 60, udp: 300 }));
+    assert_eq!(cfg.timeouts.tcp.get("SYN_RECV"), Some(&30));
+    let web = &cfg.services[0];
+    assert_eq!((web.quorum, web.hysteresis), (2, 1));
+    assert_eq!(web.sorry_server.as_ref().map(|s| s.server.port), Some(Some(8080)));
+    let http = &web.reals[0].checks[0];
+    assert_eq!(http.timing.delay_loop, Duration::from_secs(6), "inherited from the service");
+    assert_eq!(http.timing.retry, 2);
+    assert_eq!(http.timing.warmup, Duration::from_secs(6), "warmup defaults to delay_loop");
+    let CheckKind::Http(h) = &http.kind else { panic!("not http") };
+    assert_eq!(h.urls[0].status, vec![(200, 200), (301, 302)]);
+    assert_eq!(h.version, HttpVersion::V11);
+    assert!(web.reals[1].inhibit_on_failure);
+    assert_eq!((web.reals[1].u_threshold, web.reals[1].l_threshold), (100, 50));
+    // Service-level checks are copied to each real server.
+    let dns = &cfg.services[1];
+    assert_eq!(dns.reals.len(), 2);
+    assert!(dns.reals.iter().all(|r| matches!(&r.checks[..], [Check { kind: CheckKind::Dns(_), .. }])));
+    assert_eq!(dns.reals[0].checks[0].timing.retry, 3, "DNS_CHECK retry default");
+    assert_eq!(dns.timeouts.udp, Some(30));
+    let misc = &cfg.services[2].reals[1].checks[0];
+    assert_eq!(misc.timing.retry, 0, "MISC_CHECK retry default");
+    assert!(matches!(&misc.kind, CheckKind::Misc(m) if m.dynamic && m.timeout == Some(Duration::from_secs(5))));
+}
+
+#[test]
+fn to_commands_builds_the_table_in_order() {
+    let cfg = parse(EXAMPLE, "rvs.toml").unwrap();
+    let cmds = cfg.to_commands();
+    assert_eq!(cmds[0], Command::SetTimeouts(Timeouts { tcp: 900, tcpfin: 60, udp: 300 }));
+    let Command::AddService(s) = &cmds[1] else { panic!("{:?}", cmds[1]) };
+    assert_eq!(s.scheduler, "wrr");
+    let Command::AddDest(k, d) = &cmds[2] else { panic!() };
+    assert!(matches!(k, ServiceKey::Tcp { port: 80, .. }));
+    assert_eq!((d.port, d.weight), (8080, 3));
+    let adds = cmds.iter().filter(|c| matches!(c, Command::AddService(_))).count();
+    let dests = cmds.iter().filter(|c| matches!(c, Command::AddDest(..))).count();
+    assert_eq!((adds, dests), (4, 9));
+}
+
+fn err(text: &str) -> String {
+    parse(text, "rvs.toml").map(|_| ()).unwrap_err().to_string()
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    let e = err("[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\nscheduler = \"foo\"\n");
+    assert_eq!(e, "rvs.toml:4: services[0].scheduler: unknown scheduler \"foo\"");
+    let e = err("[limits]\nmax_conections = 5\n");
+    assert_eq!(e, "rvs.toml:2: limits.max_conections: unknown field");
+    let e = err("a = = 1\n");
+    assert!(e.starts_with("rvs.toml:1: "), "{e}");
+    let e = err(
+        "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n[[services.real_servers]]\naddress = \"10.1.1.1\"\nweight = 70000\n",
+    );
+    assert_eq!(e, "rvs.toml:6: services[0].real_servers[0].weight: 70000 is out of range 0..65535");
+    let e = err(
+        "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n[[services.real_servers]]\naddress = \"10.1.1.1\"\n[[services.real_servers.checks]]\ntype = \"http\"\npath = \"/\"\nstatus = [\"abc\"]\n",
+    );
+    assert_eq!(
+        e,
+        "rvs.toml:9: services[0].real_servers[0].checks[0].status[0]: expected a status code or a range like \"301-302\""
+    );
+}
+
+fn svc(extra: &str, rs: &str) -> String {
+    format!("[[services]]\n{extra}\n[[services.real_servers]]\n{rs}\n")
+}
+
+#[test]
+fn ipvsadm_validation_rules() {
+    let e = err(&svc("protocol = \"tcp\"\naddress = \"10.0.0.1\"", "address = \"10.1.1.1\""));
+    assert_eq!(e, "rvs.toml:1: services[0]: Zero port specified for non-persistent service");
+    let ok =
+        parse(&svc("protocol = \"tcp\"\naddress = \"10.0.0.1\"\npersistent = true", "address = \"10.1.1.1\""), "f");
+    assert_eq!(ok.unwrap().save_lines()[0], "-A -t 10.0.0.1:0 -s wlc -p 360");
+    let e = err(&svc("protocol = \"tcp\"\naddress = \"10.0.0.1:80\"\none_packet = true", "address = \"10.1.1.1\""));
+    assert!(e.ends_with("One-Packet Scheduling is only for UDP virtual services"), "{e}");
+    assert!(parse(&svc("fwmark = 3\none_packet = true", "address = \"10.1.1.1\""), "f").is_ok());
+    let e = err(&svc("protocol = \"tcp\"\naddress = \"10.0.0.1:80\"\nscheduler = \"rr\"\nflags = [\"sh-port\"]", ""));
+    assert!(e.ends_with("incompatible scheduler flag `sh-port'"), "{e}");
+    let e = err(&svc(
+        "protocol = \"tcp\"\naddress = \"10.0.0.1:80\"",
+        "address = \"10.1.1.1\"\nu_threshold = 10\nl_threshold = 20",
+    ));
+    assert!(e.starts_with("rvs.toml:4: services[0].real_servers[0]: l_threshold 20 is greater"), "{e}");
+    let e = err(&svc(
+        "protocol = \"tcp\"\naddress = \"10.0.0.1:80\"",
+        "address = \"10.1.1.1\"\nmethod = \"nat\"\ntunnel = { type = \"gue\", port = 1 }",
+    ));
+    assert!(e.ends_with("Tunnel options conflict with forward method"), "{e}");
+    let e = err(&svc(
+        "protocol = \"tcp\"\naddress = \"10.0.0.1:80\"",
+        "address = \"10.1.1.1\"\nmethod = \"tun\"\ntunnel = { type = \"gue\" }",
+    ));
+    assert!(e.ends_with("You need to supply the 'tun-port' option for the 'gue' tunnel type"), "{e}");
+    let e = err(&svc("protocol = \"tcp\"\naddress = \"10.0.0.1:80\"", "address = \"2001:db8::1\"\nmethod = \"nat\""));
+    assert!(e.ends_with("Different address family is allowed only for tunneling servers"), "{e}");
+    let e = err(&svc(
+        "protocol = \"tcp\"\naddress = \"10.0.0.1:80\"",
+        "address = \"10.1.1.1:81\"\n[[services.real_servers]]\naddress = \"10.1.1.1:82\"",
+    ));
+    assert!(e.ends_with("duplicate real server"), "DR ports are forced to 80: {e}");
+    let e = err(
+        "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n",
+    );
+    assert_eq!(e, "rvs.toml:4: services[1]: duplicate service");
+}
+
+#[test]
+fn dr_port_is_forced_and_ipv6_prefix() {
+    let text = "[[services]]\nprotocol = \"tcp\"\naddress = \"[2001:db8::1]:443\"\npersistent = 60\nnetmask = 64\n\
+                [[services.real_servers]]\naddress = \"[2001:db8::10]:8443\"\n";
+    let cfg = parse(text, "f").unwrap();
+    assert_eq!(
+        cfg.save_lines(),
+        vec!["-A -t [2001:db8::1]:443 -s wlc -p 60 -M 64", "-a -t [2001:db8::1]:443 -r [2001:db8::10]:443 -g -w 1"]
+    );
+}
+
+#[test]
+fn alpha_and_inhibit_shape_the_startup_table() {
+    let text = "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\nalpha = true\n\
+                [[services.real_servers]]\naddress = \"10.1.1.1\"\n[[services.real_servers.checks]]\ntype = \"tcp\"\n\
+                [[services.real_servers]]\naddress = \"10.1.1.2\"\ninhibit_on_failure = true\n[[services.real_servers.checks]]\ntype = \"tcp\"\n\
+                [[services.real_servers]]\naddress = \"10.1.1.3\"\n";
+    let cfg = parse(text, "f").unwrap();
+    assert_eq!(
+        cfg.save_lines(),
+        vec![
+            "-A -t 10.0.0.1:80 -s wlc",
+            "-a -t 10.0.0.1:80 -r 10.1.1.2:80 -g -w 0",
+            "-a -t 10.0.0.1:80 -r 10.1.1.3:80 -g -w 1",
+        ]
+    );
+}
