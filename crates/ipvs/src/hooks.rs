@@ -136,7 +136,11 @@ impl Worker {
             return Existing::Reschedule;
         };
         let sysctl = &self.ipvs.sysctl;
-        let opens = t.protocol == wire::ip::protocol::TCP && tcp::schedules(t.tcp_flags, false);
+        let opens = match t.protocol {
+            wire::ip::protocol::TCP => tcp::schedules(t.tcp_flags, false),
+            wire::ip::protocol::SCTP => t.tcp_flags == crate::proto::sctp::Event::Init as u8,
+            _ => false,
+        };
         let dest_ok = c.dest.as_ref().is_some_and(|d| d.is_available());
         if opens {
             let nodest = sysctl.expire_nodest_conn.load(Relaxed) != 0;
@@ -144,10 +148,14 @@ impl Worker {
                 return Existing::Reschedule;
             }
             let mode = sysctl.conn_reuse_mode.load(Relaxed);
-            let reusable = c.n_control == 0
-                && !c.has_control()
-                && (matches!(c.state, tcp::TIME_WAIT | tcp::CLOSE)
-                    || (mode & 2 != 0 && c.state == tcp::FIN_WAIT && c.flags & ConnFlags::NOOUTPUT != 0));
+            let closed = match c.protocol {
+                6 => {
+                    matches!(c.state, tcp::TIME_WAIT | tcp::CLOSE)
+                        || (mode & 2 != 0 && c.state == tcp::FIN_WAIT && c.flags & ConnFlags::NOOUTPUT != 0)
+                }
+                _ => c.state == crate::proto::sctp::CLOSED,
+            };
+            let reusable = c.n_control == 0 && !c.has_control() && closed;
             if mode != 0 && reusable {
                 return Existing::Reschedule;
             }

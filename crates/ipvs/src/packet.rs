@@ -14,7 +14,7 @@ pub struct Tuple {
     pub daddr: IpAddr,
     pub sport: u16,
     pub dport: u16,
-    /// TCP flag byte (0 for UDP).
+    /// The state machine's event: TCP flag byte, SCTP event (`proto::event_of`), 0 for UDP.
     pub tcp_flags: u8,
     /// Offset of the L4 header from the network header.
     pub l4: usize,
@@ -45,7 +45,7 @@ pub fn parse(skb: &Skb<'_>) -> Parsed {
     let l4 = ip.header_len();
     let ip_len = ip.total_len() as usize;
     match proto {
-        protocol::TCP | protocol::UDP => {}
+        protocol::TCP | protocol::UDP | protocol::SCTP => {}
         protocol::ICMP => return Parsed::Icmp,
         _ => return Parsed::Other,
     }
@@ -59,6 +59,12 @@ pub fn parse(skb: &Skb<'_>) -> Parsed {
             return Parsed::Bad(DropReason::BadL4Header);
         }
         (u16::from_be_bytes([seg[0], seg[1]]), u16::from_be_bytes([seg[2], seg[3]]), seg[13])
+    } else if proto == protocol::SCTP {
+        // Common header (12 bytes); the first chunk decides the event.
+        if seg.len() < 12 {
+            return Parsed::Bad(DropReason::BadL4Header);
+        }
+        (u16::from_be_bytes([seg[0], seg[1]]), u16::from_be_bytes([seg[2], seg[3]]), crate::proto::event_of(proto, seg))
     } else {
         if seg.len() < wire::udp::HEADER_LEN {
             return Parsed::Bad(DropReason::BadL4Header);

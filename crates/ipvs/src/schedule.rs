@@ -11,7 +11,7 @@ use crate::conn::{ConnFlags, ConnId};
 use crate::ctx::Routing;
 use crate::dest::Dest;
 use crate::packet::Tuple;
-use crate::proto::tcp;
+use crate::proto::{sctp, tcp};
 use crate::sched::SchedInput;
 use crate::service::{Service, ServiceKey};
 use crate::worker::{NewConn, Worker};
@@ -45,6 +45,17 @@ impl Worker {
         if t.protocol == wire::ip::protocol::TCP && !tcp::schedules(t.tcp_flags, sloppy) {
             // Not a connection opener: the local stack gets it (the kernel would answer RST).
             return Err(Verdict::Accept);
+        }
+        if t.protocol == wire::ip::protocol::SCTP {
+            let sloppy = self.ipvs.sysctl.sloppy_sctp.load(Relaxed) != 0;
+            let opens = match sctp::Event::from_u8(t.tcp_flags) {
+                Some(sctp::Event::Init) => true,
+                Some(sctp::Event::Abort) | None => false,
+                Some(_) => sloppy,
+            };
+            if !opens || t.tcp_flags == crate::proto::NO_EVENT {
+                return Err(Verdict::Accept);
+            }
         }
         let (svc_port, fwmark) = match svc.config.key {
             ServiceKey::Addr { port, .. } => (port, None),

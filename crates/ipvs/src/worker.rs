@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::conn::{Conn, ConnFlags, ConnId, ConnTable, TableFull};
 use crate::dest::{Dest, ForwardMethod};
 use crate::ipvs::Ipvs;
-use crate::proto::{Dir, Timeouts, tcp, udp};
+use crate::proto::{Dir, NO_EVENT, Timeouts, sctp, tcp, udp};
 use crate::service::ServiceTable;
 
 /// Initial timeout of a new entry before its first transition (§9), seconds.
@@ -92,7 +92,7 @@ impl Worker {
     pub fn prefetch(&self, ip: &[u8]) -> u32 {
         let Some(h) = ip.get(..20) else { return 0 };
         let proto = h[9];
-        if proto != 6 && proto != 17 {
+        if proto != 6 && proto != 17 && proto != 132 {
             return 0;
         }
         let ihl = (h[0] & 0xf) as usize * 4;
@@ -165,11 +165,13 @@ impl Worker {
         let Some(c) = self.conns.get_mut(id) else {
             return 0;
         };
+        let table_dir = if dir == Dir::Input && c.flags & ConnFlags::NOOUTPUT != 0 { Dir::InputOnly } else { dir };
         let new_state = match c.protocol {
-            6 => {
-                let dir = if dir == Dir::Input && c.flags & ConnFlags::NOOUTPUT != 0 { Dir::InputOnly } else { dir };
-                tcp::transition(dir, c.state, tcp_flags, secure)
-            }
+            6 => tcp::transition(table_dir, c.state, tcp_flags, secure),
+            132 => match sctp::Event::from_u8(tcp_flags) {
+                Some(ev) if tcp_flags != NO_EVENT => sctp::transition(table_dir, c.state, ev),
+                _ => c.state,
+            },
             _ => udp::NORMAL,
         };
         // The state's timeout is looked up when the state changes (and on the first packet):
@@ -183,6 +185,7 @@ impl Worker {
             };
             match c.protocol {
                 6 => t.tcp[new_state as usize],
+                132 => t.sctp[(new_state as usize).min(sctp::STATES - 1)],
                 _ => t.udp,
             }
         } else {
@@ -192,7 +195,11 @@ impl Worker {
             c.flags &= !ConnFlags::NOOUTPUT;
         }
         let was_active = c.flags & ConnFlags::INACTIVE == 0;
-        let now_active = c.protocol == 6 && tcp::is_active(new_state);
+        let now_active = match c.protocol {
+            6 => tcp::is_active(new_state),
+            132 => sctp::is_active(new_state),
+            _ => false,
+        };
         c.state = new_state;
         c.timeout = timeout;
         c.expires = now + timeout as u64 * 1000;
@@ -207,7 +214,9 @@ impl Worker {
             }
         }
         // Reaching ESTABLISHED (or a UDP reply) assures the controlling template (§10).
-        let assure = (c.protocol == 6 && new_state == tcp::ESTABLISHED) || (c.protocol == 17 && dir == Dir::Output);
+        let assure = (c.protocol == 6 && new_state == tcp::ESTABLISHED)
+            || (c.protocol == 132 && new_state == sctp::ESTABLISHED)
+            || (c.protocol == 17 && dir == Dir::Output);
         let control = c.control;
         if assure
             && control != u32::MAX

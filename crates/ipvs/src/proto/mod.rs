@@ -4,6 +4,19 @@ pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
+/// "No event": the packet leaves the entry's state alone (an SCTP packet without a chunk).
+pub const NO_EVENT: u8 = 0xff;
+
+/// The event byte the state machines take: TCP flags, or an SCTP [`sctp::Event`].
+#[inline]
+pub fn event_of(protocol: u8, l4: &[u8]) -> u8 {
+    match protocol {
+        6 => l4.get(13).copied().unwrap_or(0),
+        132 => l4.get(12..).and_then(sctp::event).map_or(NO_EVENT, |e| e as u8),
+        _ => 0,
+    }
+}
+
 /// Which transition table applies to a packet (lvs-semantics.md §11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dir {
@@ -20,12 +33,13 @@ pub enum Dir {
 pub struct Timeouts {
     pub tcp: [u32; tcp::STATES],
     pub udp: u32,
+    pub sctp: [u32; sctp::STATES],
 }
 
 impl Default for Timeouts {
     /// The seed's defaults: SYN 60, ESTABLISHED 900, FIN 60, UDP 300; the rest as the kernel.
     fn default() -> Self {
-        Timeouts { tcp: tcp::DEFAULT_TIMEOUTS, udp: udp::DEFAULT_TIMEOUT }
+        Timeouts { tcp: tcp::DEFAULT_TIMEOUTS, udp: udp::DEFAULT_TIMEOUT, sctp: sctp::DEFAULT_TIMEOUTS }
     }
 }
 

@@ -75,6 +75,14 @@ pub const EVENTS: usize = 10;
 impl Event {
     /// The event of one chunk type (the kernel's `sctp_events`; unknown types are DATA).
     #[inline]
+    /// The event from its `repr(u8)` value (as carried in the packet tuple).
+    pub fn from_u8(v: u8) -> Option<Event> {
+        use Event::*;
+        [Data, Init, InitAck, CookieEcho, CookieAck, Shutdown, ShutdownAck, ShutdownComplete, Error, Abort]
+            .get(v as usize)
+            .copied()
+    }
+
     pub fn from_chunk_type(t: u8) -> Event {
         match t {
             chunk_type::INIT => Event::Init,

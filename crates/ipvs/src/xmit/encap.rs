@@ -8,7 +8,6 @@
 //! slices, and the kernel's choice of fields.
 
 // Wired into the TUN transmitter by the engine; until then only the tests use it.
-#![allow(dead_code)]
 
 use std::net::IpAddr;
 

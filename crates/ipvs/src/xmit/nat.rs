@@ -73,7 +73,13 @@ fn rewrite(
     let p = if source { l4 } else { l4 + 2 };
     net[p..p + 2].copy_from_slice(&new_port.to_be_bytes());
     let l4_delta = addr_delta + u32::from(!old_port) + u32::from(new_port);
-    if t.protocol == wire::ip::protocol::TCP {
+    if t.protocol == wire::ip::protocol::SCTP {
+        // SCTP's CRC32c has no incremental form: recomputed in full when ports change (§13).
+        let end = t.ip_len.min(net.len());
+        if let Ok(mut p) = wire::SctpPacket::new_checked(&mut net[l4..end]) {
+            p.fill_checksum();
+        }
+    } else if t.protocol == wire::ip::protocol::TCP {
         let off = l4 + wire::tcp::CHECKSUM_OFFSET;
         let c = apply(get16(net, off), l4_delta);
         net[off..off + 2].copy_from_slice(&c.to_be_bytes());

@@ -9,7 +9,9 @@ use wire::checksum;
 
 use crate::conn::Conn;
 use crate::ctx::{RouteTo, Routing};
+use crate::dest::{TunnelCsum, TunnelType};
 use crate::packet::Tuple;
+use crate::xmit::encap;
 
 /// Outer IPv4 header without options.
 const OUTER_LEN: usize = 20;
@@ -28,7 +30,12 @@ pub(super) fn xmit(
         // Mixed-family tunnels are not built yet.
         return skb.drop_with(DropReason::NoRoute);
     };
-    let mtu = (rt.mtu as usize).saturating_sub(OUTER_LEN);
+    // GUE and GRE add their headers after the outer IP header (§16 TUN).
+    let dcfg = c.dest.as_ref().map(|d| d.config());
+    let (tun_type, tun_csum, tun_port) =
+        dcfg.map_or((TunnelType::Ipip, TunnelCsum::NoCsum, 0), |d| (d.tun_type, d.tun_csum, d.tun_port));
+    let extra = encap::overhead(tun_type, tun_csum, false);
+    let mtu = (rt.mtu as usize).saturating_sub(OUTER_LEN + extra);
     if pmtu_disc && let Some(v) = super::check_mtu(skb, t, mtu, routing) {
         return v;
     }
@@ -38,31 +45,62 @@ pub(super) fn xmit(
         (n[1], n[6] & 0x40 != 0, n[8])
     };
     let net = skb.network;
-    // Drop Ethernet padding, then open the gap for the outer header.
-    if skb.frame.set_len(net + t.ip_len).is_err() || skb.frame.insert_gap(net, OUTER_LEN).is_err() {
+    // Drop Ethernet padding, then open the gap for the outer headers.
+    if skb.frame.set_len(net + t.ip_len).is_err() || skb.frame.insert_gap(net, OUTER_LEN + extra).is_err() {
         return skb.drop_with(DropReason::HeadroomExhausted);
     }
-    // RFC 6040: inner CE (0b11) becomes ECT(0) (0b10) outside; everything else is copied.
-    let outer_tos = if tos & 0x3 == 0x3 { (tos & !0x3) | 0x2 } else { tos };
-    let id = if df {
-        0
-    } else {
-        *ip_id = ip_id.wrapping_add(1);
-        *ip_id
+    let protocol = match tun_type {
+        TunnelType::Ipip => wire::ip::protocol::IPIP,
+        TunnelType::Gue => wire::ip::protocol::UDP,
+        TunnelType::Gre => wire::ip::protocol::GRE,
     };
-    let df = df && pmtu_disc;
-    let h = &mut skb.network_bytes_mut()[..OUTER_LEN];
-    h[0] = 0x45;
-    h[1] = outer_tos;
-    h[2..4].copy_from_slice(&((t.ip_len + OUTER_LEN) as u16).to_be_bytes());
-    h[4..6].copy_from_slice(&id.to_be_bytes());
-    h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
-    h[8] = ttl;
-    h[9] = wire::ip::protocol::IPIP;
-    h[10..12].copy_from_slice(&[0, 0]);
-    h[12..16].copy_from_slice(&src.octets());
-    h[16..20].copy_from_slice(&dst.octets());
-    let sum = checksum::checksum(h);
-    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    {
+        let (outer, rest) = skb.network_bytes_mut().split_at_mut(OUTER_LEN);
+        let (encap_hdr, inner) = rest.split_at_mut(extra);
+        let inner = &inner[..t.ip_len];
+        let written = match tun_type {
+            TunnelType::Ipip => Ok(0),
+            TunnelType::Gre => encap::write_gre(encap_hdr, 0x0800, encap::gre_csum(tun_csum), inner),
+            TunnelType::Gue => {
+                let flow = u32::from(match c.caddr {
+                    IpAddr::V4(a) => a,
+                    IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+                }) ^ (c.cport as u32).wrapping_mul(0x9e37_79b9);
+                let g = encap::Gue {
+                    src_port: encap::gue_source_port(flow),
+                    dst_port: tun_port,
+                    inner_proto: wire::ip::protocol::IPIP,
+                    csum: tun_csum,
+                    partial: None,
+                };
+                encap::write_gue(encap_hdr, &g, IpAddr::V4(src), IpAddr::V4(dst), inner)
+            }
+        };
+        if written != Ok(extra) {
+            return skb.drop_with(DropReason::HeadroomExhausted);
+        }
+        // RFC 6040: inner CE (0b11) becomes ECT(0) (0b10) outside; everything else is copied.
+        let outer_tos = if tos & 0x3 == 0x3 { (tos & !0x3) | 0x2 } else { tos };
+        let id = if df {
+            0
+        } else {
+            *ip_id = ip_id.wrapping_add(1);
+            *ip_id
+        };
+        let df = df && pmtu_disc;
+        let h = outer;
+        h[0] = 0x45;
+        h[1] = outer_tos;
+        h[2..4].copy_from_slice(&((t.ip_len + OUTER_LEN + extra) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+        h[8] = ttl;
+        h[9] = protocol;
+        h[10..12].copy_from_slice(&[0, 0]);
+        h[12..16].copy_from_slice(&src.octets());
+        h[16..20].copy_from_slice(&dst.octets());
+        let sum = checksum::checksum(h);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+    }
     super::steal(skb, rt)
 }
