@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod inherit;
+pub mod keepalived;
 pub mod model;
 pub mod table;
 pub mod validate;

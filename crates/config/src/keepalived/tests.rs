@@ -1,0 +1,348 @@
+//! The sample configurations of keepalived.md §8 (copied verbatim) and the
+//! `ipvsadm -S -n` tables keepalived would install, written by hand from the reference.
+
+use super::{Loader, import_str, import_with};
+use crate::model::*;
+use control::api::{Command, DaemonConfig, SyncRole, Timeouts};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const EXAMPLE_A: &str = r#"global_defs {
+    router_id LVS_A
+    lvs_timeouts tcp 900 tcpfin 60 udp 300
+}
+
+virtual_server 10.0.0.100 80 {
+    delay_loop 6
+    lvs_sched wlc
+    lvs_method NAT
+    protocol TCP
+    quorum 2
+    hysteresis 1
+    sorry_server 192.168.1.250 8080
+
+    real_server 192.168.1.11 8080 {
+        weight 3
+        HTTP_GET {
+            url {
+                path /healthz
+                status_code 200
+            }
+            connect_timeout 3
+            retry 2
+            delay_before_retry 2
+        }
+    }
+    real_server 192.168.1.12 8080 {
+        weight 1
+        uthreshold 100
+        lthreshold 50
+        inhibit_on_failure
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+"#;
+
+const EXAMPLE_B: &str = r#"virtual_server 10.0.0.200 443 {
+    lvs_sched sh
+    sh-port
+    sh-fallback
+    lvs_method DR
+    protocol TCP
+    persistence_timeout 600
+    persistence_granularity 255.255.255.0
+    real_server 172.16.0.5 443 {
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+    real_server 172.16.0.6 {
+        weight 2
+        MISC_CHECK {
+            misc_path "/usr/local/bin/check_app 172.16.0.6"
+            misc_timeout 5
+            misc_dynamic
+        }
+    }
+}
+
+virtual_server fwmark 7 {
+    lvs_sched mh
+    mh-port
+    lvs_method TUN type gue port 6080 csum
+    real_server 203.0.113.9 {
+        PING_CHECK {
+            retry 2
+        }
+    }
+    real_server 203.0.113.10 {
+        UDP_CHECK {
+            connect_port 53
+            connect_timeout 4
+        }
+    }
+}
+"#;
+
+const EXAMPLE_C: &str = r#"global_defs {
+    lvs_sync_daemon eth1 VI_1 id 51    # VI_1: a vrrp_instance defined elsewhere
+}
+
+virtual_server_group DNS {
+    10.0.0.53 53
+    10.0.0.54-55 53
+}
+
+virtual_server group DNS {
+    lvs_sched rr
+    ops
+    protocol UDP
+    delay_loop 10
+    real_server 192.168.2.21 53 {
+        DNS_CHECK {
+            type A
+            name health.example.
+        }
+    }
+    real_server 192.168.2.22 53 {
+        DNS_CHECK {
+            type A
+            name health.example.
+        }
+    }
+}
+"#;
+
+fn lines(cfg: &Config) -> String {
+    cfg.save_lines().join("\n")
+}
+
+fn warned(cfg: &Config, needle: &str) -> bool {
+    cfg.warnings.iter().any(|w| w.to_string().contains(needle))
+}
+
+#[test]
+fn example_a_nat_web_farm() {
+    let cfg = import_str(EXAMPLE_A, "keepalived.conf").unwrap();
+    assert_eq!(
+        lines(&cfg),
+        "-A -t 10.0.0.100:80 -s wlc\n\
+         -a -t 10.0.0.100:80 -r 192.168.1.11:8080 -m -w 3\n\
+         -a -t 10.0.0.100:80 -r 192.168.1.12:8080 -m -w 1"
+    );
+    assert_eq!(cfg.timeouts.set_command(), Some(Timeouts { tcp: 900, tcpfin: 60, udp: 300 }));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let vs = &cfg.services[0];
+    assert_eq!((vs.quorum, vs.hysteresis), (2, 1));
+    let sorry = vs.sorry_server.as_ref().unwrap();
+    assert_eq!(
+        (sorry.server.addr.to_string(), sorry.server.port, sorry.server.weight),
+        ("192.168.1.250".into(), Some(8080), 1)
+    );
+    let (r11, r12) = (&vs.reals[0], &vs.reals[1]);
+    let http = &r11.checks[0];
+    assert_eq!(http.timing.delay_loop, Duration::from_secs(6), "inherited from the virtual server");
+    assert_eq!((http.timing.connect_timeout, http.timing.retry), (Duration::from_secs(3), 2));
+    assert_eq!(http.timing.delay_before_retry, Duration::from_secs(2));
+    let CheckKind::Http(h) = &http.kind else { panic!("HTTP_GET") };
+    assert_eq!((h.urls[0].path.as_str(), h.urls[0].status.clone()), ("/healthz", vec![(200, 200)]));
+    assert!(r12.inhibit_on_failure);
+    assert_eq!((r12.u_threshold, r12.l_threshold), (100, 50));
+    assert_eq!(r12.checks[0].kind, CheckKind::Tcp);
+    assert_eq!(r12.checks[0].timing.delay_before_retry, Duration::from_secs(1), "TCP_CHECK default");
+    assert_eq!(r12.checks[0].timing.warmup, Duration::from_secs(6), "warmup = delay_loop");
+}
+
+#[test]
+fn example_a_failures_as_keepalived_applies_them() {
+    // The transitions of §8 A through the table logic the checkers use.
+    let cfg = import_str(EXAMPLE_A, "keepalived.conf").unwrap();
+    let vs = &cfg.services[0];
+    let key = vs.keys[0];
+    let mut st = crate::ServiceState::initial(vs);
+    let before = st.dests(vs, &key);
+    st.alive[1] = false; // .12 fails
+    assert_eq!(st.update_quorum(vs), None, "W = 3 >= 2 - 1");
+    let after = st.dests(vs, &key);
+    let cmds = crate::table::diff(&key, &before, &after);
+    assert!(
+        matches!(&cmds[..], [Command::EditDest(_, d)] if d.port == 8080 && d.weight == 0 && d.addr.to_string() == "192.168.1.12")
+    );
+    st.alive[0] = false; // .11 fails too
+    assert_eq!(st.update_quorum(vs), Some(false));
+    let last = st.dests(vs, &key);
+    let cmds = crate::table::diff(&key, &after, &last);
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    assert!(matches!(&cmds[0], Command::DeleteDest(_, a, 8080) if a.to_string() == "192.168.1.11"));
+    assert!(
+        matches!(&cmds[1], Command::AddDest(_, d) if d.addr.to_string() == "192.168.1.250" && d.weight == 1 && d.port == 8080)
+    );
+}
+
+#[test]
+fn example_b_dr_misc_and_fwmark_tun() {
+    let cfg = import_str(EXAMPLE_B, "keepalived.conf").unwrap();
+    assert_eq!(
+        lines(&cfg),
+        "-A -t 10.0.0.200:443 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port\n\
+         -a -t 10.0.0.200:443 -r 172.16.0.5:443 -g -w 1\n\
+         -a -t 10.0.0.200:443 -r 172.16.0.6:443 -g -w 2\n\
+         -A -f 7 -s mh -b mh-port\n\
+         -a -f 7 -r 203.0.113.9:0 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum\n\
+         -a -f 7 -r 203.0.113.10:0 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum"
+    );
+    let misc = &cfg.services[0].reals[1].checks[0];
+    assert!(matches!(&misc.kind, CheckKind::Misc(m)
+        if m.dynamic && m.path == "/usr/local/bin/check_app 172.16.0.6" && m.timeout == Some(Duration::from_secs(5))));
+    assert_eq!(misc.timing.retry, 0, "MISC_CHECK retry default");
+    let fw = &cfg.services[1];
+    assert_eq!(fw.reals[0].checks[0].kind, CheckKind::Ping);
+    assert_eq!(fw.reals[0].checks[0].timing.retry, 2);
+    assert_eq!(fw.reals[1].checks[0].connect_port, Some(53));
+    assert!(!warned(&cfg, "protocol"), "no protocol warning for fwmark");
+}
+
+#[test]
+fn example_c_group_ops_and_sync() {
+    let cfg = import_str(EXAMPLE_C, "keepalived.conf").unwrap();
+    let mut want = String::new();
+    for vip in ["10.0.0.53", "10.0.0.54", "10.0.0.55"] {
+        want += &format!("-A -u {vip}:53 -s rr -o\n");
+        want += &format!("-a -u {vip}:53 -r 192.168.2.21:53 -m -w 1\n");
+        want += &format!("-a -u {vip}:53 -r 192.168.2.22:53 -m -w 1\n");
+    }
+    assert_eq!(lines(&cfg), want.trim_end());
+    assert!(warned(&cfg, "no forwarding method set, setting default NAT"));
+    let vs = &cfg.services[0];
+    assert_eq!(vs.keys.len(), 3);
+    assert!(matches!(&vs.reals[0].checks[0].kind, CheckKind::Dns(d) if d.qtype == 1 && d.name == "health.example."));
+    assert_eq!(vs.reals[0].checks[0].timing.retry, 3);
+    assert_eq!(vs.reals[0].checks[0].timing.delay_before_retry, Duration::from_secs(10), "DNS: = delay_loop");
+    let d = |role| DaemonConfig {
+        role,
+        mcast_ifn: "eth1".into(),
+        syncid: 51,
+        sync_maxlen: 0,
+        mcast_group: None,
+        mcast_port: 0,
+        mcast_ttl: 0,
+    };
+    assert_eq!(cfg.sync_daemons, vec![d(SyncRole::Master), d(SyncRole::Backup)]);
+    let cmds = cfg.to_commands();
+    assert_eq!(cmds[0], Command::StartDaemon(d(SyncRole::Master)));
+    assert!(warned(&cfg, "instance VI_1"));
+}
+
+#[test]
+fn keepalived_defaults_and_fixes_are_warned() {
+    let text = "virtual_server 10.0.0.1 0 {\n  ops\n  real_server 10.1.1.1 8080 {\n  }\n}\n\
+                virtual_server 10.0.0.2 80 {\n  protocol TCP\n  lvs_method DR\n  ops\n  real_server 10.1.1.2 8080 {\n  }\n  real_server 10.1.1.2 80 {\n  }\n}\n";
+    let cfg = import_str(text, "k.conf").unwrap();
+    assert_eq!(
+        lines(&cfg),
+        "-A -t 10.0.0.2:80 -s wlc\n\
+         -a -t 10.0.0.2:80 -r 10.1.1.2:80 -g -w 1\n\
+         -A -u 10.0.0.1:0 -s wlc -p 360 -o\n\
+         -a -u 10.0.0.1:0 -r 10.1.1.1:8080 -m -w 1"
+    );
+    let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    for needle in [
+        "k.conf:1: virtual_server: no scheduler set, setting default wlc",
+        "k.conf:1: virtual_server: no forwarding method set, setting default NAT",
+        "k.conf:1: virtual_server: no protocol set - defaulting to UDP",
+        "k.conf:1: virtual_server: port 0 on a non-persistent service: persistence 360 set",
+        "k.conf:9: ops: ops is only for UDP services: cleared",
+        "k.conf:10: real_server: port of a DR/TUN real server reset to the virtual server port 80",
+        "k.conf:12: real_server: duplicate real server removed",
+    ] {
+        assert!(w.iter().any(|x| x == needle), "missing {needle:?} in {w:#?}");
+    }
+}
+
+#[test]
+fn alpha_inhibit_sorry_and_quorum_at_startup() {
+    let text = "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind NAT\n alpha\n quorum 5\n hysteresis 9\n\
+                sorry_server 10.9.9.9 8080\n\
+                real_server 10.1.1.1 80 {\n  weight 2\n  TCP_CHECK {\n  }\n }\n\
+                real_server 10.1.1.2 80 {\n  inhibit_on_failure\n  TCP_CHECK {\n  }\n }\n}\n";
+    let cfg = import_str(text, "k.conf").unwrap();
+    // alpha: both start down; the inhibited one stays with weight 0; the quorum is lost
+    // at once (W = 0) so the sorry server is in.
+    assert_eq!(
+        lines(&cfg),
+        "-A -t 10.0.0.1:80 -s rr\n\
+         -a -t 10.0.0.1:80 -r 10.1.1.2:80 -m -w 0\n\
+         -a -t 10.0.0.1:80 -r 10.9.9.9:8080 -m -w 1"
+    );
+    let vs = &cfg.services[0];
+    assert_eq!((vs.quorum, vs.hysteresis), (3, 2), "quorum lowered to the total weight, hysteresis below it");
+    assert!(warned(&cfg, "quorum 5 is more than the total weight 3"));
+}
+
+#[test]
+fn unsupported_things_are_warnings_with_lines() {
+    let text = "global_defs {\n router_id X\n lvs_flush\n foo_bar 1\n}\n\
+                vrrp_instance VI_1 {\n state MASTER\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n\
+                virtual_server fwmark 3 {\n protocol TCP\n lb_algo wrr\n lb_kind DR\n ha_suspend\n\
+                real_server 10.1.1.1 {\n  SSL_GET {\n   url {\n    path /\n   }\n  }\n  FILE_CHECK {\n  }\n  HTTP_GET {\n   url {\n    path /x\n    regex ok\n   }\n  }\n }\n}\n";
+    let cfg = import_str(text, "k.conf").unwrap();
+    let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    for needle in [
+        "k.conf:4: foo_bar: unsupported global_defs keyword \"foo_bar\" ignored",
+        "k.conf:6: vrrp_instance: vrrp_instance block ignored (rvs runs the LVS part of keepalived only)",
+        "k.conf:13: protocol: protocol is ignored for a fwmark service",
+        "k.conf:16: ha_suspend: ha_suspend is not supported: checkers always run",
+        "k.conf:18: SSL_GET: SSL_GET: TLS checking is not supported by this build; checker ignored",
+        "k.conf:23: FILE_CHECK: FILE_CHECK is not supported; checker ignored",
+        "k.conf:28: regex: unsupported url keyword \"regex\" ignored",
+    ] {
+        assert!(w.iter().any(|x| x == needle), "missing {needle:?} in {w:#?}");
+    }
+    assert_eq!(w.len(), 7, "one warning per VRRP block, nothing for router_id: {w:#?}");
+    assert!(cfg.flush_on_start);
+    assert_eq!(cfg.to_commands()[0], Command::Clear);
+    assert_eq!(cfg.services[0].reals[0].checks.len(), 1, "only HTTP_GET remains");
+}
+
+#[test]
+fn bad_values_are_errors_with_lines() {
+    let e = import_str("virtual_server 10.0.0.1 80 {\n delay_loop abc\n}\n", "k.conf").unwrap_err();
+    assert_eq!(e.to_string(), "k.conf:2: delay_loop: \"abc\" is not a time in seconds (0..86400)");
+    let e = import_str("virtual_server 10.0.0.1 80 {\n lvs_sched foo\n}\n", "k.conf").unwrap_err();
+    assert_eq!(e.to_string(), "k.conf:2: lvs_sched: unknown scheduler \"foo\"");
+    let e = import_str("virtual_server group NOPE {\n}\n", "k.conf").unwrap_err();
+    assert_eq!(e.to_string(), "k.conf:1: virtual_server: virtual_server_group \"NOPE\" is not defined");
+}
+
+#[test]
+fn include_relative_to_the_including_file() {
+    let files: Vec<(PathBuf, String)> = vec![
+        ("/etc/keepalived/keepalived.conf".into(), "include services/*.conf\n".into()),
+        ("/etc/keepalived/services/web.conf".into(), EXAMPLE_A.into()),
+    ];
+    let names: Vec<PathBuf> = files.iter().map(|f| f.0.clone()).collect();
+    let loader = Loader {
+        read: Box::new(move |p| {
+            files.iter().find(|f| f.0 == p).map(|f| f.1.clone()).ok_or_else(|| std::io::Error::other("missing"))
+        }),
+        list: Box::new(move |d| {
+            Ok(names
+                .iter()
+                .filter(|n| n.parent() == Some(d))
+                .map(|n| n.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                .collect())
+        }),
+        warnings: Vec::new(),
+    };
+    let cfg = import_with(loader, Path::new("/etc/keepalived/keepalived.conf")).unwrap();
+    assert_eq!(cfg.save_lines().len(), 3);
+}
+
+#[test]
+fn a_service_defined_twice_is_an_error() {
+    let text = "virtual_server 10.0.0.1 80 {\n protocol TCP\n}\nvirtual_server 10.0.0.1 80 {\n protocol TCP\n}\n";
+    let e = import_str(text, "k.conf").unwrap_err().to_string();
+    assert!(e.starts_with("k.conf:4: virtual_server: service"), "{e}");
+}
