@@ -22,25 +22,27 @@ pub struct InHook;
 #[derive(Debug, Default)]
 pub struct OutHook;
 
-/// Register IPVS on `hooks` for IPv4, with the firewall-mark classifier.
+/// Register IPVS on `hooks` for IPv4 and IPv6 (the same priorities, §1), with the
+/// firewall-mark classifier.
 pub fn register<C: IpvsContext>(hooks: &Hooks<C>) -> Vec<HookHandle> {
-    vec![
-        crate::fwmark::register(hooks),
-        hooks.register(HookOps {
-            family: Family::Ipv4,
+    let mut handles = vec![crate::fwmark::register(hooks)];
+    for family in [Family::Ipv4, Family::Ipv6] {
+        handles.push(hooks.register(HookOps {
+            family,
             point: HookPoint::LocalIn,
             priority: priority::IPVS_LOCAL_IN,
             name: "ipvs_in".into(),
             hook: Arc::new(InHook),
-        }),
-        hooks.register(HookOps {
-            family: Family::Ipv4,
+        }));
+        handles.push(hooks.register(HookOps {
+            family,
             point: HookPoint::Forward,
             priority: priority::IPVS_REPLY_FORWARD,
             name: "ipvs_out".into(),
             hook: Arc::new(OutHook),
-        }),
-    ]
+        }));
+    }
+    handles
 }
 
 impl<C: IpvsContext> Hook<C> for InHook {

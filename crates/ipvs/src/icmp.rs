@@ -41,7 +41,10 @@ fn is_ipvs_error(t: u8) -> bool {
     matches!(t, 3 | 4 | 11)
 }
 
-fn examine(net: &[u8]) -> Check {
+fn examine(net: &[u8], v6: bool) -> Check {
+    if v6 {
+        return examine_v6(net);
+    }
     let ihl = (net[0] & 0xf) as usize * 4;
     let ip_len = (u16::from_be_bytes([net[2], net[3]]) as usize).min(net.len());
     let Some(msg) = net.get(ihl..ip_len) else { return Check::Bad(DropReason::BadL4Header) };
@@ -79,15 +82,76 @@ fn examine(net: &[u8]) -> Check {
     })
 }
 
-fn put_addr(net: &mut [u8], at: usize, a: &IpAddr) {
-    if let IpAddr::V4(a) = a {
-        net[at..at + 4].copy_from_slice(&a.octets());
+/// ICMPv6: every error type (< 128) relates to connections (§14).
+fn examine_v6(net: &[u8]) -> Check {
+    let ip_len = (40 + u16::from_be_bytes([net[4], net[5]]) as usize).min(net.len());
+    let Some(msg) = net.get(40..ip_len) else { return Check::Bad(DropReason::BadL4Header) };
+    if msg.len() < 8 {
+        return Check::Bad(DropReason::BadL4Header);
+    }
+    if msg[0] >= 128 {
+        return Check::NotOurs;
+    }
+    let (s, d) = (addr6(net, 8), addr6(net, 24));
+    if checksum::transport(&s, &d, wire::ip::protocol::ICMPV6, msg) != 0 {
+        return Check::Bad(DropReason::BadChecksum);
+    }
+    let inner = 48;
+    let Ok(q) = wire::Ipv6Packet::new_checked_header(&net[inner..ip_len]) else {
+        return Check::Bad(DropReason::BadL4Header);
+    };
+    let protocol = q.next_header();
+    if !matches!(protocol, 6 | 17 | 132) {
+        return Check::NotOurs;
+    }
+    let Some(ports) = net.get(inner + 40..inner + 44) else {
+        return Check::Bad(DropReason::BadL4Header);
+    };
+    Check::Quoted(Quoted {
+        icmp: 40,
+        inner,
+        inner_ihl: 40,
+        protocol,
+        saddr: IpAddr::V6(q.src_addr()),
+        daddr: IpAddr::V6(q.dst_addr()),
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+        ip_len,
+    })
+}
+
+fn addr6(net: &[u8], at: usize) -> IpAddr {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&net[at..at + 16]);
+    IpAddr::V6(b.into())
+}
+
+/// Write an address into the quoted header at its source (`source`) or destination field.
+fn put_addr(net: &mut [u8], inner: usize, source: bool, a: &IpAddr) {
+    match a {
+        IpAddr::V4(a) => {
+            let at = inner + if source { 12 } else { 16 };
+            net[at..at + 4].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            let at = inner + if source { 8 } else { 24 };
+            net[at..at + 16].copy_from_slice(&a.octets());
+        }
     }
 }
 
 /// Recompute the quoted IP header checksum and the ICMP checksum after a rewrite (the quoted
 /// transport checksum is left alone, as the kernel does).
-fn fix_checksums(net: &mut [u8], q: &Quoted) {
+fn fix_checksums(net: &mut [u8], q: &Quoted, v6: bool) {
+    if v6 {
+        let (s, d) = (addr6(net, 8), addr6(net, 24));
+        let msg = &mut net[q.icmp..q.ip_len];
+        msg[2] = 0;
+        msg[3] = 0;
+        let c = checksum::transport(&s, &d, wire::ip::protocol::ICMPV6, msg);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        return;
+    }
     let h = &mut net[q.inner..q.inner + q.inner_ihl];
     h[10] = 0;
     h[11] = 0;
@@ -101,6 +165,11 @@ fn fix_checksums(net: &mut [u8], q: &Quoted) {
 }
 
 fn set_outer(net: &mut [u8], source: bool, a: &IpAddr) {
+    if let IpAddr::V6(new) = a {
+        let at = if source { 8 } else { 24 };
+        net[at..at + 16].copy_from_slice(&new.octets());
+        return;
+    }
     let (IpAddr::V4(new), at) = (a, if source { 12 } else { 16 }) else { return };
     let old = u32::from_be_bytes([net[at], net[at + 1], net[at + 2], net[at + 3]]);
     net[at..at + 4].copy_from_slice(&new.octets());
@@ -112,7 +181,8 @@ fn set_outer(net: &mut [u8], source: bool, a: &IpAddr) {
 impl Worker {
     /// An ICMP error arriving for a VIP (client side, LOCAL_IN).
     pub fn in_icmp(&mut self, skb: &mut Skb<'_>, routing: &dyn Routing) -> Verdict {
-        let q = match examine(skb.network_bytes()) {
+        let v6 = skb.family == netfilter::Family::Ipv6;
+        let q = match examine(skb.network_bytes(), v6) {
             Check::NotOurs => return Verdict::Accept,
             Check::Bad(r) => return skb.drop_with(r),
             Check::Quoted(q) => q,
@@ -133,16 +203,16 @@ impl Worker {
         }
         let (daddr, dport, nat) = (c.daddr, c.dport, c.flags & ConnFlags::FWD_MASK == 0);
         let Some(rt) = routing.route(&daddr) else { return skb.drop_with(DropReason::NoRoute) };
-        if skb.network_bytes()[8] <= 1 {
+        if xmit::ttl(skb) <= 1 {
             return skb.drop_with(DropReason::TtlExceeded);
         }
         if nat {
             let net = skb.network_bytes_mut();
             set_outer(net, false, &daddr);
-            put_addr(net, q.inner + 12, &daddr);
+            put_addr(net, q.inner, true, &daddr);
             let p = q.inner + q.inner_ihl;
             net[p..p + 2].copy_from_slice(&dport.to_be_bytes());
-            fix_checksums(net, &q);
+            fix_checksums(net, &q, v6);
             xmit::dec_ttl(skb);
             return xmit::steal(skb, &rt);
         }
@@ -166,7 +236,8 @@ impl Worker {
     /// An ICMP error being forwarded towards a client (real-server side, FORWARD): about a
     /// client packet to a NAT real server, rewritten to come from the VIP.
     pub fn out_icmp(&mut self, skb: &mut Skb<'_>) -> Verdict {
-        let q = match examine(skb.network_bytes()) {
+        let v6 = skb.family == netfilter::Family::Ipv6;
+        let q = match examine(skb.network_bytes(), v6) {
             Check::NotOurs => return Verdict::Accept,
             Check::Bad(r) => return skb.drop_with(r),
             Check::Quoted(q) => q,
@@ -183,10 +254,10 @@ impl Worker {
         self.touch(id);
         let net = skb.network_bytes_mut();
         set_outer(net, true, &vaddr);
-        put_addr(net, q.inner + 16, &vaddr);
+        put_addr(net, q.inner, false, &vaddr);
         let p = q.inner + q.inner_ihl + 2;
         net[p..p + 2].copy_from_slice(&vport.to_be_bytes());
-        fix_checksums(net, &q);
+        fix_checksums(net, &q, v6);
         if let Some(d) = dest
             && d.is_available()
         {

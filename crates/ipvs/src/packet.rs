@@ -31,28 +31,47 @@ pub enum Parsed {
     Bad(DropReason),
 }
 
-/// Read the tuple of an IPv4 packet whose IP header the node has already validated.
+/// Read the tuple of an IPv4 or IPv6 packet whose IP header the node has already validated
+/// (IPv6: no extension headers reach the hooks).
 #[inline]
 pub fn parse(skb: &Skb<'_>) -> Parsed {
-    if skb.family != Family::Ipv4 {
-        return Parsed::Other;
-    }
     let net = skb.network_bytes();
-    let Ok(ip) = Ipv4Packet::new_checked(net) else {
-        return Parsed::Bad(DropReason::BadIpHeader);
+    let (proto, l4, ip_len, saddr, daddr) = match skb.family {
+        Family::Ipv4 => {
+            let Ok(ip) = Ipv4Packet::new_checked(net) else {
+                return Parsed::Bad(DropReason::BadIpHeader);
+            };
+            if ip.protocol() == protocol::ICMP {
+                return Parsed::Icmp;
+            }
+            if ip.is_fragment() {
+                return Parsed::Bad(DropReason::Fragment);
+            }
+            (
+                ip.protocol(),
+                ip.header_len(),
+                ip.total_len() as usize,
+                IpAddr::V4(ip.src_addr()),
+                IpAddr::V4(ip.dst_addr()),
+            )
+        }
+        Family::Ipv6 => {
+            let Ok(ip) = wire::Ipv6Packet::new_checked(net) else {
+                return Parsed::Bad(DropReason::BadIpHeader);
+            };
+            if ip.next_header() == protocol::ICMPV6 {
+                return Parsed::Icmp;
+            }
+            let len = wire::ipv6::HEADER_LEN + ip.payload_len() as usize;
+            (ip.next_header(), wire::ipv6::HEADER_LEN, len, IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()))
+        }
+        Family::Arp => return Parsed::Other,
     };
-    let proto = ip.protocol();
-    let l4 = ip.header_len();
-    let ip_len = ip.total_len() as usize;
     match proto {
         protocol::TCP | protocol::UDP | protocol::SCTP => {}
-        protocol::ICMP => return Parsed::Icmp,
         _ => return Parsed::Other,
     }
-    if ip.is_fragment() {
-        return Parsed::Bad(DropReason::Fragment);
-    }
-    let seg = &net[l4..ip_len];
+    let Some(seg) = net.get(l4..ip_len) else { return Parsed::Bad(DropReason::BadL4Header) };
     let (sport, dport, flags) = if proto == protocol::TCP {
         if seg.len() < wire::tcp::HEADER_LEN || ((seg[12] >> 4) as usize) < 5 || (seg[12] >> 4) as usize * 4 > seg.len()
         {
@@ -75,14 +94,5 @@ pub fn parse(skb: &Skb<'_>) -> Parsed {
         }
         (u16::from_be_bytes([seg[0], seg[1]]), u16::from_be_bytes([seg[2], seg[3]]), 0)
     };
-    Parsed::Tuple(Tuple {
-        protocol: proto,
-        saddr: IpAddr::V4(ip.src_addr()),
-        daddr: IpAddr::V4(ip.dst_addr()),
-        sport,
-        dport,
-        tcp_flags: flags,
-        l4,
-        ip_len,
-    })
+    Parsed::Tuple(Tuple { protocol: proto, saddr, daddr, sport, dport, tcp_flags: flags, l4, ip_len })
 }

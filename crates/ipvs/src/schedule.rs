@@ -85,14 +85,7 @@ impl Worker {
         let input = SchedInput { proto: t.protocol, saddr: t.saddr, sport: t.sport, daddr: t.daddr, dport: t.dport };
         svc.scheduler.schedule(&svc.dests, &input).ok_or_else(|| {
             // No destination: ICMP port unreachable to the client, even for TCP (§5).
-            xmit::icmp::send_error_v4(
-                skb,
-                routing,
-                wire::icmpv4::msg_type::DEST_UNREACH,
-                wire::icmpv4::code::PORT_UNREACH,
-                0,
-                DropReason::NoDest,
-            )
+            xmit::icmp::send_error(skb, routing, xmit::icmp::Error::PortUnreachable, DropReason::NoDest)
         })
     }
 

@@ -3,6 +3,7 @@
 
 pub mod counters;
 pub mod io;
+pub mod ndp;
 pub mod net;
 pub mod netlink;
 pub mod path;

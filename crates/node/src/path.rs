@@ -84,7 +84,7 @@ impl Node {
         self.hooks.snapshot()
     }
 
-    fn learn(&self, ip: IpAddr, mac: MacAddr) {
+    pub(crate) fn learn(&self, ip: IpAddr, mac: MacAddr) {
         if self.learnt.load().get(&ip) == Some(&mac) {
             return;
         }
@@ -160,29 +160,46 @@ impl Node {
             PktType::OtherHost
         };
         skb.network = wire::ethernet::HEADER_LEN;
-        match etype {
+        let family = match etype {
             ethertype::ARP => return self.arp(tr, cx, skb, ifc_mac),
-            ethertype::IPV4 => {}
+            ethertype::IPV4 => Family::Ipv4,
+            ethertype::IPV6 => Family::Ipv6,
             _ => return Action::Drop(DropReason::NotForUs),
-        }
+        };
         if skb.pkt_type == PktType::OtherHost {
             return Action::Drop(DropReason::NotForUs);
         }
-        skb.family = Family::Ipv4;
-        if let Err(r) = validate_ipv4(skb) {
-            return Action::Drop(r);
+        skb.family = family;
+        let daddr = match family {
+            Family::Ipv4 => {
+                if let Err(r) = validate_ipv4(skb) {
+                    return Action::Drop(r);
+                }
+                IpAddr::V4(wire::Ipv4Packet::new_unchecked(skb.network_bytes()).dst_addr())
+            }
+            _ => {
+                match validate_ipv6(skb) {
+                    Ok(true) => return self.ndp(cx, skb, ifc_mac),
+                    Ok(false) => {}
+                    Err(r) => return Action::Drop(r),
+                }
+                IpAddr::V6(wire::Ipv6Packet::new_unchecked(skb.network_bytes()).dst_addr())
+            }
+        };
+        if skb.pkt_type != PktType::Host {
+            // Multicast and broadcast IP traffic is not load balanced (NDP was handled above).
+            return Action::Drop(DropReason::NotForUs);
         }
-        match tr.traverse(Family::Ipv4, HookPoint::PreRouting, cx, skb) {
+        match tr.traverse(family, HookPoint::PreRouting, cx, skb) {
             Verdict::Accept => {}
             v => return self.after_steal(tr, cx, skb, v),
         }
-        let daddr = IpAddr::V4(wire::Ipv4Packet::new_unchecked(skb.network_bytes()).dst_addr());
         let local = cx.ipvs.services().is_vip(&daddr)
-            || cx.ipvs.services().has_mark(skb.mark, false)
+            || cx.ipvs.services().has_mark(skb.mark, family == Family::Ipv6)
             || cx.net.is_local(&daddr);
         if local {
             skb.route = Route { kind: RouteKind::Local, ..Route::default() };
-            match tr.traverse(Family::Ipv4, HookPoint::LocalIn, cx, skb) {
+            match tr.traverse(family, HookPoint::LocalIn, cx, skb) {
                 Verdict::Accept => Action::Local,
                 v => self.after_steal(tr, cx, skb, v),
             }
@@ -196,16 +213,21 @@ impl Node {
         let Some(rt) = ipvs::Routing::route(&*cx.net, daddr) else {
             return Action::Drop(DropReason::NoRoute);
         };
-        if skb.network_bytes()[8] <= 1 {
+        let v6 = skb.family == Family::Ipv6;
+        if skb.network_bytes()[if v6 { 7 } else { 8 }] <= 1 {
             return Action::Drop(DropReason::TtlExceeded);
         }
         skb.route = Route { kind: RouteKind::Forward, out_if: rt.out_if, next_hop: Some(rt.next_hop), mtu: rt.mtu };
-        match tr.traverse(Family::Ipv4, HookPoint::Forward, cx, skb) {
+        match tr.traverse(skb.family, HookPoint::Forward, cx, skb) {
             Verdict::Accept if skb.ipvs_property => {}
             Verdict::Accept => return Action::Drop(DropReason::NotForUs),
             v => return self.after_steal(tr, cx, skb, v),
         }
-        wire::Ipv4Packet::new_unchecked(skb.network_bytes_mut()).dec_ttl();
+        if v6 {
+            wire::Ipv6Packet::new_unchecked(skb.network_bytes_mut()).dec_hop_limit();
+        } else {
+            wire::Ipv4Packet::new_unchecked(skb.network_bytes_mut()).dec_ttl();
+        }
         self.post_routing(tr, cx, skb)
     }
 
@@ -213,7 +235,7 @@ impl Node {
     fn after_steal(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>, v: Verdict) -> Action {
         match v {
             Verdict::Stolen if skb.output == Output::LocalOut => {
-                match tr.traverse(Family::Ipv4, HookPoint::LocalOut, cx, skb) {
+                match tr.traverse(skb.family, HookPoint::LocalOut, cx, skb) {
                     Verdict::Accept => self.post_routing(tr, cx, skb),
                     Verdict::Stolen => Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop)),
                     _ => Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop)),
@@ -226,7 +248,7 @@ impl Node {
 
     /// POST_ROUTING, then the neighbour stage writes the Ethernet header.
     fn post_routing(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>) -> Action {
-        match tr.traverse(Family::Ipv4, HookPoint::PostRouting, cx, skb) {
+        match tr.traverse(skb.family, HookPoint::PostRouting, cx, skb) {
             Verdict::Accept => {}
             _ => return Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop)),
         }
@@ -244,7 +266,7 @@ impl Node {
         let mut eth = EthernetFrame::new_unchecked(skb.frame.data_mut());
         eth.set_dst_addr(dst_mac);
         eth.set_src_addr(src_mac);
-        eth.set_ethertype(ethertype::IPV4);
+        eth.set_ethertype(if skb.family == Family::Ipv6 { ethertype::IPV6 } else { ethertype::IPV4 });
         Action::Tx(out_if)
     }
 
@@ -315,6 +337,36 @@ fn validate_ipv4(skb: &mut Skb<'_>) -> Result<(), DropReason> {
         skb.csum = CsumState::Unnecessary;
     }
     Ok(())
+}
+
+/// IPv6 header checks. Extension headers are not walked: a packet whose next header is not
+/// TCP, UDP, SCTP or ICMPv6 is dropped (fragments and options counted as such). Returns
+/// `Ok(true)` for neighbour discovery messages (handled by the node itself).
+fn validate_ipv6(skb: &mut Skb<'_>) -> Result<bool, DropReason> {
+    let net = skb.network;
+    let (total, nh, src) = {
+        let ip = wire::Ipv6Packet::new_checked(skb.network_bytes()).map_err(|e| match e {
+            wire::Error::Truncated => DropReason::Truncated,
+            wire::Error::Malformed => DropReason::BadIpHeader,
+        })?;
+        (40 + ip.payload_len() as usize, ip.next_header(), ip.src_addr())
+    };
+    match nh {
+        6 | 17 | 132 | 58 => {}
+        44 => return Err(DropReason::Fragment),
+        0 | 43 | 60 | 51 | 50 | 135 | 139 | 140 => return Err(DropReason::IpOptions),
+        _ => return Err(DropReason::NotForUs),
+    }
+    if src.is_multicast() {
+        return Err(DropReason::BadIpHeader);
+    }
+    skb.frame.set_len(net + total).map_err(|_| DropReason::Truncated)?;
+    if skb.csum == CsumState::Partial {
+        complete_partial_checksum(skb, 40, nh);
+        skb.csum = CsumState::Unnecessary;
+    }
+    let ndp = nh == 58 && skb.network_bytes().get(40).is_some_and(|t| matches!(t, 135 | 136));
+    Ok(ndp)
 }
 
 /// The transport checksum field of a CHECKSUM_PARTIAL frame holds the folded pseudo-header sum;

@@ -8,7 +8,7 @@ pub(crate) mod icmp;
 mod nat;
 mod tun;
 
-use netfilter::{DropReason, Output, Route, RouteKind, Skb, Verdict};
+use netfilter::{DropReason, Family, Output, Route, RouteKind, Skb, Verdict};
 
 use crate::conn::Conn;
 use crate::ctx::{RouteTo, Routing};
@@ -31,9 +31,8 @@ pub(crate) fn xmit(
         return skb.drop_with(DropReason::NoRoute);
     };
     // TTL first, before encapsulation and the MTU check (§16 step 2).
-    let ttl = skb.network_bytes()[8];
-    if ttl <= 1 {
-        return icmp::send_error_v4(skb, routing, wire::icmpv4::msg_type::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded);
+    if ttl(skb) <= 1 {
+        return icmp::send_error(skb, routing, icmp::Error::TimeExceeded, DropReason::TtlExceeded);
     }
     match c.method() {
         ForwardMethod::Masq => nat::xmit(c, skb, t, &rt, routing),
@@ -44,25 +43,32 @@ pub(crate) fn xmit(
     }
 }
 
-/// Decrement the TTL (incremental header checksum).
+/// The TTL (IPv4) or hop limit (IPv6).
 #[inline]
-pub(crate) fn dec_ttl(skb: &mut Skb<'_>) {
-    wire::Ipv4Packet::new_unchecked(skb.network_bytes_mut()).dec_ttl();
+pub(crate) fn ttl(skb: &Skb<'_>) -> u8 {
+    let n = skb.network_bytes();
+    match skb.family {
+        Family::Ipv6 => n.get(7).copied().unwrap_or(0),
+        _ => n.get(8).copied().unwrap_or(0),
+    }
 }
 
-/// DF packets over the usable MTU get ICMP fragmentation-needed (§16 step 3).
+/// Decrement the TTL (incremental header checksum) or the hop limit.
+#[inline]
+pub(crate) fn dec_ttl(skb: &mut Skb<'_>) {
+    match skb.family {
+        Family::Ipv6 => wire::Ipv6Packet::new_unchecked(skb.network_bytes_mut()).dec_hop_limit(),
+        _ => wire::Ipv4Packet::new_unchecked(skb.network_bytes_mut()).dec_ttl(),
+    }
+}
+
+/// Packets over the usable MTU that may not be fragmented (IPv4 with DF; IPv6 always) get
+/// fragmentation-needed / packet-too-big with that MTU and are dropped (§16 step 3).
 #[inline]
 pub(crate) fn check_mtu(skb: &mut Skb<'_>, t: &Tuple, mtu: usize, routing: &dyn Routing) -> Option<Verdict> {
-    let df = skb.network_bytes()[6] & 0x40 != 0;
+    let df = skb.family == Family::Ipv6 || skb.network_bytes()[6] & 0x40 != 0;
     if df && t.ip_len > mtu {
-        return Some(icmp::send_error_v4(
-            skb,
-            routing,
-            wire::icmpv4::msg_type::DEST_UNREACH,
-            wire::icmpv4::code::FRAG_NEEDED,
-            mtu as u32,
-            DropReason::FragNeeded,
-        ));
+        return Some(icmp::send_error(skb, routing, icmp::Error::TooBig(mtu as u32), DropReason::FragNeeded));
     }
     None
 }

@@ -61,14 +61,27 @@ fn rewrite(
     old_port: u16,
     new_port: u16,
 ) {
-    let (IpAddr::V4(old4), IpAddr::V4(new4)) = (old_addr, new_addr) else { return };
-    let (old32, new32) = (u32::from(*old4), u32::from(*new4));
-    let addr_delta = halves(!old32) + halves(new32);
     let net = skb.network_bytes_mut();
-    let a = if source { 12 } else { 16 };
-    net[a..a + 4].copy_from_slice(&new32.to_be_bytes());
-    let hc = apply(get16(net, 10), addr_delta);
-    net[10..12].copy_from_slice(&hc.to_be_bytes());
+    let addr_delta = match (old_addr, new_addr) {
+        (IpAddr::V4(old4), IpAddr::V4(new4)) => {
+            let (old32, new32) = (u32::from(*old4), u32::from(*new4));
+            let d = halves(!old32) + halves(new32);
+            let a = if source { 12 } else { 16 };
+            net[a..a + 4].copy_from_slice(&new32.to_be_bytes());
+            let hc = apply(get16(net, 10), d);
+            net[10..12].copy_from_slice(&hc.to_be_bytes());
+            d
+        }
+        (IpAddr::V6(old6), IpAddr::V6(new6)) => {
+            // No IPv6 header checksum; only the transport pseudo header changes.
+            let d = old6.segments().iter().map(|w| u32::from(!w)).sum::<u32>()
+                + new6.segments().iter().map(|&w| u32::from(w)).sum::<u32>();
+            let a = if source { 8 } else { 24 };
+            net[a..a + 16].copy_from_slice(&new6.octets());
+            d
+        }
+        _ => return,
+    };
     let l4 = t.l4;
     let p = if source { l4 } else { l4 + 2 };
     net[p..p + 2].copy_from_slice(&new_port.to_be_bytes());
@@ -90,8 +103,20 @@ fn rewrite(
             // No checksum on the wire: IPVS computes a full one (§12).
             net[off] = 0;
             net[off + 1] = 0;
-            let s = IpAddr::V4(std::net::Ipv4Addr::new(net[12], net[13], net[14], net[15]));
-            let d = IpAddr::V4(std::net::Ipv4Addr::new(net[16], net[17], net[18], net[19]));
+            let (s, d) = match new_addr {
+                IpAddr::V4(_) => (
+                    IpAddr::V4(std::net::Ipv4Addr::new(net[12], net[13], net[14], net[15])),
+                    IpAddr::V4(std::net::Ipv4Addr::new(net[16], net[17], net[18], net[19])),
+                ),
+                IpAddr::V6(_) => {
+                    let a = |o: usize| {
+                        let mut b = [0u8; 16];
+                        b.copy_from_slice(&net[o..o + 16]);
+                        IpAddr::V6(b.into())
+                    };
+                    (a(8), a(24))
+                }
+            };
             let ulen = (get16(net, l4 + 4) as usize).min(net.len() - l4);
             checksum::transport(&s, &d, wire::ip::protocol::UDP, &net[l4..l4 + ulen])
         } else {

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use ipvs::service::FastMap as HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, TcpHeader, UdpHeader};
@@ -25,6 +25,15 @@ pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 pub const GW: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 254);
 pub const HEADROOM: usize = 128;
 
+pub const EXT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+pub const INT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 7);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x100);
+
+pub fn rs6(n: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x10 + n as u16)
+}
+
 pub fn rs(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, 1, 10 + n)
 }
@@ -41,14 +50,14 @@ pub fn topology() -> NetState {
             name: "ext".into(),
             mac: MacAddr(EXT_MAC),
             mtu: 1500,
-            addrs: vec![(EXT_ADDR.into(), 24)],
+            addrs: vec![(EXT_ADDR.into(), 24), (EXT6.into(), 64)],
         },
         Interface {
             index: INT,
             name: "int".into(),
             mac: MacAddr(INT_MAC),
             mtu: 1500,
-            addrs: vec![(INT_ADDR.into(), 24)],
+            addrs: vec![(INT_ADDR.into(), 24), (INT6.into(), 64)],
         },
     ];
     let routes = vec![RouteEntry {
@@ -64,7 +73,9 @@ pub fn topology() -> NetState {
     neigh.insert(IpAddr::V4(GW), MacAddr(GW_MAC));
     for n in 1..=9 {
         neigh.insert(IpAddr::V4(rs(n)), MacAddr(rs_mac(n)));
+        neigh.insert(IpAddr::V6(rs6(n)), MacAddr(rs_mac(n)));
     }
+    neigh.insert(IpAddr::V6(CLIENT6), MacAddr(CLIENT_MAC));
     NetState::new(interfaces, routes, neigh)
 }
 
@@ -249,6 +260,15 @@ impl Lab {
     pub fn advance(&mut self, secs: u64) {
         self.now += secs * 1000;
         self.node.begin_batch(&mut self.cx, self.now);
+    }
+
+    /// The state name of the (non-template) entry with this client port, any family.
+    pub fn state_of_any(&self, cport: u16) -> Option<&'static str> {
+        let t = &self.cx.ipvs.conns;
+        t.ids().filter_map(|id| t.get(id)).find(|c| c.cport == cport && !c.is_template()).map(|c| match c.protocol {
+            6 => ipvs::proto::tcp::NAMES[c.state as usize],
+            _ => ipvs::proto::udp::NAME,
+        })
     }
 
     /// The only connection entry's state name (panics unless exactly one non-template entry).
