@@ -193,7 +193,7 @@ fn client_icmpv6_error_is_relayed_to_the_nat_real_server() {
     lab.send(EXT, &eth6(CLIENT_MAC, EXT_MAC, &tcp6(CLIENT6, 40006, VIP6, 80, 64, SYN, &[])));
     let ours = tcp6(VIP6, 80, CLIENT6, 40006, 60, ACK, &[]);
     let pu = etherparse::Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Port);
-    let (a, out) = lab.send(EXT, &eth6(CLIENT_MAC, EXT_MAC, &icmp6(CLIENT6, VIP6, 64, pu.clone(), &ours)));
+    let (a, out) = lab.send(EXT, &eth6(CLIENT_MAC, EXT_MAC, &icmp6(CLIENT6, VIP6, 64, pu, &ours)));
     assert_eq!(a, Action::Tx(INT));
     // The quoted packet now comes from RIP:8080 (its TCP checksum untouched).
     let mut q = ours.clone();
