@@ -249,6 +249,17 @@ impl Dest {
             self.flags.fetch_and(!DEST_F_AVAILABLE, Relaxed);
         }
     }
+    #[inline]
+    pub fn is_draining(&self) -> bool {
+        self.flags() & DEST_F_DRAINING != 0
+    }
+
+    /// Usable for a new connection: in its service, not draining (templates check this).
+    #[inline]
+    pub fn takes_new(&self) -> bool {
+        self.flags() & (DEST_F_AVAILABLE | DEST_F_DRAINING) == DEST_F_AVAILABLE
+    }
+
     pub fn set_draining(&self, on: bool) {
         if on {
             self.flags.fetch_or(DEST_F_DRAINING, Relaxed);

@@ -161,8 +161,8 @@ impl Worker {
             if mode != 0 && reusable {
                 return Existing::Reschedule;
             }
-            // rvs: never route a new SYN to a removed dest (§21.1).
-            if !dest_ok {
+            // rvs: never route a new SYN to a removed or draining dest (§21.1, §21.2).
+            if !c.dest.as_ref().is_some_and(|d| d.takes_new()) {
                 return Existing::Reschedule;
             }
         }

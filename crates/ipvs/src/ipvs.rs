@@ -63,6 +63,12 @@ pub struct Sysctls {
     pub secure_tcp: AtomicU32,
     pub nat_icmp_send: AtomicU32,
     pub pmtu_disc: AtomicU32,
+    /// Defence modes 0..3 (§19).
+    pub drop_entry: AtomicU32,
+    pub drop_packet: AtomicU32,
+    pub am_droprate: AtomicU32,
+    /// Free table entries below which the automatic defences engage (0 = max/16).
+    pub amemthresh: AtomicU32,
 }
 
 impl Default for Sysctls {
@@ -76,6 +82,10 @@ impl Default for Sysctls {
             secure_tcp: AtomicU32::new(0),
             nat_icmp_send: AtomicU32::new(0),
             pmtu_disc: AtomicU32::new(1),
+            drop_entry: AtomicU32::new(0),
+            drop_packet: AtomicU32::new(0),
+            am_droprate: AtomicU32::new(10),
+            amemthresh: AtomicU32::new(0),
         }
     }
 }
@@ -95,9 +105,19 @@ pub struct Ipvs {
 }
 
 /// Deleted dests (the kernel's trash): re-adding the same dest to the same service takes it
-/// back with its counters (§9). Live connections hold their own reference anyway.
+/// back with its counters (§9). Live connections hold their own reference anyway. Draining
+/// dests wait here too, with their deadline.
 #[derive(Debug, Default)]
-struct Trash(Vec<(ServiceKey, Arc<Dest>)>);
+struct Trash(Vec<(ServiceKey, Arc<Dest>)>, Vec<Draining>);
+
+/// A real server being removed gracefully (rvs, lvs-semantics.md §21.2).
+#[derive(Clone, Debug)]
+pub struct Draining {
+    pub service: ServiceKey,
+    pub dest: Arc<Dest>,
+    /// When its remaining connections are cut (control-plane clock).
+    pub deadline: std::time::Instant,
+}
 
 impl Ipvs {
     pub fn new(max_conns: usize) -> Self {
@@ -320,6 +340,7 @@ impl Ipvs {
         let dest = match trash.0.iter().position(|(k, d)| k == key && d.addr == cfg.addr && d.port == cfg.port) {
             Some(i) => {
                 let (_, d) = trash.0.swap_remove(i);
+                trash.1.retain(|x| !Arc::ptr_eq(&x.dest, &d));
                 d.apply(&cfg);
                 d.set_available(true);
                 d.set_draining(false);
@@ -385,6 +406,64 @@ impl Ipvs {
                 timeouts: old.timeouts.clone(),
             })
         })
+    }
+
+    /// Graceful removal (rvs): the dest leaves the scheduling list at once, so it gets no new
+    /// connection (nor through persistence), while its established connections keep flowing.
+    /// When they have all ended, or at `deadline`, [`Ipvs::drain_tick`] removes it for good.
+    pub fn drain_dest(
+        &self,
+        key: &ServiceKey,
+        addr: &IpAddr,
+        port: u16,
+        deadline: std::time::Instant,
+    ) -> Result<(), AdminError> {
+        let mut trash = self.lock();
+        let cur = self.table.load();
+        let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
+        let d = svc
+            .find_dest(addr, port)
+            .or_else(|| match key {
+                ServiceKey::Addr { port: sp, .. } => svc.find_dest(addr, *sp),
+                _ => None,
+            })
+            .ok_or(AdminError::NoSuchDest)?
+            .clone();
+        d.set_draining(true);
+        trash.1.push(Draining { service: *key, dest: d.clone(), deadline });
+        drop(cur);
+        self.replace(key, AdminError::ServiceNotDefined, |old| {
+            let dests: Vec<_> = old.dests.iter().filter(|x| !Arc::ptr_eq(x, &d)).cloned().collect();
+            old.scheduler.update(&dests);
+            Ok(Service {
+                config: old.config.clone(),
+                dests,
+                scheduler: old.scheduler.clone(),
+                stats: old.stats.clone(),
+                timeouts: old.timeouts.clone(),
+            })
+        })
+    }
+
+    /// Dests being drained, with their deadlines and live connection counts.
+    pub fn draining(&self) -> Vec<Draining> {
+        self.lock().1.clone()
+    }
+
+    /// Finish drains whose connections are gone or whose deadline passed: the dest becomes
+    /// unavailable and the workers' expiry sweeps drop what is left of its connections.
+    /// Returns the dests finished. Called by the control plane (e.g. every second).
+    pub fn drain_tick(&self, now: std::time::Instant) -> Vec<Draining> {
+        let mut trash = self.lock();
+        let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut trash.1).into_iter().partition(|d| {
+            now >= d.deadline || (d.dest.activeconns() == 0 && d.dest.inactconns() == 0 && d.dest.persistconns() == 0)
+        });
+        trash.1 = keep;
+        for d in &done {
+            d.dest.set_available(false);
+            trash.0.push((d.service, d.dest.clone()));
+        }
+        done
     }
 
     /// `-Z [service]`.

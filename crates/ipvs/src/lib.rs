@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod ctx;
+pub mod defense;
 pub mod dest;
 pub mod fwmark;
 pub mod hooks;

@@ -57,6 +57,10 @@ impl Worker {
                 return Err(Verdict::Accept);
             }
         }
+        // drop_packet defence: only new connections are affected (§5, §19).
+        if self.defense_drops_new() {
+            return Err(skb.drop_with(DropReason::Defense));
+        }
         let (svc_port, fwmark) = match svc.config.key {
             ServiceKey::Addr { port, .. } => (port, None),
             ServiceKey::Fwmark { mark, .. } => (0, Some(mark)),

@@ -26,6 +26,7 @@ pub struct Worker {
     /// The service table as of the current batch (no atomic operation per packet).
     services: Arc<ServiceTable>,
     fwmark_rules: Arc<Vec<crate::fwmark::FwmarkRule>>,
+    pub(crate) defense: crate::defense::DefenseState,
     /// IP identification for outer tunnel headers without DF.
     pub(crate) ip_id: u16,
 }
@@ -51,7 +52,17 @@ impl Worker {
         let timeouts = ipvs.timeouts();
         let services = ipvs.services_full();
         let fwmark_rules = ipvs.fwmark_rules();
-        Worker { fwmark_rules, id, ipvs, conns, now: 0, timeouts, services, ip_id: (id as u16).wrapping_mul(0x9e37) }
+        Worker {
+            fwmark_rules,
+            defense: Default::default(),
+            id,
+            ipvs,
+            conns,
+            now: 0,
+            timeouts,
+            services,
+            ip_id: (id as u16).wrapping_mul(0x9e37),
+        }
     }
 
     /// Advance the clock (milliseconds) and pick up configuration published since the last
@@ -70,6 +81,7 @@ impl Worker {
         if !Arc::ptr_eq(&self.fwmark_rules, &rules) {
             self.fwmark_rules = rules.clone();
         }
+        self.defense_tick();
     }
 
     /// The classifier rules as of this batch.
@@ -159,7 +171,7 @@ impl Worker {
     /// Returns the new state.
     #[inline]
     pub fn transition(&mut self, id: ConnId, dir: Dir, tcp_flags: u8) -> u8 {
-        let secure = self.ipvs.sysctl.secure_tcp.load(std::sync::atomic::Ordering::Relaxed) >= 2;
+        let secure = self.defense.secure_tcp;
         let now = self.now;
         let timeouts = &self.timeouts;
         let Some(c) = self.conns.get_mut(id) else {
@@ -286,7 +298,9 @@ impl Worker {
         let Some(c) = self.conns.get_mut(id) else {
             return false;
         };
-        if c.expires > now {
+        // A drained dest's leftovers go at the next sweep (the drain deadline passed).
+        let cut = c.dest.as_ref().is_some_and(|d| d.is_draining() && !d.is_available());
+        if c.expires > now && !cut {
             return false;
         }
         if c.n_control > 0 {

@@ -245,3 +245,111 @@ fn port_reuse_and_removed_servers() {
     assert_eq!(a, Action::Tx(INT));
     assert_eq!(to_rs(&out), first);
 }
+
+/// Graceful drain (rvs, §21.2): the server gets no new connection, its established ones keep
+/// flowing until they end or the deadline passes.
+#[test]
+fn drain_keeps_established_connections() {
+    let mut lab = Lab::new();
+    service(&lab, ServiceConfig::new(ServiceKey::tcp(vip(), 80), "rr"), ForwardMethod::Masq, 8080, 2);
+    let key = ServiceKey::tcp(vip(), 80);
+    let (_, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 36000, VIP, 80, SYN).build());
+    let drained = to_rs(&out);
+    lab.send(EXT, &Pkt::tcp(CLIENT, 36000, VIP, 80, ACK).build());
+    let start = std::time::Instant::now();
+    let addr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, drained));
+    lab.ipvs().drain_dest(&key, &addr, 8080, start + std::time::Duration::from_secs(30)).unwrap();
+    lab.advance(0);
+    // Established traffic still reaches it.
+    let (a, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 36000, VIP, 80, ACK | PSH).payload(b"more").build());
+    assert_eq!(a, Action::Tx(INT));
+    assert_eq!(to_rs(&out), drained);
+    // New connections (also a reused port) go elsewhere.
+    for p in 0..5 {
+        let (_, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 36100 + p, VIP, 80, SYN).build());
+        assert_ne!(to_rs(&out), drained);
+    }
+    // Reported while draining; not finished while it has connections.
+    assert_eq!(lab.ipvs().draining().len(), 1);
+    assert!(lab.ipvs().drain_tick(start).is_empty());
+    // At the deadline the rest is cut: the sweep drops its entries.
+    let done = lab.ipvs().drain_tick(start + std::time::Duration::from_secs(31));
+    assert_eq!(done.len(), 1);
+    let d = done[0].dest.clone();
+    assert!(d.activeconns() + d.inactconns() > 0);
+    lab.cx.ipvs.expire_all();
+    assert_eq!(d.activeconns() + d.inactconns(), 0);
+    let (a, _) = lab.send(EXT, &Pkt::tcp(CLIENT, 36000, VIP, 80, ACK).build());
+    assert_ne!(a, Action::Tx(INT));
+    // A drain with no connections left finishes at the next tick.
+    let other = IpAddr::V4(Ipv4Addr::new(192, 168, 1, if drained == 11 { 12 } else { 11 }));
+    lab.ipvs().add_dest(&key, DestConfig::new(addr, 8080).method(ForwardMethod::Masq)).unwrap();
+    let _ = other;
+    let idle = IpAddr::V4(rs(3));
+    lab.ipvs().add_dest(&key, DestConfig::new(idle, 8080).method(ForwardMethod::Masq)).unwrap();
+    lab.ipvs().drain_dest(&key, &idle, 8080, start + std::time::Duration::from_secs(3600)).unwrap();
+    assert_eq!(lab.ipvs().drain_tick(start).len(), 1);
+}
+
+/// Defences (§19), engaged by a nearly full table.
+#[test]
+fn defense_drop_packet_and_secure_tcp() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut lab = Lab::with_max_conns(64);
+    service(&lab, ServiceConfig::new(ServiceKey::tcp(vip(), 80), "rr"), ForwardMethod::Masq, 8080, 1);
+    let s = &lab.ipvs().sysctl;
+    s.drop_packet.store(3, Relaxed); // always on: drop 1 in am_droprate (10)
+    s.amemthresh.store(8, Relaxed);
+    lab.advance(1);
+    let mut dropped = 0;
+    for p in 0..40 {
+        let (a, _) = lab.send(EXT, &Pkt::tcp(CLIENT, 37000 + p, VIP, 80, SYN).build());
+        if a == Action::Drop(netfilter::DropReason::Defense) {
+            dropped += 1;
+        }
+    }
+    assert_eq!(dropped, 4, "1 in 10 new connections");
+    // Established traffic is never dropped by it.
+    let (a, _) = lab.send(EXT, &Pkt::tcp(CLIENT, 37001, VIP, 80, ACK).build());
+    assert_eq!(a, Action::Tx(INT));
+    // secure_tcp in automatic mode engages when fewer than amemthresh entries are free.
+    let s = &lab.ipvs().sysctl;
+    s.drop_packet.store(0, Relaxed);
+    s.secure_tcp.store(1, Relaxed);
+    lab.advance(1);
+    assert!(!lab.cx.ipvs.defense().secure_tcp, "36 of 64 used: not short");
+    for p in 0..24 {
+        lab.send(EXT, &Pkt::tcp(CLIENT, 38000 + p, VIP, 80, SYN).build());
+    }
+    lab.advance(1);
+    assert!(lab.cx.ipvs.defense().secure_tcp, "60 of 64 used: short");
+    // Under the secure table a client ACK does not complete a handshake the server never
+    // answered: SYN_RECV stays (INPUT ack@SR = SR).
+    assert_eq!(lab.send(EXT, &Pkt::tcp(CLIENT, 38000, VIP, 80, ACK).build()).0, Action::Tx(INT));
+    assert_eq!(lab.state_of(CLIENT, 38000), Some("SYN_RECV"));
+}
+
+#[test]
+fn defense_drop_entry_clears_half_open_connections() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut lab = Lab::with_max_conns(64);
+    service(&lab, ServiceConfig::new(ServiceKey::tcp(vip(), 80), "rr"), ForwardMethod::Masq, 8080, 1);
+    for p in 0..62 {
+        lab.send(EXT, &Pkt::tcp(CLIENT, 39000 + p, VIP, 80, SYN).build());
+    }
+    assert_eq!(lab.cx.ipvs.conns.len(), 62);
+    // Automatic mode: engaged while fewer than amemthresh (64/16 = 4) entries are free, and
+    // only until that much room is back.
+    lab.ipvs().sysctl.drop_entry.store(1, Relaxed);
+    for _ in 0..40 {
+        lab.advance(1);
+    }
+    assert_eq!(lab.cx.ipvs.conns.len(), 60);
+    // Always on: each second 1/32 of the table is visited; within ~32 s every half-open
+    // entry is gone (long before their 60 s SYN_RECV timeout).
+    lab.ipvs().sysctl.drop_entry.store(3, Relaxed);
+    for _ in 0..34 {
+        lab.advance(1);
+    }
+    assert_eq!(lab.cx.ipvs.conns.len(), 0);
+}

@@ -1,0 +1,140 @@
+//! Defence under memory pressure (lvs-semantics.md §19): `drop_packet`, `drop_entry` and
+//! `secure_tcp`, with the kernel's modes 0 (off), 1/2 (automatic) and 3 (always). rvs measures
+//! pressure by the connection table, not by free RAM: "available" is the table's free entries
+//! and `amemthresh` is counted in entries (default: a sixteenth of the maximum). The state is
+//! evaluated once per second per worker, as the kernel does, and each worker judges its own
+//! table (the sysctls are not rewritten to 2; [`DefenseState`] says what is active).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::conn::{ConnFlags, ConnId};
+use crate::proto::{sctp, tcp};
+use crate::worker::Worker;
+
+/// What is in force on one worker, re-evaluated every second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefenseState {
+    /// Drop one in `drop_rate` new-connection packets (0 = off).
+    pub drop_rate: u32,
+    drop_counter: u32,
+    pub drop_entry: bool,
+    pub secure_tcp: bool,
+    /// Engine second of the last evaluation.
+    last: u64,
+    /// Next bucket of the table the drop_entry scan visits.
+    scan: usize,
+}
+
+/// Idle time before an ESTABLISHED or UDP entry may be dropped by drop_entry (§19).
+const DROP_ENTRY_IDLE_MS: u64 = 60_000;
+
+impl Worker {
+    /// Once a second: work out which defences are active from the table's fill.
+    pub(crate) fn defense_tick(&mut self) {
+        let sec = self.now() / 1000;
+        if sec == self.defense.last {
+            return;
+        }
+        self.defense.last = sec;
+        let s = &self.ipvs.sysctl;
+        let max = self.conns.max();
+        let thresh = match s.amemthresh.load(Relaxed) as usize {
+            0 => (max / 16).max(1),
+            t => t,
+        };
+        let avail = max - self.conns.len().min(max);
+        let short = avail < thresh;
+        let mode = |m: u32| match m {
+            3 => true,
+            1 | 2 => short,
+            _ => false,
+        };
+        let dp = s.drop_packet.load(Relaxed);
+        self.defense.drop_rate = match dp {
+            3 => s.am_droprate.load(Relaxed).max(1),
+            1 | 2 if short => (thresh / (thresh - avail).max(1)).max(1) as u32,
+            _ => 0,
+        };
+        self.defense.drop_entry = mode(s.drop_entry.load(Relaxed));
+        self.defense.secure_tcp = match s.secure_tcp.load(Relaxed) {
+            3 => true,
+            1 | 2 => short,
+            _ => false,
+        };
+        if self.defense.drop_entry {
+            self.drop_entry_scan();
+        }
+    }
+
+    /// drop_packet: should this new-connection packet be dropped (1 in `drop_rate`)?
+    #[inline]
+    pub(crate) fn defense_drops_new(&mut self) -> bool {
+        let d = &mut self.defense;
+        if d.drop_rate == 0 {
+            return false;
+        }
+        if d.drop_counter <= 1 {
+            d.drop_counter = d.drop_rate;
+            return true;
+        }
+        d.drop_counter -= 1;
+        false
+    }
+
+    /// drop_entry: visit 1/32 of the table and drop half-open and idle, lightly used entries
+    /// (§19: an entry with k incoming packets is dropped on every k-th visit).
+    fn drop_entry_scan(&mut self) {
+        let n = self.conns.capacity_used();
+        if n == 0 {
+            return;
+        }
+        let step = n.div_ceil(32);
+        let now = self.now();
+        let start = self.defense.scan % n;
+        self.defense.scan = start + step;
+        let mut victims: Vec<ConnId> = Vec::new();
+        for i in start..(start + step).min(n) {
+            let id = i as ConnId;
+            let Some(c) = self.conns.get_mut(id) else { continue };
+            if c.flags & ConnFlags::TEMPLATE != 0 {
+                continue;
+            }
+            let half_open = match c.protocol {
+                6 => matches!(c.state, tcp::SYN_RECV | tcp::SYNACK),
+                132 => matches!(c.state, sctp::INIT1 | sctp::INIT),
+                _ => false,
+            };
+            let idle_candidate = match c.protocol {
+                6 => c.state == tcp::ESTABLISHED,
+                132 => c.state == sctp::ESTABLISHED,
+                _ => true,
+            };
+            let idle = c.expires.saturating_sub(c.timeout as u64 * 1000) + DROP_ENTRY_IDLE_MS <= now;
+            let drop = if half_open {
+                true
+            } else if idle_candidate && idle && (1..=8).contains(&c.in_pkts) {
+                // The kernel drops an entry with k packets on every k-th visit; the round
+                // number of this scan stands in for the visit count.
+                (self.defense.scan / step) % c.in_pkts as usize == 0
+            } else {
+                false
+            };
+            if drop {
+                victims.push(id);
+            }
+        }
+        for id in victims {
+            // The entry's template (if it controls nothing else) goes with it.
+            let control = self.conns.get(id).map(|c| c.control).unwrap_or(u32::MAX);
+            self.remove(id);
+            if control != u32::MAX && self.conns.get(control).is_some_and(|t| t.n_control == 0) {
+                self.remove(control);
+            }
+        }
+    }
+
+    /// What is active on this worker.
+    pub fn defense(&self) -> DefenseState {
+        self.defense
+    }
+}
