@@ -115,7 +115,7 @@ impl Worker {
             } else if idle_candidate && idle && (1..=8).contains(&c.in_pkts) {
                 // The kernel drops an entry with k packets on every k-th visit; the round
                 // number of this scan stands in for the visit count.
-                (self.defense.scan / step) % c.in_pkts as usize == 0
+                (self.defense.scan / step).is_multiple_of(c.in_pkts as usize)
             } else {
                 false
             };
