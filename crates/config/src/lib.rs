@@ -6,6 +6,7 @@
 //! `Config::save_lines()` the same table as `ipvsadm -S -n` prints it.
 
 pub mod error;
+pub mod health;
 pub mod inherit;
 pub mod keepalived;
 pub mod model;
