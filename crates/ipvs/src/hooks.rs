@@ -22,10 +22,10 @@ pub struct InHook;
 #[derive(Debug, Default)]
 pub struct OutHook;
 
-/// Register IPVS on `hooks` for IPv4 and IPv6 (the same priorities, §1), with the
-/// firewall-mark classifier.
+/// Register IPVS on `hooks` for IPv4 and IPv6 (the same priorities, §1). The firewall-mark
+/// classifier is registered separately ([`crate::fwmark::register`]) while it has rules.
 pub fn register<C: IpvsContext>(hooks: &Hooks<C>) -> Vec<HookHandle> {
-    let mut handles = vec![crate::fwmark::register(hooks)];
+    let mut handles = Vec::new();
     for family in [Family::Ipv4, Family::Ipv6] {
         handles.push(hooks.register(HookOps {
             family,

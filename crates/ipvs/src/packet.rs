@@ -1,9 +1,8 @@
 //! The transport tuple IPVS needs from a packet, read once per hook.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netfilter::{DropReason, Family, Skb};
-use wire::Ipv4Packet;
 use wire::ip::protocol;
 
 /// Addresses, ports and offsets of a TCP/UDP packet.
@@ -38,21 +37,21 @@ pub fn parse(skb: &Skb<'_>) -> Parsed {
     let net = skb.network_bytes();
     let (proto, l4, ip_len, saddr, daddr) = match skb.family {
         Family::Ipv4 => {
-            let Ok(ip) = Ipv4Packet::new_checked(net) else {
-                return Parsed::Bad(DropReason::BadIpHeader);
-            };
-            if ip.protocol() == protocol::ICMP {
+            // The node validated the header (as `ip_rcv` does); only what is read is checked.
+            let Some(h) = net.get(..20) else { return Parsed::Bad(DropReason::BadIpHeader) };
+            let proto = h[9];
+            if proto == protocol::ICMP {
                 return Parsed::Icmp;
             }
-            if ip.is_fragment() {
+            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
                 return Parsed::Bad(DropReason::Fragment);
             }
             (
-                ip.protocol(),
-                ip.header_len(),
-                ip.total_len() as usize,
-                IpAddr::V4(ip.src_addr()),
-                IpAddr::V4(ip.dst_addr()),
+                proto,
+                (h[0] & 0xf) as usize * 4,
+                u16::from_be_bytes([h[2], h[3]]) as usize,
+                IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+                IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
             )
         }
         Family::Ipv6 => {

@@ -157,6 +157,16 @@ impl ServiceTable {
         self.vips.contains(addr)
     }
 
+    /// [`ServiceTable::is_vip`] for an IPv4 address as a number (the per-packet prefetch).
+    #[inline]
+    pub fn is_vip_v4(&self, addr: u32) -> bool {
+        if self.vips.all.len() <= VIP_SCAN_MAX {
+            self.vips.v4.contains(&addr)
+        } else {
+            self.vips.map.contains_key(&IpAddr::V4(addr.into()))
+        }
+    }
+
     pub fn vips(&self) -> impl Iterator<Item = &IpAddr> {
         self.vips.all.iter()
     }

@@ -111,7 +111,7 @@ impl Worker {
         let Some(ports) = ip.get(ihl..ihl + 4) else { return 0 };
         let saddr = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
         let daddr = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
-        let hash = if self.services.is_vip(&IpAddr::V4(daddr.into())) {
+        let hash = if self.services.is_vip_v4(daddr) {
             self.conns.hash_v4(proto, saddr, u16::from_be_bytes([ports[0], ports[1]]))
         } else {
             self.conns.hash_v4(proto, daddr, u16::from_be_bytes([ports[2], ports[3]]))

@@ -138,9 +138,14 @@ pub struct Traversal<C> {
 }
 
 impl<C> Traversal<C> {
-    #[inline]
+    #[inline(always)]
     pub fn traverse(&self, family: Family, point: HookPoint, cx: &mut C, skb: &mut Skb<'_>) -> Verdict {
-        run(&self.chains[family as usize][point as usize], point, cx, skb)
+        let chain = &self.chains[family as usize][point as usize];
+        // An empty chain costs one length check on the packet path.
+        if chain.is_empty() {
+            return Verdict::Accept;
+        }
+        run(chain, point, cx, skb)
     }
 
     /// True if the chain has no registration (the node may skip it).

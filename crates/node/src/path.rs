@@ -37,6 +37,8 @@ pub struct Node {
     net: ArcSwap<NetState>,
     learnt: ArcSwap<Learnt>,
     learn_lock: Mutex<()>,
+    /// The firewall-mark classifier's registration, present while it has rules.
+    classifier: Mutex<Option<netfilter::HookHandle>>,
     pub counters: NodeCounters,
 }
 
@@ -49,10 +51,28 @@ impl Node {
             net: ArcSwap::from_pointee(net),
             learnt: ArcSwap::from_pointee(HashMap::default()),
             learn_lock: Mutex::new(()),
+            classifier: Mutex::new(None),
             counters: NodeCounters::default(),
         };
         ipvs::hooks::register(&node.hooks);
         Arc::new(node)
+    }
+
+    /// Set the firewall-mark classifier's rules (first match wins). The classifier hook sits on
+    /// PRE_ROUTING only while there are rules, so packets do not pay for it otherwise.
+    pub fn set_fwmark_rules(&self, rules: Vec<ipvs::fwmark::FwmarkRule>) {
+        let mut reg = self.classifier.lock().unwrap_or_else(|e| e.into_inner());
+        let want = !rules.is_empty();
+        self.ipvs.set_fwmark_rules(rules);
+        match (want, reg.is_some()) {
+            (true, false) => *reg = Some(ipvs::fwmark::register(&self.hooks)),
+            (false, true) => {
+                if let Some(h) = reg.take() {
+                    self.hooks.unregister(h);
+                }
+            }
+            _ => {}
+        }
     }
 
     pub fn set_net(&self, net: NetState) {

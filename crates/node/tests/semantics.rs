@@ -115,7 +115,7 @@ fn fwmark_service_with_classifier() {
     let key = ServiceKey::Fwmark { mark: 7, ipv6: false };
     service(&lab, ServiceConfig::new(key, "rr"), ForwardMethod::Route, 0, 2);
     // 10.0.1.0/24 ports 8000-8999 (TCP) carry mark 7; the addresses are not VIPs otherwise.
-    lab.ipvs().set_fwmark_rules(vec![FwmarkRule {
+    lab.node.set_fwmark_rules(vec![FwmarkRule {
         daddr: "10.0.1.0".parse().unwrap(),
         dprefix: 24,
         saddr: None,
