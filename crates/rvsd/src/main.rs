@@ -5,6 +5,7 @@
 mod admin;
 mod args;
 mod convert;
+mod gso;
 mod host;
 mod netstate;
 mod rates;

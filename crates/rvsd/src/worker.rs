@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use netfilter::{CsumState, DropReason, Family, Skb};
+use netfilter::{CsumState, DropReason, Family, Skb, Traversal};
 use node::io::AfPacket;
 use node::{Action, Node, WorkerCtx};
 use wire::MacAddr;
@@ -86,6 +86,34 @@ fn arp_source(cx: &WorkerCtx, out_if: u32, target: Ipv4Addr) -> Option<(MacAddr,
     same_net.or_else(|| v4().next()).map(|(a, _)| (ifc.mac, a))
 }
 
+/// Runs one frame through the node and stages it if it is to be sent.
+#[allow(clippy::too_many_arguments)]
+fn process_one(
+    node: &Node,
+    tr: &Traversal<WorkerCtx>,
+    cx: &mut WorkerCtx,
+    ifs: &[u32],
+    arena: &mut Vec<u8>,
+    staged: &mut Vec<(usize, usize, usize)>,
+    frame: wire::Frame<'_>,
+    in_if: u32,
+    csum: CsumState,
+) {
+    let mut skb = Skb::new(frame, wire::ethernet::HEADER_LEN, Family::Ipv4);
+    skb.in_if = in_if;
+    skb.csum = csum;
+    if let Action::Tx(out) = node.process(tr, cx, &mut skb) {
+        match ifs.iter().position(|&i| i == out) {
+            Some(j) => {
+                let d = skb.frame.data();
+                staged.push((j, arena.len(), d.len()));
+                arena.extend_from_slice(d);
+            }
+            None => node.counters.drop(cx.id, DropReason::NoRoute),
+        }
+    }
+}
+
 struct Loop {
     node: Arc<Node>,
     cx: WorkerCtx,
@@ -93,6 +121,8 @@ struct Loop {
     /// `socks[k].ifindex()`.
     ifs: Vec<u32>,
     arena: Vec<u8>,
+    /// Segments of a super-packet being cut (gso.rs).
+    scratch: Vec<u8>,
     /// (socket index, start in arena, length)
     staged: Vec<(usize, usize, usize)>,
     arp_last: HashMap<IpAddr, u64>,
@@ -103,7 +133,7 @@ impl Loop {
     /// Receives and processes everything ready on every socket, staging frames to send.
     fn rx(&mut self, now: u64) -> usize {
         let tr = self.node.begin_batch(&mut self.cx, now);
-        let Loop { node, cx, socks, ifs, arena, staged, .. } = self;
+        let Loop { node, cx, socks, ifs, arena, staged, scratch, .. } = self;
         let w = cx.id;
         let mut n = 0;
         for (sock, &ring_if) in socks.iter_mut().zip(ifs.iter()) {
@@ -117,6 +147,19 @@ impl Loop {
                     node.counters.drop(w, DropReason::NotForUs);
                     return;
                 }
+                let mtu = cx.net.interface(ring_if).map_or(1500, |i| usize::from(i.mtu));
+                if f.len > wire::ethernet::HEADER_LEN + mtu {
+                    // A GSO super-packet from a peer with TSO (gso.rs): cut it first.
+                    let to = crate::gso::cut_size(&cx.net);
+                    let cut = crate::gso::segment_tcp4(f.data(), to, scratch, |b, start, len| {
+                        if let Ok(frame) = wire::Frame::new(b, start, len) {
+                            process_one(node, &tr, cx, ifs, arena, staged, frame, ring_if, CsumState::None);
+                        }
+                    });
+                    if cut > 0 {
+                        return;
+                    }
+                }
                 let csum = if f.csum_not_ready {
                     CsumState::Partial
                 } else if f.csum_valid {
@@ -128,19 +171,7 @@ impl Loop {
                     node.counters.drop(w, DropReason::Truncated);
                     return;
                 };
-                let mut skb = Skb::new(frame, wire::ethernet::HEADER_LEN, Family::Ipv4);
-                skb.in_if = ring_if;
-                skb.csum = csum;
-                if let Action::Tx(out) = node.process(&tr, cx, &mut skb) {
-                    match ifs.iter().position(|&i| i == out) {
-                        Some(j) => {
-                            let d = skb.frame.data();
-                            staged.push((j, arena.len(), d.len()));
-                            arena.extend_from_slice(d);
-                        }
-                        None => node.counters.drop(w, DropReason::NoRoute),
-                    }
-                }
+                process_one(node, &tr, cx, ifs, arena, staged, frame, ring_if, csum);
             });
         }
         n
@@ -229,6 +260,7 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
         ifs: setup.socks.iter().map(|s| s.ifindex()).collect(),
         socks: setup.socks,
         arena: Vec::with_capacity(256 * 1024),
+        scratch: Vec::with_capacity(4096),
         staged: Vec::with_capacity(1024),
         arp_last: HashMap::new(),
         last_err_log: 0,
