@@ -328,6 +328,16 @@ def tcp(src, dst, sport, dport, flags=0x02, payload=b"", bad_csum=False):
     return hdr[:16] + struct.pack("!H", c) + hdr[18:] + payload
 
 
+def icmp_unreach(quoted_src, quoted_dst, sport, bad_csum=False):
+    udp = struct.pack("!HHHH", sport, random.randint(20000, 60000), 8 + 32, 0)
+    inner = ipv4(quoted_src, quoted_dst, 17, udp + os.urandom(32))[:20 + 8]
+    msg = struct.pack("!BBHI", 3, 3, 0, 0) + inner
+    c = csum(msg)
+    if bad_csum:
+        c ^= 0x0F0F
+    return msg[:2] + struct.pack("!H", c) + msg[4:]
+
+
 def storm_frames(src_mac, dst_mac, src, dst, dport):
     eth = dst_mac + src_mac
     ip_et = b"\x08\x00"
@@ -355,10 +365,14 @@ def storm_frames(src_mac, dst_mac, src, dst, dport):
         # First fragment (MF) and a later fragment (offset 185 * 8).
         "fragment_first": lambda: eth + ip_et + ipv4(src, dst, 6, good_syn(), frag=0x2000),
         "fragment_later": lambda: eth + ip_et + ipv4(src, dst, 6, os.urandom(32), frag=185),
+        # ICMP "port unreachable" to the VIP quoting a VIP -> client UDP header, with a bad
+        # ICMP checksum (IPVS checks the checksum of the ICMP errors it relates to conns).
+        "bad_icmp_checksum": lambda: eth + ip_et + ipv4(src, dst, 1, icmp_unreach(dst, src, dport, bad_csum=True)),
         # Random ethertypes with random bytes, and a runt frame.
         "garbage_ethertype": lambda: eth + struct.pack("!H", random.choice([0x1234, 0x88B5, 0x9000, 0xFFFF, 0x0101]))
         + os.urandom(random.randint(0, 200)),
-        "runt": lambda: eth[:random.randint(1, 13)],
+        # An Ethernet header announcing IPv4 and at most 5 bytes after it.
+        "runt": lambda: eth + ip_et + os.urandom(random.randint(0, 5)),
     }
 
 
@@ -368,6 +382,8 @@ def storm(args):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((args.iface, 0))
     kinds = storm_frames(src_mac, dst_mac, args.src, args.dst, args.dport)
+    if args.kinds:
+        kinds = {k: v for k, v in kinds.items() if k in args.kinds.split(",")}
     sent = {k: 0 for k in kinds}
     errors = {}
     for r in range(args.rounds):
@@ -432,6 +448,7 @@ def main():
     a.add_argument("--dport", type=int, default=80)
     a.add_argument("--rounds", type=int, default=300)
     a.add_argument("--pause", type=float, default=0.002)
+    a.add_argument("--kinds", help="comma-separated subset of the frame kinds")
 
     args = p.parse_args()
     fn = {"serve": serve, "tcp-check": tcp_check, "udp-check": udp_check, "streams": streams, "storm": storm}[args.cmd]
