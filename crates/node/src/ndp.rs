@@ -132,35 +132,86 @@ pub fn solicitation(src_mac: MacAddr, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8
 
 /// An ARP request for `target` from `src` (an address of the sending interface).
 pub fn arp_request(src_mac: MacAddr, src: std::net::Ipv4Addr, target: std::net::Ipv4Addr) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&src_mac.0);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&src_mac.0);
-    f.extend_from_slice(&src.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target.octets());
+    let mut f = vec![0u8; 42];
+    {
+        let mut eth = wire::EthernetFrame::new_unchecked(&mut f[..]);
+        eth.set_dst_addr(MacAddr::BROADCAST);
+        eth.set_src_addr(src_mac);
+        eth.set_ethertype(wire::ethernet::ethertype::ARP);
+    }
+    wire::ArpPacket::new_unchecked(&mut f[14..]).fill_request(src_mac, src, target);
     f
 }
 
+/// The interface address to ask from: one in the target's subnet, else the first of the
+/// target's family.
+fn source_for(ifc: &crate::Interface, target: &IpAddr) -> Option<IpAddr> {
+    let same_family = || ifc.addrs.iter().filter(|(a, _)| a.is_ipv4() == target.is_ipv4());
+    same_family()
+        .find(|(a, p)| crate::net::prefix_match(target, a, *p))
+        .or_else(|| same_family().next())
+        .map(|(a, _)| *a)
+}
+
 /// The frame that resolves `next_hop` on interface `out_if` (ARP or a neighbour
-/// solicitation), from the interface's own address of that family. `None` if the interface
-/// has no such address.
+/// solicitation). `None` if the interface has no address of that family.
 pub fn resolution_frame(net: &crate::NetState, out_if: u32, next_hop: IpAddr) -> Option<Vec<u8>> {
     let ifc = net.interface(out_if)?;
-    match next_hop {
-        IpAddr::V4(t) => {
-            let src = ifc.addrs.iter().find_map(|(a, _)| match a {
-                IpAddr::V4(a) => Some(*a),
-                _ => None,
-            })?;
-            Some(arp_request(ifc.mac, src, t))
-        }
-        IpAddr::V6(t) => {
-            let src = ifc.addrs.iter().find_map(|(a, _)| match a {
-                IpAddr::V6(a) => Some(*a),
-                _ => None,
-            })?;
-            Some(solicitation(ifc.mac, src, t))
-        }
+    match (next_hop, source_for(ifc, &next_hop)?) {
+        (IpAddr::V4(t), IpAddr::V4(src)) => Some(arp_request(ifc.mac, src, t)),
+        (IpAddr::V6(t), IpAddr::V6(src)) => Some(solicitation(ifc.mac, src, t)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Interface, NetState};
+    use std::net::Ipv4Addr;
+
+    fn net() -> NetState {
+        let ifc = Interface {
+            index: 2,
+            name: "int".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            mtu: 1500,
+            addrs: vec![
+                ("10.1.0.1".parse().unwrap(), 16),
+                ("192.168.1.1".parse().unwrap(), 24),
+                ("2001:db8:2::1".parse().unwrap(), 64),
+            ],
+        };
+        NetState::new(vec![ifc], vec![], Default::default())
+    }
+
+    #[test]
+    fn arp_request_from_the_targets_subnet() {
+        let f = resolution_frame(&net(), 2, "192.168.1.11".parse().unwrap()).unwrap();
+        assert_eq!(&f[..6], &[0xff; 6]);
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        let a = wire::ArpPacket::new_checked(&f[14..]).unwrap();
+        assert_eq!(a.operation(), wire::arp::operation::REQUEST);
+        assert_eq!(a.sender_ip(), Ipv4Addr::new(192, 168, 1, 1));
+        assert_eq!(a.target_ip(), Ipv4Addr::new(192, 168, 1, 11));
+        // Off-subnet target: the first IPv4 address.
+        let f = resolution_frame(&net(), 2, "172.16.0.1".parse().unwrap()).unwrap();
+        assert_eq!(wire::ArpPacket::new_checked(&f[14..]).unwrap().sender_ip(), Ipv4Addr::new(10, 1, 0, 1));
+        assert!(resolution_frame(&net(), 9, "172.16.0.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn solicitation_to_the_solicited_node_group() {
+        let t: Ipv6Addr = "2001:db8:2::11".parse().unwrap();
+        let f = resolution_frame(&net(), 2, IpAddr::V6(t)).unwrap();
+        assert_eq!(&f[..6], &[0x33, 0x33, 0xff, 0, 0, 0x11]);
+        let ip = wire::Ipv6Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(ip.dst_addr(), "ff02::1:ff00:11".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(ip.hop_limit(), 255);
+        let icmp = &f[54..];
+        assert_eq!(icmp[0], NS);
+        assert_eq!(checksum::transport(&IpAddr::V6(ip.src_addr()), &IpAddr::V6(ip.dst_addr()), 58, icmp), 0);
+        assert_eq!(&icmp[8..24], &t.octets());
+        assert_eq!(lladdr(&icmp[24..], OPT_SLLA), Some(MacAddr([2, 0, 0, 0, 0, 2])));
     }
 }

@@ -49,7 +49,7 @@ struct V4Route {
     to: RouteTo,
 }
 
-fn prefix_match(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
+pub(crate) fn prefix_match(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
     match (a, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let m = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix.min(32)) };

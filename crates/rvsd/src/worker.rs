@@ -12,7 +12,7 @@
 //! ring, which the ring API does not allow to borrow at the same time.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
@@ -21,7 +21,6 @@ use std::time::Instant;
 use netfilter::{CsumState, DropReason, Family, Skb, Traversal};
 use node::io::AfPacket;
 use node::{Action, Node, WorkerCtx};
-use wire::MacAddr;
 
 use crate::admin::ConnRequest;
 
@@ -54,36 +53,6 @@ pub fn pin_to_cpu(n: usize) -> Option<usize> {
         libc::CPU_SET(cpu, &mut set);
         (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0).then_some(cpu)
     }
-}
-
-/// An ARP request frame (Ethernet broadcast) asking for `target` on behalf of `src`.
-pub fn arp_request(mac: MacAddr, src: Ipv4Addr, target: Ipv4Addr) -> [u8; 42] {
-    let mut f = [0u8; 42];
-    {
-        let mut eth = wire::EthernetFrame::new_unchecked(&mut f[..]);
-        eth.set_dst_addr(MacAddr::BROADCAST);
-        eth.set_src_addr(mac);
-        eth.set_ethertype(wire::ethernet::ethertype::ARP);
-    }
-    wire::ArpPacket::new_unchecked(&mut f[14..]).fill_request(mac, src, target);
-    f
-}
-
-/// The address to ask from on interface `out_if`: one in the target's subnet, else the first
-/// IPv4 address of the interface.
-fn arp_source(cx: &WorkerCtx, out_if: u32, target: Ipv4Addr) -> Option<(MacAddr, Ipv4Addr)> {
-    let ifc = cx.net.interface(out_if)?;
-    let v4 = || {
-        ifc.addrs.iter().filter_map(|(a, p)| match a {
-            IpAddr::V4(a) => Some((*a, *p)),
-            IpAddr::V6(_) => None,
-        })
-    };
-    let same_net = v4().find(|(a, p)| {
-        let m = if *p == 0 { 0 } else { u32::MAX << (32 - u32::from((*p).min(32))) };
-        u32::from(*a) & m == u32::from(target) & m
-    });
-    same_net.or_else(|| v4().next()).map(|(a, _)| (ifc.mac, a))
 }
 
 /// Runs one frame through the node and stages it if it is to be sent.
@@ -225,15 +194,15 @@ impl Loop {
         }
         let wanted = std::mem::take(&mut self.cx.arp_wanted);
         for &(out_if, ip) in &wanted {
-            let IpAddr::V4(target) = ip else { continue };
             if self.arp_last.get(&ip).is_some_and(|&t| now.saturating_sub(t) < ARP_INTERVAL_MS) {
                 continue;
             }
-            let Some((mac, src)) = arp_source(&self.cx, out_if, target) else { continue };
+            // ARP for IPv4, a neighbour solicitation for IPv6.
+            let Some(frame) = node::ndp::resolution_frame(&self.cx.net, out_if, ip) else { continue };
             let Some(j) = self.ifs.iter().position(|&i| i == out_if) else { continue };
             self.arp_last.insert(ip, now);
-            tracing::debug!("worker {}: ARP who-has {target} tell {src}", self.cx.id);
-            if !self.socks[j].tx_push(&arp_request(mac, src, target)) {
+            tracing::debug!("worker {}: resolving {ip} on ifindex {out_if}", self.cx.id);
+            if !self.socks[j].tx_push(&frame) {
                 self.node.counters.drop(self.cx.id, DropReason::TxRingFull);
             }
         }
@@ -287,52 +256,4 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
         }
     }
     tracing::debug!("worker {id} stopped");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arp_request_is_a_broadcast_who_has() {
-        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
-        let f = arp_request(mac, Ipv4Addr::new(192, 168, 1, 1), Ipv4Addr::new(192, 168, 1, 11));
-        let p = eth_fields(&f);
-        assert_eq!(p, ([0xff; 6], [2, 0, 0, 0, 0, 1], 0x0806));
-        let a = wire::ArpPacket::new_checked(&f[14..]).unwrap();
-        assert_eq!(a.operation(), wire::arp::operation::REQUEST);
-        assert_eq!(a.sender_hw(), mac);
-        assert_eq!(a.sender_ip(), Ipv4Addr::new(192, 168, 1, 1));
-        assert_eq!(a.target_ip(), Ipv4Addr::new(192, 168, 1, 11));
-        assert_eq!(a.target_hw(), MacAddr::ZERO);
-    }
-
-    fn eth_fields(f: &[u8]) -> ([u8; 6], [u8; 6], u16) {
-        let mut d = [0; 6];
-        let mut s = [0; 6];
-        d.copy_from_slice(&f[..6]);
-        s.copy_from_slice(&f[6..12]);
-        (d, s, u16::from_be_bytes([f[12], f[13]]))
-    }
-
-    #[test]
-    fn arp_source_prefers_the_targets_subnet() {
-        let ifc = node::Interface {
-            index: 2,
-            name: "int".into(),
-            mac: MacAddr([2, 0, 0, 0, 0, 2]),
-            mtu: 1500,
-            addrs: vec![
-                ("10.1.0.1".parse().unwrap(), 24),
-                ("2001:db8::1".parse().unwrap(), 64),
-                ("192.168.1.1".parse().unwrap(), 24),
-            ],
-        };
-        let net = node::NetState::new(vec![ifc], vec![], Default::default());
-        let n = Node::new(Arc::new(ipvs::Ipvs::new(10)), net);
-        let cx = n.worker(0);
-        assert_eq!(arp_source(&cx, 2, Ipv4Addr::new(192, 168, 1, 11)).unwrap().1, Ipv4Addr::new(192, 168, 1, 1));
-        assert_eq!(arp_source(&cx, 2, Ipv4Addr::new(172, 16, 0, 1)).unwrap().1, Ipv4Addr::new(10, 1, 0, 1));
-        assert!(arp_source(&cx, 9, Ipv4Addr::new(172, 16, 0, 1)).is_none());
-    }
 }
