@@ -256,6 +256,34 @@ start_rs_servers() {
     start_bg "$r" "serve-$r" "$PY" -u "$RVSNET" serve --name "$r" "$@"
 }
 
+# nginx on a real server answering "rN\n" on the given ports (per-namespace config, pid and
+# logs in $RVS_WORK). start_nginx r1 8080 8081 ...
+start_nginx() {
+    local r="$1" conf="$RVS_WORK/nginx-$1.conf" p listens=""
+    shift
+    for p in "$@"; do listens+="        listen $p reuseport backlog=4096;"$'\n'; done
+    mkdir -p "$RVS_WORK/nginx-$r"
+    cat >"$conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $RVS_WORK/nginx-$r/nginx.pid;
+error_log $RVS_WORK/nginx-$r/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $RVS_WORK/nginx-$r;
+    keepalive_requests 1000000;
+    server {
+$listens
+        location / { default_type text/plain; return 200 "$r\n"; }
+    }
+}
+NGINX
+    local nginx
+    nginx="$(command -v nginx || echo /usr/sbin/nginx)"
+    start_bg "$r" "nginx-$r" "$nginx" -e "$RVS_WORK/nginx-$r/error.log" -c "$conf"
+}
+
 # rvs-decap on a real server (TUN).
 start_decap() {
     local r="$1"
