@@ -408,6 +408,82 @@ impl Ipvs {
         })
     }
 
+    /// Replace the whole table at once (configuration reload): one new snapshot is published,
+    /// so packets see either the old table or the new one. Services and dests that exist in
+    /// both keep their objects (counters, scheduler state, and the connections bound to them
+    /// keep flowing); removed dests go to the trash like `-d`. `dests` are in the order they
+    /// would be added (`-a` order); the kernel list is newest first. Everything is validated
+    /// first: on error nothing changes.
+    pub fn replace_table(&self, new: Vec<(ServiceConfig, Vec<DestConfig>)>) -> Result<(), AdminError> {
+        let mut seen = std::collections::HashSet::new();
+        for (svc, dests) in &new {
+            Self::validate_service(svc)?;
+            if !seen.insert(svc.key) {
+                return Err(AdminError::ServiceExists);
+            }
+            if sched::new_scheduler(&svc.scheduler, svc.sched_flags).is_none() {
+                return Err(AdminError::SchedulerNotFound);
+            }
+            let mut dseen = std::collections::HashSet::new();
+            for d in dests {
+                let d = Self::normalise_dest(&svc.key, *d);
+                Self::validate_dest(&svc.key, &d)?;
+                if !dseen.insert((d.addr, d.port)) {
+                    return Err(AdminError::DestExists);
+                }
+            }
+        }
+        let mut trash = self.lock();
+        let cur = self.table.load_full();
+        let mut list = Vec::with_capacity(new.len());
+        let mut kept: Vec<Arc<Dest>> = Vec::new();
+        for (cfg, dests) in new {
+            let old = cur.get(&cfg.key).cloned();
+            let (stats, timeouts) = match &old {
+                Some(o) => (o.stats.clone(), o.timeouts.clone()),
+                None => (Arc::new(Stats::default()), crate::dest::SvcTimeouts::default()),
+            };
+            timeouts.store(cfg.timeouts.map(Arc::new));
+            let scheduler = match &old {
+                Some(o) if o.config.scheduler == cfg.scheduler && o.config.sched_flags == cfg.sched_flags => {
+                    o.scheduler.clone()
+                }
+                _ => sched::new_scheduler(&cfg.scheduler, cfg.sched_flags).ok_or(AdminError::SchedulerNotFound)?,
+            };
+            let mut ds: Vec<Arc<Dest>> = Vec::with_capacity(dests.len());
+            for d in dests.iter().rev() {
+                let d = Self::normalise_dest(&cfg.key, *d);
+                let existing = old.as_ref().and_then(|o| o.find_dest(&d.addr, d.port)).cloned().or_else(|| {
+                    let i = trash.0.iter().position(|(k, x)| *k == cfg.key && x.addr == d.addr && x.port == d.port)?;
+                    Some(trash.0.swap_remove(i).1)
+                });
+                let dest = match existing {
+                    Some(x) => {
+                        x.apply(&d);
+                        x.set_available(true);
+                        x.set_draining(false);
+                        x
+                    }
+                    None => Arc::new(Dest::in_service(&d, stats.clone(), timeouts.clone())),
+                };
+                kept.push(dest.clone());
+                ds.push(dest);
+            }
+            scheduler.update(&ds);
+            list.push(Arc::new(Service { config: cfg, dests: ds, scheduler, stats, timeouts }));
+        }
+        for s in cur.order.iter() {
+            for d in &s.dests {
+                if !kept.iter().any(|k| Arc::ptr_eq(k, d)) {
+                    d.set_available(false);
+                    trash.0.push((s.config.key, d.clone()));
+                }
+            }
+        }
+        self.publish(list);
+        Ok(())
+    }
+
     /// Graceful removal (rvs): the dest leaves the scheduling list at once, so it gets no new
     /// connection (nor through persistence), while its established connections keep flowing.
     /// When they have all ended, or at `deadline`, [`Ipvs::drain_tick`] removes it for good.

@@ -115,3 +115,53 @@ fn administration_while_packets_flow() {
     assert!(admin.join().unwrap() >= 50);
     assert!(new_to.iter().all(|last| (11..=14).contains(last)), "{new_to:?}");
 }
+
+/// A whole-table replacement (configuration reload) is atomic and keeps what stays: the
+/// connections of kept real servers continue, counters survive, a bad table changes nothing.
+#[test]
+fn replace_table_keeps_what_stays() {
+    let mut lab = Lab::new();
+    let key = nat_service(&lab, 2);
+    let mut owner = Vec::new();
+    for p in 0..6u16 {
+        let (_, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 43000 + p, VIP, 80, SYN).build());
+        owner.push(out[33]);
+    }
+    let svc = lab.ipvs().services().get(&key).unwrap().clone();
+    let conns_before = svc.stats.read().conns;
+    // New table: rs(1) kept with another weight, rs(2) dropped, rs(3) added; a UDP service too.
+    let udp = ServiceKey::udp(IpAddr::V4(VIP), 53);
+    let table = vec![
+        (
+            ServiceConfig::new(key, "wlc"),
+            vec![
+                DestConfig::new(rs(1).into(), 8080).method(ForwardMethod::Masq).weight(5),
+                DestConfig::new(rs(3).into(), 8080).method(ForwardMethod::Masq),
+            ],
+        ),
+        (ServiceConfig::new(udp, "rr"), vec![DestConfig::new(rs(2).into(), 53).method(ForwardMethod::Masq)]),
+    ];
+    // A bad table (unknown scheduler) is refused and nothing changes.
+    let mut bad = table.clone();
+    bad[1].0.scheduler = "nope".into();
+    assert!(lab.ipvs().replace_table(bad).is_err());
+    assert_eq!(lab.ipvs().services().order.len(), 1);
+    lab.ipvs().replace_table(table).unwrap();
+    lab.advance(0);
+    let svc = lab.ipvs().services().get(&key).unwrap().clone();
+    assert_eq!(svc.config.scheduler, "wlc");
+    assert_eq!(svc.stats.read().conns, conns_before, "counters survive the reload");
+    assert_eq!(svc.dests.len(), 2);
+    assert_eq!(svc.dests[0].addr, IpAddr::V4(rs(3)), "newest first");
+    assert_eq!(svc.dests[1].weight(), 5);
+    for (p, rip) in owner.iter().enumerate() {
+        let (a, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 43000 + p as u16, VIP, 80, ACK).build());
+        if *rip == 11 {
+            assert_eq!(a, Action::Tx(INT), "a connection through a kept server continues");
+            assert_eq!(out[33], 11);
+        } else {
+            assert_eq!(a, Action::Drop(DropReason::NoDestConn), "the removed server's connections stop");
+        }
+    }
+    assert!(lab.ipvs().services().get(&udp).is_some());
+}
