@@ -240,6 +240,33 @@ impl Ipvs {
         Ok(())
     }
 
+    /// Publish the service `key` with a new dest list computed from the old one (the
+    /// scheduler learns the new list first).
+    fn set_dests(&self, key: &ServiceKey, f: impl FnOnce(&[Arc<Dest>]) -> Vec<Arc<Dest>>) -> Result<(), AdminError> {
+        self.replace(key, AdminError::ServiceNotDefined, |old| {
+            let dests = f(&old.dests);
+            old.scheduler.update(&dests);
+            Ok(Service {
+                config: old.config.clone(),
+                dests,
+                scheduler: old.scheduler.clone(),
+                stats: old.stats.clone(),
+                timeouts: old.timeouts.clone(),
+            })
+        })
+    }
+
+    /// The dest a `-d`/`-e`-style command names: ipvsadm gives DR/TUN dests the service port,
+    /// so match either the given port or the service's.
+    fn named_dest(svc: &Service, key: &ServiceKey, addr: &IpAddr, port: u16) -> Option<Arc<Dest>> {
+        svc.find_dest(addr, port)
+            .or_else(|| match key {
+                ServiceKey::Addr { port: sp, .. } => svc.find_dest(addr, *sp),
+                _ => None,
+            })
+            .cloned()
+    }
+
     /// `-E`: replaces all service parameters (a new scheduler when the name or flags change).
     pub fn edit_service(&self, cfg: ServiceConfig) -> Result<(), AdminError> {
         Self::validate_service(&cfg)?;
@@ -349,19 +376,7 @@ impl Ipvs {
             None => Arc::new(Dest::in_service(&cfg, svc.stats.clone(), svc.timeouts.clone())),
         };
         drop(cur);
-        self.replace(key, AdminError::ServiceNotDefined, |old| {
-            let mut dests = Vec::with_capacity(old.dests.len() + 1);
-            dests.push(dest);
-            dests.extend(old.dests.iter().cloned());
-            old.scheduler.update(&dests);
-            Ok(Service {
-                config: old.config.clone(),
-                dests,
-                scheduler: old.scheduler.clone(),
-                stats: old.stats.clone(),
-                timeouts: old.timeouts.clone(),
-            })
-        })
+        self.set_dests(key, |old| std::iter::once(dest).chain(old.iter().cloned()).collect())
     }
 
     /// `-e`: every parameter replaced in place; the dest keeps its list position.
@@ -383,29 +398,11 @@ impl Ipvs {
         let mut trash = self.lock();
         let cur = self.table.load();
         let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
-        // ipvsadm also normalises the port of DR/TUN dests on -d: match either.
-        let d = svc
-            .find_dest(addr, port)
-            .or_else(|| match key {
-                ServiceKey::Addr { port: sp, .. } => svc.find_dest(addr, *sp),
-                _ => None,
-            })
-            .ok_or(AdminError::NoSuchDest)?
-            .clone();
+        let d = Self::named_dest(svc, key, addr, port).ok_or(AdminError::NoSuchDest)?;
         d.set_available(false);
         trash.0.push((*key, d.clone()));
         drop(cur);
-        self.replace(key, AdminError::ServiceNotDefined, |old| {
-            let dests: Vec<_> = old.dests.iter().filter(|x| !Arc::ptr_eq(x, &d)).cloned().collect();
-            old.scheduler.update(&dests);
-            Ok(Service {
-                config: old.config.clone(),
-                dests,
-                scheduler: old.scheduler.clone(),
-                stats: old.stats.clone(),
-                timeouts: old.timeouts.clone(),
-            })
-        })
+        self.set_dests(key, |old| old.iter().filter(|x| !Arc::ptr_eq(x, &d)).cloned().collect())
     }
 
     /// Replace the whole table at once (configuration reload): one new snapshot is published,
@@ -497,28 +494,11 @@ impl Ipvs {
         let mut trash = self.lock();
         let cur = self.table.load();
         let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
-        let d = svc
-            .find_dest(addr, port)
-            .or_else(|| match key {
-                ServiceKey::Addr { port: sp, .. } => svc.find_dest(addr, *sp),
-                _ => None,
-            })
-            .ok_or(AdminError::NoSuchDest)?
-            .clone();
+        let d = Self::named_dest(svc, key, addr, port).ok_or(AdminError::NoSuchDest)?;
         d.set_draining(true);
         trash.1.push(Draining { service: *key, dest: d.clone(), deadline });
         drop(cur);
-        self.replace(key, AdminError::ServiceNotDefined, |old| {
-            let dests: Vec<_> = old.dests.iter().filter(|x| !Arc::ptr_eq(x, &d)).cloned().collect();
-            old.scheduler.update(&dests);
-            Ok(Service {
-                config: old.config.clone(),
-                dests,
-                scheduler: old.scheduler.clone(),
-                stats: old.stats.clone(),
-                timeouts: old.timeouts.clone(),
-            })
-        })
+        self.set_dests(key, |old| old.iter().filter(|x| !Arc::ptr_eq(x, &d)).cloned().collect())
     }
 
     /// Dests being drained, with their deadlines and live connection counts.
