@@ -59,13 +59,16 @@ impl FwmarkRule {
 #[derive(Debug, Default)]
 pub struct Classifier;
 
-pub fn register<C: IpvsContext>(hooks: &Hooks<C>) -> HookHandle {
-    hooks.register(HookOps {
-        family: Family::Ipv4,
-        point: HookPoint::PreRouting,
-        priority: priority::MANGLE,
-        name: "fwmark".into(),
-        hook: Arc::new(Classifier),
+/// Register the classifier on PRE_ROUTING for IPv4 and IPv6.
+pub fn register<C: IpvsContext>(hooks: &Hooks<C>) -> [HookHandle; 2] {
+    [Family::Ipv4, Family::Ipv6].map(|family| {
+        hooks.register(HookOps {
+            family,
+            point: HookPoint::PreRouting,
+            priority: priority::MANGLE,
+            name: "fwmark".into(),
+            hook: Arc::new(Classifier),
+        })
     })
 }
 
@@ -78,13 +81,23 @@ impl<C: IpvsContext> Hook<C> for Classifier {
             return Verdict::Accept;
         }
         let n = skb.network_bytes();
-        if n.len() < 20 || n[0] >> 4 != 4 {
-            return Verdict::Accept;
-        }
-        let protocol = n[9];
-        let saddr = IpAddr::V4([n[12], n[13], n[14], n[15]].into());
-        let daddr = IpAddr::V4([n[16], n[17], n[18], n[19]].into());
-        let ihl = (n[0] & 0xf) as usize * 4;
+        let (protocol, saddr, daddr, ihl) = match n.first().map(|b| b >> 4) {
+            Some(4) if n.len() >= 20 => (
+                n[9],
+                IpAddr::V4([n[12], n[13], n[14], n[15]].into()),
+                IpAddr::V4([n[16], n[17], n[18], n[19]].into()),
+                (n[0] & 0xf) as usize * 4,
+            ),
+            Some(6) if n.len() >= 40 => {
+                let a = |o: usize| {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(&n[o..o + 16]);
+                    IpAddr::V6(b.into())
+                };
+                (n[6], a(8), a(24), 40)
+            }
+            _ => return Verdict::Accept,
+        };
         let dport = match protocol {
             6 | 17 | 132 => n.get(ihl + 2..ihl + 4).map_or(0, |p| u16::from_be_bytes([p[0], p[1]])),
             _ => 0,

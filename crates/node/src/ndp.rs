@@ -69,6 +69,7 @@ impl Node {
         }
         let t = IpAddr::V6(target);
         let ours = cx.ipvs.services().is_vip(&t)
+            || cx.ipvs.fwmark_rules().iter().any(|r| r.covers(&t))
             || cx.net.interface(skb.in_if).is_some_and(|i| i.addrs.iter().any(|(a, _)| *a == t));
         if !ours {
             return Action::Local;

@@ -38,7 +38,7 @@ pub struct Node {
     learnt: ArcSwap<Learnt>,
     learn_lock: Mutex<()>,
     /// The firewall-mark classifier's registration, present while it has rules.
-    classifier: Mutex<Option<netfilter::HookHandle>>,
+    classifier: Mutex<Option<[netfilter::HookHandle; 2]>>,
     pub counters: NodeCounters,
 }
 
@@ -67,7 +67,7 @@ impl Node {
         match (want, reg.is_some()) {
             (true, false) => *reg = Some(ipvs::fwmark::register(&self.hooks)),
             (false, true) => {
-                if let Some(h) = reg.take() {
+                for h in reg.take().into_iter().flatten() {
                     self.hooks.unregister(h);
                 }
             }

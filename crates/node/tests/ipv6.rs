@@ -228,3 +228,33 @@ fn neighbour_solicitation_for_a_vip_is_answered() {
     assert_eq!(lab.send(EXT, &ns).0, Action::Local);
     let _ = Ipv4Addr::UNSPECIFIED;
 }
+
+#[test]
+fn fwmark_service_for_an_ipv6_range() {
+    let mut lab = Lab::new();
+    let key = ServiceKey::Fwmark { mark: 9, ipv6: true };
+    lab.ipvs().add_service(ServiceConfig::new(key, "rr")).unwrap();
+    lab.ipvs().add_dest(&key, DestConfig::new(rs6(2).into(), 0).method(ForwardMethod::Route)).unwrap();
+    let range: Ipv6Addr = "2001:db8:200::".parse().unwrap();
+    lab.node.set_fwmark_rules(vec![ipvs::fwmark::FwmarkRule {
+        daddr: IpAddr::V6(range),
+        dprefix: 64,
+        saddr: None,
+        protocol: 17,
+        dports: (0, 65535),
+        mark: 9,
+    }]);
+    lab.advance(0);
+    let target: Ipv6Addr = "2001:db8:200::53".parse().unwrap();
+    let (a, out) = lab.send(EXT, &eth6(CLIENT_MAC, EXT_MAC, &udp6(CLIENT6, 5001, target, 53, 64, b"q")));
+    assert_eq!(a, Action::Tx(INT));
+    assert_eq!(out, eth6(INT_MAC, rs_mac(2), &udp6(CLIENT6, 5001, target, 53, 63, b"q")));
+    // The node answers neighbour solicitations for the classified range.
+    let ns = node::ndp::solicitation(wire::MacAddr(CLIENT_MAC), CLIENT6, target);
+    assert_eq!(lab.send(EXT, &ns).0, Action::Tx(EXT));
+    // Without rules the classifier is gone and the range is not ours.
+    lab.node.set_fwmark_rules(vec![]);
+    lab.advance(0);
+    let (a, _) = lab.send(EXT, &eth6(CLIENT_MAC, EXT_MAC, &udp6(CLIENT6, 5002, target, 53, 64, b"q")));
+    assert_ne!(a, Action::Tx(INT));
+}
