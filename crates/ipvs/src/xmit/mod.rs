@@ -53,13 +53,29 @@ pub(crate) fn ttl(skb: &Skb<'_>) -> u8 {
     }
 }
 
-/// Decrement the TTL (incremental header checksum) or the hop limit.
+/// Decrement the TTL (incremental header checksum) or the hop limit. Callers checked it is
+/// above 1.
 #[inline]
 pub(crate) fn dec_ttl(skb: &mut Skb<'_>) {
-    match skb.family {
-        Family::Ipv6 => wire::Ipv6Packet::new_unchecked(skb.network_bytes_mut()).dec_hop_limit(),
-        _ => wire::Ipv4Packet::new_unchecked(skb.network_bytes_mut()).dec_ttl(),
+    let v6 = skb.family == Family::Ipv6;
+    let n = skb.network_bytes_mut();
+    if v6 {
+        if let Some(h) = n.get_mut(7) {
+            *h = h.saturating_sub(1);
+        }
+        return;
     }
+    // One fixed-size view: no bounds check per field.
+    let Some(h) = n.first_chunk_mut::<20>() else { return };
+    let ttl = h[8];
+    if ttl == 0 {
+        return;
+    }
+    h[8] = ttl - 1;
+    // RFC 1624: the TTL is the high byte of the TTL/protocol word.
+    let old = u16::from_be_bytes([ttl, h[9]]);
+    let hc = wire::checksum::update16(u16::from_be_bytes([h[10], h[11]]), old, old - 0x100);
+    h[10..12].copy_from_slice(&hc.to_be_bytes());
 }
 
 /// Packets over the usable MTU that may not be fragmented (IPv4 with DF; IPv6 always) get
