@@ -69,8 +69,8 @@ adm -L -n | sed 's/^/    /'
 declare -A DIST
 # curl_service LABEL PORT: REQUESTS requests from the client, the answer names the server.
 curl_service() {
-    local label="$1" port="$2" i name ok=0 line=""
-    for i in $(seq 1 "$REQUESTS"); do
+    local label="$1" port="$2" name ok=0 line=""
+    for _ in $(seq 1 "$REQUESTS"); do
         if name="$(in_ns c curl -fsS --max-time 3 "http://$VIP:$port/" 2>/dev/null)"; then
             ok=$((ok + 1))
             line+="$name "

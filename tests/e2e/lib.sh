@@ -85,7 +85,7 @@ need_cmds() {
 
 # The packages every test and the lab need.
 need_base_packages() {
-    need_cmds ip:iproute2 python3:python3 curl:curl ping:iputils-ping "$@"
+    need_cmds ip:iproute2 sysctl:procps python3:python3 curl:curl ping:iputils-ping "$@"
 }
 
 # Builds rvsd, rvsadm and rvs-decap (RVS_PROFILE=release|debug, default release) unless

@@ -8,7 +8,7 @@
 # Environment: RVS_PROFILE=debug (build/use target/debug), RVS_BIN=DIR (prebuilt binaries, no
 # build), RVS_TEST_TIMEOUT=SECONDS (per test, default 180), RVS_KEEP_WORK=1 (keep logs).
 set -uo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")" || exit 2
 [ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (network namespaces)" >&2; exit 2; }
 
 source ./lib.sh
