@@ -3,6 +3,7 @@
 
 use crate::api::{ApiError, Command, ConnView, ErrorKind, Reply, Snapshot};
 use crate::http;
+use crate::ops::{ConnFilter, DrainRequest, DrainingView, ReloadReply, ReloadRequest};
 use std::io::{self, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -101,6 +102,29 @@ impl Client {
     /// `GET /v1/connections`.
     pub fn connections(&self) -> Result<Vec<ConnView>, ClientError> {
         self.call("GET", "/v1/connections", None)
+    }
+
+    /// `GET /v1/connections?service=…&server=…&state=…` (rvs extension; filtered by the daemon).
+    pub fn connections_filtered(&self, f: &ConnFilter) -> Result<Vec<ConnView>, ClientError> {
+        self.call("GET", &format!("/v1/connections{}", f.to_query()), None)
+    }
+
+    /// `POST /v1/drain` (rvs extension).
+    pub fn drain(&self, req: &DrainRequest) -> Result<Reply, ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Transport(format!("cannot encode: {e}")))?;
+        self.call("POST", "/v1/drain", Some(&body))
+    }
+
+    /// `GET /v1/draining` (rvs extension).
+    pub fn draining(&self) -> Result<Vec<DrainingView>, ClientError> {
+        self.call("GET", "/v1/draining", None)
+    }
+
+    /// `POST /v1/reload` (rvs extension): reload the configuration file, or `path`.
+    pub fn reload(&self, path: Option<&str>) -> Result<ReloadReply, ClientError> {
+        let req = ReloadRequest { path: path.map(str::to_string) };
+        let body = serde_json::to_vec(&req).map_err(|e| ClientError::Transport(format!("cannot encode: {e}")))?;
+        self.call("POST", "/v1/reload", Some(&body))
     }
 }
 

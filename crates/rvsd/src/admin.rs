@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use control::api::{ApiError, Command, ConnView, DestView, ErrorKind, Reply, ServiceView, Snapshot, Timeouts};
+use control::ops::{ConnFilter, DrainRequest, DrainingView};
 use ipvs::ServiceKey;
 use node::Node;
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,9 @@ pub struct Admin {
 
 pub const VERSION: &str = "1.2.1";
 
+/// Drain deadline when the request gives none (`rvsadm --drain` without `--drain-timeout`).
+pub const DEFAULT_DRAIN_SECS: u32 = 300;
+
 impl Admin {
     pub fn new(
         node: Arc<Node>,
@@ -92,6 +96,82 @@ impl Admin {
             self.update_steering();
         }
         r
+    }
+
+    /// Installs a configuration's table in one step (`Ipvs::replace_table`: packets see the
+    /// old table or the new one; kept services and dests keep their connections and
+    /// counters), then its `--set` timeouts. Serialised with the commands. On error nothing
+    /// changed.
+    pub fn install(&self, plan: &crate::cfgload::Plan) -> Result<(), ApiError> {
+        let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_vips(plan)?;
+        self.node.ipvs.replace_table(plan.table.clone()).map_err(admin_error)?;
+        if let Some((tcp, tcpfin, udp)) = plan.set_timeouts {
+            self.node.ipvs.set_timeouts(tcp, tcpfin, udp);
+        }
+        self.update_steering();
+        Ok(())
+    }
+
+    /// Refuses a plan whose VIP is one of the director kernel's addresses (as `-A` does).
+    pub fn check_vips(&self, plan: &crate::cfgload::Plan) -> Result<(), ApiError> {
+        for (svc, _) in &plan.table {
+            if let ServiceKey::Addr { addr, .. } = svc.key
+                && (self.kernel_local)(&addr)
+            {
+                return Err(ApiError::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "VIP {addr} is configured on the director's kernel; remove it (rvs answers ARP for VIPs itself)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/drain` (rvs): the dest leaves scheduling now; `drain_tick` (every second,
+    /// main.rs) removes it once its connections are gone or at the deadline.
+    pub fn drain(&self, req: &DrainRequest) -> Result<Reply, ApiError> {
+        let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let key = service_key(&req.service)?;
+        let secs = req.timeout_secs.unwrap_or(DEFAULT_DRAIN_SECS);
+        let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(secs));
+        let r = self.node.ipvs.drain_dest(&key, &req.addr, req.port, deadline).map_err(admin_error);
+        match &r {
+            Ok(()) => tracing::info!("drain {:?} {}:{} (deadline {secs} s): started", req.service, req.addr, req.port),
+            Err(e) => tracing::warn!("drain {:?} {}:{}: {}", req.service, req.addr, req.port, e.message),
+        }
+        r.map(|()| Reply::Done)
+    }
+
+    /// `GET /v1/draining` (rvs).
+    pub fn draining(&self) -> Vec<DrainingView> {
+        let now = std::time::Instant::now();
+        self.node
+            .ipvs
+            .draining()
+            .iter()
+            .map(|d| DrainingView {
+                service: api_key(&d.service),
+                addr: d.dest.addr,
+                port: d.dest.port,
+                active: d.dest.activeconns(),
+                inactive: d.dest.inactconns(),
+                persistent: d.dest.persistconns(),
+                remaining_secs: d.deadline.saturating_duration_since(now).as_secs(),
+            })
+            .collect()
+    }
+
+    /// `GET /v1/connections?…`: the listing, filtered here so clients get only what they
+    /// asked for.
+    pub fn connections_filtered(&self, f: &ConnFilter) -> Result<Vec<ConnView>, ApiError> {
+        let mut all = self.connections()?;
+        if !f.is_empty() {
+            all.retain(|c| f.matches(c));
+        }
+        Ok(all)
     }
 
     /// Keeps the fanout programs in step with the VIP set, before the command returns: a

@@ -31,17 +31,41 @@ impl LogLevel {
     }
 }
 
+/// Which configuration file format was given (`--config` or `--keepalived`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigFormat {
+    Native,
+    Keepalived,
+}
+
+impl ConfigFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigFormat::Native => "native",
+            ConfigFormat::Keepalived => "keepalived",
+        }
+    }
+}
+
 /// The daemon's configuration from its command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Args {
-    /// Served interfaces, in the order given (no duplicates).
+    /// Served interfaces, in the order given (no duplicates). Empty only with a
+    /// configuration file, whose `[[interfaces]]` are used then.
     pub interfaces: Vec<String>,
     pub socket: PathBuf,
     /// Number of packet workers, 1..=`ipvs::stats::MAX_WORKERS`.
     pub workers: usize,
-    /// Connection-table limit per worker.
-    pub max_conns: usize,
+    /// Connection-table limit per worker (`None`: from the configuration's
+    /// `limits.max_connections`, else `ipvs::ipvs::DEFAULT_MAX_CONNS`).
+    pub max_conns: Option<usize>,
     pub log: LogLevel,
+    /// Configuration file loaded at start and on reload.
+    pub config: Option<(ConfigFormat, PathBuf)>,
+    /// Prometheus exposition listener (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Optional TCP listener for the API (`--api-listen`), with its bearer token.
+    pub api_listen: Option<(std::net::SocketAddr, String)>,
 }
 
 /// What the command line asks for.
@@ -54,15 +78,24 @@ pub enum Parsed {
 
 pub const USAGE: &str = "\
 Usage: rvsd -i IFACE [-i IFACE ...] [options]
+       rvsd --config FILE | --keepalived FILE [-i IFACE ...] [options]
 
-rvs director daemon: load-balances the VIPs configured with rvsadm over AF_PACKET rings on
-the given interfaces, and serves the control API on a Unix socket.
+rvs director daemon: load-balances the VIPs configured with rvsadm (or a configuration
+file) over AF_PACKET rings on the given interfaces, and serves the control API on a Unix
+socket.
 
 Options:
-  -i, --interface NAME  serve this interface (repeat for each; at least one)
+  -i, --interface NAME  serve this interface (repeat for each; at least one, unless the
+                        configuration file lists [[interfaces]])
+      --config FILE     load the native (TOML) configuration; SIGHUP reloads it
+      --keepalived FILE load a keepalived.conf (virtual_server part); SIGHUP reloads it
+      --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics
+      --api-listen ADDR also serve the API on TCP (needs --api-token)
+      --api-token TOKEN bearer token required on the TCP API listener
       --socket PATH     control socket (default: $RVS_SOCKET, else /run/rvs/rvsd.sock)
       --workers N       packet worker threads (default: number of CPUs, at most 32)
-      --max-conns N     connection-table limit per worker (default: 1048576)
+      --max-conns N     connection-table limit per worker (default: the configuration's
+                        limits.max_connections / workers, else 1048576)
       --log LEVEL       error, warn, info (default), debug or trace
   -h, --help            show this help
       --version         show the version
@@ -92,8 +125,15 @@ where
     let mut interfaces: Vec<String> = Vec::new();
     let mut socket: Option<PathBuf> = None;
     let mut workers: Option<usize> = None;
-    let mut max_conns = ipvs::ipvs::DEFAULT_MAX_CONNS;
+    let mut max_conns = None;
     let mut log = LogLevel::Info;
+    let mut config = None;
+    let mut metrics = None;
+    let mut api_listen = None;
+    let mut api_token = None;
+    let addr = |flag: &str, v: String| -> Result<std::net::SocketAddr, String> {
+        v.parse().map_err(|_| format!("{flag}: '{v}' is not ADDR:PORT"))
+    };
 
     let mut it = args.into_iter().map(Into::into);
     while let Some(arg) = it.next() {
@@ -122,7 +162,18 @@ where
             }
             "--socket" => socket = Some(PathBuf::from(value(&mut it)?)),
             "--workers" => workers = Some(number(&flag, &value(&mut it)?, 1, ipvs::stats::MAX_WORKERS)?),
-            "--max-conns" => max_conns = number(&flag, &value(&mut it)?, 1, 1 << 28)?,
+            "--max-conns" => max_conns = Some(number(&flag, &value(&mut it)?, 1, 1 << 28)?),
+            "--config" | "--keepalived" => {
+                let format = if flag == "--config" { ConfigFormat::Native } else { ConfigFormat::Keepalived };
+                let path = PathBuf::from(value(&mut it)?);
+                if config.is_some() {
+                    return Err("only one of --config and --keepalived may be given, once".into());
+                }
+                config = Some((format, path));
+            }
+            "--metrics" => metrics = Some(addr(&flag, value(&mut it)?)?),
+            "--api-listen" => api_listen = Some(addr(&flag, value(&mut it)?)?),
+            "--api-token" => api_token = Some(value(&mut it)?),
             "--log" => {
                 let v = value(&mut it)?;
                 log = LogLevel::parse(&v)
@@ -132,13 +183,20 @@ where
             other => return Err(format!("unexpected argument '{other}'")),
         }
     }
-    if interfaces.is_empty() {
+    if interfaces.is_empty() && config.is_none() {
         return Err("no interface given (use -i NAME)".into());
     }
+    let api_listen = match (api_listen, api_token) {
+        (Some(a), Some(t)) => Some((a, t)),
+        (Some(_), None) => return Err("--api-listen needs --api-token (the TCP API requires a bearer token)".into()),
+        (None, Some(_)) => return Err("--api-token is only used with --api-listen".into()),
+        (None, None) => None,
+    };
     let socket = socket
         .or_else(|| env_socket.filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    Ok(Parsed::Run(Args { interfaces, socket, workers: workers.unwrap_or_else(default_workers), max_conns, log }))
+    let workers = workers.unwrap_or_else(default_workers);
+    Ok(Parsed::Run(Args { interfaces, socket, workers, max_conns, log, config, metrics, api_listen }))
 }
 
 #[cfg(test)]
@@ -162,8 +220,9 @@ mod tests {
         assert_eq!(a.interfaces, ["eth0", "eth1"]);
         assert_eq!(a.socket, PathBuf::from("/run/rvs/rvsd.sock"));
         assert!((1..=ipvs::stats::MAX_WORKERS).contains(&a.workers));
-        assert_eq!(a.max_conns, ipvs::ipvs::DEFAULT_MAX_CONNS);
+        assert_eq!(a.max_conns, None);
         assert_eq!(a.log, LogLevel::Info);
+        assert_eq!((a.config, a.metrics, a.api_listen), (None, None, None));
     }
 
     #[test]
@@ -171,8 +230,23 @@ mod tests {
         let a = run(&["-i", "a0", "--socket", "/tmp/x.sock", "--workers", "3", "--max-conns=1000", "--log", "DEBUG"]);
         assert_eq!(a.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(a.workers, 3);
-        assert_eq!(a.max_conns, 1000);
+        assert_eq!(a.max_conns, Some(1000));
         assert_eq!(a.log, LogLevel::Debug);
+    }
+
+    #[test]
+    fn operation_options() {
+        let a = run(&["--config", "/etc/rvs.toml", "--metrics", "127.0.0.1:9100"]);
+        assert!(a.interfaces.is_empty(), "interfaces may come from the file");
+        assert_eq!(a.config, Some((ConfigFormat::Native, PathBuf::from("/etc/rvs.toml"))));
+        assert_eq!(a.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        let a = run(&["-i", "x", "--keepalived=/k.conf", "--api-listen", "[::1]:8000", "--api-token", "s3"]);
+        assert_eq!(a.config, Some((ConfigFormat::Keepalived, PathBuf::from("/k.conf"))));
+        assert_eq!(a.api_listen, Some(("[::1]:8000".parse().unwrap(), "s3".to_string())));
+        assert!(err(&["-i", "x", "--api-listen", "127.0.0.1:1"]).contains("needs --api-token"));
+        assert!(err(&["-i", "x", "--api-token", "t"]).contains("only used with --api-listen"));
+        assert!(err(&["--config", "a", "--keepalived", "b"]).contains("only one of"));
+        assert!(err(&["-i", "x", "--metrics", "9100"]).contains("--metrics: '9100' is not ADDR:PORT"));
     }
 
     #[test]

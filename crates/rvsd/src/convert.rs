@@ -23,9 +23,7 @@ pub fn service_key(k: &api::ServiceKey) -> Result<ServiceKey, ApiError> {
     Ok(match *k {
         api::ServiceKey::Tcp { addr, port } => ServiceKey::tcp(addr, port),
         api::ServiceKey::Udp { addr, port } => ServiceKey::udp(addr, port),
-        api::ServiceKey::Sctp { .. } => {
-            return Err(ApiError::new(ErrorKind::ProtocolNotAvailable, "SCTP services are not supported yet"));
-        }
+        api::ServiceKey::Sctp { addr, port } => ServiceKey::Addr { protocol: api::IPPROTO_SCTP, addr, port },
         api::ServiceKey::Fwmark { mark, ipv6 } => ServiceKey::Fwmark { mark, ipv6 },
     })
 }
@@ -166,16 +164,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_round_trip_and_sctp_is_refused() {
+    fn keys_round_trip() {
         for k in [
+            api::ServiceKey::Sctp { addr: "10.0.0.1".parse().unwrap(), port: 1 },
             api::ServiceKey::Tcp { addr: "10.0.0.1".parse().unwrap(), port: 80 },
             api::ServiceKey::Udp { addr: "2001:db8::1".parse().unwrap(), port: 53 },
             api::ServiceKey::Fwmark { mark: 7, ipv6: false },
         ] {
             assert_eq!(api_key(&service_key(&k).unwrap()), k);
         }
-        let e = service_key(&api::ServiceKey::Sctp { addr: "10.0.0.1".parse().unwrap(), port: 1 }).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::ProtocolNotAvailable);
     }
 
     #[test]

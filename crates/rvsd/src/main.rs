@@ -1,13 +1,19 @@
 //! rvsd, the rvs director daemon: packet workers on AF_PACKET rings of the served interfaces
 //! running the node (with IPVS on its hooks), the network state kept in step with the kernel,
-//! rate estimators, and the control API on a Unix socket (crates/rvsd/README.md).
+//! rate estimators, the control API on a Unix socket, and the operation side: configuration
+//! file with hot reload, health checkers, drains, Prometheus metrics (crates/rvsd/README.md).
 
 mod admin;
 mod args;
+mod cfgload;
 mod convert;
 mod gso;
 mod host;
+mod metrics;
 mod netstate;
+#[cfg(test)]
+mod openapi;
+mod operate;
 mod rates;
 mod server;
 mod steer;
@@ -63,14 +69,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGTERM and SIGINT, blocked in every thread and taken by the signal thread with sigwait.
-fn stop_signals() -> libc::sigset_t {
+/// SIGTERM, SIGINT (stop) and SIGHUP (reload), blocked in every thread and taken by the
+/// signal thread with sigwait.
+fn handled_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
@@ -78,7 +86,29 @@ fn stop_signals() -> libc::sigset_t {
 /// Why the main thread wakes up.
 enum Event {
     Signal(i32),
+    Reload,
     Fatal(String),
+}
+
+/// The configuration file at start: loaded before anything else, so a bad file stops the
+/// daemon with its `file:line: field: message` (exit 1).
+fn load_config(args: &Args) -> Result<Option<(rvs_config::Config, std::path::PathBuf)>, Refusal> {
+    let Some((format, path)) = &args.config else { return Ok(None) };
+    let cfg = cfgload::load(*format, path).map_err(Refusal)?;
+    tracing::info!("loaded {} configuration {}", format.name(), path.display());
+    Ok(Some((cfg, path.clone())))
+}
+
+/// Connection-table limit per worker: `--max-conns`, else the file's total divided among
+/// the workers, else the default.
+fn max_conns_per_worker(args: &Args, cfg: Option<&rvs_config::Config>) -> usize {
+    if let Some(n) = args.max_conns {
+        return n;
+    }
+    match cfg.and_then(|c| c.limits.max_connections) {
+        Some(total) => (total.div_ceil(args.workers as u64) as usize).clamp(1, 1 << 28),
+        None => ipvs::ipvs::DEFAULT_MAX_CONNS,
+    }
 }
 
 /// Fanout group id of interface `k`: distinct per daemon (groups are per network namespace,
@@ -93,17 +123,37 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::J
 
 fn run(args: &Args) -> Result<(), Refusal> {
     let clock = Instant::now();
-    let set = stop_signals();
+    let set = handled_signals();
     // Block before any thread exists so every thread inherits the mask.
     // SAFETY: valid set; the old mask is not needed.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+
+    let config = load_config(args)?;
+    let mut args = args.clone();
+    if let Some((cfg, _)) = &config {
+        if args.interfaces.is_empty() {
+            args.interfaces = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
+        }
+        for d in &cfg.sync_daemons {
+            tracing::warn!(
+                "sync daemon {:?} {}: connection synchronisation is not supported yet; ignored",
+                d.role,
+                d.mcast_ifn
+            );
+        }
+    }
+    if args.interfaces.is_empty() {
+        return Err(Refusal("no interface to serve: give -i NAME or [[interfaces]] in the configuration".into()));
+    }
+    let max_conns = max_conns_per_worker(&args, config.as_ref().map(|(c, _)| c));
+    let args = &args;
 
     tracing::info!(
         "rvsd {} starting: interfaces {:?}, {} workers, {} connections per worker, socket {}",
         env!("CARGO_PKG_VERSION"),
         args.interfaces,
         args.workers,
-        args.max_conns,
+        max_conns,
         args.socket.display()
     );
     host::check_ip_forward_sysctl()?;
@@ -121,7 +171,7 @@ fn run(args: &Args) -> Result<(), Refusal> {
     let net = netstate::build(&snap, &args.interfaces);
     netstate::log_initial(&net);
 
-    let ipvs = Arc::new(ipvs::Ipvs::new(args.max_conns));
+    let ipvs = Arc::new(ipvs::Ipvs::new(max_conns));
     let node = node::Node::new(ipvs.clone(), net);
 
     // Sockets: for each interface, workers join its fanout group in worker order, so member
@@ -154,6 +204,17 @@ fn run(args: &Args) -> Result<(), Refusal> {
 
     let listener = server::bind(&args.socket)?;
     tracing::info!("control API on {}", args.socket.display());
+    let metrics_listener = match args.metrics {
+        Some(a) => Some(std::net::TcpListener::bind(a).map_err(|e| Refusal(format!("--metrics {a}: {e}")))?),
+        None => None,
+    };
+    let api_tcp = match &args.api_listen {
+        Some((a, token)) => Some((
+            std::net::TcpListener::bind(a).map_err(|e| Refusal(format!("--api-listen {a}: {e}")))?,
+            token.clone(),
+        )),
+        None => None,
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ev_tx, ev_rx) = mpsc::channel::<Event>();
@@ -207,33 +268,92 @@ fn run(args: &Args) -> Result<(), Refusal> {
             Some(steering),
             args.interfaces.clone(),
         ));
+        let ops = Arc::new(operate::Operator::new(admin.clone(), args.config.clone()));
+        if let Some((cfg, path)) = config {
+            ops.activate(cfg, &path).map_err(|e| Refusal(format!("{}: {}", path.display(), e.message)))?;
+        }
+        let api = Arc::new(server::Api { admin: admin.clone(), ops: ops.clone() });
+
+        // Drains finish (every second) and health events are logged and counted.
+        let (i, o, st) = (ipvs.clone(), ops.clone(), stop.clone());
+        spawn("rvsd-ops", move || {
+            let mut next_drain = Instant::now();
+            while !st.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                o.pump_events();
+                if Instant::now() >= next_drain {
+                    next_drain += Duration::from_secs(1);
+                    for d in i.drain_tick(Instant::now()) {
+                        tracing::info!(
+                            "drain of {}:{} finished ({} active, {} inactive left)",
+                            d.dest.addr,
+                            d.dest.port,
+                            d.dest.activeconns(),
+                            d.dest.inactconns()
+                        );
+                    }
+                }
+            }
+        })?;
+
+        if let Some(l) = metrics_listener {
+            tracing::info!("metrics on http://{}/metrics", args.metrics.map(|a| a.to_string()).unwrap_or_default());
+            let a = api.clone();
+            spawn("rvsd-metrics", move || metrics::serve(l, Arc::new(move || metrics::render(&metrics::gather(&a)))))?;
+        }
+        if let Some((l, token)) = api_tcp {
+            tracing::info!("control API also on TCP {:?} (bearer token required)", l.local_addr().ok());
+            let a = api.clone();
+            spawn("rvsd-api-tcp", move || server::serve_tcp(l, a, token))?;
+        }
         let path = args.socket.clone();
-        spawn("rvsd-api", move || server::serve(listener, admin, path))?;
+        let a = api.clone();
+        spawn("rvsd-api", move || server::serve(listener, a, path))?;
 
         let tx = ev_tx.clone();
         spawn("rvsd-sig", move || {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: valid set and out-pointer.
-            let rc = unsafe { libc::sigwait(&set, &mut sig) };
-            let _ = tx.send(if rc == 0 { Event::Signal(sig) } else { Event::Fatal(format!("sigwait failed: {rc}")) });
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: valid set and out-pointer.
+                let rc = unsafe { libc::sigwait(&set, &mut sig) };
+                let ev = match rc {
+                    0 if sig == libc::SIGHUP => Event::Reload,
+                    0 => Event::Signal(sig),
+                    _ => Event::Fatal(format!("sigwait failed: {rc}")),
+                };
+                let last = !matches!(ev, Event::Reload);
+                if tx.send(ev).is_err() || last {
+                    return;
+                }
+            }
         })?;
-        Ok::<(), Refusal>(())
+        Ok::<Arc<operate::Operator>, Refusal>(ops)
     })();
 
-    let outcome = match result {
-        Ok(()) => {
+    let outcome = match &result {
+        Ok(ops) => {
             tracing::info!("running");
-            match ev_rx.recv() {
-                Ok(Event::Signal(s)) => {
-                    tracing::info!("signal {s}: stopping");
-                    Ok(())
+            loop {
+                match ev_rx.recv() {
+                    Ok(Event::Reload) => {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        // Errors are logged by the operator; the running table stays.
+                        let _ = ops.reload(None);
+                    }
+                    Ok(Event::Signal(s)) => {
+                        tracing::info!("signal {s}: stopping");
+                        break Ok(());
+                    }
+                    Ok(Event::Fatal(m)) => break Err(Refusal(m)),
+                    Err(_) => break Err(Refusal("event channel closed".into())),
                 }
-                Ok(Event::Fatal(m)) => Err(Refusal(m)),
-                Err(_) => Err(Refusal("event channel closed".into())),
             }
         }
-        Err(e) => Err(e),
+        Err(e) => Err(Refusal(e.0.clone())),
     };
+    if let Ok(ops) = &result {
+        ops.stop();
+    }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();

@@ -1,7 +1,9 @@
-//! The control API on a Unix socket: HTTP/1.1 + JSON exactly as control/README.md defines it,
-//! one thread per connection (administration is rare; no async runtime needed).
+//! The control API on a Unix socket (and optionally TCP with a bearer token): HTTP/1.1 +
+//! JSON as control/README.md and `docs/api/openapi.json` define it, one thread per
+//! connection (administration is rare; no async runtime needed).
 
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -10,9 +12,32 @@ use std::time::Duration;
 
 use control::api::{ApiError, Command, ErrorKind};
 use control::http;
+use control::ops::{ConnFilter, DrainRequest, ReloadRequest};
 
 use crate::admin::Admin;
 use crate::host::Refusal;
+use crate::operate::Operator;
+
+/// What the API handlers reach: the table (commands, listings) and the operator
+/// (configuration, health).
+pub struct Api {
+    pub admin: Arc<Admin>,
+    pub ops: Arc<Operator>,
+}
+
+/// Every (method, path) the server answers; `docs/api/openapi.json` must list exactly these
+/// (checked by the tests in `openapi.rs`).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/command"),
+    ("GET", "/v1/snapshot"),
+    ("GET", "/v1/connections"),
+    ("GET", "/v1/stats"),
+    ("POST", "/v1/reload"),
+    ("GET", "/v1/config"),
+    ("GET", "/v1/health"),
+    ("POST", "/v1/drain"),
+    ("GET", "/v1/draining"),
+];
 
 /// Binds the socket: creates the parent directory, replaces a stale socket (refuses if a
 /// daemon still answers on it) and restricts it to its owner (0600).
@@ -39,13 +64,13 @@ pub fn bind(path: &Path) -> Result<UnixListener, Refusal> {
 }
 
 /// Accepts connections until the process ends, one thread each.
-pub fn serve(listener: UnixListener, admin: Arc<Admin>, path: PathBuf) {
+pub fn serve(listener: UnixListener, api: Arc<Api>, path: PathBuf) {
     for conn in listener.incoming() {
         match conn {
             Ok(stream) => {
-                let admin = admin.clone();
+                let api = api.clone();
                 let spawned = std::thread::Builder::new().name("rvsd-api".into()).spawn(move || {
-                    if let Err(e) = handle(&stream, &admin) {
+                    if let Err(e) = handle(&stream, &api, None) {
                         tracing::debug!("api connection: {e}");
                     }
                 });
@@ -61,6 +86,42 @@ pub fn serve(listener: UnixListener, admin: Arc<Admin>, path: PathBuf) {
     }
 }
 
+/// The API on TCP (`--api-listen`): every request must carry `Authorization: Bearer TOKEN`.
+pub fn serve_tcp(listener: TcpListener, api: Arc<Api>, token: String) {
+    let token = Arc::new(token);
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let (api, token) = (api.clone(), token.clone());
+                let spawned = std::thread::Builder::new().name("rvsd-api-tcp".into()).spawn(move || {
+                    if let Err(e) = handle(&stream, &api, Some(&token)) {
+                        tracing::debug!("api tcp connection: {e}");
+                    }
+                });
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start an api thread: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::error!("accept on the TCP API listener: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// True when the request carries `Authorization: Bearer <token>`.
+pub fn authorized(req: &http::Request, token: &str) -> bool {
+    req.header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .is_some_and(|t| same_token(t.trim().as_bytes(), token.as_bytes()))
+}
+
 fn json<T: serde::Serialize>(v: &T) -> (u16, Vec<u8>) {
     match serde_json::to_vec(v) {
         Ok(b) => (200, b),
@@ -73,13 +134,39 @@ fn error(e: ApiError) -> (u16, Vec<u8>) {
     (status, serde_json::to_vec(&e).unwrap_or_else(|_| b"{}".to_vec()))
 }
 
+/// A stream the API is served on.
+pub trait Conn {
+    fn timeouts(&self, d: Duration) -> io::Result<()>;
+}
+
+impl Conn for UnixStream {
+    fn timeouts(&self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))?;
+        self.set_write_timeout(Some(d))
+    }
+}
+
+impl Conn for TcpStream {
+    fn timeouts(&self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))?;
+        self.set_write_timeout(Some(d))
+    }
+}
+
 /// Answers one request (clients send `Connection: close`; one request per connection).
-fn handle(stream: &UnixStream, admin: &Admin) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+/// With `token`, a request without the right bearer token gets 401.
+fn handle<S: Conn>(stream: &S, api: &Api, token: Option<&str>) -> io::Result<()>
+where
+    for<'a> &'a S: Read + Write,
+{
+    stream.timeouts(Duration::from_secs(10))?;
     let mut reader = BufReader::new(stream);
     let (status, body) = match http::read_request(&mut reader) {
-        Ok(req) => route(admin, &req.method, &req.path, &req.body),
+        Ok(req) if token.is_some_and(|t| !authorized(&req, t)) => {
+            let err = ApiError::new(ErrorKind::PermissionDenied, "missing or wrong bearer token");
+            (401, serde_json::to_vec(&err).unwrap_or_default())
+        }
+        Ok(req) => route(api, &req.method, &req.path, &req.body),
         Err(http::HttpError::Closed) => return Ok(()),
         Err(e) => {
             let status = e.status();
@@ -87,33 +174,61 @@ fn handle(stream: &UnixStream, admin: &Admin) -> io::Result<()> {
             (status, serde_json::to_vec(&err).unwrap_or_default())
         }
     };
-    http::write_response(&mut &*stream, status, "application/json", &body)
+    let mut w = stream;
+    http::write_response(&mut w, status, "application/json", &body)
 }
 
-/// Dispatch on method and path; returns the status and JSON body.
-pub fn route(admin: &Admin, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let path = path.split('?').next().unwrap_or(path);
+fn bad(m: String) -> (u16, Vec<u8>) {
+    error(ApiError::new(ErrorKind::BadRequest, m))
+}
+
+fn result<T: serde::Serialize>(r: Result<T, ApiError>) -> (u16, Vec<u8>) {
+    match r {
+        Ok(v) => json(&v),
+        Err(e) => error(e),
+    }
+}
+
+/// Dispatch on method and path (the query is passed on to the handlers that take one);
+/// returns the status and JSON body.
+pub fn route(api: &Api, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let path = target.split('?').next().unwrap_or(target);
+    let admin = &api.admin;
     match (method, path) {
         ("POST", "/v1/command") => match serde_json::from_slice::<Command>(body) {
-            Ok(cmd) => match admin.command(&cmd) {
-                Ok(reply) => json(&reply),
-                Err(e) => error(e),
-            },
-            Err(e) => error(ApiError::new(ErrorKind::BadRequest, format!("bad command: {e}"))),
+            Ok(cmd) => result(admin.command(&cmd)),
+            Err(e) => bad(format!("bad command: {e}")),
         },
         ("GET", "/v1/snapshot") => json(&admin.snapshot()),
-        ("GET", "/v1/connections") => match admin.connections() {
-            Ok(c) => json(&c),
-            Err(e) => error(e),
+        ("GET", "/v1/connections") => match ConnFilter::from_target(target) {
+            Ok(f) => result(admin.connections_filtered(&f)),
+            Err(e) => bad(e),
         },
         ("GET", "/v1/stats") => json(&admin.stats()),
-        (_, "/v1/command" | "/v1/snapshot" | "/v1/connections" | "/v1/stats") => {
-            let (_, body) =
-                error(ApiError::new(ErrorKind::BadRequest, format!("method {method} not allowed on {path}")));
+        ("POST", "/v1/reload") => {
+            let req = if body.iter().all(u8::is_ascii_whitespace) {
+                Ok(ReloadRequest::default())
+            } else {
+                serde_json::from_slice::<ReloadRequest>(body)
+            };
+            match req {
+                Ok(r) => result(api.ops.reload(r.path.as_deref())),
+                Err(e) => bad(format!("bad reload request: {e}")),
+            }
+        }
+        ("GET", "/v1/config") => json(&api.ops.config_status()),
+        ("GET", "/v1/health") => json(&api.ops.health()),
+        ("POST", "/v1/drain") => match serde_json::from_slice::<DrainRequest>(body) {
+            Ok(r) => result(admin.drain(&r)),
+            Err(e) => bad(format!("bad drain request: {e}")),
+        },
+        ("GET", "/v1/draining") => json(&admin.draining()),
+        _ if ROUTES.iter().any(|(_, p)| *p == path) => {
+            let (_, body) = bad(format!("method {method} not allowed on {path}"));
             (405, body)
         }
         _ => {
-            let (_, body) = error(ApiError::new(ErrorKind::BadRequest, format!("no such endpoint: {method} {path}")));
+            let (_, body) = bad(format!("no such endpoint: {method} {path}"));
             (404, body)
         }
     }
@@ -125,10 +240,20 @@ mod tests {
     use crate::rates::RateTable;
     use std::sync::atomic::AtomicUsize;
 
-    fn admin() -> Arc<Admin> {
+    pub fn api() -> Arc<Api> {
         let node = node::Node::new(Arc::new(ipvs::Ipvs::new(100)), node::NetState::default());
         let sizes: Arc<[AtomicUsize]> = vec![AtomicUsize::new(0)].into();
-        Arc::new(Admin::new(node, Arc::new(RateTable::default()), Box::new(|_| false), vec![], sizes, None, vec![]))
+        let admin = Arc::new(Admin::new(
+            node,
+            Arc::new(RateTable::default()),
+            Box::new(|_| false),
+            vec![],
+            sizes,
+            None,
+            vec![],
+        ));
+        let ops = Arc::new(Operator::new(admin.clone(), None));
+        Arc::new(Api { admin, ops })
     }
 
     #[test]
@@ -140,7 +265,7 @@ mod tests {
         assert_eq!(mode, 0o600);
         // A second daemon on the same path is refused while the first listens.
         assert!(bind(&path).unwrap_err().0.contains("another daemon"));
-        let a = admin();
+        let a = api();
         let p2 = path.clone();
         std::thread::spawn(move || serve(l, a, p2));
 

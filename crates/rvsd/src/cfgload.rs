@@ -1,0 +1,192 @@
+//! The configuration file: loading it (native TOML or keepalived.conf, `rvs_config`) and
+//! turning its startup table into the engine's types for one atomic `Ipvs::replace_table`.
+//! Errors keep the `file:line: field: message` form of `rvs_config::ConfigError`.
+
+use std::path::Path;
+
+use control::api::{ApiError, ErrorKind};
+use ipvs::proto::Timeouts;
+use ipvs::{DestConfig, ServiceConfig};
+use rvs_config::{Config, StateTimeouts};
+
+use crate::args::ConfigFormat;
+use crate::convert::{dest_config, service_config};
+
+/// Reads and validates a configuration file. The error is ready to show (`file:line: …`).
+pub fn load(format: ConfigFormat, path: &Path) -> Result<Config, String> {
+    match format {
+        ConfigFormat::Native => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            rvs_config::native::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())
+        }
+        ConfigFormat::Keepalived => rvs_config::keepalived::import_file(path).map_err(|e| e.to_string()),
+    }
+}
+
+/// Applies state timeouts given by name (`ESTABLISHED`, `C-SENT`, …) on top of `t`.
+fn apply_states(t: &mut Timeouts, st: &StateTimeouts) -> Result<(), String> {
+    for (name, secs) in &st.tcp {
+        let i = ipvs::proto::tcp::NAMES.iter().position(|n| n.eq_ignore_ascii_case(name));
+        *t.tcp.get_mut(i.ok_or_else(|| format!("unknown TCP state {name}"))?).ok_or("state")? = *secs;
+    }
+    for (name, secs) in &st.sctp {
+        let i = ipvs::proto::sctp::NAMES.iter().position(|n| n.eq_ignore_ascii_case(name));
+        *t.sctp.get_mut(i.ok_or_else(|| format!("unknown SCTP state {name}"))?).ok_or("state")? = *secs;
+    }
+    if let Some(u) = st.udp {
+        t.udp = u;
+    }
+    Ok(())
+}
+
+/// True when global timeouts name states beyond what `--set` can carry.
+fn has_extra_states(st: &StateTimeouts) -> bool {
+    st.tcp.keys().any(|k| k != "ESTABLISHED" && k != "FIN_WAIT") || !st.sctp.is_empty()
+}
+
+/// What a configuration asks of the engine.
+pub struct Plan {
+    pub table: Vec<(ServiceConfig, Vec<DestConfig>)>,
+    /// `--set tcp tcpfin udp`, when the file sets any of them.
+    pub set_timeouts: Option<(u32, u32, u32)>,
+}
+
+/// The configuration's startup table (health taken into account as keepalived does:
+/// `Config::initial_table`) in the engine's types. Per-service timeouts are the defaults
+/// with the global states and then the service's own applied; services get them only when
+/// needed (own timeouts, or global states beyond `--set`), otherwise they follow the global
+/// timeouts like ipvsadm services.
+pub fn plan(cfg: &Config) -> Result<Plan, ApiError> {
+    let invalid = |m: String| ApiError::new(ErrorKind::Invalid, m);
+    let extra = has_extra_states(&cfg.timeouts);
+    let mut table = Vec::new();
+    for vs in &cfg.services {
+        let svc_timeouts = if extra || !vs.timeouts.is_empty() {
+            let mut t = Timeouts::default();
+            apply_states(&mut t, &cfg.timeouts).map_err(invalid)?;
+            apply_states(&mut t, &vs.timeouts).map_err(|e| invalid(format!("{}: {e}", vs.name)))?;
+            Some(t)
+        } else {
+            None
+        };
+        for key in &vs.keys {
+            let spec = vs.spec(key);
+            let mut sc =
+                service_config(&spec).map_err(|e| ApiError::new(e.kind, format!("{}: {}", vs.name, e.message)))?;
+            sc.timeouts = svc_timeouts;
+            let st = rvs_config::ServiceState::initial(vs);
+            let dests = st
+                .dests(vs, key)
+                .iter()
+                .map(dest_config)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::new(e.kind, format!("{}: {}", vs.name, e.message)))?;
+            table.push((sc, dests));
+        }
+    }
+    let set_timeouts = cfg.timeouts.set_command().map(|t| (t.tcp, t.tcpfin, t.udp));
+    Ok(Plan { table, set_timeouts })
+}
+
+/// Checks `plan` exactly as the engine would, on a scratch engine, so a reload can be
+/// refused before anything (health checkers included) is touched.
+pub fn validate(plan: &Plan) -> Result<(), ApiError> {
+    ipvs::Ipvs::new(1).replace_table(plan.table.clone()).map_err(crate::convert::admin_error)
+}
+
+/// Number of health checks a configuration starts.
+pub fn check_count(cfg: &Config) -> usize {
+    cfg.services.iter().flat_map(|vs| &vs.reals).map(|r| r.checks.len()).sum()
+}
+
+/// Warnings as `file:line: field: message`.
+pub fn warnings(cfg: &Config) -> Vec<String> {
+    cfg.warnings.iter().map(|w| w.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[timeouts]
+tcp = 800
+udp = 200
+[[services]]
+protocol = "tcp"
+address = "10.0.0.100:80"
+scheduler = "wrr"
+  [[services.real_servers]]
+  address = "192.168.1.11:8080"
+  method = "nat"
+  weight = 3
+  [[services.real_servers]]
+  address = "192.168.1.12:8080"
+  method = "nat"
+[[services]]
+protocol = "udp"
+address = "10.0.0.100:53"
+scheduler = "rr"
+[services.timeouts]
+udp = 30
+"#;
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rvsd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn native_file_becomes_an_engine_table() {
+        let p = write("good.toml", GOOD);
+        let cfg = load(ConfigFormat::Native, &p).unwrap();
+        let plan = plan(&cfg).unwrap();
+        validate(&plan).unwrap();
+        assert_eq!(plan.set_timeouts, Some((800, 0, 200)));
+        assert_eq!(plan.table.len(), 2);
+        let (s, d) = &plan.table[0];
+        assert_eq!(s.key, ipvs::ServiceKey::tcp("10.0.0.100".parse().unwrap(), 80));
+        assert_eq!(s.scheduler, "wrr");
+        assert!(s.timeouts.is_none(), "follows the global timeouts");
+        assert_eq!(d.len(), 2);
+        assert_eq!((d[0].port, d[0].weight, d[0].method), (8080, 3, ipvs::ForwardMethod::Masq));
+        let (u, _) = &plan.table[1];
+        let t = u.timeouts.expect("own timeouts");
+        assert_eq!(t.udp, 30);
+        assert_eq!(t.tcp[ipvs::proto::tcp::ESTABLISHED as usize], 800, "global states under the service's");
+        // The engine takes it atomically.
+        let e = ipvs::Ipvs::new(16);
+        e.replace_table(plan.table).unwrap();
+        assert_eq!(e.services_full().order.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let p =
+            write("bad.toml", "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\nscheduler = \"nosuch\"\n");
+        let e = load(ConfigFormat::Native, &p).unwrap_err();
+        assert!(e.contains("bad.toml:4: services[0].scheduler"), "{e}");
+        let e = load(ConfigFormat::Native, Path::new("/nonexistent/rvs.toml")).unwrap_err();
+        assert!(e.starts_with("/nonexistent/rvs.toml: "), "{e}");
+        let k = write("k.conf", "virtual_server 10.0.0.1 80 {\n  lvs_sched rr\n  protocol TCP\n  delay_loop abc\n}\n");
+        let e = load(ConfigFormat::Keepalived, &k).unwrap_err();
+        assert!(e.contains("k.conf:4"), "{e}");
+    }
+
+    #[test]
+    fn keepalived_warnings_carry_file_and_line() {
+        let k = write(
+            "w.conf",
+            "vrrp_instance VI_1 {\n  state MASTER\n}\nvirtual_server 10.0.0.1 80 {\n  lb_algo rr\n  protocol TCP\n  real_server 192.168.1.2 80 {\n    weight 2\n  }\n}\n",
+        );
+        let cfg = load(ConfigFormat::Keepalived, &k).unwrap();
+        let w = warnings(&cfg);
+        assert!(w.iter().any(|w| w.contains("w.conf:1")), "{w:?}");
+        let plan = plan(&cfg).unwrap();
+        assert_eq!(plan.table.len(), 1);
+        assert_eq!(plan.table[0].1[0].weight, 2);
+    }
+}

@@ -1,0 +1,241 @@
+//! Operating the director from a configuration file: the load at start, hot reloads
+//! (SIGHUP, `POST /v1/reload`) and the health checkers (`rvs_config::health::Engine`),
+//! whose table changes go through `Admin::command` like any API command.
+//!
+//! Reload order: parse, plan, validate on a scratch engine (so a bad file changes
+//! nothing, checkers included), stop the old checkers (so none of their changes lands on
+//! the new table), install the new table atomically (`Ipvs::replace_table`), start the new
+//! checkers. Kept services and dests keep their connections and counters.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use control::api::{ApiError, Command, ErrorKind};
+use control::ops::{ConfigStatus, RealHealth, ReloadReply, ServiceHealth};
+use rvs_config::health::{Engine, Event, EventKind};
+use rvs_config::{CheckKind, Config};
+
+use crate::admin::Admin;
+use crate::args::ConfigFormat;
+use crate::cfgload;
+
+/// Health transitions counted since the daemon started (across reloads), by
+/// (service name, server `addr[:port]`, `up`/`down`).
+pub type Transitions = BTreeMap<(String, String, &'static str), u64>;
+
+struct State {
+    config: Option<Config>,
+    engine: Option<Engine>,
+    status: ConfigStatus,
+    /// Last event of the current engine already logged.
+    cursor: Option<Event>,
+    transitions: Transitions,
+}
+
+pub struct Operator {
+    admin: Arc<Admin>,
+    /// Format and file given at start.
+    source: Option<(ConfigFormat, PathBuf)>,
+    state: Mutex<State>,
+    /// One reload at a time (the state lock is not held while checkers stop).
+    reloading: Mutex<()>,
+}
+
+/// Name of a check type as metrics and `/v1/health` show it.
+pub fn checker_name(k: &CheckKind) -> &'static str {
+    match k {
+        CheckKind::Tcp => "tcp",
+        CheckKind::Http(_) => "http",
+        CheckKind::Misc(_) => "misc",
+        CheckKind::Udp(_) => "udp",
+        CheckKind::Ping => "ping",
+        CheckKind::Dns(_) => "dns",
+        CheckKind::Smtp { .. } => "smtp",
+    }
+}
+
+/// `addr:port` (or the address alone when the port is the service's).
+pub fn server_label(addr: std::net::IpAddr, port: Option<u16>) -> String {
+    match port {
+        Some(p) => std::net::SocketAddr::new(addr, p).to_string(),
+        None => addr.to_string(),
+    }
+}
+
+impl Operator {
+    pub fn new(admin: Arc<Admin>, source: Option<(ConfigFormat, PathBuf)>) -> Operator {
+        let status = ConfigStatus { format: source.as_ref().map(|(f, _)| f.name().to_string()), ..Default::default() };
+        Operator {
+            admin,
+            source,
+            state: Mutex::new(State { config: None, engine: None, status, cursor: None, transitions: BTreeMap::new() }),
+            reloading: Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Installs `cfg` (loaded from `file`) and starts its checkers: the start-up load and
+    /// the second half of a reload.
+    pub fn activate(&self, cfg: Config, file: &Path) -> Result<ReloadReply, ApiError> {
+        let _r = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        self.activate_locked(cfg, file)
+    }
+
+    fn activate_locked(&self, cfg: Config, file: &Path) -> Result<ReloadReply, ApiError> {
+        let shown = file.display().to_string();
+        let plan = cfgload::plan(&cfg)?;
+        cfgload::validate(&plan)?;
+        self.admin.check_vips(&plan)?;
+        for w in &cfg.warnings {
+            tracing::warn!("{w}");
+        }
+        // Old checkers first: none of their changes may land on the new table.
+        self.pump_events();
+        let old = self.lock().engine.take();
+        if let Some(e) = old {
+            e.stop();
+        }
+        self.admin.install(&plan)?;
+        let admin = self.admin.clone();
+        let apply = move |cmd: &Command| admin.command(cmd).map(|_| ()).map_err(|e| e.message);
+        let checks = cfgload::check_count(&cfg);
+        let engine = Engine::start(&cfg, Box::new(apply));
+        let reply =
+            ReloadReply { file: shown.clone(), services: plan.table.len(), checks, warnings: cfgload::warnings(&cfg) };
+        let mut st = self.lock();
+        st.engine = Some(engine);
+        st.cursor = None;
+        st.config = Some(cfg);
+        st.status.file = Some(shown.clone());
+        st.status.loads += 1;
+        st.status.warnings = reply.warnings.clone();
+        tracing::info!("configuration {shown} installed: {} services, {checks} health checks", reply.services);
+        Ok(reply)
+    }
+
+    /// Reloads the file given at start, or `path` (same format). On any error nothing
+    /// changes and the error says `file:line: field: message` (Invalid → HTTP 400).
+    pub fn reload(&self, path: Option<&str>) -> Result<ReloadReply, ApiError> {
+        let _r = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((format, start_path)) = &self.source else {
+            let m = "rvsd was started without --config or --keepalived: nothing to reload";
+            tracing::warn!("reload: {m}");
+            return Err(ApiError::new(ErrorKind::BadRequest, m));
+        };
+        let file = path.map(PathBuf::from).unwrap_or_else(|| start_path.clone());
+        let r = cfgload::load(*format, &file)
+            .map_err(|m| ApiError::new(ErrorKind::Invalid, m))
+            .and_then(|cfg| self.activate_locked(cfg, &file));
+        match &r {
+            Ok(_) => tracing::info!("reload of {}: done", file.display()),
+            Err(e) => {
+                tracing::error!("reload of {} refused, configuration unchanged: {}", file.display(), e.message);
+                let mut st = self.lock();
+                st.status.failures += 1;
+                st.status.last_error = Some(e.message.clone());
+            }
+        }
+        r
+    }
+
+    /// Logs the checkers' new events and counts the transitions (a thread calls this
+    /// every half second, and a reload before stopping the old checkers).
+    pub fn pump_events(&self) {
+        let mut st = self.lock();
+        let Some(engine) = &st.engine else { return };
+        let events = engine.status().events;
+        let start = match &st.cursor {
+            Some(c) => events.iter().position(|e| e == c).map_or(0, |i| i + 1),
+            None => 0,
+        };
+        let fresh: Vec<Event> = events.iter().skip(start).cloned().collect();
+        for e in &fresh {
+            let server = e.real.map(|(a, p)| server_label(a, p)).unwrap_or_default();
+            match &e.kind {
+                EventKind::RealUp => {
+                    tracing::info!("health: {} {server}: up", e.service);
+                    *st.transitions.entry((e.service.clone(), server, "up")).or_default() += 1;
+                }
+                EventKind::RealDown { reason } => {
+                    tracing::warn!("health: {} {server}: down ({reason})", e.service);
+                    *st.transitions.entry((e.service.clone(), server, "down")).or_default() += 1;
+                }
+                EventKind::WeightChanged { weight } => {
+                    tracing::info!("health: {} {server}: weight {weight}", e.service)
+                }
+                EventKind::QuorumGained => tracing::info!("health: {}: quorum gained", e.service),
+                EventKind::QuorumLost => tracing::warn!("health: {}: quorum lost", e.service),
+                EventKind::Applied(c) => tracing::debug!("health: {}: applied {c:?}", e.service),
+                EventKind::ApplyFailed { command, error } => {
+                    tracing::error!("health: {}: {command:?} failed: {error}", e.service)
+                }
+            }
+        }
+        if let Some(last) = fresh.last() {
+            st.cursor = Some(last.clone());
+        }
+    }
+
+    pub fn transitions(&self) -> Transitions {
+        self.lock().transitions.clone()
+    }
+
+    pub fn config_status(&self) -> ConfigStatus {
+        self.lock().status.clone()
+    }
+
+    /// `GET /v1/health`: the checkers' view, with the check types from the configuration.
+    pub fn health(&self) -> Vec<ServiceHealth> {
+        let st = self.lock();
+        let (Some(cfg), Some(engine)) = (&st.config, &st.engine) else { return Vec::new() };
+        let status = engine.status();
+        status
+            .services
+            .iter()
+            .enumerate()
+            .map(|(si, s)| {
+                let vs = cfg.services.get(si);
+                ServiceHealth {
+                    name: s.name.clone(),
+                    quorum_up: s.quorum_up,
+                    live_weight: s.live_weight,
+                    sorry_active: s.sorry_active,
+                    reals: s
+                        .reals
+                        .iter()
+                        .map(|r| {
+                            let checkers = vs
+                                .and_then(|vs| vs.reals.iter().find(|x| x.addr == r.addr && x.port == r.port))
+                                .map(|x| x.checks.iter().map(|c| checker_name(&c.kind).to_string()).collect())
+                                .unwrap_or_default();
+                            RealHealth {
+                                addr: r.addr,
+                                port: r.port,
+                                up: r.up,
+                                weight: r.weight,
+                                checkers,
+                                transitions_up: r.transitions_up,
+                                transitions_down: r.transitions_down,
+                                checks_ok: r.checks_ok,
+                                checks_failed: r.checks_failed,
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Stops the checkers (omega scripts run), at shutdown.
+    pub fn stop(&self) {
+        self.pump_events();
+        let e = self.lock().engine.take();
+        if let Some(e) = e {
+            e.stop();
+        }
+    }
+}
