@@ -239,3 +239,140 @@ impl Operator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rates::RateTable;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::{Duration, Instant};
+
+    fn operator(source: Option<(ConfigFormat, PathBuf)>) -> Operator {
+        let node = node::Node::new(Arc::new(ipvs::Ipvs::new(100)), node::NetState::default());
+        let sizes: Arc<[AtomicUsize]> = vec![AtomicUsize::new(0)].into();
+        let admin = Arc::new(Admin::new(
+            node,
+            Arc::new(RateTable::default()),
+            Box::new(|a: &std::net::IpAddr| a.to_string() == "10.0.0.1"),
+            vec![],
+            sizes,
+            None,
+            vec![],
+        ));
+        Operator::new(admin, source)
+    }
+
+    fn config(weight: u32, extra: bool, check_port: Option<u16>) -> String {
+        let mut s = format!(
+            "[timeouts]\ntcp = 700\n[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.100:80\"\nscheduler = \"wrr\"\n\
+             [[services.real_servers]]\naddress = \"127.0.0.1:8080\"\nmethod = \"nat\"\nweight = {weight}\n"
+        );
+        if let Some(p) = check_port {
+            s += &format!(
+                "[[services.real_servers.checks]]\ntype = \"tcp\"\nconnect_port = {p}\ndelay_loop = 0.1\n\
+                 connect_timeout = 0.2\nretry = 0\nwarmup = 0\n"
+            );
+        }
+        if extra {
+            s += "[[services.real_servers]]\naddress = \"127.0.0.2:8080\"\nmethod = \"nat\"\n";
+        }
+        s
+    }
+
+    fn dests(o: &Operator) -> Vec<(String, i32)> {
+        let t = o.admin.node.ipvs.services_full();
+        t.order.iter().flat_map(|s| s.dests.iter().map(|d| (d.addr.to_string(), d.config().weight))).collect()
+    }
+
+    #[test]
+    fn reloads_replace_the_table_and_bad_files_change_nothing() {
+        let dir = std::env::temp_dir().join(format!("rvsd-op-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rvs.toml");
+        std::fs::write(&file, config(1, false, None)).unwrap();
+        let o = operator(Some((ConfigFormat::Native, file.clone())));
+        let cfg = cfgload::load(ConfigFormat::Native, &file).unwrap();
+        let r = o.activate(cfg, &file).unwrap();
+        assert_eq!((r.services, r.checks), (1, 0));
+        assert_eq!(dests(&o), [("127.0.0.1".to_string(), 1)]);
+        assert_eq!(o.admin.node.ipvs.timeouts().triple().0, 700);
+        let svc = o.admin.node.ipvs.services_full().order[0].clone();
+        let dest0 = svc.dests[0].clone();
+
+        std::fs::write(&file, config(5, true, None)).unwrap();
+        o.reload(None).unwrap();
+        let mut d = dests(&o);
+        d.sort();
+        assert_eq!(d, [("127.0.0.1".to_string(), 5), ("127.0.0.2".to_string(), 1)]);
+        let kept = o.admin.node.ipvs.services_full().order[0].clone();
+        assert!(Arc::ptr_eq(&kept.stats, &svc.stats), "service counters kept");
+        assert!(kept.dests.iter().any(|x| Arc::ptr_eq(x, &dest0)), "the kept dest is the same object");
+
+        // Bad files: refused with file:line: field, nothing changes.
+        std::fs::write(&file, config(5, false, None).replace("\"wrr\"", "\"nosuch\"")).unwrap();
+        let e = o.reload(None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(e.message.contains("rvs.toml:") && e.message.contains("services[0].scheduler"), "{}", e.message);
+        let e = o.reload(Some("/nonexistent/x.toml")).unwrap_err();
+        assert!(e.message.starts_with("/nonexistent/x.toml: "), "{}", e.message);
+        // A VIP owned by the kernel is refused too.
+        std::fs::write(&file, config(5, false, None).replace("10.0.0.100", "10.0.0.1")).unwrap();
+        assert!(o.reload(None).unwrap_err().message.contains("configured on the director's kernel"));
+        assert_eq!(dests(&o).len(), 2, "table untouched");
+        let st = o.config_status();
+        assert_eq!((st.loads, st.failures), (2, 3));
+        assert!(st.last_error.unwrap().contains("kernel"));
+        assert_eq!(st.format.as_deref(), Some("native"));
+
+        // Another file by path.
+        let other = dir.join("other.toml");
+        std::fs::write(&other, config(2, false, None)).unwrap();
+        assert_eq!(o.reload(Some(other.to_str().unwrap())).unwrap().file, other.display().to_string());
+        assert_eq!(dests(&o), [("127.0.0.1".to_string(), 2)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_a_file_reload_is_a_bad_request() {
+        let o = operator(None);
+        assert_eq!(o.reload(None).unwrap_err().kind, ErrorKind::BadRequest);
+        assert!(o.health().is_empty());
+    }
+
+    #[test]
+    fn health_transitions_are_applied_logged_and_counted() {
+        // A TCP check on a port that nobody listens on at first.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let dir = std::env::temp_dir().join(format!("rvsd-op-h-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rvs.toml");
+        std::fs::write(&file, config(3, false, Some(port))).unwrap();
+        let o = operator(Some((ConfigFormat::Native, file.clone())));
+        let cfg = cfgload::load(ConfigFormat::Native, &file).unwrap();
+        assert_eq!(o.activate(cfg, &file).unwrap().checks, 1);
+        let wait = |what: &str, f: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !f() {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(20));
+                o.pump_events();
+            }
+        };
+        wait("the server to go down", &|| dests(&o).is_empty());
+        let h = o.health();
+        assert_eq!(h[0].reals[0].checkers, ["tcp"]);
+        assert!(!h[0].reals[0].up);
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        wait("the server to come back", &|| dests(&o) == [("127.0.0.1".to_string(), 3)]);
+        o.pump_events();
+        let t = o.transitions();
+        let key = |to| ("TCP 10.0.0.100:80".to_string(), "127.0.0.1:8080".to_string(), to);
+        assert_eq!(t.get(&key("down")), Some(&1), "{t:?}");
+        assert_eq!(t.get(&key("up")), Some(&1), "{t:?}");
+        o.stop();
+        drop(l);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

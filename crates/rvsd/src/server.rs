@@ -298,6 +298,34 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// One raw HTTP exchange over TCP.
+    fn tcp_request(addr: std::net::SocketAddr, head: &str) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let r = http::read_response(&mut BufReader::new(&s)).unwrap();
+        (r.status, r.body)
+    }
+
+    #[test]
+    fn the_tcp_listener_wants_the_bearer_token() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let a = api();
+        std::thread::spawn(move || serve_tcp(l, a, "s3cret".into()));
+        let get = |auth: &str| tcp_request(addr, &format!("GET /v1/snapshot HTTP/1.1\r\nHost: x\r\n{auth}\r\n"));
+        let (st, body) = get("");
+        assert_eq!(st, 401);
+        let e: ApiError = serde_json::from_slice(&body).unwrap();
+        assert_eq!(e.kind, ErrorKind::PermissionDenied);
+        assert_eq!(get("Authorization: Bearer wrong\r\n").0, 401);
+        assert_eq!(get("Authorization: Bearer s3cre\r\n").0, 401);
+        assert_eq!(get("Authorization: Basic s3cret\r\n").0, 401);
+        let (st, body) = get("Authorization: Bearer s3cret\r\n");
+        assert_eq!(st, 200);
+        assert!(serde_json::from_slice::<control::api::Snapshot>(&body).is_ok());
+        assert!(same_token(b"abc", b"abc") && !same_token(b"abc", b"abd") && !same_token(b"ab", b"abc"));
+    }
+
     #[test]
     fn stale_socket_is_replaced_and_non_sockets_are_refused() {
         let dir = std::env::temp_dir().join(format!("rvsd-unit-stale-{}", std::process::id()));

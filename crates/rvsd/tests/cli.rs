@@ -40,3 +40,29 @@ fn a_missing_interface_is_refused_with_exit_1() {
     assert!(err.contains("interface rvs-nosuch0 does not exist") || err.contains("net.ipv4.ip_forward is"), "{err}");
     assert!(!std::path::Path::new("/tmp/rvsd-cli-test-never.sock").exists());
 }
+
+#[test]
+fn a_bad_configuration_file_is_refused_at_start_with_file_line_and_field() {
+    let dir = std::env::temp_dir().join(format!("rvsd-cli-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\nweight = \"x\"\n").unwrap();
+    let out = rvsd(&["--config", bad.to_str().unwrap(), "-i", "rvs-nosuch0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:4: services[0].weight"), "{err}");
+
+    let kbad = dir.join("keepalived.conf");
+    std::fs::write(&kbad, "virtual_server 10.0.0.1 80 {\n  delay_loop abc\n}\n").unwrap();
+    let out = rvsd(&["--keepalived", kbad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keepalived.conf:2"), "{out:?}");
+
+    // A good file without [[interfaces]] and no -i: nothing to serve.
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n").unwrap();
+    let out = rvsd(&["--config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no interface to serve"), "{out:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
