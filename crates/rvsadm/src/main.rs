@@ -2,16 +2,21 @@
 //! All ipvsadm behaviour lives in `control::ipvsadm`; this file only wires the
 //! process (argv, environment, stdio, exit status) to it.
 
+mod ext;
 mod resolver;
+mod top;
 
 use control::api::{ApiError, Command, ConnView, ErrorKind, Snapshot};
 use control::client::{Client, ClientError, DEFAULT_SOCKET, SOCKET_ENV};
 use control::ipvsadm::run::{Backend, BackendError, Io, main_status};
+use control::ops::ConnFilter;
 use std::io::Write;
 
 /// The daemon behind the API client, with errors mapped to ipvsadm's cases.
 struct Daemon {
     client: Client,
+    /// rvs extension: connection listings filtered by the daemon.
+    filter: ConnFilter,
 }
 
 impl Daemon {
@@ -37,7 +42,11 @@ impl Backend for Daemon {
         self.client.snapshot().map_err(|e| self.map(e))
     }
     fn connections(&mut self) -> Result<Vec<ConnView>, BackendError> {
-        self.client.connections().map_err(|e| self.map(e))
+        if self.filter.is_empty() {
+            self.client.connections().map_err(|e| self.map(e))
+        } else {
+            self.client.connections_filtered(&self.filter).map_err(|e| self.map(e))
+        }
     }
 }
 
@@ -69,8 +78,38 @@ fn main() {
     let socket = take_socket_flag(&mut argv)
         .or_else(|| std::env::var(SOCKET_ENV).ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
-    let mut daemon = Daemon { client: Client::new(socket) };
     let res = resolver::SystemResolver::new();
+    if argv.get(1).map(String::as_str) == Some("top") {
+        std::process::exit(run_top(&Client::new(socket), &argv[2..]));
+    }
+    let ext = match ext::split(argv, &res) {
+        Ok(e) => e,
+        Err(m) => {
+            eprintln!("{m}");
+            std::process::exit(2);
+        }
+    };
+    let argv = ext.argv;
+    let mut daemon = Daemon { client: Client::new(socket), filter: ext.filter };
+    if let Some(req) = ext.drain {
+        let code = match daemon.client.drain(&req) {
+            Ok(_) => 0,
+            Err(e) => {
+                let cmd = Command::DeleteDest(req.service, req.addr, req.port);
+                match daemon.map(e) {
+                    BackendError::Unavailable(m) => {
+                        eprint!("{m}");
+                        2
+                    }
+                    BackendError::Api(a) => {
+                        eprintln!("{}", control::ipvsadm::run::error_text(&cmd, &a));
+                        255
+                    }
+                }
+            }
+        };
+        std::process::exit(code);
+    }
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
@@ -82,6 +121,38 @@ fn main() {
     };
     let _ = out.flush();
     std::process::exit(code);
+}
+
+/// `rvsadm top`: redraws every interval until interrupted; `--once` prints one frame.
+fn run_top(client: &Client, words: &[String]) -> i32 {
+    let t = match top::parse(words) {
+        Ok(t) => t,
+        Err(m) => {
+            eprint!("{}{}", if m.is_empty() { String::new() } else { format!("{m}\n") }, top::USAGE);
+            return if m.is_empty() { 0 } else { 2 };
+        }
+    };
+    loop {
+        let snap = match client.snapshot() {
+            Ok(s) => s,
+            Err(ClientError::Connect(e)) => {
+                eprintln!("Can't initialize ipvs: {e} (socket {})", client.path().display());
+                return 2;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        let frame = top::frame(&snap);
+        let _ = if t.once { write!(out, "{frame}") } else { write!(out, "{}{frame}", top::CLEAR) };
+        let _ = out.flush();
+        if t.once {
+            return 0;
+        }
+        std::thread::sleep(std::time::Duration::from_secs_f64(t.interval));
+    }
 }
 
 #[cfg(test)]

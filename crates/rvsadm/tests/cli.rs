@@ -94,3 +94,86 @@ fn listing_and_commands_through_the_socket() {
     assert_eq!(seen[1], Command::SetTimeouts(Timeouts { tcp: 0, tcpfin: 60, udp: 0 }));
     let _ = std::fs::remove_file(&path);
 }
+
+/// Serves `n` requests, recording (method, target, body); answers from `answer`.
+fn recording_daemon(
+    path: &PathBuf,
+    n: usize,
+    answer: fn(&str) -> (u16, Vec<u8>),
+) -> std::thread::JoinHandle<Vec<(String, String, Vec<u8>)>> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).expect("bind");
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..n {
+            let (s, _) = listener.accept().expect("accept");
+            let req = http::read_request(&mut BufReader::new(&s)).expect("request");
+            let (status, body) = answer(&req.path);
+            http::write_response(&mut &s, status, "application/json", &body).expect("write");
+            seen.push((req.method, req.path, req.body));
+        }
+        seen
+    })
+}
+
+#[test]
+fn rvs_extensions_filter_drain_and_top() {
+    let path = sock("ext");
+    let server = recording_daemon(&path, 4, |target| {
+        if target.starts_with("/v1/connections") {
+            let c = control::api::ConnView {
+                proto: 6,
+                caddr: "198.51.100.7".parse().unwrap(),
+                cport: 40000,
+                vaddr: "10.0.0.1".parse().unwrap(),
+                vport: 80,
+                daddr: "192.168.1.2".parse().unwrap(),
+                dport: 8080,
+                state: "ESTABLISHED".into(),
+                expires_secs: 899,
+                template: false,
+                one_packet: false,
+                fwmark: 0,
+                pe_name: None,
+                pe_data: None,
+            };
+            (200, serde_json::to_vec(&vec![c]).unwrap())
+        } else if target == "/v1/drain" {
+            let e = ApiError::new(ErrorKind::NoSuchDest, "no");
+            (404, serde_json::to_vec(&e).unwrap())
+        } else if target == "/v1/snapshot" {
+            let snap = Snapshot {
+                version: "1.2.1".into(),
+                conn_tab_size: 4096,
+                services: vec![],
+                timeouts: Timeouts::default(),
+                daemons: vec![],
+            };
+            (200, serde_json::to_vec(&snap).unwrap())
+        } else {
+            (200, b"\"Done\"".to_vec())
+        }
+    });
+    let run = |args: &[&str]| Proc::new(bin()).arg("--socket").arg(&path).args(args).output().expect("run");
+    let out =
+        run(&["-Lnc", "-t", "10.0.0.1:80", "--filter-server", "192.168.1.2:8080", "--filter-state", "ESTABLISHED"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("TCP 14:59  ESTABLISHED 198.51.100.7:40000 10.0.0.1:80        192.168.1.2:8080"), "{text}");
+    let out = run(&["--drain", "-t", "10.0.0.1:80", "-r", "192.168.1.2:8080", "--drain-timeout", "30"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "No such destination\n");
+    let out = run(&["top", "--once"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rvs top — 0 services"), "{out:?}");
+    let out = run(&["-Ln"]);
+    assert_eq!(out.status.code(), Some(0));
+    let seen = server.join().unwrap();
+    assert_eq!(seen[0].1, "/v1/connections?service=tcp%3A10.0.0.1%3A80&server=192.168.1.2%3A8080&state=ESTABLISHED");
+    assert_eq!(seen[1].0, "POST");
+    let drain: serde_json::Value = serde_json::from_slice(&seen[1].2).unwrap();
+    assert_eq!(drain["timeout_secs"], 30);
+    assert_eq!(drain["port"], 8080);
+    assert_eq!(seen[2].1, "/v1/snapshot");
+    assert_eq!(seen[3].1, "/v1/snapshot", "plain listings are untouched");
+}
