@@ -165,6 +165,14 @@ impl Ipvs {
         self.fwmark_rules.load()
     }
 
+    /// Replace every global timeout (all TCP and SCTP states, UDP) at once: configuration files
+    /// set more than `--set` can. Live connections take a changed timeout at their next state
+    /// change.
+    pub fn set_all_timeouts(&self, t: Timeouts) {
+        let _w = self.lock();
+        self.timeouts.store(Arc::new(t));
+    }
+
     /// `ipvsadm --set tcp tcpfin udp` (0 = unchanged).
     pub fn set_timeouts(&self, tcp: u32, tcpfin: u32, udp: u32) {
         let _w = self.lock();
