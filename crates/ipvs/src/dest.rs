@@ -188,25 +188,17 @@ impl Dest {
     }
 
     pub fn config(&self) -> DestConfig {
-        let w = self.method_word.load(Relaxed);
+        let (tun_type, tun_csum, tun_port) = self.tunnel();
         DestConfig {
             addr: self.addr,
             port: self.port,
             weight: self.weight(),
-            method: ForwardMethod::from_u8(w as u8).unwrap_or(ForwardMethod::Route),
+            method: self.method(),
             u_threshold: self.u_threshold(),
             l_threshold: self.l_threshold(),
-            tun_type: match (w >> 8) as u8 {
-                1 => TunnelType::Gue,
-                2 => TunnelType::Gre,
-                _ => TunnelType::Ipip,
-            },
-            tun_port: (w >> 32) as u16,
-            tun_csum: match (w >> 16) as u8 {
-                1 => TunnelCsum::Csum,
-                2 => TunnelCsum::RemCsum,
-                _ => TunnelCsum::NoCsum,
-            },
+            tun_type,
+            tun_port,
+            tun_csum,
         }
     }
 
@@ -218,6 +210,23 @@ impl Dest {
     pub fn last_weight(&self) -> i32 {
         self.last_weight.load(Relaxed)
     }
+    /// Tunnel type, checksum option and port (GUE), read per tunnelled packet.
+    #[inline]
+    pub fn tunnel(&self) -> (TunnelType, TunnelCsum, u16) {
+        let w = self.method_word.load(Relaxed);
+        let t = match (w >> 8) as u8 {
+            1 => TunnelType::Gue,
+            2 => TunnelType::Gre,
+            _ => TunnelType::Ipip,
+        };
+        let c = match (w >> 16) as u8 {
+            1 => TunnelCsum::Csum,
+            2 => TunnelCsum::RemCsum,
+            _ => TunnelCsum::NoCsum,
+        };
+        (t, c, (w >> 32) as u16)
+    }
+
     #[inline]
     pub fn method(&self) -> ForwardMethod {
         ForwardMethod::from_u8(self.method_word.load(Relaxed) as u8).unwrap_or(ForwardMethod::Route)
