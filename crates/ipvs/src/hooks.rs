@@ -88,7 +88,13 @@ impl<C: IpvsContext> Hook<C> for OutHook {
 impl Worker {
     /// The in-path of §2 for one TCP/UDP packet to a VIP.
     pub fn in_packet(&mut self, skb: &mut Skb<'_>, t: &Tuple, routing: &dyn Routing) -> Verdict {
-        let h = if skb.hash != 0 { skb.hash } else { self.conns.hash(t.protocol, &t.saddr, t.sport) };
+        // The prefetch stage hashed the client side only for packets to a VIP (a firewall-mark
+        // service's address is not one): otherwise hash here.
+        let h = if skb.hash != 0 && self.services().is_vip(&t.daddr) {
+            skb.hash
+        } else {
+            self.conns.hash(t.protocol, &t.saddr, t.sport)
+        };
         let mut found = self.conns.lookup_in_hashed(h, t.protocol, &t.saddr, t.sport, &t.daddr, t.dport);
         if let Some(id) = found {
             match self.check_existing(id, t) {
@@ -181,24 +187,23 @@ impl Worker {
         let Some(id) = self.conns.lookup_out_hashed(h, t.protocol, &t.saddr, t.sport, &t.daddr, t.dport) else {
             return Verdict::Accept;
         };
-        let (vaddr, vport, nat, dest) = {
-            let Some(c) = self.conns.get(id) else {
-                return Verdict::Accept;
-            };
-            (c.vaddr, c.vport, c.flags & ConnFlags::FWD_MASK == 0, c.dest.clone())
+        let w = self.id;
+        let Some(c) = self.conns.get(id) else {
+            return Verdict::Accept;
         };
+        let (vaddr, vport, nat) = (c.vaddr, c.vport, c.flags & ConnFlags::FWD_MASK == 0);
+        if let Some(d) = &c.dest
+            && d.is_available()
+        {
+            d.stats.count_out(w, t.ip_len);
+            d.svc_stats.count_out(w, t.ip_len);
+            self.ipvs.total.count_out(w, t.ip_len);
+        }
         if nat {
             xmit::nat_out_rewrite(skb, t, &vaddr, vport);
             skb.hash = 0;
         }
         self.transition(id, Dir::Output, t.tcp_flags);
-        if let Some(d) = dest
-            && d.is_available()
-        {
-            d.stats.count_out(self.id, t.ip_len);
-            d.svc_stats.count_out(self.id, t.ip_len);
-            self.ipvs.total.count_out(self.id, t.ip_len);
-        }
         skb.ipvs_property = true;
         Verdict::Accept
     }

@@ -55,22 +55,25 @@ impl Node {
         let target = addr(&n[48..]);
         let opts = &n[64..];
         if typ == NA {
+            // A solicited advertisement (an answer to us) may add an entry; any may refresh one.
+            let solicited = n[44] & 0x40 != 0 && !dst.is_multicast();
             if let Some(mac) = lladdr(opts, OPT_TLLA) {
-                self.learn(IpAddr::V6(target), mac);
+                self.learn(IpAddr::V6(target), mac, solicited);
             }
             return Action::Local;
         }
         debug_assert_eq!(typ, NS);
         let requester = lladdr(opts, OPT_SLLA);
-        if let Some(mac) = requester
-            && !src.is_unspecified()
-        {
-            self.learn(IpAddr::V6(src), mac);
-        }
         let t = IpAddr::V6(target);
         let ours = cx.ipvs.services().is_vip(&t)
             || cx.ipvs.fwmark_rules().iter().any(|r| r.covers(&t))
             || cx.net.interface(skb.in_if).is_some_and(|i| i.addrs.iter().any(|(a, _)| *a == t));
+        if let Some(mac) = requester
+            && !src.is_unspecified()
+        {
+            // New entries only from solicitations for our addresses.
+            self.learn(IpAddr::V6(src), mac, ours);
+        }
         if !ours {
             return Action::Local;
         }

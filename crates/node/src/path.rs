@@ -30,6 +30,9 @@ pub enum Action {
 /// Neighbours learnt from ARP traffic, shared by all workers (written rarely, read per batch).
 type Learnt = HashMap<IpAddr, MacAddr>;
 
+/// Bound on learnt neighbours (real servers, gateways and clients on the segments).
+const MAX_LEARNT: usize = 4096;
+
 /// The node: hook chains, the network snapshot, IPVS and the counters.
 pub struct Node {
     pub hooks: Hooks<WorkerCtx>,
@@ -104,10 +107,23 @@ impl Node {
         self.hooks.snapshot()
     }
 
-    pub(crate) fn learn(&self, ip: IpAddr, mac: MacAddr) {
-        if self.learnt.load().get(&ip) == Some(&mac) {
-            return;
+    /// How many neighbours were learnt from ARP/NDP (metrics, tests).
+    pub fn learnt_neighbours(&self) -> usize {
+        self.learnt.load().len()
+    }
+
+    /// Record a neighbour. Callers only learn from ARP/NDP that concerns the node (a request
+    /// for one of its addresses or VIPs, an answer addressed to it) or that updates a known
+    /// entry, as the kernel does; the table is bounded, so a flood of made-up senders can
+    /// neither grow it nor make every packet pay for it.
+    pub(crate) fn learn(&self, ip: IpAddr, mac: MacAddr, new_allowed: bool) {
+        let cur = self.learnt.load();
+        match cur.get(&ip) {
+            Some(m) if *m == mac => return,
+            None if !new_allowed || cur.len() >= MAX_LEARNT => return,
+            _ => {}
         }
+        drop(cur);
         let _g = self.learn_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut m: Learnt = self.learnt.load().as_ref().clone();
         m.insert(ip, mac);
@@ -301,13 +317,15 @@ impl Node {
             Verdict::Accept => {}
             _ => return Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop)),
         }
-        if !spa.is_unspecified() && sha.is_unicast() {
-            self.learn(IpAddr::V4(spa), sha);
-        }
         let target = IpAddr::V4(tpa);
-        let ours = cx.ipvs.services().is_vip(&target)
-            || cx.ipvs.fwmark_rules().iter().any(|r| r.covers(&target))
-            || cx.net.interface(skb.in_if).is_some_and(|i| i.addrs.iter().any(|(a, _)| *a == target));
+        let own_addr = cx.net.interface(skb.in_if).is_some_and(|i| i.addrs.iter().any(|(a, _)| *a == target));
+        let ours =
+            own_addr || cx.ipvs.services().is_vip(&target) || cx.ipvs.fwmark_rules().iter().any(|r| r.covers(&target));
+        if !spa.is_unspecified() && sha.is_unicast() {
+            // New entries only from ARP aimed at us (a request for one of ours, or the answer
+            // to our request); any ARP may refresh a known entry.
+            self.learn(IpAddr::V4(spa), sha, ours);
+        }
         if op != wire::arp::operation::REQUEST || !ours {
             return Action::Local;
         }

@@ -128,6 +128,10 @@ fn fwmark_service_with_classifier() {
     let (a, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 33000, target, 8080, SYN).build());
     assert_eq!(a, Action::Tx(INT));
     assert_eq!(&out[30..34], &target.octets(), "DR leaves the destination alone");
+    // Later packets of that flow find its connection (through the batch path's flow hash).
+    let (a, _) = lab.send(EXT, &Pkt::tcp(CLIENT, 33000, target, 8080, ACK).build());
+    assert_eq!(a, Action::Tx(INT));
+    assert_eq!(lab.state_of(CLIENT, 33000), Some("ESTABLISHED"));
     let (a, _) = lab.send(EXT, &Pkt::tcp(CLIENT, 33001, target, 9000, SYN).build());
     assert_ne!(a, Action::Tx(INT), "outside the port range: not marked, not balanced");
     // The node answers ARP for addresses the classifier covers.
@@ -352,4 +356,24 @@ fn defense_drop_entry_clears_half_open_connections() {
         lab.advance(1);
     }
     assert_eq!(lab.cx.ipvs.conns.len(), 0);
+}
+
+/// Only ARP aimed at the node creates neighbour entries (as the kernel), so a flood of made-up
+/// senders asking for other hosts does not grow the table.
+#[test]
+fn arp_learning_is_bounded_to_what_concerns_us() {
+    let mut lab = Lab::new();
+    service(&lab, ServiceConfig::new(ServiceKey::tcp(vip(), 80), "rr"), ForwardMethod::Masq, 80, 1);
+    lab.advance(0);
+    for i in 0..500u32 {
+        let mut f = arp_request(Ipv4Addr::new(10, 9, 9, 9));
+        f[6 + 5] = i as u8; // sender MAC
+        f[22 + 5] = i as u8;
+        f[28..32].copy_from_slice(&Ipv4Addr::from(0xc633_6400 + i).octets()); // sender IP
+        assert_eq!(lab.send(EXT, &f).0, Action::Local);
+    }
+    assert_eq!(lab.node.learnt_neighbours(), 0);
+    // A request for the VIP teaches us its sender.
+    assert_eq!(lab.send(EXT, &arp_request(VIP)).0, Action::Tx(EXT));
+    assert_eq!(lab.node.learnt_neighbours(), 1);
 }

@@ -183,3 +183,21 @@ fn sctp_nat_and_state_machine() {
     assert_eq!(out, eth(EXT_MAC, CLIENT_MAC, &sctp(VIP, 3868, CLIENT, 5000, 63, INIT_ACK)));
     assert_eq!(state(&lab), Some("C-SENT"));
 }
+
+/// rvs does not fragment: an IPv4 packet without DF that no longer fits once wrapped is answered
+/// like a DF one (a deliberate difference from the kernel, docs/semantics.md).
+#[test]
+fn oversized_packet_without_df_is_not_sent_silently() {
+    let lab = Lab::new();
+    let key = ServiceKey::udp(vip(), 4500);
+    lab.ipvs().add_service(ServiceConfig::new(key, "rr")).unwrap();
+    lab.ipvs().add_dest(&key, DestConfig::new(rs(3).into(), 4500).method(ForwardMethod::Tunnel)).unwrap();
+    let mut lab = lab;
+    let big = Pkt::udp(CLIENT, 4501, VIP, 4500, &vec![0u8; 1472]);
+    assert!(!big.df);
+    let (a, out) = lab.send(EXT, &big.build());
+    assert_eq!(a, Action::Tx(EXT));
+    assert_eq!((out[34], out[35]), (3, 4), "ICMP frag needed");
+    assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1480);
+    assert_eq!(lab.node.counters.read().drops_of(netfilter::DropReason::FragNeeded), 1);
+}

@@ -211,12 +211,13 @@ fn inner(buf: &[u8]) -> Result<Range<usize>, DropReason> {
     Ok(0..usize::from(p.total_len()))
 }
 
-/// Remote checksum offload: the field at `start + offset` holds the pseudo
-/// header sum (a CHECKSUM_PARTIAL packet); summing from `start` to the end and
-/// complementing gives the final checksum.
-fn finish_remcsum(inner: &mut [u8], start: usize, offset: usize) -> Result<(), DropReason> {
-    let at = start.checked_add(offset).ok_or(DropReason::Malformed)?;
-    if start > inner.len() || at + 2 > inner.len() {
+/// Remote checksum offload: the option carries `{csum_start, csum_start + csum_offset}` (the
+/// second value is the absolute position of the checksum field, as the kernel's fou and IPVS
+/// encoders write it and `remcsum_adjust` reads it). The field holds the pseudo-header sum (a
+/// CHECKSUM_PARTIAL packet); summing from `start` to the end and complementing gives the
+/// final checksum.
+fn finish_remcsum(inner: &mut [u8], start: usize, at: usize) -> Result<(), DropReason> {
+    if start > at || start > inner.len() || at + 2 > inner.len() {
         return Err(DropReason::Malformed);
     }
     let c = checksum::checksum(&inner[start..]);
@@ -329,7 +330,7 @@ mod tests {
         partial[26..28].copy_from_slice(&pseudo.to_be_bytes());
         let mut pkt = vec![0x02, protocol::IPIP, 0, 1];
         pkt.extend_from_slice(&gue::PRIV_REMCSUM.to_be_bytes());
-        pkt.extend_from_slice(&[0, 20, 0, 6]); // csum_start = UDP header, offset 6
+        pkt.extend_from_slice(&[0, 20, 0, 26]); // csum_start = UDP header, field at 20 + 6
         pkt.extend_from_slice(&partial);
         let out = decap(Encap::Gue, pkt.clone()).expect("delivered");
         assert_eq!(out, inner, "checksum finished to the full value");

@@ -78,12 +78,12 @@ pub(crate) fn dec_ttl(skb: &mut Skb<'_>) {
     h[10..12].copy_from_slice(&hc.to_be_bytes());
 }
 
-/// Packets over the usable MTU that may not be fragmented (IPv4 with DF; IPv6 always) get
-/// fragmentation-needed / packet-too-big with that MTU and are dropped (§16 step 3).
+/// Packets over the usable MTU get fragmentation-needed / packet-too-big with that MTU and are
+/// dropped (§16 step 3). rvs does not fragment, so unlike the kernel it answers IPv4 packets
+/// without DF the same way rather than fragmenting them (docs/semantics.md).
 #[inline]
 pub(crate) fn check_mtu(skb: &mut Skb<'_>, t: &Tuple, mtu: usize, routing: &dyn Routing) -> Option<Verdict> {
-    let df = skb.family == Family::Ipv6 || skb.network_bytes()[6] & 0x40 != 0;
-    if df && t.ip_len > mtu {
+    if t.ip_len > mtu {
         return Some(icmp::send_error(skb, routing, icmp::Error::TooBig(mtu as u32), DropReason::FragNeeded));
     }
     None
