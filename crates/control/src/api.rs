@@ -83,6 +83,7 @@ impl ServiceKey {
 /// Scheduler flags (`-b`): SCHED1..3 of lvs-semantics.md §7. For `sh` flag1/flag2 are
 /// sh-fallback/sh-port, for `mh` mh-fallback/mh-port.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SchedFlags {
     pub flag1: bool,
     pub flag2: bool,
@@ -97,6 +98,7 @@ impl SchedFlags {
 
 /// Everything `-A`/`-E` sets. `-E` replaces all of it (ipvsadm-cli.md §5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     pub key: ServiceKey,
     /// Scheduler name (`wlc` when `-s` was not given).
@@ -148,6 +150,7 @@ pub enum TunnelCsum {
 /// Everything `-a`/`-e` sets. `port` is already the *effective* port: for DR and TUN
 /// dests of non-fwmark services ipvsadm replaces it with the service port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DestSpec {
     pub addr: IpAddr,
     pub port: u16,
@@ -218,6 +221,7 @@ pub struct ServiceView {
 /// Global timeouts in seconds (`--set`, `-L --timeout`). In `SetTimeouts` a 0 means
 /// "leave unchanged".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Timeouts {
     pub tcp: u32,
     pub tcpfin: u32,
@@ -233,6 +237,7 @@ pub enum SyncRole {
 
 /// Parameters of `--start-daemon` (ipvsadm-cli.md §4). Zero / `None` = kernel default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
     pub role: SyncRole,
     /// Multicast interface (`eth0` when not given, at most 15 characters).
@@ -448,4 +453,30 @@ pub fn state_name(proto: u8, state: u16, template: bool, assured: bool) -> &'sta
         _ => &[],
     };
     table.get(usize::from(state)).copied().unwrap_or("ERR!")
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    /// A misspelt field is an error naming it, not a silently different service.
+    #[test]
+    fn unknown_request_fields_are_refused() {
+        let spec = ServiceSpec {
+            key: ServiceKey::Tcp { addr: "10.0.0.1".parse().unwrap(), port: 80 },
+            scheduler: "wlc".into(),
+            sched_flags: SchedFlags::default(),
+            persistent: None,
+            netmask: u32::MAX,
+            ops: false,
+            pe: None,
+        };
+        let good = serde_json::to_value(Command::AddService(spec.clone())).unwrap();
+        let back: Command = serde_json::from_value(good.clone()).unwrap();
+        assert_eq!(back, Command::AddService(spec));
+        let mut bad = good;
+        bad["AddService"]["persistance"] = serde_json::json!(300);
+        let err = serde_json::from_value::<Command>(bad).unwrap_err().to_string();
+        assert!(err.contains("persistance"), "{err}");
+    }
 }

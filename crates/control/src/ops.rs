@@ -153,6 +153,7 @@ impl ConnFilter {
 /// `POST /v1/drain`: take a real server out of scheduling, let its connections finish,
 /// cut what is left after `timeout_secs` (lvs-semantics.md §21.2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DrainRequest {
     pub service: ServiceKey,
     pub addr: IpAddr,
@@ -177,6 +178,7 @@ pub struct DrainingView {
 
 /// `POST /v1/reload` body (optional): another file to load, in the format given at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReloadRequest {
     #[serde(default)]
     pub path: Option<String>,
