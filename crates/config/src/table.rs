@@ -4,6 +4,7 @@
 //! engine after every state change (keepalived.md §6 "Checker state machine",
 //! "Quorum and sorry server").
 
+use crate::health::Carried;
 use crate::model::{Config, VirtualService};
 use control::api::{Command, DestSpec, DestView, ServiceKey, ServiceSpec, ServiceView, Snapshot};
 use control::ipvsadm::{resolve::NoResolver, save};
@@ -113,10 +114,25 @@ impl Config {
         self.services.iter().map(ServiceState::initial).collect()
     }
 
+    /// The health state of every service when this configuration's checkers start from
+    /// `prior`, the state of the previous engine (a reload; `health::Carried`): kept real
+    /// servers keep their state, new ones start as at startup. With nothing carried, this
+    /// is `initial_states()`.
+    pub fn states_after(&self, prior: &Carried) -> Vec<ServiceState> {
+        let now = std::time::SystemTime::now();
+        self.services.iter().map(|vs| crate::health::start_state(vs, prior, now)).collect()
+    }
+
     /// The IPVS table at startup: every service with its installed destinations.
     pub fn initial_table(&self) -> Vec<(ServiceSpec, Vec<DestSpec>)> {
+        self.table_after(&Carried::default())
+    }
+
+    /// The IPVS table that `health::Engine::start_with(self, _, prior)` assumes installed:
+    /// what a reload installs, so that no kept server flips.
+    pub fn table_after(&self, prior: &Carried) -> Vec<(ServiceSpec, Vec<DestSpec>)> {
         let mut out = Vec::new();
-        for (vs, st) in self.services.iter().zip(self.initial_states()) {
+        for (vs, st) in self.services.iter().zip(self.states_after(prior)) {
             for key in &vs.keys {
                 out.push((vs.spec(key), st.dests(vs, key)));
             }

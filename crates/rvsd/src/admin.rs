@@ -100,15 +100,14 @@ impl Admin {
 
     /// Installs a configuration's table in one step (`Ipvs::replace_table`: packets see the
     /// old table or the new one; kept services and dests keep their connections and
-    /// counters), then its `--set` timeouts. Serialised with the commands. On error nothing
+    /// counters), then all its global timeouts (`Ipvs::set_all_timeouts`: states the file
+    /// does not name are the defaults). Serialised with the commands. On error nothing
     /// changed.
     pub fn install(&self, plan: &crate::cfgload::Plan) -> Result<(), ApiError> {
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         self.check_vips(plan)?;
         self.node.ipvs.replace_table(plan.table.clone()).map_err(admin_error)?;
-        if let Some((tcp, tcpfin, udp)) = plan.set_timeouts {
-            self.node.ipvs.set_timeouts(tcp, tcpfin, udp);
-        }
+        self.node.ipvs.set_all_timeouts(plan.timeouts);
         self.update_steering();
         Ok(())
     }

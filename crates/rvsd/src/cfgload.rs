@@ -1,12 +1,15 @@
 //! The configuration file: loading it (native TOML or keepalived.conf, `rvs_config`) and
-//! turning its startup table into the engine's types for one atomic `Ipvs::replace_table`.
-//! Errors keep the `file:line: field: message` form of `rvs_config::ConfigError`.
+//! turning its table (at start, or after a reload with the health state carried over)
+//! into the engine's types for one atomic `Ipvs::replace_table`, plus every global
+//! timeout for `Ipvs::set_all_timeouts`. Errors keep the `file:line: field: message` form
+//! of `rvs_config::ConfigError`.
 
 use std::path::Path;
 
 use control::api::{ApiError, ErrorKind};
 use ipvs::proto::Timeouts;
 use ipvs::{DestConfig, ServiceConfig};
+use rvs_config::health::Carried;
 use rvs_config::{Config, StateTimeouts};
 
 use crate::args::ConfigFormat;
@@ -39,29 +42,29 @@ fn apply_states(t: &mut Timeouts, st: &StateTimeouts) -> Result<(), String> {
     Ok(())
 }
 
-/// True when global timeouts name states beyond what `--set` can carry.
-fn has_extra_states(st: &StateTimeouts) -> bool {
-    st.tcp.keys().any(|k| k != "ESTABLISHED" && k != "FIN_WAIT") || !st.sctp.is_empty()
-}
-
 /// What a configuration asks of the engine.
 pub struct Plan {
     pub table: Vec<(ServiceConfig, Vec<DestConfig>)>,
-    /// `--set tcp tcpfin udp`, when the file sets any of them.
-    pub set_timeouts: Option<(u32, u32, u32)>,
+    /// Every global timeout (all TCP and SCTP states, UDP): the defaults with the file's
+    /// `[timeouts]` applied. Installed whole, so a timeout removed from the file returns to
+    /// its default at a reload.
+    pub timeouts: Timeouts,
 }
 
-/// The configuration's startup table (health taken into account as keepalived does:
-/// `Config::initial_table`) in the engine's types. Per-service timeouts are the defaults
-/// with the global states and then the service's own applied; services get them only when
-/// needed (own timeouts, or global states beyond `--set`), otherwise they follow the global
-/// timeouts like ipvsadm services.
-pub fn plan(cfg: &Config) -> Result<Plan, ApiError> {
+/// The configuration's table in the engine's types: health taken into account as
+/// keepalived does (`Config::table_after`: at start `prior` is empty, which is
+/// `Config::initial_table`; at a reload it is the old checkers' state, so kept servers
+/// keep their state). Per-service timeouts are the defaults with the global states and
+/// then the service's own applied; only services with timeouts of their own get them,
+/// the others follow the global timeouts like ipvsadm services.
+pub fn plan(cfg: &Config, prior: &Carried) -> Result<Plan, ApiError> {
     let invalid = |m: String| ApiError::new(ErrorKind::Invalid, m);
-    let extra = has_extra_states(&cfg.timeouts);
+    let mut timeouts = Timeouts::default();
+    apply_states(&mut timeouts, &cfg.timeouts).map_err(invalid)?;
+    let states = cfg.states_after(prior);
     let mut table = Vec::new();
-    for vs in &cfg.services {
-        let svc_timeouts = if extra || !vs.timeouts.is_empty() {
+    for (vs, st) in cfg.services.iter().zip(&states) {
+        let svc_timeouts = if !vs.timeouts.is_empty() {
             let mut t = Timeouts::default();
             apply_states(&mut t, &cfg.timeouts).map_err(invalid)?;
             apply_states(&mut t, &vs.timeouts).map_err(|e| invalid(format!("{}: {e}", vs.name)))?;
@@ -74,7 +77,6 @@ pub fn plan(cfg: &Config) -> Result<Plan, ApiError> {
             let mut sc =
                 service_config(&spec).map_err(|e| ApiError::new(e.kind, format!("{}: {}", vs.name, e.message)))?;
             sc.timeouts = svc_timeouts;
-            let st = rvs_config::ServiceState::initial(vs);
             let dests = st
                 .dests(vs, key)
                 .iter()
@@ -84,8 +86,7 @@ pub fn plan(cfg: &Config) -> Result<Plan, ApiError> {
             table.push((sc, dests));
         }
     }
-    let set_timeouts = cfg.timeouts.set_command().map(|t| (t.tcp, t.tcpfin, t.udp));
-    Ok(Plan { table, set_timeouts })
+    Ok(Plan { table, timeouts })
 }
 
 /// Checks `plan` exactly as the engine would, on a scratch engine, so a reload can be
@@ -143,9 +144,10 @@ udp = 30
     fn native_file_becomes_an_engine_table() {
         let p = write("good.toml", GOOD);
         let cfg = load(ConfigFormat::Native, &p).unwrap();
-        let plan = plan(&cfg).unwrap();
+        let plan = plan(&cfg, &Carried::default()).unwrap();
         validate(&plan).unwrap();
-        assert_eq!(plan.set_timeouts, Some((800, 0, 200)));
+        let (est, fin) = (ipvs::proto::tcp::ESTABLISHED as usize, ipvs::proto::tcp::FIN_WAIT as usize);
+        assert_eq!((plan.timeouts.tcp[est], plan.timeouts.tcp[fin], plan.timeouts.udp), (800, 60, 200));
         assert_eq!(plan.table.len(), 2);
         let (s, d) = &plan.table[0];
         assert_eq!(s.key, ipvs::ServiceKey::tcp("10.0.0.100".parse().unwrap(), 80));
@@ -185,8 +187,63 @@ udp = 30
         let cfg = load(ConfigFormat::Keepalived, &k).unwrap();
         let w = warnings(&cfg);
         assert!(w.iter().any(|w| w.contains("w.conf:1")), "{w:?}");
-        let plan = plan(&cfg).unwrap();
+        let plan = plan(&cfg, &Carried::default()).unwrap();
         assert_eq!(plan.table.len(), 1);
         assert_eq!(plan.table[0].1[0].weight, 2);
+    }
+
+    /// An `Admin` over a fresh engine (no workers, no steering).
+    fn admin() -> crate::admin::Admin {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicUsize;
+        let node = node::Node::new(Arc::new(ipvs::Ipvs::new(100)), node::NetState::default());
+        let sizes: Arc<[AtomicUsize]> = vec![AtomicUsize::new(0)].into();
+        let rates = Arc::new(crate::rates::RateTable::default());
+        crate::admin::Admin::new(node, rates, Box::new(|_: &std::net::IpAddr| false), vec![], sizes, None, vec![])
+    }
+
+    #[test]
+    fn every_global_timeout_is_installed_and_removed_ones_return_to_the_default() {
+        use ipvs::proto::{sctp, tcp};
+        let text =
+            |timeouts: &str| format!("{timeouts}[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.100:80\"\n");
+        let p = write(
+            "all.toml",
+            &text(
+                "[timeouts]\ntcp = 800\ntcpfin = 50\nudp = 200\n\
+                 [timeouts.tcp_states]\nSYN_RECV = 30\nTIME_WAIT = 7\nCLOSE_WAIT = 40\n\
+                 [timeouts.sctp_states]\nC-SENT = 62\nESTABLISHED = 1200\n",
+            ),
+        );
+        let cfg = load(ConfigFormat::Native, &p).unwrap();
+        let plan1 = plan(&cfg, &Carried::default()).unwrap();
+        let mut want = Timeouts::default();
+        want.tcp[tcp::ESTABLISHED as usize] = 800;
+        want.tcp[tcp::FIN_WAIT as usize] = 50;
+        want.tcp[tcp::SYN_RECV as usize] = 30;
+        want.tcp[tcp::TIME_WAIT as usize] = 7;
+        want.tcp[tcp::CLOSE_WAIT as usize] = 40;
+        want.sctp[sctp::COOKIE_SENT as usize] = 62;
+        want.sctp[sctp::ESTABLISHED as usize] = 1200;
+        want.udp = 200;
+        assert_eq!(plan1.timeouts, want);
+        assert!(plan1.table[0].0.timeouts.is_none(), "the service follows the global timeouts");
+
+        // Installed whole at start (every state, not only --set's three) ...
+        let a = admin();
+        a.install(&plan1).unwrap();
+        assert_eq!(*a.node.ipvs.timeouts(), want);
+
+        // ... and at a reload, where what the file no longer names returns to the default.
+        let p = write("some.toml", &text("[timeouts]\ntcp = 700\n[timeouts.tcp_states]\nSYN_RECV = 20\n"));
+        let plan2 = plan(&load(ConfigFormat::Native, &p).unwrap(), &Carried::default()).unwrap();
+        a.install(&plan2).unwrap();
+        let mut want = Timeouts::default();
+        want.tcp[tcp::ESTABLISHED as usize] = 700;
+        want.tcp[tcp::SYN_RECV as usize] = 20;
+        assert_eq!(*a.node.ipvs.timeouts(), want);
+        let p = write("none.toml", &text(""));
+        a.install(&plan(&load(ConfigFormat::Native, &p).unwrap(), &Carried::default()).unwrap()).unwrap();
+        assert_eq!(*a.node.ipvs.timeouts(), Timeouts::default(), "no [timeouts]: all defaults");
     }
 }

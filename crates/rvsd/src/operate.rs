@@ -4,8 +4,11 @@
 //!
 //! Reload order: parse, plan, validate on a scratch engine (so a bad file changes
 //! nothing, checkers included), stop the old checkers (so none of their changes lands on
-//! the new table), install the new table atomically (`Ipvs::replace_table`), start the new
-//! checkers. Kept services and dests keep their connections and counters.
+//! the new table) and take their state, install the table that state implies for the new
+//! file (`Config::table_after`, atomically with `Ipvs::replace_table`), start the new
+//! checkers from that state (`Engine::start_with`). Kept services and dests keep their
+//! connections and counters; kept real servers keep their health (a server that was down
+//! is not installed again), as keepalived does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,23 +90,39 @@ impl Operator {
 
     fn activate_locked(&self, cfg: Config, file: &Path) -> Result<ReloadReply, ApiError> {
         let shown = file.display().to_string();
-        let plan = cfgload::plan(&cfg)?;
-        cfgload::validate(&plan)?;
-        self.admin.check_vips(&plan)?;
+        // Validated with the checkers' state of now; the state at their stop may differ
+        // only in which configured servers are in and their weights.
+        let now = self.lock().engine.as_ref().map(Engine::carried).unwrap_or_default();
+        let checked = cfgload::plan(&cfg, &now)?;
+        cfgload::validate(&checked)?;
+        self.admin.check_vips(&checked)?;
         for w in &cfg.warnings {
             tracing::warn!("{w}");
         }
-        // Old checkers first: none of their changes may land on the new table.
+        // Old checkers first: none of their changes may land on the new table. Their
+        // final state decides the new table (no omega scripts: the servers live on).
         self.pump_events();
         let old = self.lock().engine.take();
-        if let Some(e) = old {
-            e.stop();
-        }
+        let last = old.map(Engine::stop_for_reload).unwrap_or_default();
+        let (plan, prior) = match cfgload::plan(&cfg, &last).and_then(|p| cfgload::validate(&p).map(|()| p)) {
+            Ok(p) => (p, last),
+            Err(e) => {
+                tracing::warn!(
+                    "health state at the reload gives an invalid table ({}); using the earlier one",
+                    e.message
+                );
+                (checked, now)
+            }
+        };
+        let down = cfg.states_after(&prior).iter().flat_map(|s| s.alive.clone()).filter(|a| !a).count();
         self.admin.install(&plan)?;
         let admin = self.admin.clone();
         let apply = move |cmd: &Command| admin.command(cmd).map(|_| ()).map_err(|e| e.message);
         let checks = cfgload::check_count(&cfg);
-        let engine = Engine::start(&cfg, Box::new(apply));
+        let engine = Engine::start_with(&cfg, Box::new(apply), &prior);
+        if !prior.is_empty() {
+            tracing::info!("health state carried over from the previous checkers: {down} real servers start down");
+        }
         let reply =
             ReloadReply { file: shown.clone(), services: plan.table.len(), checks, warnings: cfgload::warnings(&cfg) };
         let mut st = self.lock();
@@ -371,6 +390,50 @@ mod tests {
         let key = |to| ("TCP 10.0.0.100:80".to_string(), "127.0.0.1:8080".to_string(), to);
         assert_eq!(t.get(&key("down")), Some(&1), "{t:?}");
         assert_eq!(t.get(&key("up")), Some(&1), "{t:?}");
+        o.stop();
+        drop(l);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reload_keeps_a_down_server_out() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let dir = std::env::temp_dir().join(format!("rvsd-op-c-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rvs.toml");
+        // Retries make a fresh checker slow to see the failure (about 0.9 s): the window
+        // in which a reload without carried state would have the dead server in.
+        let slow = |t: String| t.replace("retry = 0", "retry = 3\ndelay_before_retry = 0.3");
+        std::fs::write(&file, slow(config(3, false, Some(port)))).unwrap();
+        let o = operator(Some((ConfigFormat::Native, file.clone())));
+        o.activate(cfgload::load(ConfigFormat::Native, &file).unwrap(), &file).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !dests(&o).is_empty() {
+            assert!(Instant::now() < deadline, "the server never went down");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Another weight and a second (unchecked) server: the dead one stays out.
+        std::fs::write(&file, slow(config(4, true, Some(port)))).unwrap();
+        o.reload(None).unwrap();
+        for _ in 0..10 {
+            assert_eq!(dests(&o), [("127.0.0.2".to_string(), 1)], "right after the reload and after");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let h = o.health();
+        assert_eq!((h[0].reals[0].up, h[0].reals[0].transitions_down), (false, 1), "carried, not re-counted");
+        o.pump_events();
+        let down = ("TCP 10.0.0.100:80".to_string(), "127.0.0.1:8080".to_string(), "down");
+        assert_eq!(o.transitions().get(&down), Some(&1));
+        // The carried checker still sees the recovery, with the new weight.
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dests(&o).len() != 2 {
+            assert!(Instant::now() < deadline, "the server never came back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(dests(&o).contains(&("127.0.0.1".to_string(), 4)));
         o.stop();
         drop(l);
         std::fs::remove_dir_all(&dir).unwrap();

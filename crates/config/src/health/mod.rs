@@ -11,10 +11,14 @@
 //! happening (one full round of attempts after the current wait), and a recovery
 //! within `delay_loop + connect_timeout` (one success is enough).
 
+mod carry;
 pub mod md5;
 pub mod probe;
 mod script;
 mod sock;
+
+pub use carry::Carried;
+pub(crate) use carry::start_state;
 
 use crate::model::{Config, VirtualService};
 use crate::table::{ServiceState, diff};
@@ -22,6 +26,7 @@ use control::api::{Command, DestSpec};
 use probe::{Outcome, Target};
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -106,6 +111,8 @@ pub const EVENT_LOG_LEN: usize = 1024;
 struct Stopper {
     stopped: Mutex<bool>,
     cv: Condvar,
+    /// Run the omega scripts when stopping (not when handing over to a reload).
+    omega: AtomicBool,
 }
 
 impl Stopper {
@@ -139,92 +146,136 @@ enum Msg {
     Attempt { svc: usize, rs: usize, ok: bool },
     /// A round finished: the check's verdict.
     Round { svc: usize, rs: usize, check: usize, outcome: Outcome },
+    /// `Engine::carried`: the state to carry, computed on demand (it copies every check).
+    Carry(Sender<Carried>),
+}
+
+fn lock_status(m: &Mutex<Status>) -> MutexGuard<'_, Status> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The running checkers. Dropping it stops them (without omega actions).
 pub struct Engine {
     stopper: Arc<Stopper>,
     status: Arc<Mutex<Status>>,
+    /// To the coordinator (`Msg::Carry`).
+    requests: Sender<Msg>,
     threads: Vec<JoinHandle<()>>,
-    coordinator: Option<JoinHandle<()>>,
+    coordinator: Option<JoinHandle<Carried>>,
 }
 
 impl Engine {
     /// Starts one thread per check and the coordinator. The table installed is
     /// assumed to be `cfg.to_commands()` (the startup state of `Config::initial_states`).
     pub fn start(cfg: &Config, apply: Box<dyn Apply>) -> Engine {
-        let stopper = Arc::new(Stopper { stopped: Mutex::new(false), cv: Condvar::new() });
+        Engine::start_with(cfg, apply, &Carried::default())
+    }
+
+    /// Starts the checkers of `cfg` from the state of a previous engine (a reload, `carry.rs`):
+    /// kept real servers keep their state, new ones follow the start rules. The table
+    /// installed is assumed to be `cfg.table_after(prior)`.
+    pub fn start_with(cfg: &Config, apply: Box<dyn Apply>, prior: &Carried) -> Engine {
+        let stopper =
+            Arc::new(Stopper { stopped: Mutex::new(false), cv: Condvar::new(), omega: AtomicBool::new(true) });
+        let now = SystemTime::now();
+        let starts: Vec<carry::Start> = cfg.services.iter().map(|vs| carry::start(vs, prior, now)).collect();
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
-        for (si, vs) in cfg.services.iter().enumerate() {
+        for ((si, vs), start) in cfg.services.iter().enumerate().zip(&starts) {
             let key0 = vs.keys[0];
             for (ri, rs) in vs.reals.iter().enumerate() {
                 for (ci, check) in rs.checks.iter().enumerate() {
                     let target = Target::of(check, rs, rs.port_for(&key0));
+                    let up = start.checks_up.get(ri).and_then(|c| c.get(ci)).copied().unwrap_or(!check.alpha);
                     let (check, weight, tx, st) = (check.clone(), rs.weight, tx.clone(), stopper.clone());
                     let h = std::thread::Builder::new()
                         .name(format!("rvs-check-{si}-{ri}-{ci}"))
-                        .spawn(move || checker(si, ri, ci, check, target, weight, tx, st));
+                        .spawn(move || checker(Slot { svc: si, rs: ri, check: ci }, check, target, weight, up, tx, st));
                     if let Ok(h) = h {
                         threads.push(h);
                     }
                 }
             }
         }
-        drop(tx);
-        let coord = Coordinator::new(cfg, apply);
+        let coord = Coordinator::new(cfg, apply, starts);
         let status = Arc::new(Mutex::new(coord.status()));
         let (st2, stop2) = (status.clone(), stopper.clone());
         let coordinator =
             std::thread::Builder::new().name("rvs-health".into()).spawn(move || coord.run(rx, st2, stop2)).ok();
-        Engine { stopper, status, threads, coordinator }
+        Engine { stopper, status, requests: tx, threads, coordinator }
     }
 
     /// A copy of the current status.
     pub fn status(&self) -> Status {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock_status(&self.status).clone()
+    }
+
+    /// The state a reload would carry now (the checkers keep running); nothing if the
+    /// coordinator does not answer within a second.
+    pub fn carried(&self) -> Carried {
+        let (tx, rx) = mpsc::channel();
+        if self.requests.send(Msg::Carry(tx)).is_err() {
+            return Carried::default();
+        }
+        rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
     }
 
     /// Stops all checkers and waits for them; with `omega`, runs the quorum_down and
-    /// notify_down scripts of what was up (keepalived.md §4 `omega`).
-    pub fn stop(mut self) {
-        self.shutdown();
+    /// notify_down scripts of what was up (keepalived.md §4 `omega`). Returns the final
+    /// state.
+    pub fn stop(mut self) -> Carried {
+        self.shutdown()
     }
 
-    fn shutdown(&mut self) {
+    /// Stops the checkers to hand their state over to the next configuration's engine
+    /// (`start_with`): as `stop`, but without the omega scripts, since the servers live on.
+    pub fn stop_for_reload(mut self) -> Carried {
+        self.stopper.omega.store(false, Ordering::Relaxed);
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Carried {
         self.stopper.stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        if let Some(c) = self.coordinator.take() {
-            let _ = c.join();
-        }
+        self.coordinator.take().and_then(|c| c.join().ok()).unwrap_or_default()
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.shutdown();
+        if self.coordinator.is_some() {
+            self.stopper.omega.store(false, Ordering::Relaxed);
+            self.shutdown();
+        }
     }
 }
 
-/// One check's loop (keepalived.md §6 "Checker state machine").
-#[allow(clippy::too_many_arguments)]
-fn checker(
+/// Which check a checker thread runs.
+#[derive(Clone, Copy)]
+struct Slot {
     svc: usize,
     rs: usize,
-    ci: usize,
+    check: usize,
+}
+
+/// One check's loop (keepalived.md §6 "Checker state machine"). `up` is the verdict it
+/// starts with: `!alpha`, or the one carried across a reload.
+fn checker(
+    slot: Slot,
     check: crate::model::Check,
     target: Target,
     weight: u32,
+    mut up: bool,
     tx: Sender<Msg>,
     stop: Arc<Stopper>,
 ) {
+    let Slot { svc, rs, check: ci } = slot;
     let warmup = check.timing.warmup.as_nanos() as u64;
     if warmup > 0 && !stop.sleep(Duration::from_nanos(probe::random_u64() % (warmup + 1))) {
         return;
     }
-    let mut up = !check.alpha;
     while !stop.is_stopped() {
         let mut out = probe::probe(&check, &target, weight);
         let _ = tx.send(Msg::Attempt { svc, rs, ok: out.is_up() });
@@ -266,60 +317,83 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    fn new(cfg: &Config, apply: Box<dyn Apply>) -> Self {
+    /// The coordinator of `cfg` from each service's start state (`carry::start`). What
+    /// differs from the carried state at start is announced like a check's verdict would
+    /// be: a quorum lost at startup runs quorum_down once, as keepalived's first
+    /// evaluation does; a kept server or quorum whose state the new file changed gets its
+    /// event, count and script.
+    fn new(cfg: &Config, apply: Box<dyn Apply>, starts: Vec<carry::Start>) -> Self {
         let mut status = Status::default();
-        let now = SystemTime::now();
+        let mut announce = Vec::new();
         let services = cfg
             .services
             .iter()
-            .map(|vs| {
-                let state = ServiceState::initial(vs);
-                let installed = vs.keys.iter().map(|k| state.dests(vs, k)).collect();
-                status.services.push(ServiceStatus {
-                    name: vs.name.clone(),
-                    quorum_up: state.quorum_up,
-                    live_weight: state.live_weight(),
-                    quorum_lost: 0,
-                    quorum_gained: 0,
-                    sorry_active: state.sorry_active(vs),
-                    reals: vs
-                        .reals
-                        .iter()
-                        .zip(&state.alive)
-                        .map(|(r, up)| RealStatus {
-                            addr: r.addr,
-                            port: r.port,
-                            up: *up,
-                            weight: r.weight,
-                            transitions_up: 0,
-                            transitions_down: 0,
-                            checks_ok: 0,
-                            checks_failed: 0,
-                            since: now,
-                        })
-                        .collect(),
-                });
+            .zip(starts)
+            .map(|(vs, start)| {
+                let installed = vs.keys.iter().map(|k| start.state.dests(vs, k)).collect();
+                announce.push((start.prior_quorum, start.prior_up));
+                status.services.push(start.status);
                 Svc {
-                    checks_up: vs.reals.iter().map(|r| r.checks.iter().map(|c| !c.alpha).collect()).collect(),
-                    dyn_weight: vec![None; vs.reals.len()],
+                    checks_up: start.checks_up,
+                    dyn_weight: start.dyn_weight,
                     vs: vs.clone(),
-                    state,
+                    state: start.state,
                     installed,
                 }
             })
             .collect();
         let mut c = Coordinator { services, apply, status };
-        // A quorum lost at startup runs quorum_down, as keepalived's first evaluation does.
-        for i in 0..c.services.len() {
-            if !c.services[i].state.quorum_up {
-                let s = &c.services[i];
-                c.status.services[i].quorum_lost += 1;
-                let (name, script) = (s.vs.name.clone(), s.vs.quorum_down.clone());
-                c.event(&name, None, EventKind::QuorumLost);
+        let now = SystemTime::now();
+        for (si, (prior_quorum, prior_up)) in announce.into_iter().enumerate() {
+            for (ri, was) in prior_up.into_iter().enumerate() {
+                let s = &c.services[si];
+                let alive = s.state.alive[ri];
+                if was.is_none_or(|w| w == alive) {
+                    continue;
+                }
+                let rs = &s.vs.reals[ri];
+                let (name, real) = (s.vs.name.clone(), Some((rs.addr, rs.port)));
+                let script = if alive { rs.notify_up.clone() } else { rs.notify_down.clone() };
+                let r = &mut c.status.services[si].reals[ri];
+                r.since = now;
+                if alive {
+                    r.transitions_up += 1;
+                } else {
+                    r.transitions_down += 1;
+                }
+                let reason = "changed by the reloaded configuration".to_string();
+                c.event(&name, real, if alive { EventKind::RealUp } else { EventKind::RealDown { reason } });
                 if let Some(sc) = script {
                     script::spawn_detached(&sc);
                 }
             }
+            let s = &c.services[si];
+            let up = s.state.quorum_up;
+            // A new service announces a lost quorum; a kept one announces any change.
+            if prior_quorum.map_or(up, |p| p == up) {
+                continue;
+            }
+            let (name, script) =
+                (s.vs.name.clone(), if up { s.vs.quorum_up.clone() } else { s.vs.quorum_down.clone() });
+            let st = &mut c.status.services[si];
+            if up {
+                st.quorum_gained += 1;
+            } else {
+                st.quorum_lost += 1;
+            }
+            c.event(&name, None, if up { EventKind::QuorumGained } else { EventKind::QuorumLost });
+            if let Some(sc) = script {
+                script::spawn_detached(&sc);
+            }
+        }
+        c
+    }
+
+    /// The state to carry into the next engine.
+    fn carried(&self) -> Carried {
+        let mut c = Carried::default();
+        for (s, st) in self.services.iter().zip(&self.status.services) {
+            c.push(&s.vs, &s.state, &s.checks_up, &s.dyn_weight, st);
         }
         c
     }
@@ -335,12 +409,16 @@ impl Coordinator {
         self.status.events.push_back(Event { at: SystemTime::now(), service: service.to_owned(), real, kind });
     }
 
-    fn run(mut self, rx: Receiver<Msg>, shared: Arc<Mutex<Status>>, stop: Arc<Stopper>) {
+    /// Handles the checkers' messages until stopped; returns the final state.
+    fn run(mut self, rx: Receiver<Msg>, shared: Arc<Mutex<Status>>, stop: Arc<Stopper>) -> Carried {
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Msg::Carry(reply)) => {
+                    let _ = reply.send(self.carried());
+                }
                 Ok(msg) => {
                     self.handle(msg);
-                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = self.status.clone();
+                    *lock_status(&shared) = self.status.clone();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -353,8 +431,16 @@ impl Coordinator {
                 break;
             }
         }
-        self.omega();
-        *shared.lock().unwrap_or_else(|e| e.into_inner()) = self.status.clone();
+        // Verdicts already queued are handled too (the old table is still installed), so
+        // the state handed over is the latest one seen.
+        while let Ok(msg) = rx.try_recv() {
+            self.handle(msg);
+        }
+        if stop.omega.load(Ordering::Relaxed) {
+            self.omega();
+        }
+        *lock_status(&shared) = self.status.clone();
+        self.carried()
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -369,6 +455,9 @@ impl Coordinator {
                 }
             }
             Msg::Round { svc, rs, check, outcome } => self.round(svc, rs, check, outcome),
+            Msg::Carry(reply) => {
+                let _ = reply.send(self.carried());
+            }
         }
     }
 

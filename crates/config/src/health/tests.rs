@@ -19,9 +19,20 @@ struct Server {
     run: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
+/// A free loopback port below the ephemeral range (32768–60999 by default), so that while
+/// a server is stopped no outgoing connection of the host takes its port as a source port
+/// (and the restart's bind cannot fail).
+fn free_port() -> u16 {
+    let start = probe::random_u64() % 12000;
+    (0..12000)
+        .map(|i| 20000 + ((start + i) % 12000) as u16)
+        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok() && UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 impl Server {
     fn new() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let mut s = Server { port, reply: Arc::new(Mutex::new(Vec::new())), run: None };
         s.start();
         s
@@ -88,7 +99,7 @@ struct Echo {
 
 impl Echo {
     fn new() -> Echo {
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let mut e = Echo { port, run: None };
         e.start();
         e
@@ -461,4 +472,121 @@ fn stop_is_prompt() {
     let t0 = Instant::now();
     engine.stop();
     assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn state_is_carried_across_a_restart_with_a_changed_config() {
+    let (a, mut b, mut c, d) = (Server::new(), Server::new(), Server::new(), Server::new());
+    let rs = |port: u16, extra: &str| {
+        format!(
+            "[[services.real_servers]]\naddress = \"127.0.0.1:{port}\"\nmethod = \"nat\"\n{extra}\
+             [[services.real_servers.checks]]\ntype = \"tcp\"\nretry = 0\n"
+        )
+    };
+    let head = |sched: &str| {
+        format!("[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\nscheduler = \"{sched}\"\n{TIMING}")
+    };
+    let inhibited = "weight = 5\ninhibit_on_failure = true\n";
+    let cfg1 = config(&format!("{}{}{}{}", head("wlc"), rs(a.port, ""), rs(b.port, ""), rs(c.port, inhibited)));
+    let log1 = Log::default();
+    let engine = Engine::start(&cfg1, log1.apply());
+    warm(&engine, 0, 0);
+    let t0 = Instant::now();
+    b.stop();
+    c.stop();
+    log1.wait(t0, Duration::from_secs(5), is_delete(b.port)).expect("b removed");
+    log1.wait(t0, Duration::from_secs(5), is_edit(c.port, 0)).expect("c inhibited");
+    assert!(wait_for(Duration::from_secs(1), || {
+        let st = engine.status();
+        !st.services[0].reals[1].up && !st.services[0].reals[2].up
+    }));
+    let carried = engine.stop_for_reload();
+    assert!(!carried.is_empty());
+
+    // Something else changes (scheduler, a's weight); d is new, with alpha.
+    let cfg2 = config(&format!(
+        "{}{}{}{}{}",
+        head("rr"),
+        rs(a.port, "weight = 3\n"),
+        rs(b.port, ""),
+        rs(c.port, inhibited),
+        rs(d.port, "alpha = true\n")
+    ));
+    let dest = |port: u16, weight: u32| (port, weight);
+    let table = |t: Vec<(control::api::ServiceSpec, Vec<DestSpec>)>| -> Vec<(u16, u32)> {
+        t[0].1.iter().map(|x| dest(x.port, x.weight)).collect()
+    };
+    // What a reload installs: b stays out, c stays at weight 0, d (alpha) is not in yet.
+    assert_eq!(table(cfg2.table_after(&carried)), [dest(a.port, 3), dest(c.port, 0)]);
+    assert_eq!(table(cfg2.initial_table()), [dest(a.port, 3), dest(b.port, 1), dest(c.port, 5)], "without carry");
+    assert_eq!(cfg2.states_after(&carried)[0].alive, [true, false, false, false]);
+
+    let log2 = Log::default();
+    let t1 = Instant::now();
+    let engine = Engine::start_with(&cfg2, log2.apply(), &carried);
+    let st = engine.status();
+    let r = &st.services[0].reals;
+    assert_eq!((r[1].up, r[1].transitions_down), (false, 1), "b carried down with its count");
+    assert_eq!((r[2].up, r[2].transitions_down), (false, 1), "c carried down");
+    assert!(r[1].checks_failed >= 1);
+    log2.wait(t1, Duration::from_secs(3), is_add(d.port, 1)).expect("d added after its first success");
+    // A few rounds later: b and c did not flip back in.
+    std::thread::sleep(Duration::from_millis(600));
+    let cmds = log2.commands();
+    assert_eq!(cmds.len(), 1, "only d's addition: {cmds:?}");
+    // The carried down checkers still see the recovery.
+    let t2 = Instant::now();
+    b.start();
+    c.start();
+    log2.wait(t2, Duration::from_secs(3), is_add(b.port, 1)).expect("b back");
+    log2.wait(t2, Duration::from_secs(3), is_edit(c.port, 5)).expect("c weight restored");
+    assert!(wait_for(Duration::from_secs(1), || engine.status().services[0].reals[1].transitions_up == 1));
+    engine.stop();
+}
+
+#[test]
+fn dynamic_weight_and_quorum_are_carried() {
+    let dir = tmpdir("carry-misc");
+    let code = dir.join("code");
+    std::fs::write(&code, "12").unwrap();
+    let text = |sched: &str| {
+        format!(
+            "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\nscheduler = \"{sched}\"\n{TIMING}\
+             quorum = 5\nhysteresis = 2\nsorry_server = {{ address = \"127.0.0.1:9\", method = \"nat\" }}\n\
+             [[services.real_servers]]\naddress = \"127.0.0.1:8080\"\nmethod = \"nat\"\nweight = 6\n\
+             [[services.real_servers.checks]]\ntype = \"misc\"\ncommand = \"exit $(cat {})\"\ndynamic = true\ntimeout = 2\n",
+            code.display()
+        )
+    };
+    let cfg = config(&text("wlc"));
+    let log = Log::default();
+    let engine = Engine::start(&cfg, log.apply());
+    log.wait(Instant::now(), Duration::from_secs(5), is_edit(8080, 10)).expect("exit 12 → weight 10");
+    assert!(wait_for(Duration::from_secs(1), || engine.status().services[0].reals[0].weight == 10));
+    // Weight 2 < quorum − hysteresis: lost, the sorry server replaces the server.
+    std::fs::write(&code, "4").unwrap();
+    log.wait(Instant::now(), Duration::from_secs(5), is_add(9, 1)).expect("sorry server in");
+    // Weight 4: inside the hysteresis band [3, 7), the quorum stays lost.
+    std::fs::write(&code, "6").unwrap();
+    assert!(wait_for(Duration::from_secs(3), || engine.status().services[0].reals[0].weight == 4));
+    assert!(!engine.status().services[0].quorum_up);
+    let carried = engine.stop_for_reload();
+
+    let cfg2 = config(&text("rr"));
+    let st = &cfg2.states_after(&carried)[0];
+    assert_eq!((st.alive[0], st.weight[0], st.quorum_up), (true, 4, false), "weight 4 and the lost quorum carried");
+    let fresh = &cfg2.initial_states()[0];
+    assert_eq!((fresh.weight[0], fresh.quorum_up), (6, true));
+    let t = cfg2.table_after(&carried);
+    assert_eq!(t[0].1.iter().map(|d| (d.port, d.weight)).collect::<Vec<_>>(), [(9, 1)], "the sorry server stays");
+
+    // A different (non-identical) dynamic check does not inherit the weight.
+    let cfg3 = config(&text("rr").replace("timeout = 2", "timeout = 3"));
+    assert_eq!(cfg3.states_after(&carried)[0].weight[0], 6);
+    let engine = Engine::start_with(&cfg2, log.apply(), &carried);
+    let s = engine.status();
+    let svc = &s.services[0];
+    assert_eq!((svc.reals[0].weight, svc.quorum_up, svc.sorry_active, svc.quorum_lost), (4, false, true, 1));
+    assert!(!s.events.iter().any(|e| e.kind == EventKind::QuorumLost), "no second quorum_down for a kept state");
+    engine.stop();
 }
