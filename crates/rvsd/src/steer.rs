@@ -8,6 +8,9 @@
 //! in worker order so member i is worker i) with a classic BPF program that picks the member:
 //!
 //! - IPv4 frame whose destination is a VIP (client → VIP): hash the **source** address;
+//!   but an ICMP error to a VIP (a router answering a packet the director sent to the
+//!   client, e.g. "fragmentation needed") hashes the **quoted packet's destination**, the
+//!   client, so path MTU discovery reaches the worker that owns the connection;
 //! - any other IPv4 frame (NAT reply real server → client, director traffic): hash the
 //!   **destination** address;
 //! - everything else (ARP, IPv6, ...): worker 0. ARP replies teach neighbours to the shared
@@ -36,6 +39,7 @@ use libc::sock_filter;
 pub mod op {
     pub const LD_W_ABS: u16 = 0x20;
     pub const LD_H_ABS: u16 = 0x28;
+    pub const LD_B_ABS: u16 = 0x30;
     pub const JEQ_K: u16 = 0x15;
     pub const JA: u16 = 0x05;
     pub const RET_K: u16 = 0x06;
@@ -54,6 +58,11 @@ pub mod op {
 
 /// The most VIPs one program holds (two instructions each; `BPF_MAXINSNS` is 4096).
 pub const MAX_VIPS: usize = 2000;
+
+/// Offset of the quoted packet's destination address in an ICMP error, from the network
+/// header: outer IPv4 header (20, no options), ICMP header (8), then the quoted IPv4 header's
+/// destination (16).
+const ICMP_QUOTED_DST: i32 = 20 + 8 + 16;
 
 /// Multiplier of the address mix (a 32-bit avalanche step).
 const MIX_MUL: u32 = 0x045d_9f3b;
@@ -96,9 +105,25 @@ pub fn program(vips: &[Ipv4Addr], workers: usize) -> Vec<sock_filter> {
         p.push(ins(op::JA, 0, 0, 0));
     }
     // Not a VIP: hash the destination (already in A).
-    p.push(ins(op::JA, 0, 0, 1));
+    let to_hash = p.len();
+    p.push(ins(op::JA, 0, 0, 0));
+    // To a VIP. An ICMP error (type 3, 4 or 11) comes from a router on the way to the
+    // client and quotes a packet the director sent, VIP → client: hash the quoted packet's
+    // destination, the client (path MTU discovery needs the worker that owns the
+    // connection). Anything else to a VIP comes from the client: hash the source. The outer
+    // header has no options (the node drops such packets), so the offsets are fixed.
     let src = p.len();
+    p.push(ins(op::LD_B_ABS, 0, 0, (op::SKF_NET_OFF + 9) as u32));
+    p.push(ins(op::JEQ_K, 0, 4, 1)); // ICMP? else → load source
+    p.push(ins(op::LD_B_ABS, 0, 0, (op::SKF_NET_OFF + 20) as u32));
+    p.push(ins(op::JEQ_K, 4, 0, 3)); // → quoted
+    p.push(ins(op::JEQ_K, 3, 0, 4));
+    p.push(ins(op::JEQ_K, 2, 0, 11));
     p.push(ins(op::LD_W_ABS, 0, 0, (op::SKF_NET_OFF + 12) as u32));
+    p.push(ins(op::JA, 0, 0, 1));
+    p.push(ins(op::LD_W_ABS, 0, 0, (op::SKF_NET_OFF + ICMP_QUOTED_DST) as u32));
+    let hash = p.len();
+    p[to_hash].k = (hash - to_hash - 1) as u32;
     for i in 0..vips.len() {
         let at = first + 2 * i + 1;
         p[at].k = (src - at - 1) as u32;
@@ -213,6 +238,10 @@ mod tests {
                     Some(v) => a = v,
                     None => return 0,
                 },
+                op::LD_B_ABS => match load(i.k, 1) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
                 op::LD_W_ABS => match load(i.k, 4) {
                     Some(v) => a = v,
                     None => return 0,
@@ -239,6 +268,19 @@ mod tests {
         f[14 + 9] = 6;
         f[14 + 12..14 + 16].copy_from_slice(&src.octets());
         f[14 + 16..14 + 20].copy_from_slice(&dst.octets());
+        f
+    }
+
+    /// An ICMP error of `icmp_type` from `router` to `to`, quoting a packet `q_src` → `q_dst`
+    /// (its IPv4 header and 8 bytes).
+    fn icmp_error(router: Ipv4Addr, to: Ipv4Addr, icmp_type: u8, q_src: Ipv4Addr, q_dst: Ipv4Addr) -> Vec<u8> {
+        let mut f = ipv4(router, to);
+        f[14 + 9] = 1;
+        f.truncate(14 + 20);
+        f.extend_from_slice(&[icmp_type, 4, 0, 0, 0, 0, 0x05, 0x78]);
+        let mut quoted = ipv4(q_src, q_dst)[14..].to_vec();
+        quoted.truncate(28);
+        f.extend_from_slice(&quoted);
         f
     }
 
@@ -269,6 +311,34 @@ mod tests {
                 assert!(want < workers as u32);
             }
         }
+    }
+
+    #[test]
+    fn icmp_errors_to_a_vip_reach_the_worker_of_the_quoted_client() {
+        let router = Ipv4Addr::new(203, 0, 113, 1);
+        for workers in [2, 3, 4, 8] {
+            let prog = program(&[VIP, VIP2], workers);
+            for c in 0..100u32 {
+                let client = Ipv4Addr::from(0xc633_6400 + c);
+                let want = worker_for(client, workers) as u32;
+                // Fragmentation needed, time exceeded, source quench about VIP → client.
+                for t in [3, 11, 4] {
+                    let e = icmp_error(router, VIP, t, VIP, client);
+                    assert_eq!(run(&prog, &e), want, "type {t}, client {client}, {workers} workers");
+                }
+                // An echo request from the client to the VIP: its source decides.
+                let mut echo = icmp_error(client, VIP2, 8, VIP, router);
+                echo[14 + 20 + 1] = 0;
+                assert_eq!(run(&prog, &echo), want, "echo from {client}");
+                // A NAT-side ICMP error (real server side → client) hashes the destination.
+                let nat = icmp_error(RS, client, 3, client, VIP);
+                assert_eq!(run(&prog, &nat), want, "NAT-side error to {client}");
+            }
+        }
+        // An ICMP error too short to hold the quoted header goes to worker 0.
+        let mut short = icmp_error(router, VIP, 3, VIP, Ipv4Addr::new(198, 51, 100, 9));
+        short.truncate(14 + 20 + 8 + 10);
+        assert_eq!(run(&program(&[VIP], 4), &short), 0);
     }
 
     #[test]
