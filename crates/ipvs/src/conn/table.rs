@@ -141,9 +141,14 @@ impl ConnTable {
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
                         // SAFETY: id is in bounds; prefetch never faults.
-                        let p = self.entries.as_ptr().add(id);
-                        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
-                        std::arch::x86_64::_mm_prefetch((p as *const i8).add(64), std::arch::x86_64::_MM_HINT_T0);
+                        // Every cache line the entry touches (an entry is not line-aligned).
+                        let p = self.entries.as_ptr().add(id) as *const i8;
+                        let last = p.add(std::mem::size_of::<Option<Conn>>() - 1);
+                        let mut line = (p as usize & !63) as *const i8;
+                        while line <= last {
+                            std::arch::x86_64::_mm_prefetch(line, std::arch::x86_64::_MM_HINT_T0);
+                            line = line.add(64);
+                        }
                     }
                 }
                 return;
