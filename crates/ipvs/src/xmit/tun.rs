@@ -38,7 +38,8 @@ pub(super) fn xmit(
     let inner_v6 = skb.family == Family::Ipv6;
     let outer_len = if outer_v6 { OUTER_V6 } else { OUTER_LEN };
     // GUE and GRE add their headers after the outer IP header (§16 TUN).
-    let (tun_type, tun_csum, tun_port) = c.dest.as_ref().map_or((TunnelType::Ipip, TunnelCsum::NoCsum, 0), |d| d.tunnel());
+    let (tun_type, tun_csum, tun_port) =
+        c.dest.as_ref().map_or((TunnelType::Ipip, TunnelCsum::NoCsum, 0), |d| d.tunnel());
     let extra = encap::overhead(tun_type, tun_csum, false);
     let mtu = (rt.mtu as usize).saturating_sub(outer_len + extra);
     if pmtu_disc && let Some(v) = super::check_mtu(skb, t, mtu, routing) {
