@@ -21,6 +21,17 @@ fn to_rs(out: &[u8]) -> u8 {
     out[14 + 19]
 }
 
+/// The frame NAT must emit for `p` towards real server `n` (last byte 10 + n) on `port`,
+/// built independently (etherparse), compared byte for byte; checksums re-verified.
+fn assert_nat_frame(out: &[u8], p: &Pkt, port: u16) {
+    let n = to_rs(out) - 10;
+    let mut q = p.clone().macs(INT_MAC, rs_mac(n)).ttl(p.ttl - 1);
+    q.daddr = rs(n);
+    q.dport = port;
+    assert_eq!(out, &q.build()[..], "NAT frame to rs{n}");
+    verify_checksums(out);
+}
+
 fn service(lab: &Lab, cfg: ServiceConfig, method: ForwardMethod, port: u16, n: u8) {
     let key = cfg.key;
     lab.ipvs().add_service(cfg).unwrap();
@@ -46,8 +57,10 @@ fn persistence_keeps_a_client_network_on_one_server() {
     let mut seen = Vec::new();
     for i in 0..10u16 {
         let c = Ipv4Addr::new(198, 51, 100, 10 + (i % 3) as u8);
-        let (a, out) = lab.send(EXT, &Pkt::tcp(c, 30000 + i, VIP, 80, SYN).build());
+        let p = Pkt::tcp(c, 30000 + i, VIP, 80, SYN);
+        let (a, out) = lab.send(EXT, &p.build());
         assert_eq!(a, Action::Tx(INT));
+        assert_nat_frame(&out, &p, 8080);
         seen.push(to_rs(&out));
     }
     assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
@@ -125,9 +138,11 @@ fn fwmark_service_with_classifier() {
     }]);
     lab.advance(0);
     let target = Ipv4Addr::new(10, 0, 1, 9);
-    let (a, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 33000, target, 8080, SYN).build());
+    let p = Pkt::tcp(CLIENT, 33000, target, 8080, SYN);
+    let (a, out) = lab.send(EXT, &p.build());
     assert_eq!(a, Action::Tx(INT));
-    assert_eq!(&out[30..34], &target.octets(), "DR leaves the destination alone");
+    let n = out[5] - 0x10; // the chosen real server, by its MAC
+    assert_eq!(out, p.clone().macs(INT_MAC, rs_mac(n)).ttl(63).build(), "DR: only MACs and TTL change");
     // Later packets of that flow find its connection (through the batch path's flow hash).
     let (a, _) = lab.send(EXT, &Pkt::tcp(CLIENT, 33000, target, 8080, ACK).build());
     assert_eq!(a, Action::Tx(INT));
@@ -178,8 +193,10 @@ fn one_packet_scheduling_for_udp() {
     let mut to = Vec::new();
     for _ in 0..6 {
         // The same client port every time: each datagram is scheduled on its own.
-        let (a, out) = lab.send(EXT, &Pkt::udp(CLIENT, 5353, VIP, 53, b"q").build());
+        let p = Pkt::udp(CLIENT, 5353, VIP, 53, b"q");
+        let (a, out) = lab.send(EXT, &p.build());
         assert_eq!(a, Action::Tx(INT));
+        assert_nat_frame(&out, &p, 53);
         to.push(to_rs(&out));
     }
     assert_eq!(to, [13, 12, 11, 13, 12, 11]);
@@ -376,4 +393,58 @@ fn arp_learning_is_bounded_to_what_concerns_us() {
     // A request for the VIP teaches us its sender.
     assert_eq!(lab.send(EXT, &arp_request(VIP)).0, Action::Tx(EXT));
     assert_eq!(lab.node.learnt_neighbours(), 1);
+}
+
+/// Upper and lower thresholds (§15): a dest at its upper threshold is OVERLOADed and skipped;
+/// it takes new connections again once below the lower threshold.
+#[test]
+fn thresholds_overload_and_recover() {
+    let mut lab = Lab::new();
+    let key = ServiceKey::tcp(vip(), 80);
+    lab.ipvs().add_service(ServiceConfig::new(key, "wlc")).unwrap();
+    // rs1 weight 100 (preferred by wlc) but at most 2 connections; rs2 weight 1.
+    lab.ipvs()
+        .add_dest(&key, DestConfig::new(rs(1).into(), 80).method(ForwardMethod::Masq).weight(100).thresholds(2, 1))
+        .unwrap();
+    lab.ipvs().add_dest(&key, DestConfig::new(rs(2).into(), 80).method(ForwardMethod::Masq).weight(1)).unwrap();
+    lab.advance(0);
+    let mut to = Vec::new();
+    for p in 0..4 {
+        let (_, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 44000 + p, VIP, 80, SYN).build());
+        to.push(to_rs(&out));
+    }
+    // wlc: the tie at zero load keeps the list head (rs2, newest); then rs1's weight wins until
+    // it holds 2 connections and is OVERLOADed.
+    assert_eq!(to, [12, 11, 11, 12], "rs1 overloaded after 2");
+    let rs1 =
+        lab.ipvs().services().get(&key).unwrap().dests.iter().find(|d| d.addr == IpAddr::V4(rs(1))).unwrap().clone();
+    assert!(rs1.is_overloaded());
+    // Both of rs1's connections end (SYN_RECV expires after 60 s): below the lower threshold.
+    lab.advance(61);
+    lab.cx.ipvs.expire_all();
+    assert!(!rs1.is_overloaded());
+    let (_, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 44010, VIP, 80, SYN).build());
+    assert_eq!(to_rs(&out), 11);
+}
+
+/// `expire_nodest_conn=1`: a packet of a connection whose real server was removed expires it and
+/// is scheduled afresh when it may open a connection (UDP), instead of being dropped (§2, §6).
+#[test]
+fn expire_nodest_conn_reschedules() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut lab = Lab::new();
+    service(&lab, ServiceConfig::new(ServiceKey::udp(vip(), 53), "rr"), ForwardMethod::Masq, 53, 2);
+    let key = ServiceKey::udp(vip(), 53);
+    let (_, out) = lab.send(EXT, &Pkt::udp(CLIENT, 45000, VIP, 53, b"a").build());
+    let first = to_rs(&out);
+    lab.ipvs().delete_dest(&key, &IpAddr::V4(Ipv4Addr::new(192, 168, 1, first)), 53).unwrap();
+    lab.advance(0);
+    let (a, _) = lab.send(EXT, &Pkt::udp(CLIENT, 45000, VIP, 53, b"b").build());
+    assert_eq!(a, Action::Drop(netfilter::DropReason::NoDestConn), "default: dropped");
+    lab.ipvs().sysctl.expire_nodest_conn.store(1, Relaxed);
+    let p = Pkt::udp(CLIENT, 45000, VIP, 53, b"c");
+    let (a, out) = lab.send(EXT, &p.build());
+    assert_eq!(a, Action::Tx(INT));
+    assert_ne!(to_rs(&out), first);
+    assert_nat_frame(&out, &p, 53);
 }
