@@ -254,6 +254,9 @@ pub struct Check {
     pub bind_port: Option<u16>,
     /// Start down until the first success.
     pub alpha: bool,
+    /// SSL_GET: the `Http` check runs over TLS (keepalived models SSL_GET as HTTP_GET
+    /// with another transport, keepalived.md §6).
+    pub tls: Option<Tls>,
 }
 
 impl Check {
@@ -266,6 +269,7 @@ impl Check {
             bindto: None,
             bind_port: None,
             alpha: false,
+            tls: None,
         }
     }
 }
@@ -306,6 +310,23 @@ pub struct HttpCheck {
     pub version: HttpVersion,
     /// Default Host header (else `ip:port`).
     pub virtualhost: Option<String>,
+}
+
+/// TLS client settings of an SSL_GET (keepalived.md §6): the check's `enable_sni` /
+/// `sni_name`, and the global `SSL { password ca certificate key }` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// Send SNI: `sni_name`, else the URL's virtualhost, else the check's.
+    pub enable_sni: bool,
+    pub sni_name: Option<String>,
+    /// CA file (PEM). keepalived does not fail a check on an unverified server
+    /// certificate, and neither does rvs: the CA only serves certificate chains.
+    pub ca: Option<String>,
+    /// Client certificate and key (PEM) presented to the server.
+    pub certificate: Option<String>,
+    pub key: Option<String>,
+    /// Pass phrase of the key.
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

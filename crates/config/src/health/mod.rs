@@ -16,6 +16,7 @@ pub mod md5;
 pub mod probe;
 mod script;
 mod sock;
+mod tls;
 
 pub use carry::Carried;
 pub(crate) use carry::start_state;

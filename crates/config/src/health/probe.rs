@@ -55,7 +55,10 @@ pub fn probe(check: &Check, t: &Target, weight: u32) -> Outcome {
     let timeout = check.timing.connect_timeout;
     let r = match &check.kind {
         CheckKind::Tcp => sock::tcp_connect(t.addr, t.bind, timeout).map(|_| None),
-        CheckKind::Http(h) => http(h, t, timeout).map(|_| None),
+        CheckKind::Http(h) => match &check.tls {
+            None => http(h, t, timeout).map(|_| None),
+            Some(tls) => super::tls::get(h, tls, t, timeout).map(|_| None),
+        },
         CheckKind::Misc(m) => return misc(m, check.timing.delay_loop, weight),
         CheckKind::Udp(u) => udp(u, t, timeout).map(|_| None),
         CheckKind::Ping => ping(t, timeout).map(|_| None),
@@ -68,18 +71,18 @@ pub fn probe(check: &Check, t: &Target, weight: u32) -> Outcome {
     }
 }
 
-fn fail(msg: impl Into<String>) -> io::Error {
+pub(super) fn fail(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())
 }
 
 /// Time left before `deadline`, or a timeout error.
-fn left(deadline: Instant) -> io::Result<Duration> {
+pub(super) fn left(deadline: Instant) -> io::Result<Duration> {
     let d = deadline.saturating_duration_since(Instant::now());
     if d.is_zero() { Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")) } else { Ok(d) }
 }
 
 /// `Host:` value without a virtualhost: `ip:port`, IPv6 bracketed.
-fn host_header(a: &SocketAddr) -> String {
+pub(super) fn host_header(a: &SocketAddr) -> String {
     match a.ip() {
         IpAddr::V4(v4) => format!("{v4}:{}", a.port()),
         IpAddr::V6(v6) => format!("[{v6}]:{}", a.port()),
@@ -101,42 +104,72 @@ pub fn http_request(path: &str, version: HttpVersion, host: &str) -> String {
 const MAX_RESPONSE: usize = 16 << 20;
 
 fn http(h: &HttpCheck, t: &Target, timeout: Duration) -> io::Result<()> {
+    each_url(h, t, timeout, |request, _vhost, deadline| {
+        let mut s = sock::tcp_connect(t.addr, t.bind, left(deadline)?)?;
+        s.set_write_timeout(Some(left(deadline)?))?;
+        s.write_all(request.as_bytes())?;
+        read_response(|buf| {
+            s.set_read_timeout(Some(left(deadline)?))?;
+            s.read(buf)
+        })
+    })
+}
+
+/// HTTP_GET and SSL_GET (keepalived.md §6): every URL on its own connection, within
+/// `timeout` each. `fetch(request, virtualhost, deadline)` sends the request over the
+/// check's transport and returns the raw response; the verdict (status list, MD5
+/// digest) is the same for both.
+pub(super) fn each_url(
+    h: &HttpCheck,
+    t: &Target,
+    timeout: Duration,
+    mut fetch: impl FnMut(&str, Option<&str>, Instant) -> io::Result<Vec<u8>>,
+) -> io::Result<()> {
     for url in &h.urls {
         let deadline = Instant::now() + timeout;
-        let mut s = sock::tcp_connect(t.addr, t.bind, timeout)?;
-        let host = url.virtualhost.clone().or_else(|| h.virtualhost.clone()).unwrap_or_else(|| host_header(&t.addr));
-        s.set_write_timeout(Some(left(deadline)?))?;
-        s.write_all(http_request(&url.path, h.version, &host).as_bytes())?;
-        let mut resp = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            s.set_read_timeout(Some(left(deadline)?))?;
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    resp.extend_from_slice(&buf[..n]);
-                    if resp.len() > MAX_RESPONSE {
-                        return Err(fail("response too large"));
-                    }
-                    if response_complete(&resp) {
-                        break;
-                    }
+        let vhost = url.virtualhost.as_deref().or(h.virtualhost.as_deref());
+        let host = vhost.map_or_else(|| host_header(&t.addr), str::to_owned);
+        let resp = fetch(&http_request(&url.path, h.version, &host), vhost, deadline)?;
+        judge(url, &resp)?;
+    }
+    Ok(())
+}
+
+/// Reads a response with `read` (which enforces the deadline) until its Content-Length
+/// is complete or EOF.
+pub(super) fn read_response(mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> io::Result<Vec<u8>> {
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match read(&mut buf) {
+            Ok(0) => return Ok(resp),
+            Ok(n) => {
+                resp.extend_from_slice(&buf[..n]);
+                if resp.len() > MAX_RESPONSE {
+                    return Err(fail("response too large"));
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                if response_complete(&resp) {
+                    return Ok(resp);
+                }
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        let (code, body) = parse_response(&resp).ok_or_else(|| fail("malformed HTTP response"))?;
-        if !url.status_ok(code) {
-            return Err(fail(format!("{}: status {code}", url.path)));
-        }
-        if let Some(want) = url.digest {
-            let mut m = Md5::default();
-            m.update(&body);
-            let got = m.finish();
-            if got != want {
-                return Err(fail(format!("{}: digest {} differs", url.path, super::md5::hex(&got))));
-            }
+    }
+}
+
+/// The verdict on one URL's response: status in the list, body digest if one is set.
+fn judge(url: &UrlCheck, resp: &[u8]) -> io::Result<()> {
+    let (code, body) = parse_response(resp).ok_or_else(|| fail("malformed HTTP response"))?;
+    if !url.status_ok(code) {
+        return Err(fail(format!("{}: status {code}", url.path)));
+    }
+    if let Some(want) = url.digest {
+        let mut m = Md5::default();
+        m.update(&body);
+        let got = m.finish();
+        if got != want {
+            return Err(fail(format!("{}: digest {} differs", url.path, super::md5::hex(&got))));
         }
     }
     Ok(())

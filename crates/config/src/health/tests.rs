@@ -590,3 +590,5 @@ fn dynamic_weight_and_quorum_are_carried() {
     assert!(!s.events.iter().any(|e| e.kind == EventKind::QuorumLost), "no second quorum_down for a kept state");
     engine.stop();
 }
+
+mod ssl_get;

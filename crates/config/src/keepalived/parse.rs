@@ -25,7 +25,6 @@ const OTHER_BLOCKS: &[&str] = &[
     "static_rules",
     "track_file",
     "bfd_instance",
-    "SSL",
     "linkbeat_interfaces",
     "garp_group",
 ];
@@ -64,6 +63,8 @@ struct Method {
 pub struct Importer {
     cfg: Config,
     groups: HashMap<String, Vec<GroupEntry>>,
+    /// The global `SSL { }` block: the TLS client settings of every SSL_GET.
+    ssl: Tls,
 }
 
 #[derive(Debug, Clone)]
@@ -136,10 +137,14 @@ impl Importer {
         for s in stmts.iter().filter(|s| s.keyword() == "virtual_server_group") {
             self.group(s)?;
         }
+        // The SSL block applies to every SSL_GET, wherever it stands in the file.
+        for s in stmts.iter().filter(|s| s.keyword() == "SSL") {
+            self.ssl_block(s)?;
+        }
         for s in stmts {
             match s.keyword() {
                 "global_defs" => self.global_defs(s)?,
-                "virtual_server_group" => {}
+                "virtual_server_group" | "SSL" => {}
                 "virtual_server" => self.virtual_server(s)?,
                 k if OTHER_BLOCKS.contains(&k) => {
                     self.warn(s, format!("{k} block ignored (rvs runs the LVS part of keepalived only)"))
@@ -185,6 +190,22 @@ impl Importer {
                 }
                 k if IGNORED_GLOBALS.contains(&k) || k.starts_with("vrrp_") || k.starts_with("snmp_") => {}
                 k => self.warn(s, format!("unsupported global_defs keyword \"{k}\" ignored")),
+            }
+        }
+        Ok(())
+    }
+
+    /// `SSL { password P; ca FILE; certificate FILE; key FILE }` (keepalived.md §6 SSL_GET):
+    /// the files are passed to `openssl s_client` as given.
+    fn ssl_block(&mut self, b: &Stmt) -> R<()> {
+        for s in b.block.as_deref().unwrap_or(&[]) {
+            let v = || arg(s, 0).map(str::to_owned);
+            match s.keyword() {
+                "password" => self.ssl.password = Some(v()?),
+                "ca" => self.ssl.ca = Some(v()?),
+                "certificate" => self.ssl.certificate = Some(v()?),
+                "key" => self.ssl.key = Some(v()?),
+                k => self.warn(s, format!("unsupported SSL keyword \"{k}\" ignored")),
             }
         }
         Ok(())
@@ -608,10 +629,6 @@ impl Importer {
     fn checker(&mut self, c: &Stmt, parent: &Inherit) -> R<Option<Check>> {
         let kw = c.keyword();
         match kw {
-            "SSL_GET" => {
-                self.warn(c, "SSL_GET: TLS checking is not supported by this build; checker ignored");
-                return Ok(None);
-            }
             "FILE_CHECK" | "BFD_CHECK" => {
                 self.warn(c, format!("{kw} is not supported; checker ignored"));
                 return Ok(None);
@@ -626,6 +643,7 @@ impl Importer {
         let mut udp = UdpCheck { payload: None, require_reply: None, min_reply_length: 0, max_reply_length: 255 };
         let mut dns = DnsCheck { qtype: 6, name: ".".into() };
         let mut helo = "smtpchecker.keepalived.org".to_owned();
+        let (mut enable_sni, mut sni_name) = (None, None);
         for s in body {
             if self.inheritable(s, &mut inh)? {
                 continue;
@@ -636,7 +654,7 @@ impl Importer {
                 (k, "bindto") if k != "MISC_CHECK" => check.bindto = Some(ip(s, arg(s, 0)?)?),
                 (k, "bind_port") if k != "MISC_CHECK" => check.bind_port = Some(num(s, 0, 1, 65535)?),
                 (_, "log_all_failures") => {}
-                ("HTTP_GET", "http_protocol") => {
+                ("HTTP_GET" | "SSL_GET", "http_protocol") => {
                     http.version = match arg(s, 0)? {
                         "1.0" => HttpVersion::V10,
                         "1.0C" | "1.0c" => HttpVersion::V10Close,
@@ -644,12 +662,16 @@ impl Importer {
                         w => return Err(err(s, format!("unknown http_protocol \"{w}\" (1.0, 1.0C, 1.1)"))),
                     }
                 }
-                ("HTTP_GET", "fast_recovery") => {}
-                ("HTTP_GET", "url") => {
+                ("HTTP_GET" | "SSL_GET", "fast_recovery") => {}
+                ("HTTP_GET" | "SSL_GET", "url") => {
                     if let Some(u) = self.url(s)? {
                         http.urls.push(u);
                     }
                 }
+                ("SSL_GET", "enable_sni") => enable_sni = Some(boolean(s)?),
+                ("SSL_GET", "sni_name") => sni_name = Some(arg(s, 0)?.to_owned()),
+                // s_client answers the server's close_notify with its own.
+                ("SSL_GET", "tls_compliant") => {}
                 ("MISC_CHECK", "misc_path") => misc.path = script(s)?,
                 ("MISC_CHECK", "misc_timeout") => misc.timeout = Some(timer(s)?),
                 ("MISC_CHECK", "misc_dynamic") => misc.dynamic = boolean(s)?,
@@ -678,12 +700,17 @@ impl Importer {
         check.kind = match kw {
             "TCP_CHECK" => CheckKind::Tcp,
             "PING_CHECK" => CheckKind::Ping,
-            "HTTP_GET" => {
+            "HTTP_GET" | "SSL_GET" => {
                 if http.urls.is_empty() {
-                    self.warn(c, "HTTP_GET without url: checker ignored");
+                    self.warn(c, format!("{kw} without url: checker ignored"));
                     return Ok(None);
                 }
                 http.virtualhost = inh.virtualhost.clone();
+                if kw == "SSL_GET" {
+                    // `sni_name` alone asks for SNI too.
+                    let enable_sni = enable_sni.unwrap_or(sni_name.is_some());
+                    check.tls = Some(Tls { enable_sni, sni_name, ..self.ssl.clone() });
+                }
                 CheckKind::Http(http)
             }
             "MISC_CHECK" => {

@@ -294,16 +294,17 @@ fn unsupported_things_are_warnings_with_lines() {
         "k.conf:6: vrrp_instance: vrrp_instance block ignored (rvs runs the LVS part of keepalived only)",
         "k.conf:13: protocol: protocol is ignored for a fwmark service",
         "k.conf:16: ha_suspend: ha_suspend is not supported: checkers always run",
-        "k.conf:18: SSL_GET: SSL_GET: TLS checking is not supported by this build; checker ignored",
         "k.conf:23: FILE_CHECK: FILE_CHECK is not supported; checker ignored",
         "k.conf:28: regex: unsupported url keyword \"regex\" ignored",
     ] {
         assert!(w.iter().any(|x| x == needle), "missing {needle:?} in {w:#?}");
     }
-    assert_eq!(w.len(), 7, "one warning per VRRP block, nothing for router_id: {w:#?}");
+    assert_eq!(w.len(), 6, "one warning per VRRP block, nothing for router_id: {w:#?}");
     assert!(cfg.flush_on_start);
     assert_eq!(cfg.to_commands()[0], Command::Clear);
-    assert_eq!(cfg.services[0].reals[0].checks.len(), 1, "only HTTP_GET remains");
+    let checks = &cfg.services[0].reals[0].checks;
+    assert_eq!(checks.len(), 2, "SSL_GET and HTTP_GET remain, FILE_CHECK is dropped");
+    assert!(checks[0].tls.is_some() && checks[1].tls.is_none());
 }
 
 #[test]
@@ -345,4 +346,36 @@ fn a_service_defined_twice_is_an_error() {
     let text = "virtual_server 10.0.0.1 80 {\n protocol TCP\n}\nvirtual_server 10.0.0.1 80 {\n protocol TCP\n}\n";
     let e = import_str(text, "k.conf").unwrap_err().to_string();
     assert!(e.starts_with("k.conf:4: virtual_server: service"), "{e}");
+}
+
+#[test]
+fn ssl_get_is_http_get_over_tls_with_the_global_ssl_block() {
+    // The SSL block may follow the virtual servers; it applies to every SSL_GET.
+    let text = "virtual_server 10.0.0.1 443 {\n lvs_method NAT\n protocol TCP\n virtualhost www.example\n lvs_sched rr\n\
+                real_server 10.1.1.1 8443 {\n  SSL_GET {\n   url {\n    path /health\n    status_code 200 301-302\n   }\n\
+                   http_protocol 1.1\n   enable_sni\n   tls_compliant\n   connect_timeout 2\n  }\n }\n\
+                real_server 10.1.1.2 8443 {\n  SSL_GET {\n   url {\n    path /\n   }\n   sni_name api.example\n  }\n }\n\
+                real_server 10.1.1.3 8443 {\n  SSL_GET {\n  }\n }\n}\n\
+                SSL {\n password pw\n ca /etc/rvs/ca.pem\n certificate /etc/rvs/c.pem\n key /etc/rvs/k.pem\n cipher X\n}\n";
+    let cfg = import_str(text, "k.conf").unwrap();
+    let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(w.contains(&"k.conf:27: SSL_GET: SSL_GET without url: checker ignored".to_string()), "{w:#?}");
+    assert!(w.contains(&"k.conf:36: cipher: unsupported SSL keyword \"cipher\" ignored".to_string()), "{w:#?}");
+    assert_eq!(w.len(), 2, "{w:#?}");
+    let reals = &cfg.services[0].reals;
+    let c = &reals[0].checks[0];
+    let CheckKind::Http(h) = &c.kind else { panic!("SSL_GET is an HTTP check") };
+    assert_eq!((h.urls[0].path.as_str(), &h.urls[0].status[..]), ("/health", &[(200, 200), (301, 302)][..]));
+    assert_eq!((h.version, h.virtualhost.as_deref()), (HttpVersion::V11, Some("www.example")));
+    assert_eq!(c.timing.connect_timeout, Duration::from_secs(2));
+    assert_eq!(c.timing.delay_before_retry, Duration::from_secs(3), "HTTP_GET/SSL_GET default");
+    let tls = c.tls.as_ref().expect("over TLS");
+    let global = |t: &Tls| {
+        (t.password.as_deref(), t.ca.as_deref(), t.certificate.as_deref(), t.key.as_deref())
+            == (Some("pw"), Some("/etc/rvs/ca.pem"), Some("/etc/rvs/c.pem"), Some("/etc/rvs/k.pem"))
+    };
+    assert!(tls.enable_sni && tls.sni_name.is_none() && global(tls), "{tls:?}");
+    let tls2 = reals[1].checks[0].tls.as_ref().expect("over TLS");
+    assert!(tls2.enable_sni && tls2.sni_name.as_deref() == Some("api.example") && global(tls2), "{tls2:?}");
+    assert!(reals[2].checks.is_empty());
 }
