@@ -423,8 +423,13 @@ fn thresholds_overload_and_recover() {
     lab.advance(61);
     lab.cx.ipvs.expire_all();
     assert!(!rs1.is_overloaded());
-    let (_, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 44010, VIP, 80, SYN).build());
-    assert_eq!(to_rs(&out), 11);
+    // Idle again: the tie goes to the list head, then rs1 takes connections again.
+    let mut to = Vec::new();
+    for p in 0..2 {
+        let (_, out) = lab.send(EXT, &Pkt::tcp(CLIENT, 44010 + p, VIP, 80, SYN).build());
+        to.push(to_rs(&out));
+    }
+    assert_eq!(to, [12, 11]);
 }
 
 /// `expire_nodest_conn=1`: a packet of a connection whose real server was removed expires it and
