@@ -202,3 +202,20 @@ impl Worker {
         self.new_conn(skb, t, svc, &dest, dport, Some(tid), extra)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistence_granularity() {
+        let a: IpAddr = "198.51.100.77".parse().unwrap();
+        assert_eq!(persistence_net(&a, u32::MAX), a);
+        assert_eq!(persistence_net(&a, 0xffff_ff00), "198.51.100.0".parse::<IpAddr>().unwrap());
+        let b: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        assert_eq!(persistence_net(&b, 128), b);
+        assert_eq!(persistence_net(&b, 64), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(persistence_net(&b, 48), "2001:db8:1::".parse::<IpAddr>().unwrap());
+        assert_eq!(persistence_net(&b, 0), "::".parse::<IpAddr>().unwrap());
+    }
+}
