@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::*;
 use crate::rates::RateTable;
-use crate::steer::Steering;
+use crate::steer::{SteerSet, Steering};
 
 /// A worker's answer channel for a connection listing.
 pub type ConnRequest = mpsc::Sender<Vec<ConnView>>;
@@ -173,13 +173,13 @@ impl Admin {
         Ok(all)
     }
 
-    /// Keeps the fanout programs in step with the VIP set, before the command returns: a
-    /// client may send the moment its `-A` succeeded.
+    /// Keeps the fanout programs in step with the VIP set and the widest persistence
+    /// netmask, before the command returns: a client may send the moment its `-A` succeeded.
     fn update_steering(&self) {
         if let Some(s) = &self.steering {
-            let table = self.node.ipvs.services_full();
+            let set = SteerSet::of(&self.node.ipvs.services_full());
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = s.update(table.vips()) {
+            if let Err(e) = s.update(&set) {
                 tracing::error!("steering program: {e}");
             }
         }

@@ -200,7 +200,7 @@ fn run(args: &Args) -> Result<(), Refusal> {
         groups.push((name.clone(), fd));
     }
     let mut steering = steer::Steering::new(groups, args.workers);
-    steering.update(std::iter::empty()).map_err(|e| Refusal(format!("steering program: {e}")))?;
+    steering.update(&steer::SteerSet::default()).map_err(|e| Refusal(format!("steering program: {e}")))?;
 
     let listener = server::bind(&args.socket)?;
     tracing::info!("control API on {}", args.socket.display());

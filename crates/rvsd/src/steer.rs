@@ -16,23 +16,31 @@
 //! - everything else (ARP, IPv6, ...): worker 0. ARP replies teach neighbours to the shared
 //!   node cache, so which worker reads them does not matter.
 //!
-//! The result is `mix(addr) % N`. The VIP list is compiled into the program as one `jeq` per
-//! VIP, so the program is regenerated and re-attached whenever the set of VIPs in the
-//! published service table changes ([`Steering::update`]). Until a VIP exists, no frame can
-//! belong to a service and hashing the destination is as good as anything.
+//! The result is `mix(addr & client_mask) % N`. The VIP list is compiled into the program as
+//! one `jeq` per VIP, so the program is regenerated and re-attached whenever the [`SteerSet`]
+//! of the published service table changes ([`Steering::update`]). Until a VIP exists, no
+//! frame can belong to a service and hashing the destination is as good as anything.
 //!
 //! The program runs at the fanout hook, where the packet starts at its network header, so it
 //! reads the EtherType through the `SKF_AD_PROTOCOL` ancillary load and the addresses
 //! relative to `SKF_NET_OFF` (independent of where the kernel's data pointer sits).
 //!
-//! The same client then always lands on the same worker, also across connections; that is
-//! what persistence templates (per client) need too. A flood from one client address stays
-//! on one worker.
+//! **Persistence.** Persistence templates live in the worker's own table and are keyed by
+//! the client *network* (`-M`, lvs-semantics.md on persistence granularity), not the client
+//! address: two clients of one /24 under a `-M 255.255.255.0` service must share a template,
+//! so they must reach the same worker. The program therefore masks the client address with
+//! the widest persistence netmask of the IPv4 persistent services before hashing (in every
+//! path: to-VIP source, NAT-reply destination, ICMP quoted destination). Without persistent
+//! services the mask is /32 and the same client address lands on the same worker, across
+//! connections too. Changing the widest netmask re-steers clients: connections of clients
+//! that move to another worker are not found there (like a reload of the kernel module's
+//! hash); it is logged. A flood from one client network stays on one worker.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+use ipvs::{ServiceConfig, ServiceKey, ServiceTable};
 use libc::sock_filter;
 
 /// Classic BPF opcodes (linux/bpf_common.h, linux/filter.h).
@@ -49,6 +57,7 @@ pub mod op {
     pub const ALU_XOR_X: u16 = 0xac;
     pub const ALU_MUL_K: u16 = 0x24;
     pub const ALU_MOD_K: u16 = 0x94;
+    pub const ALU_AND_K: u16 = 0x54;
     /// Base of the ancillary loads; `SKF_AD_PROTOCOL` (offset 0) is the EtherType.
     pub const SKF_AD_OFF: i32 = -0x1000;
     pub const SKF_AD_PROTOCOL: i32 = 0;
@@ -75,20 +84,71 @@ pub fn mix(addr: u32) -> u32 {
     h ^ (h >> 16)
 }
 
-/// The worker the program picks for an IPv4 address that is hashed.
+/// The worker the program picks for an IPv4 address that is hashed (no persistence mask).
 #[cfg(test)]
 pub fn worker_for(addr: Ipv4Addr, workers: usize) -> usize {
-    (mix(u32::from(addr)) % workers.max(1) as u32) as usize
+    worker_for_masked(addr, u32::MAX, workers)
+}
+
+/// The worker the program picks for an IPv4 client address under `client_mask`.
+#[cfg(test)]
+pub fn worker_for_masked(addr: Ipv4Addr, client_mask: u32, workers: usize) -> usize {
+    (mix(u32::from(addr) & client_mask) % workers.max(1) as u32) as usize
+}
+
+/// What a steering program is compiled from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SteerSet {
+    /// IPv4 VIPs, sorted, without duplicates.
+    pub vips: Vec<Ipv4Addr>,
+    /// Hashed addresses are masked with this first: the widest (shortest) persistence netmask
+    /// of the IPv4 persistent services, so one client network stays on one worker
+    /// (`u32::MAX` without persistent services).
+    pub client_mask: u32,
+}
+
+impl Default for SteerSet {
+    fn default() -> Self {
+        SteerSet { vips: Vec::new(), client_mask: u32::MAX }
+    }
+}
+
+impl SteerSet {
+    /// The set these services need.
+    pub fn of_services<'a>(services: impl IntoIterator<Item = &'a ServiceConfig>) -> Self {
+        let mut set = SteerSet::default();
+        for c in services {
+            if let ServiceKey::Addr { addr: IpAddr::V4(a), .. } = c.key {
+                set.vips.push(a);
+            }
+            if c.persistent.is_some() && !c.key.is_ipv6() {
+                // Masks are prefixes: AND keeps the shortest.
+                set.client_mask &= c.netmask;
+            }
+        }
+        set.normalise();
+        set
+    }
+
+    /// The set of a published service table.
+    pub fn of(table: &ServiceTable) -> Self {
+        Self::of_services(table.order.iter().map(|s| &s.config))
+    }
+
+    fn normalise(&mut self) {
+        self.vips.sort_unstable();
+        self.vips.dedup();
+    }
 }
 
 fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// The steering program for `workers` members and these VIPs (IPv4 ones; at most
-/// [`MAX_VIPS`] are used, the rest is ignored and reported by the caller).
-pub fn program(vips: &[Ipv4Addr], workers: usize) -> Vec<sock_filter> {
-    let vips = &vips[..vips.len().min(MAX_VIPS)];
+/// The steering program for `workers` members and this set (at most [`MAX_VIPS`] VIPs are
+/// used, the rest is ignored and reported by the caller).
+pub fn program(set: &SteerSet, workers: usize) -> Vec<sock_filter> {
+    let vips = &set.vips[..set.vips.len().min(MAX_VIPS)];
     let n = workers.clamp(1, u32::MAX as usize) as u32;
     let mut p = Vec::with_capacity(16 + 2 * vips.len());
     // 0: A = EtherType; not IPv4 → member 0.
@@ -128,7 +188,8 @@ pub fn program(vips: &[Ipv4Addr], workers: usize) -> Vec<sock_filter> {
         let at = first + 2 * i + 1;
         p[at].k = (src - at - 1) as u32;
     }
-    // hash: A = mix(A) % n.
+    // hash: A = mix(A & client_mask) % n.
+    p.push(ins(op::ALU_AND_K, 0, 0, set.client_mask));
     p.push(ins(op::TAX, 0, 0, 0));
     p.push(ins(op::ALU_RSH_K, 0, 0, 16));
     p.push(ins(op::ALU_XOR_X, 0, 0, 0));
@@ -161,12 +222,12 @@ fn attach(fd: BorrowedFd<'_>, prog: &[sock_filter]) -> io::Result<()> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// Keeps the steering programs of every fanout group in step with the VIP set. Holds a
+/// Keeps the steering programs of every fanout group in step with the [`SteerSet`]. Holds a
 /// duplicate of one member socket per group (the workers own the originals).
 pub struct Steering {
     groups: Vec<(String, OwnedFd)>,
     workers: usize,
-    current: Option<Vec<Ipv4Addr>>,
+    current: Option<SteerSet>,
 }
 
 impl Steering {
@@ -175,32 +236,38 @@ impl Steering {
         Steering { groups, workers, current: None }
     }
 
-    /// Re-attaches the program if the IPv4 VIP set differs from the last one attached.
-    /// Returns whether it did.
-    pub fn update<'a>(&mut self, vips: impl Iterator<Item = &'a IpAddr>) -> io::Result<bool> {
-        let mut v4: Vec<Ipv4Addr> = vips
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(*a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        v4.sort_unstable();
-        v4.dedup();
-        if self.current.as_ref() == Some(&v4) {
+    /// Re-attaches the program if `set` differs from the last one attached. Returns whether
+    /// it did.
+    pub fn update(&mut self, set: &SteerSet) -> io::Result<bool> {
+        if self.current.as_ref() == Some(set) {
             return Ok(false);
         }
-        if v4.len() > MAX_VIPS {
+        if set.vips.len() > MAX_VIPS {
             tracing::error!(
                 "{} IPv4 VIPs, steering covers the first {MAX_VIPS}: NAT replies for the others may reach the wrong worker",
-                v4.len()
+                set.vips.len()
             );
         }
-        let prog = program(&v4, self.workers);
+        if let Some(old) = &self.current
+            && old.client_mask != set.client_mask
+        {
+            tracing::warn!(
+                "steering: client mask {} → {} (widest persistence netmask changed): connections of clients moved to another worker are not found there",
+                Ipv4Addr::from(old.client_mask),
+                Ipv4Addr::from(set.client_mask)
+            );
+        }
+        let prog = program(set, self.workers);
         for (name, fd) in &self.groups {
             attach(fd.as_fd(), &prog).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
         }
-        tracing::info!("steering program attached ({} VIPs, {} workers)", v4.len(), self.workers);
-        self.current = Some(v4);
+        tracing::info!(
+            "steering program attached ({} VIPs, client mask {}, {} workers)",
+            set.vips.len(),
+            Ipv4Addr::from(set.client_mask),
+            self.workers
+        );
+        self.current = Some(set.clone());
         Ok(true)
     }
 }
@@ -255,10 +322,16 @@ mod tests {
                 op::ALU_XOR_X => a ^= x,
                 op::ALU_MUL_K => a = a.wrapping_mul(i.k),
                 op::ALU_MOD_K => a %= i.k,
+                op::ALU_AND_K => a &= i.k,
                 c => panic!("unexpected opcode {c:#x}"),
             }
         }
         panic!("program does not terminate");
+    }
+
+    /// The program for these VIPs, without persistence mask.
+    fn vip_prog(vips: &[Ipv4Addr], workers: usize) -> Vec<sock_filter> {
+        program(&SteerSet { vips: vips.to_vec(), client_mask: u32::MAX }, workers)
     }
 
     fn ipv4(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
@@ -298,7 +371,7 @@ mod tests {
     #[test]
     fn both_directions_of_a_nat_connection_reach_the_same_worker() {
         for workers in [1, 2, 3, 4, 7, 32] {
-            let prog = program(&[VIP, VIP2], workers);
+            let prog = vip_prog(&[VIP, VIP2], workers);
             for c in 0..200u32 {
                 let client = Ipv4Addr::from(0xc633_6400 + c); // 198.51.100.x
                 let want = worker_for(client, workers) as u32;
@@ -317,7 +390,7 @@ mod tests {
     fn icmp_errors_to_a_vip_reach_the_worker_of_the_quoted_client() {
         let router = Ipv4Addr::new(203, 0, 113, 1);
         for workers in [2, 3, 4, 8] {
-            let prog = program(&[VIP, VIP2], workers);
+            let prog = vip_prog(&[VIP, VIP2], workers);
             for c in 0..100u32 {
                 let client = Ipv4Addr::from(0xc633_6400 + c);
                 let want = worker_for(client, workers) as u32;
@@ -338,12 +411,57 @@ mod tests {
         // An ICMP error too short to hold the quoted header goes to worker 0.
         let mut short = icmp_error(router, VIP, 3, VIP, Ipv4Addr::new(198, 51, 100, 9));
         short.truncate(14 + 20 + 8 + 10);
-        assert_eq!(run(&program(&[VIP], 4), &short), 0);
+        assert_eq!(run(&vip_prog(&[VIP], 4), &short), 0);
+    }
+
+    #[test]
+    fn a_persistence_netmask_keeps_a_client_network_on_one_worker() {
+        let router = Ipv4Addr::new(203, 0, 113, 1);
+        let mask = 0xffff_ff00; // -M 255.255.255.0
+        let net = |n: u32, host: u32| Ipv4Addr::from(0xc633_0000 + (n << 8) + host); // 198.51.n.host
+        for workers in [2, 4, 7] {
+            let masked = program(&SteerSet { vips: vec![VIP], client_mask: mask }, workers);
+            let plain = vip_prog(&[VIP], workers);
+            let mut split_without_mask = false;
+            for n in 0..50 {
+                let want = worker_for_masked(net(n, 1), mask, workers) as u32;
+                for host in [1, 2, 77, 254] {
+                    let c = net(n, host);
+                    assert_eq!(run(&masked, &ipv4(c, VIP)), want, "{c} → VIP, {workers} workers");
+                    assert_eq!(run(&masked, &ipv4(RS, c)), want, "RS → {c}");
+                    assert_eq!(run(&masked, &icmp_error(router, VIP, 3, VIP, c)), want, "ICMP about {c}");
+                }
+                split_without_mask |= run(&plain, &ipv4(net(n, 1), VIP)) != run(&plain, &ipv4(net(n, 2), VIP));
+            }
+            assert!(split_without_mask, "without a mask two clients of a /24 may land apart ({workers} workers)");
+        }
+    }
+
+    fn service(key: ServiceKey, persistent: Option<u32>, netmask: u32) -> ServiceConfig {
+        let mut c = ServiceConfig::new(key, "rr");
+        c.persistent = persistent;
+        c.netmask = netmask;
+        c
+    }
+
+    #[test]
+    fn the_set_takes_the_widest_ipv4_persistence_netmask() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let ipvs = ipvs::Ipvs::new(10);
+        ipvs.add_service(service(ServiceKey::tcp(VIP.into(), 80), None, 0xffff_0000)).unwrap();
+        ipvs.add_service(service(ServiceKey::tcp(v6, 80), Some(300), 64)).unwrap();
+        let set = SteerSet::of(&ipvs.services_full());
+        assert_eq!(set, SteerSet { vips: vec![VIP], client_mask: u32::MAX }, "no IPv4 persistent service");
+        ipvs.add_service(service(ServiceKey::tcp(VIP2.into(), 443), Some(300), 0xffff_ff00)).unwrap();
+        ipvs.add_service(service(ServiceKey::udp(VIP.into(), 53), Some(300), u32::MAX)).unwrap();
+        ipvs.add_service(service(ServiceKey::Fwmark { mark: 3, ipv6: false }, Some(60), 0xffff_f000)).unwrap();
+        let set = SteerSet::of(&ipvs.services_full());
+        assert_eq!(set, SteerSet { vips: vec![VIP, VIP2], client_mask: 0xffff_f000 });
     }
 
     #[test]
     fn clients_spread_over_workers() {
-        let prog = program(&[VIP], 4);
+        let prog = vip_prog(&[VIP], 4);
         let mut seen = [0usize; 4];
         for c in 0..400u32 {
             seen[run(&prog, &ipv4(Ipv4Addr::from(0x0a01_0000 + c), VIP)) as usize] += 1;
@@ -353,7 +471,7 @@ mod tests {
 
     #[test]
     fn non_vip_frames_hash_the_destination_and_non_ipv4_goes_to_worker_0() {
-        let prog = program(&[VIP], 8);
+        let prog = vip_prog(&[VIP], 8);
         let a = Ipv4Addr::new(203, 0, 113, 9);
         let b = Ipv4Addr::new(203, 0, 113, 77);
         // Not to a VIP: the destination decides, whatever the source.
@@ -368,8 +486,8 @@ mod tests {
     #[test]
     fn a_vip_removed_from_the_program_is_hashed_by_destination() {
         let client = Ipv4Addr::new(198, 51, 100, 7);
-        let with = program(&[VIP], 16);
-        let without = program(&[], 16);
+        let with = vip_prog(&[VIP], 16);
+        let without = vip_prog(&[], 16);
         assert_eq!(run(&with, &ipv4(client, VIP)), worker_for(client, 16) as u32);
         assert_eq!(run(&without, &ipv4(client, VIP)), worker_for(VIP, 16) as u32);
     }
@@ -377,7 +495,7 @@ mod tests {
     #[test]
     fn many_vips_fit_and_the_last_one_still_matches() {
         let vips: Vec<Ipv4Addr> = (0..MAX_VIPS as u32).map(|i| Ipv4Addr::from(0x0a00_0000 + i)).collect();
-        let prog = program(&vips, 5);
+        let prog = vip_prog(&vips, 5);
         assert!(prog.len() <= 4096, "{} instructions", prog.len());
         let client = Ipv4Addr::new(198, 51, 100, 200);
         let last = *vips.last().unwrap();
@@ -387,7 +505,7 @@ mod tests {
 
     #[test]
     fn truncated_ipv4_goes_to_worker_0() {
-        let prog = program(&[VIP], 4);
+        let prog = vip_prog(&[VIP], 4);
         let mut f = ipv4(Ipv4Addr::new(1, 2, 3, 4), VIP);
         f.truncate(14 + 10);
         assert_eq!(run(&prog, &f), 0);
