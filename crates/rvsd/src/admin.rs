@@ -87,14 +87,18 @@ impl Admin {
     /// `POST /v1/command`.
     pub fn command(&self, cmd: &Command) -> Result<Reply, ApiError> {
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        if let Command::AddService(spec) | Command::EditService(spec) = cmd
+            && let Ok(c) = service_config(spec)
+        {
+            self.steer_ahead(&SteerSet::of_services([&c]));
+        }
         let r = self.apply(cmd);
         match &r {
             Ok(_) => tracing::info!("command {cmd:?}: done"),
             Err(e) => tracing::warn!("command {cmd:?}: {:?}: {}", e.kind, e.message),
         }
-        if r.is_ok() {
-            self.update_steering();
-        }
+        // Also after a failure: drops what `steer_ahead` added.
+        self.update_steering();
         r
     }
 
@@ -106,10 +110,13 @@ impl Admin {
     pub fn install(&self, plan: &crate::cfgload::Plan) -> Result<(), ApiError> {
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         self.check_vips(plan)?;
-        self.node.ipvs.replace_table(plan.table.clone()).map_err(admin_error)?;
-        self.node.ipvs.set_all_timeouts(plan.timeouts);
+        self.steer_ahead(&SteerSet::of_services(plan.table.iter().map(|(c, _)| c)));
+        let r = self.node.ipvs.replace_table(plan.table.clone()).map_err(admin_error);
+        if r.is_ok() {
+            self.node.ipvs.set_all_timeouts(plan.timeouts);
+        }
         self.update_steering();
-        Ok(())
+        r
     }
 
     /// Refuses a plan whose VIP is one of the director kernel's addresses (as `-A` does).
@@ -171,6 +178,21 @@ impl Admin {
             all.retain(|c| f.matches(c));
         }
         Ok(all)
+    }
+
+    /// Before a table is published: attaches a program covering both the running table and
+    /// `next` (its VIPs too, the wider mask). A SYN to a new VIP arriving between the publish
+    /// and a later attach would be hashed by VIP while its reply is hashed by client; a VIP
+    /// in the program but not yet in the table is harmless (hashed by client, as it will be).
+    /// Removals are the other way round: publish, then [`Admin::update_steering`].
+    fn steer_ahead(&self, next: &SteerSet) {
+        if let Some(s) = &self.steering {
+            let set = SteerSet::of(&self.node.ipvs.services_full()).union(next);
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = s.update(&set) {
+                tracing::error!("steering program: {e}");
+            }
+        }
     }
 
     /// Keeps the fanout programs in step with the VIP set and the widest persistence
@@ -507,6 +529,65 @@ mod tests {
         }
         // Workers gone: an error, not a hang.
         assert_eq!(a.connections().unwrap_err().kind, ErrorKind::Internal);
+    }
+
+    /// Records, at every attach, whether the program covers `VIP` and whether the published
+    /// table already has it.
+    struct Recorder {
+        ipvs: Arc<ipvs::Ipvs>,
+        log: Arc<Mutex<Vec<(bool, bool)>>>,
+    }
+
+    impl crate::steer::Target for Recorder {
+        fn attach(&self, set: &SteerSet, _prog: &[libc::sock_filter]) -> std::io::Result<()> {
+            let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+            let published = self.ipvs.services_full().is_vip(&IpAddr::V4(vip));
+            self.log.lock().unwrap().push((set.vips.contains(&vip), published));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn steering_covers_a_new_vip_before_its_table_is_published_and_drops_it_after() {
+        let ipvs = Arc::new(ipvs::Ipvs::new(1000));
+        let node = Node::new(ipvs.clone(), node::NetState::default());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let rec = Recorder { ipvs, log: log.clone() };
+        let sizes: Arc<[AtomicUsize]> = vec![AtomicUsize::new(0)].into();
+        let steering = Steering::new(vec![Box::new(rec)], 2);
+        let a = Admin::new(
+            node,
+            Arc::new(RateTable::default()),
+            Box::new(|_| false),
+            vec![],
+            sizes,
+            Some(steering),
+            vec![],
+        );
+        let k = tcp(VIP, 80);
+        a.command(&Command::AddService(spec(k, "rr"))).unwrap();
+        // The first program with the VIP went in while the table did not have it yet.
+        let first = log.lock().unwrap().iter().position(|(covers, _)| *covers).expect("VIP attached");
+        assert_eq!(log.lock().unwrap()[first], (true, false), "attached before publishing");
+        log.lock().unwrap().clear();
+        a.command(&Command::DeleteService(k)).unwrap();
+        assert_eq!(*log.lock().unwrap(), [(false, false)], "detached after the table lost it");
+
+        // The same for a configuration install.
+        log.lock().unwrap().clear();
+        let mut sc = ipvs::ServiceConfig::new(ipvs::ServiceKey::tcp(VIP.parse().unwrap(), 80), "rr");
+        sc.persistent = None;
+        let plan = crate::cfgload::Plan { table: vec![(sc, vec![])], timeouts: Default::default() };
+        a.install(&plan).unwrap();
+        assert_eq!(log.lock().unwrap().first(), Some(&(true, false)), "install: attached before publishing");
+        log.lock().unwrap().clear();
+        a.install(&crate::cfgload::Plan { table: vec![], timeouts: Default::default() }).unwrap();
+        assert_eq!(*log.lock().unwrap(), [(false, false)]);
+
+        // A refused command leaves the program as it was.
+        log.lock().unwrap().clear();
+        a.command(&Command::AddService(spec(tcp(VIP, 81), "nosuch"))).unwrap_err();
+        assert!(log.lock().unwrap().last().is_none_or(|(covers, _)| !covers));
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn run(args: &Args) -> Result<(), Refusal> {
         let fd = unsafe { BorrowedFd::borrow_raw(per_worker[0][k].as_raw_fd()) }
             .try_clone_to_owned()
             .map_err(|e| Refusal(format!("dup: {e}")))?;
-        groups.push((name.clone(), fd));
+        groups.push(Box::new(steer::Group { name: name.clone(), fd }) as Box<dyn steer::Target>);
     }
     let mut steering = steer::Steering::new(groups, args.workers);
     steering.update(&steer::SteerSet::default()).map_err(|e| Refusal(format!("steering program: {e}")))?;

@@ -135,6 +135,17 @@ impl SteerSet {
         Self::of_services(table.order.iter().map(|s| &s.config))
     }
 
+    /// A set covering both: every VIP of either, the wider mask. Attached while a change is
+    /// being published, so that both the old and the new table are steered right.
+    pub fn union(&self, other: &SteerSet) -> SteerSet {
+        let mut u = SteerSet {
+            vips: self.vips.iter().chain(&other.vips).copied().collect(),
+            client_mask: self.client_mask & other.client_mask,
+        };
+        u.normalise();
+        u
+    }
+
     fn normalise(&mut self) {
         self.vips.sort_unstable();
         self.vips.dedup();
@@ -222,17 +233,33 @@ fn attach(fd: BorrowedFd<'_>, prog: &[sock_filter]) -> io::Result<()> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// Keeps the steering programs of every fanout group in step with the [`SteerSet`]. Holds a
-/// duplicate of one member socket per group (the workers own the originals).
+/// Where a steering program goes: a fanout group (tests record instead).
+pub trait Target: Send {
+    fn attach(&self, set: &SteerSet, prog: &[sock_filter]) -> io::Result<()>;
+}
+
+/// A fanout group, through a duplicate of one of its member sockets (the workers own the
+/// originals); any member sets the program for the whole group.
+pub struct Group {
+    pub name: String,
+    pub fd: OwnedFd,
+}
+
+impl Target for Group {
+    fn attach(&self, _set: &SteerSet, prog: &[sock_filter]) -> io::Result<()> {
+        attach(self.fd.as_fd(), prog).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.name)))
+    }
+}
+
+/// Keeps the steering programs of every fanout group in step with the [`SteerSet`].
 pub struct Steering {
-    groups: Vec<(String, OwnedFd)>,
+    groups: Vec<Box<dyn Target>>,
     workers: usize,
     current: Option<SteerSet>,
 }
 
 impl Steering {
-    /// `groups`: (interface name, a socket of that interface's fanout group).
-    pub fn new(groups: Vec<(String, OwnedFd)>, workers: usize) -> Self {
+    pub fn new(groups: Vec<Box<dyn Target>>, workers: usize) -> Self {
         Steering { groups, workers, current: None }
     }
 
@@ -258,8 +285,8 @@ impl Steering {
             );
         }
         let prog = program(set, self.workers);
-        for (name, fd) in &self.groups {
-            attach(fd.as_fd(), &prog).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
+        for g in &self.groups {
+            g.attach(set, &prog)?;
         }
         tracing::info!(
             "steering program attached ({} VIPs, client mask {}, {} workers)",
@@ -457,6 +484,10 @@ mod tests {
         ipvs.add_service(service(ServiceKey::Fwmark { mark: 3, ipv6: false }, Some(60), 0xffff_f000)).unwrap();
         let set = SteerSet::of(&ipvs.services_full());
         assert_eq!(set, SteerSet { vips: vec![VIP, VIP2], client_mask: 0xffff_f000 });
+        let other = SteerSet { vips: vec![Ipv4Addr::new(10, 0, 0, 1), VIP], client_mask: 0xff00_0000 };
+        let u = set.union(&other);
+        assert_eq!(u.vips, [Ipv4Addr::new(10, 0, 0, 1), VIP, VIP2]);
+        assert_eq!(u.client_mask, 0xff00_0000);
     }
 
     #[test]
