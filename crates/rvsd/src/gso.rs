@@ -28,11 +28,13 @@ const ETH: usize = 14;
 pub const TUNNEL_ROOM: usize = 40;
 
 /// IP packet size to cut super-packets to: the smallest interface or route MTU of the node,
-/// minus [`TUNNEL_ROOM`].
-pub fn cut_size(net: &node::NetState) -> usize {
+/// and at most what a TX slot holds (`tx_max_ip`: the slot's frame size minus the Ethernet
+/// header; the rings are sized from the MTUs at start, an MTU raised later is not), minus
+/// [`TUNNEL_ROOM`].
+pub fn cut_size(net: &node::NetState, tx_max_ip: usize) -> usize {
     let ifs = net.interfaces.iter().map(|i| i.mtu);
     let routes = net.routes.iter().filter_map(|r| r.mtu);
-    let mtu = ifs.chain(routes).min().map_or(1500, usize::from);
+    let mtu = ifs.chain(routes).min().map_or(1500, usize::from).min(tx_max_ip);
     mtu.saturating_sub(TUNNEL_ROOM).max(576)
 }
 
@@ -171,10 +173,15 @@ mod tests {
             addrs: vec![],
         };
         let net = node::NetState::new(vec![ifc(1, 1500), ifc(2, 9000)], vec![], Default::default());
-        assert_eq!(cut_size(&net), 1460);
+        assert_eq!(cut_size(&net, 9000), 1460);
         let net = node::NetState::new(vec![ifc(1, 1500), ifc(2, 1400)], vec![], Default::default());
-        assert_eq!(cut_size(&net), 1360);
-        assert_eq!(cut_size(&node::NetState::default()), 1460);
+        assert_eq!(cut_size(&net, 9000), 1360);
+        assert_eq!(cut_size(&node::NetState::default(), 9000), 1460);
+        // Jumbo links: jumbo segments, unless the TX slots are smaller (an MTU raised after
+        // the rings were made).
+        let jumbo = node::NetState::new(vec![ifc(1, 9000), ifc(2, 9000)], vec![], Default::default());
+        assert_eq!(cut_size(&jumbo, 9000), 8960);
+        assert_eq!(cut_size(&jumbo, 2048 - 48 - 14), 2048 - 48 - 14 - 40);
     }
 
     #[test]

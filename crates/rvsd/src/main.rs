@@ -111,6 +111,11 @@ fn max_conns_per_worker(args: &Args, cfg: Option<&rvs_config::Config>) -> usize 
     }
 }
 
+/// The largest MTU of the served interfaces (1500 if none is known).
+fn max_served_mtu(net: &node::NetState, served: &[String]) -> u32 {
+    net.interfaces.iter().filter(|i| served.contains(&i.name)).map(|i| u32::from(i.mtu)).max().unwrap_or(1500)
+}
+
 /// Fanout group id of interface `k`: distinct per daemon (groups are per network namespace,
 /// and a second daemon in the same namespace must not join ours).
 fn group_id(k: usize) -> u16 {
@@ -176,11 +181,14 @@ fn run(args: &Args) -> Result<(), Refusal> {
 
     // Sockets: for each interface, workers join its fanout group in worker order, so member
     // i of every group is worker i (steer.rs).
-    let ring = |k: usize| RingConfig {
-        rx_block_count: 32,
-        fanout: Some((group_id(k), FanoutMode::Cbpf)),
-        ..RingConfig::default()
+    // TX slots hold a frame of the largest served MTU (a jumbo frame must not be dropped as
+    // "does not fit"); RX blocks (128 KiB) already hold any frame up to 64 KiB.
+    let max_mtu = max_served_mtu(&node.net(), &args.interfaces);
+    let ring = |k: usize| {
+        RingConfig { rx_block_count: 32, fanout: Some((group_id(k), FanoutMode::Cbpf)), ..RingConfig::default() }
+            .with_tx_mtu(max_mtu, node::io::afpacket::page_size_bytes())
     };
+    tracing::info!("TX slots sized for MTU {max_mtu} ({} bytes)", ring(0).tx_frame_size);
     let mut per_worker: Vec<Vec<AfPacket>> = Vec::with_capacity(args.workers);
     for w in 0..args.workers {
         let mut socks = Vec::with_capacity(args.interfaces.len());

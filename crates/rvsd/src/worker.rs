@@ -96,13 +96,16 @@ struct Loop {
     staged: Vec<(usize, usize, usize)>,
     arp_last: HashMap<IpAddr, u64>,
     last_err_log: u64,
+    /// The largest IP packet every TX ring takes (slot minus Ethernet header): the GSO
+    /// cutter never makes larger segments.
+    tx_max_ip: usize,
 }
 
 impl Loop {
     /// Receives and processes everything ready on every socket, staging frames to send.
     fn rx(&mut self, now: u64) -> usize {
         let tr = self.node.begin_batch(&mut self.cx, now);
-        let Loop { node, cx, socks, ifs, arena, staged, scratch, .. } = self;
+        let Loop { node, cx, socks, ifs, arena, staged, scratch, tx_max_ip, .. } = self;
         let w = cx.id;
         let mut n = 0;
         for (sock, &ring_if) in socks.iter_mut().zip(ifs.iter()) {
@@ -119,7 +122,7 @@ impl Loop {
                 let mtu = cx.net.interface(ring_if).map_or(1500, |i| usize::from(i.mtu));
                 if f.len > wire::ethernet::HEADER_LEN + mtu {
                     // A GSO super-packet from a peer with TSO (gso.rs): cut it first.
-                    let to = crate::gso::cut_size(&cx.net);
+                    let to = crate::gso::cut_size(&cx.net, *tx_max_ip);
                     let cut = crate::gso::segment_tcp4(f.data(), to, scratch, |b, start, len| {
                         if let Ok(frame) = wire::Frame::new(b, start, len) {
                             process_one(node, &tr, cx, ifs, arena, staged, frame, ring_if, CsumState::None);
@@ -223,6 +226,7 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
     let cx = node.worker(id);
     let mut pfds: Vec<libc::pollfd> =
         setup.socks.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let tx_max_ip = setup.socks.iter().map(|s| s.tx_max_frame()).min().unwrap_or(0).saturating_sub(14);
     let mut lp = Loop {
         node,
         cx,
@@ -233,6 +237,7 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
         staged: Vec::with_capacity(1024),
         arp_last: HashMap::new(),
         last_err_log: 0,
+        tx_max_ip,
     };
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: `pfds` is a valid array of pollfd of the given length.

@@ -130,7 +130,8 @@ pub struct RingConfig {
     /// smallest the kernel takes; measured with wrk in the lab, 2 ms gave a 2 ms p50 floor.
     pub retire_timeout_ms: u32,
     /// Bytes per TX slot, including the 48-byte header in front of the packet; a multiple of
-    /// 16. Frames longer than `tx_frame_size - 48` are refused by [`AfPacket::tx_push`].
+    /// 16. Frames longer than `tx_frame_size - 48` are refused by [`AfPacket::tx_push`]:
+    /// size it for the interface MTU with [`RingConfig::with_tx_mtu`].
     pub tx_frame_size: u32,
     /// Bytes per TX block (a multiple of the page size); slots never cross blocks.
     pub tx_block_size: u32,
@@ -160,6 +161,39 @@ impl Default for RingConfig {
             qdisc_bypass: false,
         }
     }
+}
+
+/// TX slot bytes that are not the packet: the slot header in front.
+const TX_SLOT_OVERHEAD: u32 = frame::HDR_ALIGNED as u32;
+/// TX slots a ring aims for (the default geometry has 1024), and the memory it may take
+/// for them at most (a jumbo MTU gets fewer slots rather than a huge ring).
+const TX_SLOTS_WANTED: u32 = 1024;
+const TX_RING_MAX_BYTES: u32 = 16 * 1024 * 1024;
+
+impl RingConfig {
+    /// The TX ring sized for an interface MTU: a slot holds an Ethernet frame of `mtu` IP
+    /// bytes plus the Ethernet header, a VLAN tag and the slot header (`mtu + 14 + 4 + 48`,
+    /// rounded up to 16; never below the default 2048), a block holds at least one slot (a
+    /// multiple of `page`, at least the default 64 KiB), and there are enough blocks for
+    /// [`TX_SLOTS_WANTED`] slots within [`TX_RING_MAX_BYTES`] (at least one block). Without
+    /// this a jumbo frame does not fit a slot and cannot be sent at all.
+    pub fn with_tx_mtu(mut self, mtu: u32, page: u32) -> RingConfig {
+        let page = page.max(1);
+        let slot = (mtu.saturating_add(14 + 4) + TX_SLOT_OVERHEAD).next_multiple_of(16).max(2048);
+        let block = slot.next_multiple_of(page).max((64 * 1024u32).next_multiple_of(page));
+        let per_block = block / slot;
+        let wanted = TX_SLOTS_WANTED.div_ceil(per_block);
+        let affordable = (TX_RING_MAX_BYTES / block).max(1);
+        self.tx_frame_size = slot;
+        self.tx_block_size = block;
+        self.tx_block_count = wanted.min(affordable).max(1);
+        self
+    }
+}
+
+/// The page size (ring blocks are multiples of it).
+pub fn page_size_bytes() -> u32 {
+    u32::try_from(page_size()).unwrap_or(4096)
 }
 
 /// `sll_pkttype` of a received frame: to whom the frame was addressed at layer 2.
@@ -847,6 +881,34 @@ mod tests {
         assert!(check_config(&bad).is_err());
         let bad = RingConfig { rx_block_count: 0, ..ok };
         assert!(check_config(&bad).is_err());
+    }
+
+    #[test]
+    fn the_tx_ring_is_sized_for_the_mtu() {
+        let page = 4096;
+        // Standard MTU: the default geometry's slot, 1024 slots.
+        let c = RingConfig::default().with_tx_mtu(1500, page);
+        assert_eq!((c.tx_frame_size, c.tx_block_size), (2048, 64 * 1024));
+        assert_eq!(c.tx_block_count * (c.tx_block_size / c.tx_frame_size), 1024);
+        assert!(check_config(&c).is_ok());
+        // Jumbo: a 9000-byte packet with Ethernet header and VLAN tag fits a slot.
+        let c = RingConfig::default().with_tx_mtu(9000, page);
+        assert_eq!(c.tx_frame_size, (9000u32 + 14 + 4 + 48).next_multiple_of(16));
+        assert!(c.tx_frame_size as usize - frame::HDR_ALIGNED >= 9000 + 18);
+        assert!(c.tx_block_size.is_multiple_of(page) && c.tx_block_size >= c.tx_frame_size);
+        let slots = c.tx_block_count * (c.tx_block_size / c.tx_frame_size);
+        assert!(slots >= 1024, "{slots} slots");
+        assert!(c.tx_block_size * c.tx_block_count <= TX_RING_MAX_BYTES);
+        assert!(check_config(&c).is_ok());
+        // The largest MTU: one slot per block, at least one block, within the memory bound.
+        let c = RingConfig::default().with_tx_mtu(65535, page);
+        assert!(c.tx_frame_size as usize - frame::HDR_ALIGNED >= 65535 + 18);
+        assert!(c.tx_block_size >= c.tx_frame_size && c.tx_block_size.is_multiple_of(page));
+        assert!(c.tx_block_count >= 1 && c.tx_block_size * c.tx_block_count <= TX_RING_MAX_BYTES);
+        assert!(check_config(&c).is_ok());
+        // Odd page sizes still give whole pages.
+        let c = RingConfig::default().with_tx_mtu(9000, 16384);
+        assert!(c.tx_block_size.is_multiple_of(16384));
     }
 
     #[test]

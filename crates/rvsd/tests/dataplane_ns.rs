@@ -1,0 +1,175 @@
+//! The data path under load and with jumbo frames, as root, in namespaces (harness:
+//! `support/ns.rs`): a UDP NAT service, the daemon started from a native configuration file.
+//! Without root the tests print a note and pass.
+//!
+//! ```text
+//!  client ns                director ns (rvsd --config)                real-server ns
+//!  c0 10.9.1.2/24 ── veth ── d0 10.9.1.1/24   d1 10.9.2.1/24 ── veth ── r0 10.9.2.2/24
+//!                           VIP 10.9.1.100:5000 (UDP, NAT to 10.9.2.2:5000)
+//! ```
+
+#[path = "support/ns.rs"]
+mod ns;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use control::client::Client;
+use ns::{Daemon, Netns, in_netns, ip, is_root};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 100);
+const RS: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
+const PORT: u16 = 5000;
+
+fn config() -> String {
+    "[[interfaces]]\nname = \"d0\"\n[[interfaces]]\nname = \"d1\"\n\
+     [[services]]\nprotocol = \"udp\"\naddress = \"10.9.1.100:5000\"\nscheduler = \"rr\"\n\
+     [[services.real_servers]]\naddress = \"10.9.2.2:5000\"\nmethod = \"nat\"\n"
+        .to_string()
+}
+
+/// The namespaces of the diagram with links of `mtu`, named with `tag`.
+fn topology(ns: &mut Netns, tag: &str, mtu: u32) -> (String, String, String) {
+    let c = ns.add(&format!("{tag}c"));
+    let d = ns.add(&format!("{tag}d"));
+    let r = ns.add(&format!("{tag}r"));
+    ip(&["-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "d0", "netns", &d]);
+    ip(&["-n", &r, "link", "add", "r0", "type", "veth", "peer", "name", "d1", "netns", &d]);
+    let mtu = mtu.to_string();
+    for (n, dev, addr) in
+        [(&c, "c0", "10.9.1.2/24"), (&d, "d0", "10.9.1.1/24"), (&d, "d1", "10.9.2.1/24"), (&r, "r0", "10.9.2.2/24")]
+    {
+        ip(&["-n", n, "link", "set", dev, "addrgenmode", "none"]);
+        ip(&["-n", n, "link", "set", dev, "mtu", &mtu]);
+        ip(&["-n", n, "addr", "add", addr, "dev", dev]);
+        ip(&["-n", n, "link", "set", dev, "up"]);
+    }
+    for n in [&c, &d, &r] {
+        ip(&["-n", n, "link", "set", "lo", "up"]);
+    }
+    ip(&["-n", &r, "route", "add", "default", "via", "10.9.2.1"]);
+    ip(&["-n", &c, "route", "add", "default", "via", "10.9.1.1"]);
+    (c, d, r)
+}
+
+fn start_daemon(ns: &str, config: &Path, dir: PathBuf, workers: &str) -> (Daemon, PathBuf) {
+    let sock = dir.join("run/rvsd.sock");
+    let log = dir.join("rvsd.log");
+    let out = File::create(&log).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rvsd"), "--config"])
+        .arg(config)
+        .args(["--workers", workers, "--log", "debug", "--socket"])
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(out)
+        .spawn()
+        .expect("start rvsd");
+    let mut d = Daemon { child: Some(child), log, dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if sock.exists() && Client::new(&sock).snapshot().is_ok() {
+            break;
+        }
+        if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("rvsd exited early ({st}):\n{}", d.log());
+        }
+        assert!(Instant::now() < deadline, "rvsd did not come up:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (d, sock)
+}
+
+/// The daemon's drop counters (`GET /v1/stats`).
+fn drops(c: &Client) -> BTreeMap<String, u64> {
+    let (st, body) = c.request("GET", "/v1/stats", None).expect("stats");
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    v["drops"].as_object().expect("drops").iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0))).collect()
+}
+
+/// A fresh directory for one test's files.
+fn test_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rvsd-dp-ns-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A UDP socket with a receive buffer of `bytes` (forced: we are root).
+fn udp_socket(bind: (Ipv4Addr, u16), bytes: i32) -> UdpSocket {
+    let s = UdpSocket::bind(bind).expect("bind UDP");
+    // SAFETY: setsockopt with a valid int option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &bytes as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        );
+    }
+    s
+}
+
+/// An 8000-byte UDP datagram crosses the director both ways on 9000-MTU links: the TX slots
+/// are sized for the served MTU (a 2048-byte slot used to drop it as `frag_needed`, no ICMP).
+#[test]
+fn jumbo_udp_through_nat() {
+    if !is_root() {
+        println!("note: jumbo_udp_through_nat skipped: needs root");
+        return;
+    }
+    let mut netns = Netns(Vec::new());
+    let (c_ns, d_ns, r_ns) = topology(&mut netns, "j", 9000);
+    let dir = test_dir("j");
+    let file = dir.join("rvs.toml");
+    std::fs::write(&file, config()).unwrap();
+    let (daemon, sock) = start_daemon(&d_ns, &file, dir, "2");
+    let client = Client::new(&sock);
+
+    // The real server echoes every datagram back to its sender.
+    let rs = in_netns(&r_ns, || {
+        let s = udp_socket((RS, PORT), 1 << 20);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            got.push(n);
+            s.send_to(&buf[..n], from).unwrap();
+            if n >= 8000 {
+                break;
+            }
+        }
+        got
+    });
+    let echoed = in_netns(&c_ns, || {
+        let s = udp_socket((Ipv4Addr::new(10, 9, 1, 2), 0), 1 << 20);
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let msg: Vec<u8> = (0..8000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut buf = vec![0u8; 65536];
+        // A few tries: the first datagram may wait for ARP.
+        for _ in 0..10 {
+            s.send_to(&msg, (VIP, PORT)).unwrap();
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                return Some((buf[..n] == msg[..], n, from));
+            }
+        }
+        None
+    })
+    .join()
+    .unwrap();
+    let got = rs.join().unwrap();
+    let d = drops(&client);
+    let (same, n, from) = echoed
+        .unwrap_or_else(|| panic!("no echo of the 8000-byte datagram; RS got {got:?}; drops {d:?}\n{}", daemon.log()));
+    assert!(same, "echo of {n} bytes differs");
+    assert_eq!(n, 8000);
+    assert_eq!(from, (VIP, PORT).into(), "the reply comes from the VIP");
+    assert_eq!(d["frag_needed"], 0, "{d:?}");
+}
