@@ -1,22 +1,27 @@
 //! A packet worker: one thread, one AF_PACKET socket per served interface (member `id` of
 //! each interface's fanout group, see `steer.rs`), run to completion.
 //!
-//! Loop: poll the sockets (≤ 10 ms), advance the engine clock (ms since daemon start), run
-//! every received frame through the node, stage what is to be sent, push it to this worker's
-//! socket of the egress interface, flush, ask ARP for missing next hops, expire a bounded
-//! slice of the connection table, answer connection listings. The worker owns its connection
-//! table: nothing here takes a lock.
+//! Loop: poll the sockets (≤ 10 ms), advance the engine clock (ms since daemon start), and
+//! for every ready RX block: run its frames through the node, stage what is to be sent, push
+//! it to this worker's socket of the egress interface and flush. Then ask ARP for missing next
+//! hops, expire a bounded slice of the connection table, answer connection listings. The
+//! worker owns its connection table: nothing here takes a lock.
 //!
 //! Frames to send are copied into a staging arena first: a frame is borrowed from one
-//! socket's RX ring while `rx_batch` runs, and may have to leave through that same socket's TX
-//! ring, which the ring API does not allow to borrow at the same time.
+//! socket's RX ring while `rx_blocks` runs, and may have to leave through that same socket's
+//! TX ring, which the ring API does not allow to borrow at the same time. Transmitting after
+//! every RX block (not after a lap of 32) keeps the staged frames within what a TX ring holds;
+//! a ring that is full all the same (slots come back only at TX completion) is waited for,
+//! `poll(POLLOUT)`, up to [`TX_WAIT_MAX`] per turn, and a ring that gives nothing back for
+//! [`TX_STALL_MS`] is not waited for again that turn; only then are frames dropped
+//! (`tx_ring_full`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use netfilter::{CsumState, DropReason, Family, Skb, Traversal};
 use node::io::AfPacket;
@@ -28,6 +33,11 @@ use crate::admin::ConnRequest;
 const POLL_MS: i32 = 10;
 /// Connection-table slots the expiry sweep visits per loop.
 const EXPIRE_BUDGET: usize = 4096;
+/// Most time a turn of the loop spends waiting for TX slots to come back: the worker paces
+/// itself to a slower egress for that long before it drops (`tx_ring_full`).
+const TX_WAIT_MAX: Duration = Duration::from_millis(250);
+/// A TX ring that gives no slot back for this many ms is not waited for again this turn.
+const TX_STALL_MS: i32 = 10;
 /// At most one ARP request per next hop per this many ms.
 const ARP_INTERVAL_MS: u64 = 1000;
 
@@ -99,91 +109,168 @@ struct Loop {
     /// The largest IP packet every TX ring takes (slot minus Ethernet header): the GSO
     /// cutter never makes larger segments.
     tx_max_ip: usize,
+    tx_wait: TxWait,
+    /// A transmit error to log at the end of the turn.
+    tx_err: Option<(u32, std::io::Error)>,
+}
+
+/// Waiting for TX completions within one loop turn. A full TX ring is normal for a moment
+/// (the device gives slots back when it has sent them), so a frame is not given up at once;
+/// but the loop must not hang on a link that sends nothing.
+struct TxWait {
+    /// Time spent waiting this turn (at most [`TX_WAIT_MAX`]).
+    spent: Duration,
+    /// Rings that gave no slot back within [`TX_STALL_MS`] this turn: no more waiting on them.
+    stalled: Vec<bool>,
+}
+
+impl TxWait {
+    fn new(rings: usize) -> Self {
+        TxWait { spent: Duration::ZERO, stalled: vec![false; rings] }
+    }
+
+    fn reset(&mut self) {
+        self.spent = Duration::ZERO;
+        self.stalled.iter_mut().for_each(|s| *s = false);
+    }
+}
+
+/// Pushes one frame to ring `j`. When the ring is full: flush, then wait for slots to come
+/// back (bounded by [`TxWait`]) before the frame is given up as `tx_ring_full`.
+fn push(node: &Node, w: usize, sock: &mut AfPacket, j: usize, data: &[u8], wait: &mut TxWait) {
+    if data.len() > sock.tx_max_frame() {
+        // Larger than a TX slot (an aggregate): no link of ours carries it.
+        node.counters.drop(w, DropReason::FragNeeded);
+        return;
+    }
+    if sock.tx_push(data) {
+        return;
+    }
+    let _ = sock.tx_flush();
+    while !sock.tx_push(data) {
+        let stalled = wait.stalled.get(j).copied().unwrap_or(true);
+        if stalled || wait.spent >= TX_WAIT_MAX {
+            node.counters.drop(w, DropReason::TxRingFull);
+            return;
+        }
+        let left = (TX_WAIT_MAX - wait.spent).as_millis().clamp(1, TX_STALL_MS as u128) as i32;
+        let t0 = Instant::now();
+        let freed = sock.tx_wait(left);
+        let took = t0.elapsed();
+        wait.spent += took;
+        let no_progress = match freed {
+            Ok(free) => !free && took >= Duration::from_millis(TX_STALL_MS as u64),
+            Err(_) => true,
+        };
+        if no_progress && let Some(s) = wait.stalled.get_mut(j) {
+            *s = true;
+        }
+    }
+}
+
+/// Sends what is staged: every frame to its ring, then every ring flushed. Returns the last
+/// flush error with its ifindex (the caller logs it, rate-limited).
+fn transmit(
+    node: &Node,
+    w: usize,
+    socks: &mut [AfPacket],
+    arena: &mut Vec<u8>,
+    staged: &mut Vec<(usize, usize, usize)>,
+    wait: &mut TxWait,
+) -> Option<(u32, std::io::Error)> {
+    for &(j, start, len) in staged.iter() {
+        if let (Some(sock), Some(data)) = (socks.get_mut(j), arena.get(start..start + len)) {
+            push(node, w, sock, j, data, wait);
+        }
+    }
+    staged.clear();
+    arena.clear();
+    let mut err = None;
+    for s in socks.iter_mut() {
+        if let Err(e) = s.tx_flush() {
+            err = Some((s.ifindex(), e));
+        }
+    }
+    err
 }
 
 impl Loop {
-    /// Receives and processes everything ready on every socket, staging frames to send.
+    /// Receives and processes everything ready on every socket (at most one lap of RX blocks
+    /// each), transmitting after every RX block: a lap of blocks holds far more frames than a
+    /// TX ring has slots.
     fn rx(&mut self, now: u64) -> usize {
         let tr = self.node.begin_batch(&mut self.cx, now);
-        let Loop { node, cx, socks, ifs, arena, staged, scratch, tx_max_ip, .. } = self;
+        let Loop { node, cx, socks, ifs, arena, staged, scratch, tx_max_ip, tx_wait, tx_err, .. } = self;
         let w = cx.id;
         let mut n = 0;
-        for (sock, &ring_if) in socks.iter_mut().zip(ifs.iter()) {
-            n += sock.rx_batch(|f| {
-                if f.truncated() {
-                    node.counters.drop(w, DropReason::Truncated);
-                    return;
+        for k in 0..socks.len() {
+            let ring_if = ifs[k];
+            for _ in 0..socks[k].rx_block_count() {
+                if !socks[k].rx_ready() {
+                    break;
                 }
-                if f.vlan_tci.is_some() {
-                    // Tag stripped by the device: the frame belongs to a VLAN interface.
-                    node.counters.drop(w, DropReason::NotForUs);
-                    return;
-                }
-                let mtu = cx.net.interface(ring_if).map_or(1500, |i| usize::from(i.mtu));
-                if f.len > wire::ethernet::HEADER_LEN + mtu {
-                    // A GSO super-packet from a peer with TSO (gso.rs): cut it first.
-                    let to = crate::gso::cut_size(&cx.net, *tx_max_ip);
-                    let cut = crate::gso::segment_tcp4(f.data(), to, scratch, |b, start, len| {
-                        if let Ok(frame) = wire::Frame::new(b, start, len) {
-                            process_one(node, &tr, cx, ifs, arena, staged, frame, ring_if, CsumState::None);
-                        }
-                    });
-                    if cut > 0 {
+                n += socks[k].rx_blocks(1, |f| {
+                    if f.truncated() {
+                        node.counters.drop(w, DropReason::Truncated);
                         return;
                     }
+                    if f.vlan_tci.is_some() {
+                        // Tag stripped by the device: the frame belongs to a VLAN interface.
+                        node.counters.drop(w, DropReason::NotForUs);
+                        return;
+                    }
+                    let mtu = cx.net.interface(ring_if).map_or(1500, |i| usize::from(i.mtu));
+                    if f.len > wire::ethernet::HEADER_LEN + mtu {
+                        // A GSO super-packet from a peer with TSO (gso.rs): cut it first.
+                        let to = crate::gso::cut_size(&cx.net, *tx_max_ip);
+                        let cut = crate::gso::segment_tcp4(f.data(), to, scratch, |b, start, len| {
+                            if let Ok(frame) = wire::Frame::new(b, start, len) {
+                                process_one(node, &tr, cx, ifs, arena, staged, frame, ring_if, CsumState::None);
+                            }
+                        });
+                        if cut > 0 {
+                            return;
+                        }
+                    }
+                    let csum = if f.csum_not_ready {
+                        CsumState::Partial
+                    } else if f.csum_valid {
+                        CsumState::Unnecessary
+                    } else {
+                        CsumState::None
+                    };
+                    let Ok(frame) = f.into_frame() else {
+                        node.counters.drop(w, DropReason::Truncated);
+                        return;
+                    };
+                    process_one(node, &tr, cx, ifs, arena, staged, frame, ring_if, csum);
+                });
+                if let Some(e) = transmit(node, w, socks, arena, staged, tx_wait) {
+                    *tx_err = Some(e);
                 }
-                let csum = if f.csum_not_ready {
-                    CsumState::Partial
-                } else if f.csum_valid {
-                    CsumState::Unnecessary
-                } else {
-                    CsumState::None
-                };
-                let Ok(frame) = f.into_frame() else {
-                    node.counters.drop(w, DropReason::Truncated);
-                    return;
-                };
-                process_one(node, &tr, cx, ifs, arena, staged, frame, ring_if, csum);
-            });
+            }
         }
         n
     }
 
-    /// Pushes one frame, flushing once if the ring is full.
-    fn push(&mut self, j: usize, start: usize, len: usize) {
-        let w = self.cx.id;
-        let data = &self.arena[start..start + len];
-        let sock = &mut self.socks[j];
-        if data.len() > sock.tx_max_frame() {
-            // Larger than a TX slot (an aggregate): no link of ours carries it.
-            self.node.counters.drop(w, DropReason::FragNeeded);
-            return;
-        }
-        if sock.tx_push(data) {
-            return;
-        }
-        let _ = sock.tx_flush();
-        if !sock.tx_push(data) {
-            self.node.counters.drop(w, DropReason::TxRingFull);
-        }
-    }
-
+    /// End of a turn: whatever is still staged, ARP requests, a last flush; flush errors
+    /// logged at most once a second.
     fn tx(&mut self, now: u64) {
-        let staged = std::mem::take(&mut self.staged);
-        for &(j, s, l) in &staged {
-            self.push(j, s, l);
+        let Loop { node, cx, socks, arena, staged, tx_wait, tx_err, .. } = self;
+        if let Some(e) = transmit(node, cx.id, socks, arena, staged, tx_wait) {
+            *tx_err = Some(e);
         }
-        self.staged = staged;
-        self.staged.clear();
-        self.arena.clear();
         self.arp(now);
         for s in self.socks.iter_mut() {
-            if let Err(e) = s.tx_flush()
-                && now.saturating_sub(self.last_err_log) >= 1000
-            {
-                self.last_err_log = now;
-                tracing::error!("worker {}: transmit on ifindex {}: {e}", self.cx.id, s.ifindex());
+            if let Err(e) = s.tx_flush() {
+                self.tx_err = Some((s.ifindex(), e));
             }
+        }
+        if let Some((ifindex, e)) = self.tx_err.take()
+            && now.saturating_sub(self.last_err_log) >= 1000
+        {
+            self.last_err_log = now;
+            tracing::error!("worker {}: transmit on ifindex {ifindex}: {e}", self.cx.id);
         }
     }
 
@@ -226,6 +313,7 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
     let cx = node.worker(id);
     let mut pfds: Vec<libc::pollfd> =
         setup.socks.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let nsocks = setup.socks.len();
     let tx_max_ip = setup.socks.iter().map(|s| s.tx_max_frame()).min().unwrap_or(0).saturating_sub(14);
     let mut lp = Loop {
         node,
@@ -238,6 +326,8 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
         arp_last: HashMap::new(),
         last_err_log: 0,
         tx_max_ip,
+        tx_wait: TxWait::new(nsocks),
+        tx_err: None,
     };
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: `pfds` is a valid array of pollfd of the given length.
@@ -250,6 +340,7 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
             }
         }
         let now = clock.elapsed().as_millis() as u64;
+        lp.tx_wait.reset();
         lp.rx(now);
         lp.tx(now);
         lp.cx.ipvs.expire(EXPIRE_BUDGET);

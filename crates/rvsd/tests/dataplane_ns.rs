@@ -173,3 +173,85 @@ fn jumbo_udp_through_nat() {
     assert_eq!(from, (VIP, PORT).into(), "the reply comes from the VIP");
     assert_eq!(d["frag_needed"], 0, "{d:?}");
 }
+
+/// Datagrams in the burst: several times the 1024 slots of a TX ring.
+const BURST: u32 = 5000;
+
+/// A burst of small UDP datagrams through NAT, one worker, the daemon stopped (SIGSTOP)
+/// while it is sent so that all of it waits in the RX ring, and a 50 Mbit/s shaper on the
+/// egress holding sent frames like a NIC until TX completion: the worker transmits after
+/// every RX block and waits (bounded) for TX slots to come back, so nothing is dropped as
+/// `tx_ring_full` and every datagram arrives. Before, a whole lap of RX blocks was staged,
+/// the ring flushed once, and the surplus over its 1024 slots dropped (measured: 3799 of
+/// 5000).
+#[test]
+fn a_burst_larger_than_the_tx_ring_gets_through() {
+    if !is_root() {
+        println!("note: a_burst_larger_than_the_tx_ring_gets_through skipped: needs root");
+        return;
+    }
+    let mut netns = Netns(Vec::new());
+    let (c_ns, d_ns, r_ns) = topology(&mut netns, "b", 1500);
+    let dir = test_dir("b");
+    let file = dir.join("rvs.toml");
+    std::fs::write(&file, config()).unwrap();
+    // A shaper on the way to the real server holds sent frames for a while, as a NIC does
+    // until its TX completion: the ring's slots come back asynchronously (on a bare veth
+    // they come back within the send call).
+    let tc = Command::new("ip")
+        .args(["netns", "exec", &d_ns, "tc", "qdisc", "add", "dev", "d1", "root"])
+        .args(["tbf", "rate", "50mbit", "burst", "16k", "latency", "2s"])
+        .output()
+        .expect("run tc");
+    assert!(tc.status.success(), "tc: {}", String::from_utf8_lossy(&tc.stderr));
+    let (daemon, sock) = start_daemon(&d_ns, &file, dir, "1");
+    let client = Client::new(&sock);
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let rs = in_netns(&r_ns, move || {
+        let s = udp_socket((RS, PORT), 64 << 20);
+        ready_tx.send(()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut seen = std::collections::HashSet::new();
+        // The first datagram starts the count; then until 1 s of silence.
+        while let Ok(n) = s.recv(&mut buf) {
+            if n >= 4 {
+                seen.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            }
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        }
+        seen
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    // The daemon is stopped while the burst is sent, so all of it waits in the RX ring and
+    // the worker meets it at once when it continues.
+    let pid = daemon.child.as_ref().unwrap().id() as i32;
+    let paused = move |on: bool| {
+        // SAFETY: kill(2) on our child's pid.
+        unsafe { libc::kill(pid, if on { libc::SIGSTOP } else { libc::SIGCONT }) };
+    };
+    in_netns(&c_ns, move || {
+        let s = udp_socket((Ipv4Addr::new(10, 9, 1, 2), 0), 1 << 20);
+        // Resolve the VIP's ARP and the real server's first: one datagram, then a pause.
+        s.send_to(&u32::MAX.to_be_bytes(), (VIP, PORT)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut msg = [0u8; 200];
+        paused(true);
+        for i in 0..BURST {
+            msg[..4].copy_from_slice(&i.to_be_bytes());
+            while s.send_to(&msg, (VIP, PORT)).is_err() {
+                std::thread::yield_now();
+            }
+        }
+        paused(false);
+    })
+    .join()
+    .unwrap();
+    let seen = rs.join().unwrap();
+    let got = (0..BURST).filter(|i| seen.contains(i)).count() as u32;
+    let d = drops(&client);
+    let full = d["tx_ring_full"];
+    assert!(full <= u64::from(BURST / 100), "{full} tx_ring_full drops of {BURST}; {got} arrived; {d:?}");
+    assert!(got >= BURST * 99 / 100, "{got} of {BURST} arrived; drops {d:?}\n{}", daemon.log());
+}

@@ -540,8 +540,14 @@ impl AfPacket {
         unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(i * self.rx_block_size + block::STATUS) as *mut u32) }
     }
 
-    fn rx_ready(&self) -> bool {
+    /// Is the next RX block ours (ready to walk)?
+    pub fn rx_ready(&self) -> bool {
         self.rx_block_status(self.rx_next).load(Ordering::Acquire) & TP_STATUS_USER != 0
+    }
+
+    /// Number of RX blocks (one lap of [`AfPacket::rx_blocks`]).
+    pub fn rx_block_count(&self) -> usize {
+        self.rx_block_count
     }
 
     /// Waits up to `timeout_ms` (-1: forever) for a block, unless one is ready already.
@@ -570,10 +576,16 @@ impl AfPacket {
     /// Hands every frame of every ready block to `f`, then returns the blocks to the kernel.
     /// Returns the number of frames delivered. Never blocks; malformed block contents end
     /// the walk of that block instead of being trusted.
-    pub fn rx_batch(&mut self, mut f: impl FnMut(RxFrame<'_>)) -> usize {
-        let mut delivered = 0;
+    pub fn rx_batch(&mut self, f: impl FnMut(RxFrame<'_>)) -> usize {
         // At most one lap, so a busy kernel cannot keep us here forever.
-        for _ in 0..self.rx_block_count {
+        self.rx_blocks(self.rx_block_count, f)
+    }
+
+    /// [`AfPacket::rx_batch`] for at most `max_blocks` ready blocks: a caller that forwards
+    /// transmits between blocks, so a lap of RX blocks never has to fit the TX ring at once.
+    pub fn rx_blocks(&mut self, max_blocks: usize, mut f: impl FnMut(RxFrame<'_>)) -> usize {
+        let mut delivered = 0;
+        for _ in 0..max_blocks.min(self.rx_block_count) {
             let status = self.rx_block_status(self.rx_next);
             if status.load(Ordering::Acquire) & TP_STATUS_USER == 0 {
                 break;
@@ -638,6 +650,33 @@ impl AfPacket {
         self.tx_next = (self.tx_next + 1) % self.tx_frame_count;
         self.tx_pending += 1;
         true
+    }
+
+    /// Is the next TX slot free, i.e. would [`AfPacket::tx_push`] of a fitting frame succeed?
+    pub fn tx_slot_free(&self) -> bool {
+        let (status, _) = self.tx_slot(self.tx_next);
+        status.load(Ordering::Acquire) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) == 0
+    }
+
+    /// Waits up to `timeout_ms` for the next TX slot to be given back by the kernel (TX
+    /// completion: the device is done with the frame), flushing pending frames first. Returns
+    /// whether the slot is free. Uses `poll(POLLOUT)`, which for a TX ring reports the slot at
+    /// the kernel's head; a spurious wake-up just returns `false` early.
+    pub fn tx_wait(&mut self, timeout_ms: i32) -> io::Result<bool> {
+        self.tx_flush()?;
+        if self.tx_slot_free() {
+            return Ok(true);
+        }
+        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(self.tx_slot_free())
     }
 
     /// Number of frames pushed and not yet flushed.
