@@ -55,6 +55,11 @@ impl Client {
 
     /// Sends one request and returns the status and raw body.
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), ClientError> {
+        self.request_full(method, path, body).map(|r| (r.status, r.body))
+    }
+
+    /// Sends one request and returns the whole response (headers included).
+    pub fn request_full(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<http::Response, ClientError> {
         let stream = UnixStream::connect(&self.path).map_err(ClientError::Connect)?;
         let t = |e: io::Error| ClientError::Transport(e.to_string());
         stream.set_read_timeout(Some(self.timeout)).map_err(t)?;
@@ -62,8 +67,7 @@ impl Client {
         let mut w = &stream;
         http::write_request(&mut w, method, path, body).map_err(t)?;
         let mut r = BufReader::new(&stream);
-        let resp = http::read_response(&mut r).map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok((resp.status, resp.body))
+        http::read_response(&mut r).map_err(|e| ClientError::Transport(e.to_string()))
     }
 
     /// Sends a request and decodes a 200 body as `T`, or the error body as `ApiError`.
@@ -74,17 +78,7 @@ impl Client {
         body: Option<&[u8]>,
     ) -> Result<T, ClientError> {
         let (status, body) = self.request(method, path, body)?;
-        if status == 200 {
-            serde_json::from_slice(&body).map_err(|e| ClientError::Transport(format!("bad reply from daemon: {e}")))
-        } else {
-            let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
-                ApiError::new(
-                    ErrorKind::Internal,
-                    format!("daemon answered {status}: {}", String::from_utf8_lossy(&body).trim()),
-                )
-            });
-            Err(ClientError::Api(err))
-        }
+        decode(status, body)
     }
 
     /// `POST /v1/command`.
@@ -109,6 +103,17 @@ impl Client {
         self.call("GET", &format!("/v1/connections{}", f.to_query()), None)
     }
 
+    /// [`Client::connections_filtered`], also telling whether the listing is incomplete
+    /// (a worker had more matches than it may return: `X-Rvs-Truncated: true`).
+    pub fn connections_listing(&self, f: &ConnFilter) -> Result<(Vec<ConnView>, bool), ClientError> {
+        let r = self.request_full("GET", &format!("/v1/connections{}", f.to_query()), None)?;
+        let truncated = r
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case(http::TRUNCATED_HEADER) && v.eq_ignore_ascii_case("true"));
+        Ok((decode(r.status, r.body)?, truncated))
+    }
+
     /// `POST /v1/drain` (rvs extension).
     pub fn drain(&self, req: &DrainRequest) -> Result<Reply, ClientError> {
         let body = serde_json::to_vec(req).map_err(|e| ClientError::Transport(format!("cannot encode: {e}")))?;
@@ -125,6 +130,21 @@ impl Client {
         let req = ReloadRequest { path: path.map(str::to_string) };
         let body = serde_json::to_vec(&req).map_err(|e| ClientError::Transport(format!("cannot encode: {e}")))?;
         self.call("POST", "/v1/reload", Some(&body))
+    }
+}
+
+/// A 200 body decoded as `T`, or the error body as `ApiError`.
+fn decode<T: serde::de::DeserializeOwned>(status: u16, body: Vec<u8>) -> Result<T, ClientError> {
+    if status == 200 {
+        serde_json::from_slice(&body).map_err(|e| ClientError::Transport(format!("bad reply from daemon: {e}")))
+    } else {
+        let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
+            ApiError::new(
+                ErrorKind::Internal,
+                format!("daemon answered {status}: {}", String::from_utf8_lossy(&body).trim()),
+            )
+        });
+        Err(ClientError::Api(err))
     }
 }
 
@@ -169,5 +189,29 @@ mod tests {
         let _ = std::fs::remove_file(&sock);
         let missing = Client::new(dir.join("missing.sock"));
         assert!(matches!(missing.snapshot(), Err(ClientError::Connect(_))));
+    }
+
+    #[test]
+    fn a_truncated_listing_is_reported() {
+        let dir = std::env::temp_dir().join(format!("rvs-client-trunc-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let sock = dir.join("s.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).expect("bind");
+        let server = std::thread::spawn(move || {
+            for truncated in [true, false] {
+                let (s, _) = listener.accept().expect("accept");
+                let req = http::read_request(&mut BufReader::new(&s)).expect("request");
+                assert_eq!(req.path, "/v1/connections?state=ESTABLISHED");
+                let h: &[(&str, &str)] = if truncated { &[(http::TRUNCATED_HEADER, "true")] } else { &[] };
+                http::write_response_with(&mut &s, 200, "application/json", h, b"[]").expect("write");
+            }
+        });
+        let c = Client::new(&sock);
+        let f = ConnFilter { state: Some("ESTABLISHED".into()), ..Default::default() };
+        assert_eq!(c.connections_listing(&f).expect("listing"), (vec![], true));
+        assert_eq!(c.connections_listing(&f).expect("listing"), (vec![], false));
+        server.join().expect("server");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

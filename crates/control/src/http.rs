@@ -247,13 +247,29 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// `GET /v1/connections` response header (rvs): present, with the value `true`, when a
+/// worker had more matching entries than it may return for one listing (100 000 per worker):
+/// the listing is incomplete; narrow it with filters.
+pub const TRUNCATED_HEADER: &str = "X-Rvs-Truncated";
+
 /// Writes one complete response with a JSON (or other) body.
 pub fn write_response<W: Write>(w: &mut W, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        reason(status),
-        body.len()
-    );
+    write_response_with(w, status, content_type, &[], body)
+}
+
+/// [`write_response`] with extra header lines (name, value).
+pub fn write_response_with<W: Write>(
+    w: &mut W,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\n", reason(status));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     w.write_all(head.as_bytes())?;
     w.write_all(body)?;
     w.flush()
@@ -322,6 +338,11 @@ mod tests {
         let resp = read_response(&mut Cursor::new(&out[..])).expect("read");
         assert_eq!(resp.status, 404);
         assert_eq!(resp.body, b"{\"a\":1}");
+        let mut out = Vec::new();
+        write_response_with(&mut out, 200, "application/json", &[(TRUNCATED_HEADER, "true")], b"[]").expect("write");
+        let resp = read_response(&mut Cursor::new(&out[..])).expect("read");
+        assert_eq!(resp.headers.iter().find(|(k, _)| k == "x-rvs-truncated").map(|(_, v)| v.as_str()), Some("true"));
+        assert_eq!(resp.body, b"[]");
         let mut out = Vec::new();
         write_request(&mut out, "POST", "/v1/command", Some(b"{}")).expect("write");
         let req = read_request(&mut Cursor::new(&out[..])).expect("read");

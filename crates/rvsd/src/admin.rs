@@ -19,8 +19,15 @@ use crate::convert::*;
 use crate::rates::RateTable;
 use crate::steer::{SteerSet, Steering};
 
-/// A worker's answer channel for a connection listing.
-pub type ConnRequest = mpsc::Sender<Vec<ConnView>>;
+pub use crate::listing::ConnRequest;
+
+/// `GET /v1/connections`: the entries, and whether a worker had more matches than
+/// [`crate::listing::LIMIT_PER_WORKER`] (the listing is then incomplete).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub conns: Vec<ConnView>,
+    pub truncated: bool,
+}
 
 /// `GET /v1/stats`: the node's own counters (rvs extension; not an ipvsadm listing).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,14 +177,32 @@ impl Admin {
             .collect()
     }
 
-    /// `GET /v1/connections?…`: the listing, filtered here so clients get only what they
-    /// asked for.
-    pub fn connections_filtered(&self, f: &ConnFilter) -> Result<Vec<ConnView>, ApiError> {
-        let mut all = self.connections()?;
-        if !f.is_empty() {
-            all.retain(|c| f.matches(c));
+    /// `GET /v1/connections?…`: every worker filters its own table and copies at most
+    /// [`crate::listing::LIMIT_PER_WORKER`] matching entries as compact records, between two
+    /// batches; the views are built here, on the API thread.
+    pub fn connections_filtered(&self, f: &ConnFilter) -> Result<Listing, ApiError> {
+        let mut answers = Vec::with_capacity(self.workers.len());
+        for (i, w) in self.workers.iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            let req = ConnRequest { filter: f.clone(), limit: crate::listing::LIMIT_PER_WORKER, reply: tx };
+            w.send(req).map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} is not running")))?;
+            answers.push((i, rx));
         }
-        Ok(all)
+        let mut out = Listing::default();
+        for (i, rx) in answers {
+            let part = rx
+                .recv_timeout(Duration::from_secs(5))
+                .map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} did not answer")))?;
+            out.truncated |= part.truncated;
+            out.conns.extend(part.records.iter().map(|r| r.view()));
+        }
+        if out.truncated {
+            tracing::info!(
+                "connection listing truncated at {} entries per worker (filter {f:?})",
+                crate::listing::LIMIT_PER_WORKER
+            );
+        }
+        Ok(out)
     }
 
     /// Before a table is published: attaches a program covering both the running table and
@@ -291,22 +316,10 @@ impl Admin {
         }
     }
 
-    /// `GET /v1/connections`: every worker lists its own table between two batches.
-    pub fn connections(&self) -> Result<Vec<ConnView>, ApiError> {
-        let mut answers = Vec::with_capacity(self.workers.len());
-        for (i, w) in self.workers.iter().enumerate() {
-            let (tx, rx) = mpsc::channel();
-            w.send(tx).map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} is not running")))?;
-            answers.push((i, rx));
-        }
-        let mut all = Vec::new();
-        for (i, rx) in answers {
-            let mut part = rx
-                .recv_timeout(Duration::from_secs(5))
-                .map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} did not answer")))?;
-            all.append(&mut part);
-        }
-        Ok(all)
+    /// `GET /v1/connections` without a filter.
+    #[cfg(test)]
+    pub fn connections(&self) -> Result<Listing, ApiError> {
+        self.connections_filtered(&ConnFilter::default())
     }
 
     /// `GET /v1/stats`.
@@ -499,31 +512,33 @@ mod tests {
             let (tx, rx) = mpsc::channel::<ConnRequest>();
             txs.push(tx);
             handles.push(std::thread::spawn(move || {
-                if let Ok(reply) = rx.recv() {
-                    let v = ConnView {
-                        proto: 6,
+                if let Ok(req) = rx.recv() {
+                    let r = crate::listing::ConnRecord {
                         caddr: "198.51.100.7".parse().unwrap(),
-                        cport: 1000 + w,
                         vaddr: VIP.parse().unwrap(),
-                        vport: 80,
                         daddr: "192.168.1.11".parse().unwrap(),
+                        cport: 1000 + w,
+                        vport: 80,
                         dport: 80,
-                        state: "ESTABLISHED".into(),
+                        protocol: 6,
+                        state: 1,
+                        flags: 0,
                         expires_secs: 900,
-                        template: false,
-                        one_packet: false,
                         fwmark: 0,
-                        pe_name: None,
-                        pe_data: None,
                     };
-                    let _ = reply.send(vec![v]);
+                    assert_eq!(req.limit, crate::listing::LIMIT_PER_WORKER);
+                    assert_eq!(req.filter.state.as_deref(), Some("ESTABLISHED"), "the filter reaches the worker");
+                    let _ = req.reply.send(crate::listing::ConnList { records: vec![r], truncated: w == 1 });
                 }
             }));
         }
         let a = admin_with("192.0.2.1", txs);
-        let conns = a.connections().unwrap();
-        let ports: Vec<u16> = conns.iter().map(|c| c.cport).collect();
+        let f = ConnFilter { state: Some("ESTABLISHED".into()), ..Default::default() };
+        let l = a.connections_filtered(&f).unwrap();
+        let ports: Vec<u16> = l.conns.iter().map(|c| c.cport).collect();
         assert_eq!(ports, [1000, 1001]);
+        assert_eq!(l.conns[0].state, "ESTABLISHED");
+        assert!(l.truncated, "one worker truncated: the listing says so");
         for h in handles {
             h.join().unwrap();
         }

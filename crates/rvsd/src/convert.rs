@@ -132,7 +132,9 @@ pub fn rates(r: ipvs::stats::Rates) -> api::Rates {
     api::Rates { cps: r.cps, inpps: r.inpps, outpps: r.outpps, inbps: r.inbps, outbps: r.outbps }
 }
 
-/// A connection entry as `-L -c` lists it; `now_ms` is the owning worker's clock.
+/// A connection entry as `-L -c` lists it; `now_ms` is the owning worker's clock. The
+/// reference the listing's records (`listing.rs`) are tested against.
+#[cfg(test)]
 pub fn conn_view(c: &ipvs::conn::Conn, now_ms: u64) -> api::ConnView {
     let template = c.is_template();
     let (proto, vaddr) = if template && c.fwmark != 0 {

@@ -9,6 +9,7 @@ mod cfgload;
 mod convert;
 mod gso;
 mod host;
+mod listing;
 mod metrics;
 mod netstate;
 #[cfg(test)]

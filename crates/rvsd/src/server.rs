@@ -166,7 +166,12 @@ where
             let err = ApiError::new(ErrorKind::PermissionDenied, "missing or wrong bearer token");
             (401, serde_json::to_vec(&err).unwrap_or_default())
         }
-        Ok(req) => route(api, &req.method, &req.path, &req.body),
+        Ok(req) => {
+            let (status, body, headers) = route_with_headers(api, &req.method, &req.path, &req.body);
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let mut w = stream;
+            return http::write_response_with(&mut w, status, "application/json", &headers, &body);
+        }
         Err(http::HttpError::Closed) => return Ok(()),
         Err(e) => {
             let status = e.status();
@@ -189,6 +194,36 @@ fn result<T: serde::Serialize>(r: Result<T, ApiError>) -> (u16, Vec<u8>) {
     }
 }
 
+/// [`route`], plus the extra response headers: `X-Rvs-Truncated: true` on an incomplete
+/// connection listing.
+pub fn route_with_headers(
+    api: &Api,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>, Vec<(&'static str, String)>) {
+    let path = target.split('?').next().unwrap_or(target);
+    if (method, path) == ("GET", "/v1/connections") {
+        return match ConnFilter::from_target(target).map(|f| api.admin.connections_filtered(&f)) {
+            Ok(Ok(l)) => {
+                let (status, body) = json(&l.conns);
+                let headers = if l.truncated { vec![(http::TRUNCATED_HEADER, "true".to_string())] } else { vec![] };
+                (status, body, headers)
+            }
+            Ok(Err(e)) => {
+                let (status, body) = error(e);
+                (status, body, vec![])
+            }
+            Err(e) => {
+                let (status, body) = bad(e);
+                (status, body, vec![])
+            }
+        };
+    }
+    let (status, body) = route(api, method, target, body);
+    (status, body, vec![])
+}
+
 /// Dispatch on method and path (the query is passed on to the handlers that take one);
 /// returns the status and JSON body.
 pub fn route(api: &Api, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8>) {
@@ -201,7 +236,7 @@ pub fn route(api: &Api, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8
         },
         ("GET", "/v1/snapshot") => json(&admin.snapshot()),
         ("GET", "/v1/connections") => match ConnFilter::from_target(target) {
-            Ok(f) => result(admin.connections_filtered(&f)),
+            Ok(f) => result(admin.connections_filtered(&f).map(|l| l.conns)),
             Err(e) => bad(e),
         },
         ("GET", "/v1/stats") => json(&admin.stats()),

@@ -27,7 +27,7 @@ use netfilter::{CsumState, DropReason, Family, Skb, Traversal};
 use node::io::AfPacket;
 use node::{Action, Node, WorkerCtx};
 
-use crate::admin::ConnRequest;
+use crate::listing::ConnRequest;
 
 /// Poll timeout: the bound on expiry and listing latency when no traffic arrives.
 const POLL_MS: i32 = 10;
@@ -299,12 +299,6 @@ impl Loop {
         self.cx.arp_wanted = wanted;
         self.cx.arp_wanted.clear();
     }
-
-    fn list_conns(&self) -> Vec<control::api::ConnView> {
-        let now = self.cx.ipvs.now();
-        let t = &self.cx.ipvs.conns;
-        t.ids().filter_map(|id| t.get(id)).map(|c| crate::convert::conn_view(c, now)).collect()
-    }
 }
 
 /// Runs the worker until `stop` is set.
@@ -347,8 +341,9 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
         if let Some(n) = setup.table_sizes.get(id) {
             n.store(lp.cx.ipvs.conns.len(), Ordering::Relaxed);
         }
-        while let Ok(reply) = setup.conn_requests.try_recv() {
-            let _ = reply.send(lp.list_conns());
+        while let Ok(req) = setup.conn_requests.try_recv() {
+            let list = crate::listing::collect(&lp.cx.ipvs.conns, lp.cx.ipvs.now(), &req.filter, req.limit);
+            let _ = req.reply.send(list);
         }
     }
     tracing::debug!("worker {id} stopped");
