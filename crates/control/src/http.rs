@@ -5,12 +5,17 @@
 //! Why hand-rolled: the API is a handful of JSON calls over a local Unix socket; a
 //! full HTTP stack would be most of the daemon's dependency tree.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
+use std::time::{Duration, Instant};
 
 /// Largest request/status line plus headers accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// Largest body accepted (a snapshot of a big table still fits comfortably).
+/// Largest body accepted (a snapshot of a big table still fits comfortably). Responses;
+/// a server takes much less in a request ([`MAX_REQUEST_BODY`]).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest request body a server should take (commands, reload and drain requests are a few
+/// hundred bytes): checked against `Content-Length` before anything of the body is read.
+pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 /// Most header lines accepted.
 pub const MAX_HEADERS: usize = 64;
 
@@ -28,6 +33,25 @@ pub struct Request {
 }
 
 impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The start line and headers of a request, its body not read yet: a server checks
+/// authentication and the announced length before taking the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased, values trimmed.
+    pub headers: Headers,
+    /// `Content-Length` (0 without one).
+    pub content_length: usize,
+}
+
+impl RequestHead {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
@@ -56,6 +80,8 @@ pub enum HttpError {
     Malformed(String),
     /// A feature we do not implement (chunked transfer encoding).
     Unsupported(String),
+    /// The message did not arrive before its deadline (or the socket's read timeout).
+    Timeout,
 }
 
 impl HttpError {
@@ -67,6 +93,7 @@ impl HttpError {
             HttpError::BodyTooLarge(_) => 413,
             HttpError::Malformed(_) => 400,
             HttpError::Unsupported(_) => 501,
+            HttpError::Timeout => 408,
         }
     }
 }
@@ -80,6 +107,7 @@ impl std::fmt::Display for HttpError {
             HttpError::BodyTooLarge(n) => write!(f, "body too large ({n} bytes)"),
             HttpError::Malformed(m) => write!(f, "malformed HTTP message: {m}"),
             HttpError::Unsupported(m) => write!(f, "unsupported: {m}"),
+            HttpError::Timeout => write!(f, "timed out waiting for the peer"),
         }
     }
 }
@@ -88,7 +116,53 @@ impl std::error::Error for HttpError {}
 
 impl From<io::Error> for HttpError {
     fn from(e: io::Error) -> Self {
-        HttpError::Io(e)
+        match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => HttpError::Timeout,
+            _ => HttpError::Io(e),
+        }
+    }
+}
+
+/// A stream whose read timeout can be set (Unix and TCP streams).
+pub trait ReadTimeout: Read {
+    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()>;
+}
+
+impl ReadTimeout for &std::os::unix::net::UnixStream {
+    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_read_timeout(self, d)
+    }
+}
+
+impl ReadTimeout for &std::net::TcpStream {
+    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, d)
+    }
+}
+
+/// Reads with one deadline for the whole message: before every read the stream's timeout is
+/// set to the time left, so a peer trickling a byte at a time cannot hold the connection past
+/// it (a per-read timeout alone restarts with every byte). Past the deadline reads fail with
+/// `TimedOut` ([`HttpError::Timeout`]).
+pub struct DeadlineReader<S> {
+    stream: S,
+    deadline: Instant,
+}
+
+impl<S: ReadTimeout> DeadlineReader<S> {
+    pub fn new(stream: S, deadline: Instant) -> Self {
+        DeadlineReader { stream, deadline }
+    }
+}
+
+impl<S: ReadTimeout> Read for DeadlineReader<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
     }
 }
 
@@ -124,12 +198,9 @@ fn read_line<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<Option<String>
     String::from_utf8(buf).map(Some).map_err(|_| HttpError::Malformed("non-UTF-8 header".into()))
 }
 
-/// Reads the header lines after the start line, and the body they announce.
-fn read_headers_and_body<R: BufRead>(
-    r: &mut R,
-    budget: &mut usize,
-    body_until_eof: bool,
-) -> Result<(Headers, Vec<u8>), HttpError> {
+/// Reads the header lines after the start line; returns them with the announced body length
+/// (`None`: no `Content-Length`).
+fn read_headers<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<(Headers, Option<usize>), HttpError> {
     let mut headers = Vec::new();
     loop {
         let line = read_line(r, budget)?.ok_or_else(|| HttpError::Malformed("end of stream in headers".into()))?;
@@ -153,22 +224,38 @@ fn read_headers_and_body<R: BufRead>(
     {
         return Err(HttpError::Unsupported(format!("transfer-encoding {te}")));
     }
-    let body = match find("content-length") {
-        Some(v) => {
-            let len: usize = v.parse().map_err(|_| HttpError::Malformed(format!("bad content-length {v:?}")))?;
-            if len > MAX_BODY {
-                return Err(HttpError::BodyTooLarge(len));
-            }
-            let mut body = vec![0u8; len];
-            r.read_exact(&mut body).map_err(|e| {
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    HttpError::Malformed("body shorter than content-length".into())
-                } else {
-                    HttpError::Io(e)
-                }
-            })?;
-            body
+    let len = match find("content-length") {
+        Some(v) => Some(v.parse().map_err(|_| HttpError::Malformed(format!("bad content-length {v:?}")))?),
+        None => None,
+    };
+    Ok((headers, len))
+}
+
+/// Reads a body of `len` bytes, refused (without reading it) above `max`.
+fn read_exact_body<R: BufRead>(r: &mut R, len: usize, max: usize) -> Result<Vec<u8>, HttpError> {
+    if len > max {
+        return Err(HttpError::BodyTooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            HttpError::Malformed("body shorter than content-length".into())
+        } else {
+            HttpError::from(e)
         }
+    })?;
+    Ok(body)
+}
+
+/// Reads the header lines after the start line, and the body they announce.
+fn read_headers_and_body<R: BufRead>(
+    r: &mut R,
+    budget: &mut usize,
+    body_until_eof: bool,
+) -> Result<(Headers, Vec<u8>), HttpError> {
+    let (headers, len) = read_headers(r, budget)?;
+    let body = match len {
+        Some(len) => read_exact_body(r, len, MAX_BODY)?,
         None if body_until_eof => {
             let mut body = Vec::new();
             let mut limited = io::Read::take(&mut *r, MAX_BODY as u64 + 1);
@@ -183,8 +270,24 @@ fn read_headers_and_body<R: BufRead>(
     Ok((headers, body))
 }
 
-/// Reads one request. `Err(HttpError::Closed)` means the peer closed cleanly.
+/// Reads one request (bodies up to [`MAX_BODY`]). `Err(HttpError::Closed)` means the peer
+/// closed cleanly. Servers use [`read_request_head`] and [`read_body`] instead.
 pub fn read_request<R: BufRead>(r: &mut R) -> Result<Request, HttpError> {
+    let head = read_request_head(r)?;
+    let body = read_body(r, &head, MAX_BODY)?;
+    Ok(Request { method: head.method, path: head.path, headers: head.headers, body })
+}
+
+/// Reads the body `head` announces; refused with [`HttpError::BodyTooLarge`] (413), before
+/// any of it is read, when it is longer than `max`.
+pub fn read_body<R: BufRead>(r: &mut R, head: &RequestHead, max: usize) -> Result<Vec<u8>, HttpError> {
+    read_exact_body(r, head.content_length, max)
+}
+
+/// Reads the start line and headers of one request, not its body: the caller can refuse
+/// (authentication, length) before reading it. `Err(HttpError::Closed)` means the peer
+/// closed cleanly.
+pub fn read_request_head<R: BufRead>(r: &mut R) -> Result<RequestHead, HttpError> {
     let mut budget = MAX_HEAD;
     // Tolerate stray empty lines before a request (RFC 9112 §2.2).
     let line = loop {
@@ -208,8 +311,8 @@ pub fn read_request<R: BufRead>(r: &mut R) -> Result<Request, HttpError> {
     if !path.starts_with('/') {
         return Err(HttpError::Malformed(format!("bad path {path:?}")));
     }
-    let (headers, body) = read_headers_and_body(r, &mut budget, false)?;
-    Ok(Request { method: method.to_string(), path: path.to_string(), headers, body })
+    let (headers, len) = read_headers(r, &mut budget)?;
+    Ok(RequestHead { method: method.to_string(), path: path.to_string(), headers, content_length: len.unwrap_or(0) })
 }
 
 /// Reads one response (client side). Without Content-Length the body runs to EOF.
@@ -235,14 +338,17 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        503 => "Service Unavailable",
         _ => "Unknown",
     }
 }
@@ -329,6 +435,46 @@ mod tests {
         let raw = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
         let e = read_request(&mut Cursor::new(raw.as_bytes())).unwrap_err();
         assert_eq!(e.status(), 413);
+    }
+
+    #[test]
+    fn the_head_comes_before_the_body_and_a_long_body_is_refused_unread() {
+        let raw = b"POST /v1/command HTTP/1.1\r\nAuthorization: Bearer x\r\nContent-Length: 5000000\r\n\r\nabc";
+        let mut c = Cursor::new(&raw[..]);
+        let head = read_request_head(&mut c).expect("head");
+        assert_eq!(head.header("authorization"), Some("Bearer x"));
+        assert_eq!(head.content_length, 5_000_000);
+        let e = read_body(&mut c, &head, MAX_REQUEST_BODY).unwrap_err();
+        assert_eq!(e.status(), 413);
+        assert_eq!(c.position() as usize, raw.len() - 3, "nothing of the body was read");
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        let mut c = Cursor::new(&raw[..]);
+        let head = read_request_head(&mut c).expect("head");
+        assert_eq!(read_body(&mut c, &head, 3).expect("body"), b"abc");
+    }
+
+    #[test]
+    fn a_trickling_peer_is_cut_at_the_deadline() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let writer = std::thread::spawn(move || {
+            // One byte every 50 ms: each read succeeds well within any per-read timeout.
+            for byte in b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                if (&b).write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let t0 = Instant::now();
+        let mut r = io::BufReader::new(DeadlineReader::new(&a, t0 + Duration::from_millis(400)));
+        let e = read_request_head(&mut r).unwrap_err();
+        let took = t0.elapsed();
+        assert!(matches!(e, HttpError::Timeout), "{e:?}");
+        assert_eq!(e.status(), 408);
+        assert!(took >= Duration::from_millis(390) && took < Duration::from_millis(1500), "{took:?}");
+        drop(r);
+        drop(a);
+        writer.join().expect("writer");
     }
 
     #[test]

@@ -177,35 +177,42 @@ pub fn render(i: &Input) -> String {
     o.0
 }
 
+/// The metrics listener's limits: like the API's, but no request body at all (GET only).
+pub const METRICS_POLICY: crate::server::Policy =
+    crate::server::Policy { max_conns: 64, deadline: Duration::from_secs(10), max_body: 0 };
+
 /// Serves `GET /metrics` until the process ends; `scrape` renders one answer.
 pub fn serve(listener: TcpListener, scrape: Arc<dyn Fn() -> String + Send + Sync>) {
-    for conn in listener.incoming() {
-        let Ok(stream) = conn else {
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        };
-        let scrape = scrape.clone();
-        let _ = std::thread::Builder::new().name("rvsd-metrics".into()).spawn(move || {
-            if let Err(e) = answer(&stream, &*scrape) {
-                tracing::debug!("metrics connection: {e}");
-            }
-        });
-    }
+    serve_with(listener, scrape, METRICS_POLICY)
 }
 
-fn answer(stream: &TcpStream, scrape: &dyn Fn() -> String) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut r = BufReader::new(stream);
-    let (status, ctype, body) = match control::http::read_request(&mut r) {
-        Ok(req) if req.method == "GET" && req.path.split('?').next() == Some("/metrics") => {
-            (200, "text/plain; version=0.0.4; charset=utf-8", scrape().into_bytes())
+fn serve_with(listener: TcpListener, scrape: Arc<dyn Fn() -> String + Send + Sync>, policy: crate::server::Policy) {
+    let f: Arc<dyn Fn(TcpStream) + Send + Sync> = Arc::new(move |stream: TcpStream| {
+        if let Err(e) = answer(&stream, &*scrape, &policy) {
+            tracing::debug!("metrics connection: {e}");
         }
-        Ok(_) => (404, "text/plain", b"only GET /metrics here\n".to_vec()),
-        Err(control::http::HttpError::Closed) => return Ok(()),
+    });
+    crate::server::accept_loop(listener.incoming(), "rvsd-metrics", policy.max_conns, f)
+}
+
+fn answer(stream: &TcpStream, scrape: &dyn Fn() -> String, policy: &crate::server::Policy) -> std::io::Result<()> {
+    use control::http::{self, HttpError};
+    stream.set_write_timeout(Some(policy.deadline))?;
+    let deadline = std::time::Instant::now() + policy.deadline;
+    let mut r = BufReader::new(http::DeadlineReader::new(stream, deadline));
+    let (status, ctype, body) = match http::read_request_head(&mut r) {
+        Ok(req) if req.method != "GET" || req.path.split('?').next() != Some("/metrics") => {
+            (404, "text/plain", b"only GET /metrics here\n".to_vec())
+        }
+        Ok(req) => match http::read_body(&mut r, &req, policy.max_body) {
+            Ok(_) => (200, "text/plain; version=0.0.4; charset=utf-8", scrape().into_bytes()),
+            Err(e) => (e.status().max(400), "text/plain", format!("{e}\n").into_bytes()),
+        },
+        Err(HttpError::Closed) => return Ok(()),
+        Err(HttpError::Io(e)) => return Err(e),
         Err(e) => (e.status(), "text/plain", format!("{e}\n").into_bytes()),
     };
-    control::http::write_response(&mut &*stream, status, ctype, &body)
+    http::write_response(&mut &*stream, status, ctype, &body)
 }
 
 #[cfg(test)]
@@ -366,6 +373,35 @@ mod tests {
                 .2,
             4.0
         );
+    }
+
+    #[test]
+    fn the_metrics_listener_takes_no_body_and_caps_connections() {
+        use std::io::Write as _;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let policy = crate::server::Policy { max_conns: 2, deadline: Duration::from_millis(800), ..METRICS_POLICY };
+        std::thread::spawn(move || serve_with(l, Arc::new(|| "x 1\n".to_string()), policy));
+        let ask = |raw: &[u8]| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(raw).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            control::http::read_response(&mut BufReader::new(&s)).map(|r| r.status).unwrap_or(0)
+        };
+        assert_eq!(ask(b"GET /metrics HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(ask(b"GET /metrics HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n"), 413);
+        assert_eq!(ask(b"POST /metrics HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n"), 404);
+        // Two idle connections take both slots; a third is refused at once.
+        let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(ask(b"GET /metrics HTTP/1.1\r\n\r\n"), 503);
+        // Idle ones are cut at the deadline (408), and the slots come back.
+        for s in &idle {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            assert_eq!(control::http::read_response(&mut BufReader::new(s)).map(|r| r.status).unwrap_or(0), 408);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(ask(b"GET /metrics HTTP/1.1\r\n\r\n"), 200);
     }
 
     #[test]

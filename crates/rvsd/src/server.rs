@@ -1,6 +1,8 @@
 //! The control API on a Unix socket (and optionally TCP with a bearer token): HTTP/1.1 +
 //! JSON as control/README.md and `docs/api/openapi.json` define it, one thread per
-//! connection (administration is rare; no async runtime needed).
+//! connection (administration is rare; no async runtime needed) within a [`Policy`]: at most
+//! 64 connections at once (503 beyond), 10 s for a whole request, the bearer token checked
+//! before the body is read, bodies of at most 1 MiB.
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,7 +10,8 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use control::api::{ApiError, Command, ErrorKind};
 use control::http;
@@ -63,51 +66,102 @@ pub fn bind(path: &Path) -> Result<UnixListener, Refusal> {
     Ok(l)
 }
 
-/// Accepts connections until the process ends, one thread each.
-pub fn serve(listener: UnixListener, api: Arc<Api>, path: PathBuf) {
-    for conn in listener.incoming() {
+/// What a listener allows its connections (control/README.md "Limits").
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_conns: usize,
+    /// For the whole request, head and body: a peer trickling bytes is cut there.
+    pub deadline: Duration,
+    /// Longest request body (checked against `Content-Length` before reading it).
+    pub max_body: usize,
+}
+
+/// The API listeners' policy: 64 connections, 10 s per request, 1 MiB bodies.
+pub const API_POLICY: Policy =
+    Policy { max_conns: 64, deadline: Duration::from_secs(10), max_body: http::MAX_REQUEST_BODY };
+
+/// Frees a connection slot when the connection's thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes a slot of `used` if fewer than `max` are taken.
+fn take_slot(used: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+    used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+    Some(Slot(used.clone()))
+}
+
+/// Accepts connections until the listener fails for good, one thread each and at most
+/// `max_conns` at once: the excess is answered 503 from the accepting thread, without waiting
+/// (non-blocking write of a few bytes), and closed.
+pub fn accept_loop<S, I>(incoming: I, what: &str, max_conns: usize, serve_one: Arc<dyn Fn(S) + Send + Sync>)
+where
+    S: Conn + Send + 'static,
+    for<'a> &'a S: Write,
+    I: Iterator<Item = io::Result<S>>,
+{
+    let used = Arc::new(AtomicUsize::new(0));
+    for conn in incoming {
         match conn {
             Ok(stream) => {
-                let api = api.clone();
-                let spawned = std::thread::Builder::new().name("rvsd-api".into()).spawn(move || {
-                    if let Err(e) = handle(&stream, &api, None) {
-                        tracing::debug!("api connection: {e}");
+                let Some(slot) = take_slot(&used, max_conns) else {
+                    tracing::debug!("{what}: {max_conns} connections open, refusing one more");
+                    let err = ApiError::new(ErrorKind::Internal, "too many connections; try again later");
+                    let body = serde_json::to_vec(&err).unwrap_or_default();
+                    if stream.set_nonblocking(true).is_ok() {
+                        let _ = http::write_response(&mut &stream, 503, "application/json", &body);
                     }
+                    continue;
+                };
+                let f = serve_one.clone();
+                let spawned = std::thread::Builder::new().name(what.into()).spawn(move || {
+                    let _slot = slot;
+                    f(stream)
                 });
                 if let Err(e) = spawned {
-                    tracing::error!("cannot start an api thread: {e}");
+                    tracing::error!("{what}: cannot start a connection thread: {e}");
                 }
             }
             Err(e) => {
-                tracing::error!("accept on {}: {e}", path.display());
+                tracing::error!("{what}: accept: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
 }
 
+/// Serves the API on the Unix socket until the process ends.
+pub fn serve(listener: UnixListener, api: Arc<Api>, path: PathBuf) {
+    serve_unix_with(listener, api, path, API_POLICY)
+}
+
+fn serve_unix_with(listener: UnixListener, api: Arc<Api>, path: PathBuf, policy: Policy) {
+    let what = format!("api {}", path.display());
+    let f: Arc<dyn Fn(UnixStream) + Send + Sync> = Arc::new(move |stream: UnixStream| {
+        if let Err(e) = handle(&stream, &api, None, &policy) {
+            tracing::debug!("api connection: {e}");
+        }
+    });
+    accept_loop(listener.incoming(), &what, policy.max_conns, f)
+}
+
 /// The API on TCP (`--api-listen`): every request must carry `Authorization: Bearer TOKEN`.
 pub fn serve_tcp(listener: TcpListener, api: Arc<Api>, token: String) {
-    let token = Arc::new(token);
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => {
-                let (api, token) = (api.clone(), token.clone());
-                let spawned = std::thread::Builder::new().name("rvsd-api-tcp".into()).spawn(move || {
-                    if let Err(e) = handle(&stream, &api, Some(&token)) {
-                        tracing::debug!("api tcp connection: {e}");
-                    }
-                });
-                if let Err(e) = spawned {
-                    tracing::error!("cannot start an api thread: {e}");
-                }
-            }
-            Err(e) => {
-                tracing::error!("accept on the TCP API listener: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+    serve_tcp_with(listener, api, token, API_POLICY)
+}
+
+fn serve_tcp_with(listener: TcpListener, api: Arc<Api>, token: String, policy: Policy) {
+    let f: Arc<dyn Fn(TcpStream) + Send + Sync> = Arc::new(move |stream: TcpStream| {
+        if let Err(e) = handle(&stream, &api, Some(&token), &policy) {
+            tracing::debug!("api tcp connection: {e}");
         }
-    }
+    });
+    accept_loop(listener.incoming(), "rvsd-api-tcp", policy.max_conns, f)
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
@@ -116,7 +170,7 @@ fn same_token(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// True when the request carries `Authorization: Bearer <token>`.
-pub fn authorized(req: &http::Request, token: &str) -> bool {
+pub fn authorized(req: &http::RequestHead, token: &str) -> bool {
     req.header("authorization")
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .is_some_and(|t| same_token(t.trim().as_bytes(), token.as_bytes()))
@@ -136,48 +190,60 @@ fn error(e: ApiError) -> (u16, Vec<u8>) {
 
 /// A stream the API is served on.
 pub trait Conn {
-    fn timeouts(&self, d: Duration) -> io::Result<()>;
+    fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()>;
+    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
 }
 
 impl Conn for UnixStream {
-    fn timeouts(&self, d: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(d))?;
-        self.set_write_timeout(Some(d))
+    fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, d)
+    }
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        UnixStream::set_nonblocking(self, on)
     }
 }
 
 impl Conn for TcpStream {
-    fn timeouts(&self, d: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(d))?;
-        self.set_write_timeout(Some(d))
+    fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, d)
+    }
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        TcpStream::set_nonblocking(self, on)
     }
 }
 
-/// Answers one request (clients send `Connection: close`; one request per connection).
-/// With `token`, a request without the right bearer token gets 401.
-fn handle<S: Conn>(stream: &S, api: &Api, token: Option<&str>) -> io::Result<()>
+/// An error answer with its status and JSON body.
+fn failure(status: u16, kind: ErrorKind, message: String) -> (u16, Vec<u8>) {
+    (status, serde_json::to_vec(&ApiError::new(kind, message)).unwrap_or_default())
+}
+
+/// Answers one request (clients send `Connection: close`; one request per connection). The
+/// whole request must arrive within `policy.deadline`. With `token`, the bearer token is
+/// checked right after the headers: a request without it gets 401 before any of its body is
+/// read. A body longer than `policy.max_body` gets 413, also unread.
+fn handle<S: Conn>(stream: &S, api: &Api, token: Option<&str>, policy: &Policy) -> io::Result<()>
 where
-    for<'a> &'a S: Read + Write,
+    for<'a> &'a S: http::ReadTimeout + Read + Write,
 {
-    stream.timeouts(Duration::from_secs(10))?;
-    let mut reader = BufReader::new(stream);
-    let (status, body) = match http::read_request(&mut reader) {
-        Ok(req) if token.is_some_and(|t| !authorized(&req, t)) => {
-            let err = ApiError::new(ErrorKind::PermissionDenied, "missing or wrong bearer token");
-            (401, serde_json::to_vec(&err).unwrap_or_default())
+    stream.set_write_timeout(Some(policy.deadline))?;
+    let deadline = Instant::now() + policy.deadline;
+    let mut reader = BufReader::new(http::DeadlineReader::new(stream, deadline));
+    let (status, body) = match http::read_request_head(&mut reader) {
+        Ok(head) if token.is_some_and(|t| !authorized(&head, t)) => {
+            failure(401, ErrorKind::PermissionDenied, "missing or wrong bearer token".into())
         }
-        Ok(req) => {
-            let (status, body, headers) = route_with_headers(api, &req.method, &req.path, &req.body);
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let mut w = stream;
-            return http::write_response_with(&mut w, status, "application/json", &headers, &body);
-        }
+        Ok(head) => match http::read_body(&mut reader, &head, policy.max_body) {
+            Ok(body) => {
+                let (status, body, headers) = route_with_headers(api, &head.method, &head.path, &body);
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let mut w = stream;
+                return http::write_response_with(&mut w, status, "application/json", &headers, &body);
+            }
+            Err(e) => failure(e.status().max(400), ErrorKind::BadRequest, e.to_string()),
+        },
         Err(http::HttpError::Closed) => return Ok(()),
-        Err(e) => {
-            let status = e.status();
-            let err = ApiError::new(ErrorKind::BadRequest, e.to_string());
-            (status, serde_json::to_vec(&err).unwrap_or_default())
-        }
+        Err(http::HttpError::Io(e)) => return Err(e),
+        Err(e) => failure(e.status(), ErrorKind::BadRequest, e.to_string()),
     };
     let mut w = stream;
     http::write_response(&mut w, status, "application/json", &body)
@@ -359,6 +425,92 @@ mod tests {
         assert_eq!(st, 200);
         assert!(serde_json::from_slice::<control::api::Snapshot>(&body).is_ok());
         assert!(same_token(b"abc", b"abc") && !same_token(b"abc", b"abd") && !same_token(b"ab", b"abc"));
+    }
+
+    /// A TCP API server with `policy` and token `t0k`.
+    fn tcp_server(policy: Policy) -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let a = api();
+        std::thread::spawn(move || serve_tcp_with(l, a, "t0k".into(), policy));
+        addr
+    }
+
+    fn status_of(s: &TcpStream) -> u16 {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        http::read_response(&mut BufReader::new(s)).map(|r| r.status).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_slow_client_is_cut_at_the_request_deadline() {
+        let addr = tcp_server(Policy { deadline: Duration::from_millis(500), ..API_POLICY });
+        let mut s = TcpStream::connect(addr).unwrap();
+        let t0 = Instant::now();
+        // A byte every 100 ms: far within a per-read timeout, never a whole request.
+        let head = b"GET /v1/snapshot HTTP/1.1\r\nAuthorization: Bearer t0k\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaa";
+        for b in head {
+            if s.write_all(&[*b]).is_err() || t0.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            if t0.elapsed() > Duration::from_millis(700) {
+                break;
+            }
+        }
+        assert_eq!(status_of(&s), 408);
+        assert!(t0.elapsed() < Duration::from_secs(2), "cut after {:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn an_unauthenticated_or_oversized_body_is_refused_before_it_is_read() {
+        let addr = tcp_server(API_POLICY);
+        // 50 MB announced, nothing sent: the answer comes at once, without the body.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"POST /v1/command HTTP/1.1\r\nContent-Length: 50000000\r\n\r\n").unwrap();
+        let t0 = Instant::now();
+        assert_eq!(status_of(&s), 401);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        // Authenticated but above the 1 MiB body limit: 413, also unread.
+        let mut s = TcpStream::connect(addr).unwrap();
+        let len = http::MAX_REQUEST_BODY + 1;
+        s.write_all(
+            format!("POST /v1/command HTTP/1.1\r\nAuthorization: Bearer t0k\r\nContent-Length: {len}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        let t0 = Instant::now();
+        assert_eq!(status_of(&s), 413);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        // Within the limit, the request is served.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"POST /v1/command HTTP/1.1\r\nAuthorization: Bearer t0k\r\nContent-Length: 7\r\n\r\n\"Clear\"")
+            .unwrap();
+        assert_eq!(status_of(&s), 200);
+    }
+
+    #[test]
+    fn connections_above_the_cap_get_503() {
+        let addr = tcp_server(Policy { max_conns: 3, ..API_POLICY });
+        // Three idle connections hold every slot.
+        let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let s = TcpStream::connect(addr).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(status_of(&s), 503);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        // One closes: its slot is free again.
+        drop(idle.into_iter().next());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /v1/stats HTTP/1.1\r\nAuthorization: Bearer t0k\r\n\r\n").unwrap();
+            match status_of(&s) {
+                200 => break,
+                503 if Instant::now() < deadline => continue,
+                other => panic!("status {other}"),
+            }
+        }
     }
 
     #[test]
