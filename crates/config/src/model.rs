@@ -23,7 +23,24 @@ pub struct Config {
     /// Clear the table before installing this one (keepalived `lvs_flush`).
     pub flush_on_start: bool,
     pub services: Vec<VirtualService>,
+    /// Firewall-mark classifier rules (native `[[fwmark]]`), first match wins: how packets get
+    /// the marks `-f` services select (what `iptables -t mangle -j MARK` does for kernel IPVS).
+    pub fwmark_rules: Vec<FwmarkRule>,
     pub warnings: Vec<Warning>,
+}
+
+/// One classifier rule: packets to `daddr/dprefix` (optionally from `saddr`), of `protocol`
+/// (0 = any) and to a destination port in `ports`, get `mark`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FwmarkRule {
+    pub mark: u32,
+    pub daddr: IpAddr,
+    pub dprefix: u8,
+    pub saddr: Option<(IpAddr, u8)>,
+    /// IP protocol number (6, 17, 132), 0 for any.
+    pub protocol: u8,
+    /// Inclusive destination port range; (0, 65535) = any.
+    pub ports: (u16, u16),
 }
 
 /// An interface of the director and the addresses (VIPs) rvs answers for on it.

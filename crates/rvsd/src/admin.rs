@@ -117,10 +117,13 @@ impl Admin {
     pub fn install(&self, plan: &crate::cfgload::Plan) -> Result<(), ApiError> {
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         self.check_vips(plan)?;
-        self.steer_ahead(&SteerSet::of_services(plan.table.iter().map(|(c, _)| c)));
+        self.steer_ahead(&SteerSet::of_services(plan.table.iter().map(|(c, _)| c)).with_rules(&plan.fwmark_rules));
         let r = self.node.ipvs.replace_table(plan.table.clone()).map_err(admin_error);
         if r.is_ok() {
             self.node.ipvs.set_all_timeouts(plan.timeouts);
+            // The classifier's rules (`[[fwmark]]`): what gives packets the marks `-f`
+            // services select.
+            self.node.set_fwmark_rules(plan.fwmark_rules.clone());
         }
         self.update_steering();
         r
@@ -205,6 +208,11 @@ impl Admin {
         Ok(out)
     }
 
+    /// What the steering program needs now: the published table and classifier rules.
+    fn steer_set(&self) -> SteerSet {
+        SteerSet::of(&self.node.ipvs.services_full(), &self.node.ipvs.fwmark_rules())
+    }
+
     /// Before a table is published: attaches a program covering both the running table and
     /// `next` (its VIPs too, the wider mask). A SYN to a new VIP arriving between the publish
     /// and a later attach would be hashed by VIP while its reply is hashed by client; a VIP
@@ -212,7 +220,7 @@ impl Admin {
     /// Removals are the other way round: publish, then [`Admin::update_steering`].
     fn steer_ahead(&self, next: &SteerSet) {
         if let Some(s) = &self.steering {
-            let set = SteerSet::of(&self.node.ipvs.services_full()).union(next);
+            let set = self.steer_set().union(next);
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = s.update(&set) {
                 tracing::error!("steering program: {e}");
@@ -224,7 +232,7 @@ impl Admin {
     /// netmask, before the command returns: a client may send the moment its `-A` succeeded.
     fn update_steering(&self) {
         if let Some(s) = &self.steering {
-            let set = SteerSet::of(&self.node.ipvs.services_full());
+            let set = self.steer_set();
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = s.update(&set) {
                 tracing::error!("steering program: {e}");
@@ -592,17 +600,67 @@ mod tests {
         log.lock().unwrap().clear();
         let mut sc = ipvs::ServiceConfig::new(ipvs::ServiceKey::tcp(VIP.parse().unwrap(), 80), "rr");
         sc.persistent = None;
-        let plan = crate::cfgload::Plan { table: vec![(sc, vec![])], timeouts: Default::default() };
+        let plan =
+            crate::cfgload::Plan { table: vec![(sc, vec![])], timeouts: Default::default(), fwmark_rules: vec![] };
         a.install(&plan).unwrap();
         assert_eq!(log.lock().unwrap().first(), Some(&(true, false)), "install: attached before publishing");
         log.lock().unwrap().clear();
-        a.install(&crate::cfgload::Plan { table: vec![], timeouts: Default::default() }).unwrap();
+        a.install(&crate::cfgload::Plan { table: vec![], timeouts: Default::default(), fwmark_rules: vec![] }).unwrap();
         assert_eq!(*log.lock().unwrap(), [(false, false)]);
 
         // A refused command leaves the program as it was.
         log.lock().unwrap().clear();
         a.command(&Command::AddService(spec(tcp(VIP, 81), "nosuch"))).unwrap_err();
         assert!(log.lock().unwrap().last().is_none_or(|(covers, _)| !covers));
+    }
+
+    /// Records every set attached.
+    struct SetLog(Arc<Mutex<Vec<SteerSet>>>);
+
+    impl crate::steer::Target for SetLog {
+        fn attach(&self, set: &SteerSet, _prog: &[libc::sock_filter]) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(set.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_configuration_installs_its_fwmark_rules_and_steers_their_prefixes() {
+        let node = Node::new(Arc::new(ipvs::Ipvs::new(1000)), node::NetState::default());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sizes: Arc<[AtomicUsize]> = vec![AtomicUsize::new(0)].into();
+        let steering = Steering::new(vec![Box::new(SetLog(log.clone()))], 2);
+        let a = Admin::new(
+            node,
+            Arc::new(RateTable::default()),
+            Box::new(|_| false),
+            vec![],
+            sizes,
+            Some(steering),
+            vec![],
+        );
+        let text = "[[fwmark]]\nmark = 5\ndaddr = \"10.7.0.0/16\"\nprotocol = \"tcp\"\nports = \"80-90\"\n\
+                    [[services]]\nfwmark = 5\nscheduler = \"rr\"\n\
+                    [[services.real_servers]]\naddress = \"192.168.1.11\"\nmethod = \"nat\"\n";
+        let cfg = rvs_config::native::parse(text, "rvs.toml").unwrap();
+        let plan = crate::cfgload::plan(&cfg, &Default::default()).unwrap();
+        a.install(&plan).unwrap();
+        let want = ipvs::fwmark::FwmarkRule {
+            daddr: "10.7.0.0".parse().unwrap(),
+            dprefix: 16,
+            saddr: None,
+            protocol: 6,
+            dports: (80, 90),
+            mark: 5,
+        };
+        assert_eq!(*a.node.ipvs.fwmark_rules(), [want], "the node classifies with the file's rules");
+        let prefix = (std::net::Ipv4Addr::new(10, 7, 0, 0), 16);
+        assert_eq!(log.lock().unwrap().last().map(|s| s.prefixes.clone()), Some(vec![prefix]));
+        // A configuration without rules removes them, from the node and from the program.
+        let cfg = rvs_config::native::parse("[[services]]\nfwmark = 5\n", "rvs.toml").unwrap();
+        a.install(&crate::cfgload::plan(&cfg, &Default::default()).unwrap()).unwrap();
+        assert!(a.node.ipvs.fwmark_rules().is_empty());
+        assert_eq!(log.lock().unwrap().last().map(|s| s.prefixes.is_empty()), Some(true));
     }
 
     #[test]

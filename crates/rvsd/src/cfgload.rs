@@ -49,6 +49,8 @@ pub struct Plan {
     /// `[timeouts]` applied. Installed whole, so a timeout removed from the file returns to
     /// its default at a reload.
     pub timeouts: Timeouts,
+    /// The firewall-mark classifier's rules (`[[fwmark]]`), installed with the table.
+    pub fwmark_rules: Vec<ipvs::fwmark::FwmarkRule>,
 }
 
 /// The configuration's table in the engine's types: health taken into account as
@@ -86,7 +88,19 @@ pub fn plan(cfg: &Config, prior: &Carried) -> Result<Plan, ApiError> {
             table.push((sc, dests));
         }
     }
-    Ok(Plan { table, timeouts })
+    let fwmark_rules = cfg
+        .fwmark_rules
+        .iter()
+        .map(|r| ipvs::fwmark::FwmarkRule {
+            daddr: r.daddr,
+            dprefix: r.dprefix,
+            saddr: r.saddr,
+            protocol: r.protocol,
+            dports: r.ports,
+            mark: r.mark,
+        })
+        .collect();
+    Ok(Plan { table, timeouts, fwmark_rules })
 }
 
 /// Checks `plan` exactly as the engine would, on a scratch engine, so a reload can be

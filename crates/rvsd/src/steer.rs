@@ -11,6 +11,8 @@
 //!   but an ICMP error to a VIP (a router answering a packet the director sent to the
 //!   client, e.g. "fragmentation needed") hashes the **quoted packet's destination**, the
 //!   client, so path MTU discovery reaches the worker that owns the connection;
+//! - the same for an IPv4 frame whose destination falls in a firewall-mark rule's destination
+//!   prefix (`[[fwmark]]`: its `-f` service handles it like a VIP);
 //! - any other IPv4 frame (NAT reply real server → client, director traffic): hash the
 //!   **destination** address;
 //! - everything else (ARP, IPv6, ...): worker 0. ARP replies teach neighbours to the shared
@@ -40,6 +42,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+use ipvs::fwmark::FwmarkRule;
 use ipvs::{ServiceConfig, ServiceKey, ServiceTable};
 use libc::sock_filter;
 
@@ -67,6 +70,17 @@ pub mod op {
 
 /// The most VIPs one program holds (two instructions each; `BPF_MAXINSNS` is 4096).
 pub const MAX_VIPS: usize = 2000;
+/// The most firewall-mark rule prefixes one program holds (four instructions each); VIPs
+/// share the same budget: `2 × VIPs + 4 × prefixes ≤ 4000`.
+pub const MAX_PREFIXES: usize = 256;
+const LIST_BUDGET: usize = 4000;
+
+/// How many of the set's prefixes and VIPs a program holds.
+fn fitting(set: &SteerSet) -> (usize, usize) {
+    let p = set.prefixes.len().min(MAX_PREFIXES);
+    let v = set.vips.len().min(MAX_VIPS).min((LIST_BUDGET - 4 * p) / 2);
+    (p, v)
+}
 
 /// Offset of the quoted packet's destination address in an ICMP error, from the network
 /// header: outer IPv4 header (20, no options), ICMP header (8), then the quoted IPv4 header's
@@ -105,11 +119,14 @@ pub struct SteerSet {
     /// of the IPv4 persistent services, so one client network stays on one worker
     /// (`u32::MAX` without persistent services).
     pub client_mask: u32,
+    /// Destination prefixes of the IPv4 firewall-mark rules (network, length), sorted: a
+    /// frame to one of them is treated like a frame to a VIP (its `-f` service NATs it).
+    pub prefixes: Vec<(Ipv4Addr, u8)>,
 }
 
 impl Default for SteerSet {
     fn default() -> Self {
-        SteerSet { vips: Vec::new(), client_mask: u32::MAX }
+        SteerSet { vips: Vec::new(), client_mask: u32::MAX, prefixes: Vec::new() }
     }
 }
 
@@ -130,9 +147,22 @@ impl SteerSet {
         set
     }
 
-    /// The set of a published service table.
-    pub fn of(table: &ServiceTable) -> Self {
-        Self::of_services(table.order.iter().map(|s| &s.config))
+    /// The set of a published service table and the classifier's rules.
+    pub fn of(table: &ServiceTable, rules: &[FwmarkRule]) -> Self {
+        Self::of_services(table.order.iter().map(|s| &s.config)).with_rules(rules)
+    }
+
+    /// Adds the destination prefixes of the IPv4 rules.
+    pub fn with_rules(mut self, rules: &[FwmarkRule]) -> Self {
+        for r in rules {
+            if let IpAddr::V4(a) = r.daddr {
+                let len = r.dprefix.min(32);
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+                self.prefixes.push((Ipv4Addr::from(u32::from(a) & mask), len));
+            }
+        }
+        self.normalise();
+        self
     }
 
     /// A set covering both: every VIP of either, the wider mask. Attached while a change is
@@ -141,6 +171,7 @@ impl SteerSet {
         let mut u = SteerSet {
             vips: self.vips.iter().chain(&other.vips).copied().collect(),
             client_mask: self.client_mask & other.client_mask,
+            prefixes: self.prefixes.iter().chain(&other.prefixes).copied().collect(),
         };
         u.normalise();
         u
@@ -149,6 +180,8 @@ impl SteerSet {
     fn normalise(&mut self) {
         self.vips.sort_unstable();
         self.vips.dedup();
+        self.prefixes.sort_unstable();
+        self.prefixes.dedup();
     }
 }
 
@@ -156,10 +189,13 @@ fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// The steering program for `workers` members and this set (at most [`MAX_VIPS`] VIPs are
-/// used, the rest is ignored and reported by the caller).
+/// The steering program for `workers` members and this set (at most [`MAX_PREFIXES`]
+/// prefixes and the VIPs that fit with them are used, the rest is ignored and reported by the
+/// caller).
 pub fn program(set: &SteerSet, workers: usize) -> Vec<sock_filter> {
-    let vips = &set.vips[..set.vips.len().min(MAX_VIPS)];
+    let (np, nv) = fitting(set);
+    let vips = &set.vips[..nv];
+    let prefixes = &set.prefixes[..np];
     let n = workers.clamp(1, u32::MAX as usize) as u32;
     let mut p = Vec::with_capacity(16 + 2 * vips.len());
     // 0: A = EtherType; not IPv4 → member 0.
@@ -175,7 +211,17 @@ pub fn program(set: &SteerSet, workers: usize) -> Vec<sock_filter> {
         p.push(ins(op::JEQ_K, 0, 1, u32::from(*v)));
         p.push(ins(op::JA, 0, 0, 0));
     }
-    // Not a VIP: hash the destination (already in A).
+    // Per firewall-mark rule prefix: `A = dst & mask; jeq net ? next : skip the ja; ja src`.
+    let first_prefix = p.len();
+    for (net, len) in prefixes {
+        let mask = if *len == 0 { 0 } else { u32::MAX << (32 - u32::from(*len)) };
+        p.push(ins(op::LD_W_ABS, 0, 0, (op::SKF_NET_OFF + 16) as u32));
+        p.push(ins(op::ALU_AND_K, 0, 0, mask));
+        p.push(ins(op::JEQ_K, 0, 1, u32::from(*net)));
+        p.push(ins(op::JA, 0, 0, 0));
+    }
+    // Not a VIP: hash the destination.
+    p.push(ins(op::LD_W_ABS, 0, 0, (op::SKF_NET_OFF + 16) as u32));
     let to_hash = p.len();
     p.push(ins(op::JA, 0, 0, 0));
     // To a VIP. An ICMP error (type 3, 4 or 11) comes from a router on the way to the
@@ -197,6 +243,10 @@ pub fn program(set: &SteerSet, workers: usize) -> Vec<sock_filter> {
     p[to_hash].k = (hash - to_hash - 1) as u32;
     for i in 0..vips.len() {
         let at = first + 2 * i + 1;
+        p[at].k = (src - at - 1) as u32;
+    }
+    for i in 0..prefixes.len() {
+        let at = first_prefix + 4 * i + 3;
         p[at].k = (src - at - 1) as u32;
     }
     // hash: A = mix(A & client_mask) % n.
@@ -269,10 +319,12 @@ impl Steering {
         if self.current.as_ref() == Some(set) {
             return Ok(false);
         }
-        if set.vips.len() > MAX_VIPS {
+        let (np, nv) = fitting(set);
+        if nv < set.vips.len() || np < set.prefixes.len() {
             tracing::error!(
-                "{} IPv4 VIPs, steering covers the first {MAX_VIPS}: NAT replies for the others may reach the wrong worker",
-                set.vips.len()
+                "{} IPv4 VIPs and {} fwmark prefixes, steering covers {nv} and {np}: NAT replies for the others may reach the wrong worker",
+                set.vips.len(),
+                set.prefixes.len()
             );
         }
         if let Some(old) = &self.current
@@ -289,8 +341,9 @@ impl Steering {
             g.attach(set, &prog)?;
         }
         tracing::info!(
-            "steering program attached ({} VIPs, client mask {}, {} workers)",
+            "steering program attached ({} VIPs, {} fwmark prefixes, client mask {}, {} workers)",
             set.vips.len(),
+            set.prefixes.len(),
             Ipv4Addr::from(set.client_mask),
             self.workers
         );
@@ -358,7 +411,7 @@ mod tests {
 
     /// The program for these VIPs, without persistence mask.
     fn vip_prog(vips: &[Ipv4Addr], workers: usize) -> Vec<sock_filter> {
-        program(&SteerSet { vips: vips.to_vec(), client_mask: u32::MAX }, workers)
+        program(&SteerSet { vips: vips.to_vec(), client_mask: u32::MAX, prefixes: vec![] }, workers)
     }
 
     fn ipv4(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
@@ -447,7 +500,7 @@ mod tests {
         let mask = 0xffff_ff00; // -M 255.255.255.0
         let net = |n: u32, host: u32| Ipv4Addr::from(0xc633_0000 + (n << 8) + host); // 198.51.n.host
         for workers in [2, 4, 7] {
-            let masked = program(&SteerSet { vips: vec![VIP], client_mask: mask }, workers);
+            let masked = program(&SteerSet { vips: vec![VIP], client_mask: mask, prefixes: vec![] }, workers);
             let plain = vip_prog(&[VIP], workers);
             let mut split_without_mask = false;
             for n in 0..50 {
@@ -477,17 +530,68 @@ mod tests {
         let ipvs = ipvs::Ipvs::new(10);
         ipvs.add_service(service(ServiceKey::tcp(VIP.into(), 80), None, 0xffff_0000)).unwrap();
         ipvs.add_service(service(ServiceKey::tcp(v6, 80), Some(300), 64)).unwrap();
-        let set = SteerSet::of(&ipvs.services_full());
-        assert_eq!(set, SteerSet { vips: vec![VIP], client_mask: u32::MAX }, "no IPv4 persistent service");
+        let set = SteerSet::of(&ipvs.services_full(), &[]);
+        assert_eq!(
+            set,
+            SteerSet { vips: vec![VIP], client_mask: u32::MAX, prefixes: vec![] },
+            "no IPv4 persistent service"
+        );
         ipvs.add_service(service(ServiceKey::tcp(VIP2.into(), 443), Some(300), 0xffff_ff00)).unwrap();
         ipvs.add_service(service(ServiceKey::udp(VIP.into(), 53), Some(300), u32::MAX)).unwrap();
         ipvs.add_service(service(ServiceKey::Fwmark { mark: 3, ipv6: false }, Some(60), 0xffff_f000)).unwrap();
-        let set = SteerSet::of(&ipvs.services_full());
-        assert_eq!(set, SteerSet { vips: vec![VIP, VIP2], client_mask: 0xffff_f000 });
-        let other = SteerSet { vips: vec![Ipv4Addr::new(10, 0, 0, 1), VIP], client_mask: 0xff00_0000 };
+        let set = SteerSet::of(&ipvs.services_full(), &[]);
+        assert_eq!(set, SteerSet { vips: vec![VIP, VIP2], client_mask: 0xffff_f000, prefixes: vec![] });
+        let other =
+            SteerSet { vips: vec![Ipv4Addr::new(10, 0, 0, 1), VIP], client_mask: 0xff00_0000, prefixes: vec![] };
         let u = set.union(&other);
         assert_eq!(u.vips, [Ipv4Addr::new(10, 0, 0, 1), VIP, VIP2]);
         assert_eq!(u.client_mask, 0xff00_0000);
+    }
+
+    fn rule(daddr: &str, dprefix: u8) -> FwmarkRule {
+        FwmarkRule { daddr: daddr.parse().unwrap(), dprefix, saddr: None, protocol: 6, dports: (80, 90), mark: 1 }
+    }
+
+    #[test]
+    fn frames_to_a_fwmark_rule_prefix_are_steered_like_vip_frames() {
+        let rules = [rule("10.1.2.77", 24), rule("2001:db8::", 64), rule("172.16.9.9", 32)];
+        let set = SteerSet::default().with_rules(&rules);
+        assert_eq!(set.prefixes, [(Ipv4Addr::new(10, 1, 2, 0), 24), (Ipv4Addr::new(172, 16, 9, 9), 32)]);
+        let router = Ipv4Addr::new(203, 0, 113, 1);
+        for workers in [2, 3, 8] {
+            let prog = program(&SteerSet { vips: vec![VIP], ..set.clone() }, workers);
+            let plain = vip_prog(&[VIP], workers);
+            let mut differs = false;
+            for c in 0..100u32 {
+                let client = Ipv4Addr::from(0xc633_6400 + c);
+                let want = worker_for(client, workers) as u32;
+                for dst in [Ipv4Addr::new(10, 1, 2, 1), Ipv4Addr::new(10, 1, 2, 254), Ipv4Addr::new(172, 16, 9, 9), VIP]
+                {
+                    assert_eq!(run(&prog, &ipv4(client, dst)), want, "{client} → {dst}, {workers} workers");
+                    differs |= run(&plain, &ipv4(client, dst)) != want;
+                }
+                assert_eq!(run(&prog, &ipv4(RS, client)), want, "NAT reply to {client}");
+                assert_eq!(
+                    run(&prog, &icmp_error(router, Ipv4Addr::new(10, 1, 2, 5), 3, Ipv4Addr::new(10, 1, 2, 5), client)),
+                    want
+                );
+                // Outside the prefixes: the destination decides.
+                let other = Ipv4Addr::new(10, 1, 3, 1);
+                assert_eq!(run(&prog, &ipv4(client, other)), worker_for(other, workers) as u32);
+            }
+            assert!(differs, "without the prefixes these frames would be hashed by destination");
+        }
+        // Prefixes and VIPs share the instruction budget.
+        let many = SteerSet {
+            vips: (0..MAX_VIPS as u32).map(|i| Ipv4Addr::from(0x0a00_0000 + i)).collect(),
+            prefixes: (0..MAX_PREFIXES as u32).map(|i| (Ipv4Addr::from(0xac10_0000 + (i << 8)), 24)).collect(),
+            client_mask: u32::MAX,
+        };
+        let prog = program(&many, 4);
+        assert!(prog.len() <= 4096, "{} instructions", prog.len());
+        let client = Ipv4Addr::new(198, 51, 100, 200);
+        let last_prefix = Ipv4Addr::from(0xac10_0000 + ((MAX_PREFIXES as u32 - 1) << 8) + 3);
+        assert_eq!(run(&prog, &ipv4(client, last_prefix)), worker_for(client, 4) as u32);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The data path under load and with jumbo frames, as root, in namespaces (harness:
-//! `support/ns.rs`): a UDP NAT service, the daemon started from a native configuration file.
-//! Without root the tests print a note and pass.
+//! The data path under load, with jumbo frames and with firewall-mark rules, as root, in
+//! namespaces (harness: `support/ns.rs`): UDP NAT services, the daemon started from a native
+//! configuration file. Without root the tests print a note and pass.
 //!
 //! ```text
 //!  client ns                director ns (rvsd --config)                real-server ns
@@ -254,4 +254,79 @@ fn a_burst_larger_than_the_tx_ring_gets_through() {
     let full = d["tx_ring_full"];
     assert!(full <= u64::from(BURST / 100), "{full} tx_ring_full drops of {BURST}; {got} arrived; {d:?}");
     assert!(got >= BURST * 99 / 100, "{got} of {BURST} arrived; drops {d:?}\n{}", daemon.log());
+}
+
+/// A `-f` service fed by a `[[fwmark]]` rule of the configuration file: UDP to any address of
+/// 10.9.1.128/28 port 5000 is marked, NATed to the real server, and the replies come back from
+/// the address the client used. Several clients and two workers: the rule's prefix must be
+/// steered like a VIP (by client), or replies land on a worker without the connection.
+#[test]
+fn a_fwmark_rule_from_the_file_feeds_its_service() {
+    if !is_root() {
+        println!("note: a_fwmark_rule_from_the_file_feeds_its_service skipped: needs root");
+        return;
+    }
+    let mut netns = Netns(Vec::new());
+    let (c_ns, d_ns, r_ns) = topology(&mut netns, "f", 1500);
+    const CLIENTS: u8 = 6;
+    for k in 1..CLIENTS {
+        ip(&["-n", &c_ns, "addr", "add", &format!("10.9.1.{}/24", 2 + k), "dev", "c0"]);
+    }
+    let dir = test_dir("f");
+    let file = dir.join("rvs.toml");
+    std::fs::write(
+        &file,
+        "[[interfaces]]\nname = \"d0\"\n[[interfaces]]\nname = \"d1\"\n\
+         [[fwmark]]\nmark = 1\ndaddr = \"10.9.1.128/28\"\nprotocol = \"udp\"\nports = \"5000\"\n\
+         [[services]]\nfwmark = 1\nscheduler = \"rr\"\n\
+         [[services.real_servers]]\naddress = \"10.9.2.2:5000\"\nmethod = \"nat\"\n",
+    )
+    .unwrap();
+    let (daemon, sock) = start_daemon(&d_ns, &file, dir, "2");
+    let client = Client::new(&sock);
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let rs = in_netns(&r_ns, move || {
+        let s = udp_socket((RS, PORT), 1 << 20);
+        ready_tx.send(()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            s.send_to(&buf[..n], from).unwrap();
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let answered = in_netns(&c_ns, || {
+        let mut ok = Vec::new();
+        for k in 0..CLIENTS {
+            let src = Ipv4Addr::new(10, 9, 1, 2 + k);
+            let dst = Ipv4Addr::new(10, 9, 1, 130 + k % 3);
+            let s = udp_socket((src, 0), 1 << 20);
+            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            let msg = [k; 64];
+            let mut buf = [0u8; 2048];
+            let mut got = None;
+            for _ in 0..10 {
+                s.send_to(&msg, (dst, PORT)).unwrap();
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    got = Some((buf[..n] == msg[..], from));
+                    break;
+                }
+            }
+            ok.push((src, dst, got));
+        }
+        ok
+    })
+    .join()
+    .unwrap();
+    for (src, dst, got) in &answered {
+        match got {
+            Some((same, from)) => {
+                assert!(same, "{src} → {dst}: echo differs");
+                assert_eq!(*from, (*dst, PORT).into(), "{src}: reply from the address used");
+            }
+            None => panic!("{src} → {dst}: no echo; drops {:?}\n{}", drops(&client), daemon.log()),
+        }
+    }
+    drop(rs);
 }

@@ -41,6 +41,11 @@ pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigError> {
         cfg.sync_daemons.push(sync_daemon(t)?);
     }
     cfg.flush_on_start = top.bool("flush")?.unwrap_or(false);
+    let mut fwmark_lines = Vec::new();
+    for t in top.tables("fwmark")? {
+        fwmark_lines.push(t.line());
+        cfg.fwmark_rules.push(fwmark_rule(t)?);
+    }
     for t in top.tables("services")? {
         let (line, path) = (t.line(), t.path.clone());
         cfg.services.push(service(t)?);
@@ -49,7 +54,92 @@ pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigError> {
         }
     }
     top.finish()?;
+    for (i, r) in cfg.fwmark_rules.iter().enumerate() {
+        let served = cfg.services.iter().any(|vs| {
+            vs.keys.iter().any(
+                |k| matches!(k, ServiceKey::Fwmark { mark, ipv6 } if *mark == r.mark && *ipv6 == r.daddr.is_ipv6()),
+            )
+        });
+        if !served {
+            let family = if r.daddr.is_ipv6() { "IPv6 " } else { "" };
+            cfg.warnings.push(ConfigError::at(
+                file_name,
+                fwmark_lines.get(i).copied().unwrap_or(0),
+                &format!("fwmark[{i}].mark"),
+                format!("no {family}fwmark service with mark {}: the rule marks packets nothing serves", r.mark),
+            ));
+        }
+    }
     Ok(cfg)
+}
+
+/// `ADDR/PREFIX` or `ADDR` (the whole address).
+fn prefix(s: &str) -> Option<(IpAddr, u8)> {
+    let (a, p) = match s.split_once('/') {
+        Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+        None => (s.parse::<IpAddr>().ok()?, None),
+    };
+    let max = if a.is_ipv6() { 128 } else { 32 };
+    let p = p.unwrap_or(max);
+    (p <= max).then_some((a, p))
+}
+
+/// `[[fwmark]]`: `mark`, `daddr` (`ADDR/PREFIX`), optional `saddr`, `protocol` (`tcp`, `udp`,
+/// `sctp`, `any`: the default) and `ports` (`"80"`, `"80-90"`; needs a protocol with ports).
+fn fwmark_rule(mut t: Tbl) -> R<FwmarkRule> {
+    let mark = t.u32("mark", 1, u32::MAX)?.ok_or_else(|| t.err("missing field \"mark\""))?;
+    let d = t.str("daddr")?.ok_or_else(|| t.err("missing field \"daddr\" (ADDR/PREFIX)"))?;
+    let (daddr, dprefix) =
+        prefix(&d).ok_or_else(|| t.err_at("daddr", format!("\"{d}\" is not ADDR/PREFIX (e.g. 10.0.0.0/24)")))?;
+    let saddr = match t.str("saddr")? {
+        None => None,
+        Some(s) => {
+            let p = prefix(&s).ok_or_else(|| t.err_at("saddr", format!("\"{s}\" is not ADDR/PREFIX")))?;
+            if p.0.is_ipv6() != daddr.is_ipv6() {
+                return Err(t.err_at("saddr", "saddr and daddr must be of the same address family"));
+            }
+            Some(p)
+        }
+    };
+    let protocol = match t.str("protocol")?.as_deref() {
+        None | Some("any") => 0,
+        Some("tcp") => 6,
+        Some("udp") => 17,
+        Some("sctp") => 132,
+        Some(p) => return Err(t.err_at("protocol", format!("unknown protocol \"{p}\" (tcp, udp, sctp or any)"))),
+    };
+    let ports = match t.get("ports") {
+        None => (0, u16::MAX),
+        Some(node::Node { value: node::Value::Int(_), .. }) => {
+            if protocol == 0 {
+                return Err(t.err_at("ports", "ports need protocol tcp, udp or sctp"));
+            }
+            let v = t.u32("ports", 1, 65535)?.unwrap_or(1) as u16;
+            (v, v)
+        }
+        Some(_) => {
+            let p = t.str("ports")?.unwrap_or_default();
+            if protocol == 0 {
+                return Err(t.err_at("ports", "ports need protocol tcp, udp or sctp"));
+            }
+            let bad = || t.err_at("ports", format!("\"{p}\" is not PORT or LOW-HIGH (1..65535)"));
+            let (lo, hi) = match p.split_once('-') {
+                Some((lo, hi)) => {
+                    (lo.trim().parse::<u16>().map_err(|_| bad())?, hi.trim().parse::<u16>().map_err(|_| bad())?)
+                }
+                None => {
+                    let v = p.trim().parse::<u16>().map_err(|_| bad())?;
+                    (v, v)
+                }
+            };
+            if lo == 0 || lo > hi {
+                return Err(bad());
+            }
+            (lo, hi)
+        }
+    };
+    t.finish()?;
+    Ok(FwmarkRule { mark, daddr, dprefix, saddr, protocol, ports })
 }
 
 /// `[timeouts]`: tcp, tcpfin, udp like `--set`, plus `tcp_states` / `sctp_states`

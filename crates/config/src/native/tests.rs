@@ -169,3 +169,60 @@ fn alpha_and_inhibit_shape_the_startup_table() {
         ]
     );
 }
+
+#[test]
+fn fwmark_rules_are_parsed_and_checked() {
+    let cfg = parse(EXAMPLE, "rvs.toml").unwrap();
+    assert_eq!(
+        cfg.fwmark_rules,
+        [FwmarkRule {
+            mark: 7,
+            daddr: "10.0.0.128".parse().unwrap(),
+            dprefix: 28,
+            saddr: None,
+            protocol: 6,
+            ports: (8000, 8099),
+        }]
+    );
+    let svc = "[[services]]\nfwmark = 1\n";
+    let text = format!(
+        "[[fwmark]]\nmark = 1\ndaddr = \"10.0.0.0/24\"\nsaddr = \"198.51.100.0/24\"\nprotocol = \"udp\"\nports = 53\n\
+         [[fwmark]]\nmark = 1\ndaddr = \"10.0.1.7\"\n{svc}"
+    );
+    let cfg = parse(&text, "rvs.toml").unwrap();
+    assert_eq!(cfg.fwmark_rules[0].saddr, Some(("198.51.100.0".parse().unwrap(), 24)));
+    assert_eq!((cfg.fwmark_rules[0].protocol, cfg.fwmark_rules[0].ports), (17, (53, 53)));
+    assert_eq!((cfg.fwmark_rules[1].dprefix, cfg.fwmark_rules[1].protocol), (32, 0));
+    assert_eq!(cfg.fwmark_rules[1].ports, (0, 65535));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+
+    let rule = |body: &str| err(&format!("{svc}[[fwmark]]\nmark = 1\n{body}"));
+    assert_eq!(
+        rule("daddr = \"10.0.0.0/33\"\n"),
+        "rvs.toml:5: fwmark[0].daddr: \"10.0.0.0/33\" is not ADDR/PREFIX (e.g. 10.0.0.0/24)"
+    );
+    assert_eq!(rule(""), "rvs.toml:3: fwmark[0]: missing field \"daddr\" (ADDR/PREFIX)");
+    assert_eq!(
+        rule("daddr = \"10.0.0.0/24\"\nports = \"80-90\"\n"),
+        "rvs.toml:6: fwmark[0].ports: ports need protocol tcp, udp or sctp"
+    );
+    assert_eq!(
+        rule("daddr = \"10.0.0.0/24\"\nprotocol = \"tcp\"\nports = \"90-80\"\n"),
+        "rvs.toml:7: fwmark[0].ports: \"90-80\" is not PORT or LOW-HIGH (1..65535)"
+    );
+    assert_eq!(
+        rule("daddr = \"10.0.0.0/24\"\nsaddr = \"2001:db8::/32\"\n"),
+        "rvs.toml:6: fwmark[0].saddr: saddr and daddr must be of the same address family"
+    );
+    assert_eq!(
+        rule("daddr = \"10.0.0.0/24\"\nprotocol = \"icmp\"\n"),
+        "rvs.toml:6: fwmark[0].protocol: unknown protocol \"icmp\" (tcp, udp, sctp or any)"
+    );
+    assert_eq!(rule("daddr = \"10.0.0.0/24\"\nmask = 3\n"), "rvs.toml:6: fwmark[0].mask: unknown field");
+    // A rule for a mark no service uses is accepted with a warning.
+    let cfg = parse("[[fwmark]]\nmark = 9\ndaddr = \"10.0.0.0/24\"\n", "rvs.toml").unwrap();
+    assert_eq!(
+        cfg.warnings[0].to_string(),
+        "rvs.toml:1: fwmark[0].mark: no fwmark service with mark 9: the rule marks packets nothing serves"
+    );
+}
