@@ -42,11 +42,12 @@ impl Backend for Daemon {
         self.client.snapshot().map_err(|e| self.map(e))
     }
     fn connections(&mut self) -> Result<Vec<ConnView>, BackendError> {
-        if self.filter.is_empty() {
-            self.client.connections().map_err(|e| self.map(e))
-        } else {
-            self.client.connections_filtered(&self.filter).map_err(|e| self.map(e))
+        let (conns, truncated) = self.client.connections_listing(&self.filter).map_err(|e| self.map(e))?;
+        if truncated {
+            // stderr, so that the listing itself stays byte-compatible with ipvsadm.
+            eprintln!("rvsadm: warning: the listing is incomplete (the daemon caps a listing per worker)");
         }
+        Ok(conns)
     }
 }
 

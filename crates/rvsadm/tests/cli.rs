@@ -177,3 +177,24 @@ fn rvs_extensions_filter_drain_and_top() {
     assert_eq!(seen[2].1, "/v1/snapshot");
     assert_eq!(seen[3].1, "/v1/snapshot", "plain listings are untouched");
 }
+
+/// A listing the daemon capped is printed as usual (byte-compatible) with a warning on stderr.
+#[test]
+fn truncated_connection_listing_warns_on_stderr() {
+    let path = sock("trunc");
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).expect("bind");
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let req = http::read_request(&mut BufReader::new(&s)).expect("request");
+        let trunc = [(http::TRUNCATED_HEADER, "true")];
+        http::write_response_with(&mut &s, 200, "application/json", &trunc, b"[]").expect("write");
+        req.path
+    });
+    let out = Proc::new(bin()).arg("--socket").arg(&path).args(["-Lnc"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listing is incomplete"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("IPVS connection entries"), "{out:?}");
+    assert_eq!(server.join().unwrap(), "/v1/connections");
+    let _ = std::fs::remove_file(&path);
+}

@@ -46,9 +46,10 @@ pub struct Operator {
 }
 
 /// Name of a check type as metrics and `/v1/health` show it.
-pub fn checker_name(k: &CheckKind) -> &'static str {
-    match k {
+pub fn checker_name(c: &rvs_config::Check) -> &'static str {
+    match &c.kind {
         CheckKind::Tcp => "tcp",
+        CheckKind::Http(_) if c.tls.is_some() => "ssl",
         CheckKind::Http(_) => "http",
         CheckKind::Misc(_) => "misc",
         CheckKind::Udp(_) => "udp",
@@ -229,7 +230,7 @@ impl Operator {
                         .map(|r| {
                             let checkers = vs
                                 .and_then(|vs| vs.reals.iter().find(|x| x.addr == r.addr && x.port == r.port))
-                                .map(|x| x.checks.iter().map(|c| checker_name(&c.kind).to_string()).collect())
+                                .map(|x| x.checks.iter().map(|c| checker_name(c).to_string()).collect())
                                 .unwrap_or_default();
                             RealHealth {
                                 addr: r.addr,

@@ -91,6 +91,12 @@ fn fwmark_rule(mut t: Tbl) -> R<FwmarkRule> {
     let d = t.str("daddr")?.ok_or_else(|| t.err("missing field \"daddr\" (ADDR/PREFIX)"))?;
     let (daddr, dprefix) =
         prefix(&d).ok_or_else(|| t.err_at("daddr", format!("\"{d}\" is not ADDR/PREFIX (e.g. 10.0.0.0/24)")))?;
+    // The director treats the range as its own (ARP, steering): a very wide one would claim
+    // most of the traffic it forwards, NAT replies included.
+    let min = if daddr.is_ipv6() { 32 } else { 8 };
+    if dprefix < min {
+        return Err(t.err_at("daddr", format!("prefix /{dprefix} is too wide for a marked range (at least /{min})")));
+    }
     let saddr = match t.str("saddr")? {
         None => None,
         Some(s) => {
@@ -468,12 +474,13 @@ fn url(t: &mut Tbl, path_required: bool) -> R<Option<UrlCheck>> {
 }
 
 fn check(t: &mut Tbl, parent: &Inherit) -> R<Check> {
-    let ty = t.str("type")?.ok_or_else(|| t.err("missing field \"type\" (tcp, http, misc, udp, ping, dns, smtp)"))?;
+    let ty =
+        t.str("type")?.ok_or_else(|| t.err("missing field \"type\" (tcp, http, ssl, misc, udp, ping, dns, smtp)"))?;
     let inh = parent.overlay(&inherit(t)?);
     let kind = match ty.as_str() {
         "tcp" => CheckKind::Tcp,
         "ping" => CheckKind::Ping,
-        "http" => {
+        "http" | "ssl" => {
             let version = match t.str("http_protocol")?.as_deref() {
                 None | Some("1.0") => HttpVersion::V10,
                 Some("1.0C") => HttpVersion::V10Close,
@@ -535,12 +542,24 @@ fn check(t: &mut Tbl, parent: &Inherit) -> R<Check> {
             CheckKind::Smtp { helo_name: t.str("helo_name")?.unwrap_or_else(|| "smtpchecker.keepalived.org".into()) }
         }
         other => {
-            return Err(
-                t.err_at("type", format!("unknown check type \"{other}\" (tcp, http, misc, udp, ping, dns, smtp)"))
-            );
+            return Err(t.err_at(
+                "type",
+                format!("unknown check type \"{other}\" (tcp, http, ssl, misc, udp, ping, dns, smtp)"),
+            ));
         }
     };
     let mut c = Check::new(kind);
+    if ty == "ssl" {
+        // SSL_GET: the http check over TLS (keepalived.md §6), with the SSL block's options.
+        c.tls = Some(Tls {
+            enable_sni: t.bool("enable_sni")?.unwrap_or(false),
+            sni_name: t.str("sni_name")?,
+            ca: t.str("ca")?,
+            certificate: t.str("certificate")?,
+            key: t.str("key")?,
+            password: t.str("password")?,
+        });
+    }
     c.timing = inh.timing(&c.kind);
     c.alpha = inh.alpha.unwrap_or(false);
     c.connect_ip = t.ip("connect_ip")?;

@@ -226,3 +226,26 @@ fn fwmark_rules_are_parsed_and_checked() {
         "rvs.toml:1: fwmark[0].mark: no fwmark service with mark 9: the rule marks packets nothing serves"
     );
 }
+
+#[test]
+fn ssl_check_is_http_over_tls() {
+    let base = "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:443\"\n[[services.real_servers]]\naddress = \"10.1.1.1\"\n[[services.real_servers.checks]]\n";
+    let cfg = parse(&format!("{base}type = \"ssl\"\npath = \"/\"\nstatus = [200]\nenable_sni = true\nsni_name = \"www.example.com\"\nca = \"/etc/ssl/ca.pem\"\n"), "rvs.toml").unwrap();
+    let c = &cfg.services[0].reals[0].checks[0];
+    assert!(matches!(c.kind, CheckKind::Http(_)));
+    let tls = c.tls.as_ref().expect("an ssl check runs over TLS");
+    assert!(tls.enable_sni);
+    assert_eq!(tls.sni_name.as_deref(), Some("www.example.com"));
+    assert_eq!(tls.ca.as_deref(), Some("/etc/ssl/ca.pem"));
+    // TLS options belong to ssl checks only.
+    let e = err(&format!("{base}type = \"http\"\npath = \"/\"\nsni_name = \"x\"\n"));
+    assert!(e.starts_with("rvs.toml:9: ") && e.contains("sni_name"), "{e}");
+    let plain = parse(&format!("{base}type = \"http\"\npath = \"/\"\n"), "rvs.toml").unwrap();
+    assert!(plain.services[0].reals[0].checks[0].tls.is_none());
+}
+
+#[test]
+fn fwmark_range_may_not_be_too_wide() {
+    let e = err("[[fwmark]]\nmark = 1\ndaddr = \"0.0.0.0/0\"\n");
+    assert!(e.starts_with("rvs.toml:3: fwmark[0].daddr: prefix /0 is too wide"), "{e}");
+}
