@@ -406,38 +406,12 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// TCP state names printed by `-c`, indexed by state number (lvs-semantics.md §11).
-pub const TCP_STATE_NAMES: [&str; 11] = [
-    "NONE",
-    "ESTABLISHED",
-    "SYN_SENT",
-    "SYN_RECV",
-    "FIN_WAIT",
-    "TIME_WAIT",
-    "CLOSE",
-    "CLOSE_WAIT",
-    "LAST_ACK",
-    "LISTEN",
-    "SYNACK",
-];
+/// TCP state names printed by `-c`, indexed by state number (lvs-semantics.md §11): the
+/// engine's own table.
+pub const TCP_STATE_NAMES: [&str; 11] = ipvs::proto::tcp::NAMES;
 
-/// SCTP state names printed by `-c` (lvs-semantics.md §13).
-pub const SCTP_STATE_NAMES: [&str; 14] = [
-    "NONE",
-    "INIT1",
-    "INIT",
-    "C-SENT",
-    "C-REPLIED",
-    "C-WAIT",
-    "COOKIE",
-    "C-ECHOED",
-    "ESTABLISHED",
-    "S-SENT",
-    "S-RECEIVED",
-    "S-ACK-SENT",
-    "REJECTED",
-    "CLOSED",
-];
+/// SCTP state names printed by `-c` (lvs-semantics.md §13): the engine's own table.
+pub const SCTP_STATE_NAMES: [&str; 14] = ipvs::proto::sctp::NAMES;
 
 /// The name `-c` prints for a connection state, so the daemon fills
 /// `ConnView::state` the way the kernel would (ipvsadm-cli.md §9.5). Templates print
