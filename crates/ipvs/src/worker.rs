@@ -248,14 +248,6 @@ impl Worker {
         }
     }
 
-    /// Expire an entry at the next sweep (`expire_now`).
-    pub fn expire_now(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.get_mut(id) {
-            c.flags |= ConnFlags::EXPIRE_NOW;
-            c.expires = 0;
-        }
-    }
-
     /// Unlink an entry right away: unbind from its dest, detach from its controller.
     pub fn remove(&mut self, id: ConnId) {
         let Some(c) = self.conns.remove(id) else {

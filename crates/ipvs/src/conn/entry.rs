@@ -14,8 +14,6 @@ impl ConnFlags {
     pub const NO_CPORT: u32 = 0x0800;
     pub const TEMPLATE: u32 = 0x1000;
     pub const ONE_PACKET: u32 = 0x2000;
-    /// rvs: expire at the next sweep (the kernel's `expire_now`).
-    pub const EXPIRE_NOW: u32 = 0x0010_0000;
 }
 
 /// A connection entry (`struct ip_vs_conn`) — or a persistence template when TEMPLATE is set.
