@@ -12,77 +12,18 @@
 //! tests assert this for TCP, and assert for every flagged frame that its checksum field is
 //! indeed not the finished one.
 
+mod nsutil;
+
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use node::io::{AfPacket, FanoutMode, PktType, RingConfig};
+use nsutil::{Netns, in_netns, ip, skip_unless_root};
 
-// ---------------------------------------------------------------- namespace plumbing
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn skip_unless_root(test: &str) -> bool {
-    if !is_root() {
-        println!("note: {test} skipped: needs root (network namespaces, AF_PACKET)");
-        return true;
-    }
-    false
-}
-
-fn unique(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("rvs-t-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Owns namespaces; deleting them (in Drop, also when a test panics) removes the veth too.
-struct Netns(Vec<String>);
-
-impl Netns {
-    fn add(&mut self, tag: &str) -> String {
-        let name = unique(tag);
-        ip(&["netns", "add", &name]);
-        self.0.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-/// Runs `f` on a fresh thread that has entered namespace `ns`. Sockets created there stay
-/// in that namespace when handed back to the caller's thread.
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(format!("/var/run/netns/{ns}")).expect("open netns");
-            // SAFETY: setns on a valid namespace fd; affects only this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("netns thread panicked")
-    })
-}
+/// What these tests need root for (the note printed when skipping).
+const NEEDS: &str = "network namespaces, AF_PACKET";
 
 struct Topo {
     _ns: Netns,
@@ -237,7 +178,7 @@ fn cfg() -> RingConfig {
 
 #[test]
 fn rx_real_udp_and_tcp_from_veth_peer() {
-    if skip_unless_root("rx_real_udp_and_tcp_from_veth_peer") {
+    if skip_unless_root("rx_real_udp_and_tcp_from_veth_peer", NEEDS) {
         return;
     }
     let t = topo();
@@ -310,7 +251,7 @@ fn rx_real_udp_and_tcp_from_veth_peer() {
 
 #[test]
 fn tx_ring_reaches_real_socket_and_is_not_looped_back() {
-    if skip_unless_root("tx_ring_reaches_real_socket_and_is_not_looped_back") {
+    if skip_unless_root("tx_ring_reaches_real_socket_and_is_not_looped_back", NEEDS) {
         return;
     }
     let t = topo();
@@ -359,7 +300,7 @@ fn tx_ring_reaches_real_socket_and_is_not_looped_back() {
 
 #[test]
 fn tx_push_reports_a_full_ring() {
-    if skip_unless_root("tx_push_reports_a_full_ring") {
+    if skip_unless_root("tx_push_reports_a_full_ring", NEEDS) {
         return;
     }
     let t = topo();
@@ -392,7 +333,7 @@ fn tx_push_reports_a_full_ring() {
 
 #[test]
 fn fanout_hash_spreads_flows_and_keeps_each_on_one_socket() {
-    if skip_unless_root("fanout_hash_spreads_flows_and_keeps_each_on_one_socket") {
+    if skip_unless_root("fanout_hash_spreads_flows_and_keeps_each_on_one_socket", NEEDS) {
         return;
     }
     let t = topo();
@@ -448,7 +389,7 @@ fn fanout_hash_spreads_flows_and_keeps_each_on_one_socket() {
 
 #[test]
 fn fanout_cbpf_program_chooses_the_member() {
-    if skip_unless_root("fanout_cbpf_program_chooses_the_member") {
+    if skip_unless_root("fanout_cbpf_program_chooses_the_member", NEEDS) {
         return;
     }
     let t = topo();

@@ -5,71 +5,15 @@
 //! mtu 1400, route 2001:db8:99::/48 via 2001:db8:88::fe, permanent neighbours for both
 //! gateways. The veth peer n1 sits in a second namespace M so N holds only lo and n0.
 
-use std::fs::File;
+mod nsutil;
+
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use node::netlink::{self, Addr, Monitor, NeighState, Snapshot};
+use nsutil::{Netns, in_netns, ip, skip_unless_root};
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn skip_unless_root(test: &str) -> bool {
-    if !is_root() {
-        println!("note: {test} skipped: needs root (network namespaces)");
-        return true;
-    }
-    false
-}
-
-fn unique(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("rvs-t-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Owns namespaces; deleting them (in Drop, also when a test panics) removes the veth too.
-struct Netns(Vec<String>);
-
-impl Netns {
-    fn add(&mut self, tag: &str) -> String {
-        let name = unique(tag);
-        ip(&["netns", "add", &name]);
-        self.0.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-/// Runs `f` on a fresh thread that has entered namespace `ns`.
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(format!("/var/run/netns/{ns}")).expect("open netns");
-            // SAFETY: setns on a valid namespace fd; affects only this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("netns thread panicked")
-    })
-}
+/// What these tests need root for (the note printed when skipping).
+const NEEDS: &str = "network namespaces";
 
 const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 
@@ -99,7 +43,7 @@ fn ipa(s: &str) -> IpAddr {
 
 #[test]
 fn dump_returns_exactly_the_namespace_state() {
-    if skip_unless_root("dump_returns_exactly_the_namespace_state") {
+    if skip_unless_root("dump_returns_exactly_the_namespace_state", NEEDS) {
         return;
     }
     let (_ns, n) = build();
@@ -162,7 +106,7 @@ fn dump_returns_exactly_the_namespace_state() {
 
 #[test]
 fn monitor_reports_a_new_route() {
-    if skip_unless_root("monitor_reports_a_new_route") {
+    if skip_unless_root("monitor_reports_a_new_route", NEEDS) {
         return;
     }
     let (_ns, n) = build();

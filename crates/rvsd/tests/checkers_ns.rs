@@ -30,7 +30,6 @@
 #[path = "support/ns.rs"]
 mod ns;
 
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -40,7 +39,7 @@ use std::time::{Duration, Instant};
 use control::api::{ServiceKey, Snapshot};
 use control::client::Client;
 use control::ops::ServiceHealth;
-use ns::{Daemon, Netns, in_netns, ip, is_root};
+use ns::{Daemon, Netns, fresh_dir, health, in_netns, ip, link_up, skip_unless_root, spawn_daemon};
 use rvs_config::health::md5;
 
 const RS: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
@@ -68,9 +67,7 @@ fn topology(netns: &mut Netns, tag: &str) -> (String, String) {
     let r = netns.add(&format!("{tag}r"));
     ip(&["-n", &r, "link", "add", "r0", "type", "veth", "peer", "name", "d1", "netns", &d]);
     for (n, dev, addr) in [(&d, "d1", "10.9.2.1/24"), (&r, "r0", "10.9.2.2/24")] {
-        ip(&["-n", n, "link", "set", dev, "addrgenmode", "none"]);
-        ip(&["-n", n, "addr", "add", addr, "dev", dev]);
-        ip(&["-n", n, "link", "set", dev, "up"]);
+        link_up(n, dev, addr, None);
         ip(&["-n", n, "link", "set", "lo", "up"]);
     }
     for a in ["10.9.2.3/24", "10.9.2.6/24"] {
@@ -155,37 +152,7 @@ fn udp_echo_ready(addr: SocketAddr) -> impl Fn() -> bool + Send + 'static {
 }
 
 fn start_daemon(ns: &str, flag: &str, config: &Path, dir: PathBuf) -> (Daemon, PathBuf) {
-    let sock = dir.join("run/rvsd.sock");
-    let log = dir.join("rvsd.log");
-    let out = File::create(&log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rvsd"), flag])
-        .arg(config)
-        .args(["-i", "d1", "--workers", "1", "--log", "debug", "--socket"])
-        .arg(&sock)
-        .stdout(Stdio::null())
-        .stderr(out)
-        .spawn()
-        .expect("start rvsd");
-    let mut d = Daemon { child: Some(child), log, dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if sock.exists() && Client::new(&sock).snapshot().is_ok() {
-            break;
-        }
-        if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
-            panic!("rvsd exited early ({st}):\n{}", d.log());
-        }
-        assert!(Instant::now() < deadline, "rvsd did not come up:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (d, sock)
-}
-
-fn health(c: &Client) -> Vec<ServiceHealth> {
-    let (st, body) = c.request("GET", "/v1/health", None).expect("GET /v1/health");
-    assert_eq!(st, 200);
-    serde_json::from_slice(&body).expect("ServiceHealth list")
+    spawn_daemon(ns, dir, |c| c.arg(flag).arg(config).args(["-i", "d1", "--workers", "1", "--log", "debug"]))
 }
 
 /// Weight of dest `addr:port` in the service on VIP port `vport`; None when absent.
@@ -267,8 +234,7 @@ fn have_openssl() -> bool {
 
 #[test]
 fn every_checker_type_sees_its_server_stop_and_restart() {
-    if !is_root() {
-        println!("note: every_checker_type_sees_its_server_stop_and_restart skipped: needs root");
+    if skip_unless_root("every_checker_type_sees_its_server_stop_and_restart") {
         return;
     }
     let ssl = have_openssl();
@@ -277,8 +243,7 @@ fn every_checker_type_sees_its_server_stop_and_restart() {
     }
     let mut netns = Netns(Vec::new());
     let (d_ns, r_ns) = topology(&mut netns, "k");
-    let dir = std::env::temp_dir().join(format!("rvsd-checkers-ns-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_dir("rvsd-checkers-ns");
     let doc = dir.join("doc");
     std::fs::create_dir_all(&doc).unwrap();
     std::fs::write(doc.join("health.txt"), "healthy\n").unwrap();
@@ -450,15 +415,12 @@ fn dests(s: &Snapshot) -> Vec<(String, u32)> {
 
 #[test]
 fn quorum_loss_switches_to_the_sorry_server_and_back() {
-    if !is_root() {
-        println!("note: quorum_loss_switches_to_the_sorry_server_and_back skipped: needs root");
+    if skip_unless_root("quorum_loss_switches_to_the_sorry_server_and_back") {
         return;
     }
     let mut netns = Netns(Vec::new());
     let (d_ns, r_ns) = topology(&mut netns, "q");
-    let dir = std::env::temp_dir().join(format!("rvsd-quorum-ns-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("rvsd-quorum-ns");
     let a = Proc::new(&r_ns, &["socat", "TCP4-LISTEN:8081,bind=10.9.2.2,reuseaddr,fork", "PIPE"], &dir);
     let mut b = Proc::new(&r_ns, &["socat", "TCP4-LISTEN:8082,bind=10.9.2.2,reuseaddr,fork", "PIPE"], &dir);
     wait_ready(&r_ns, "server a", tcp_ready(SocketAddr::from((RS, 8081))));

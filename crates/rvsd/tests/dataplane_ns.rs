@@ -12,15 +12,14 @@
 mod ns;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use control::client::Client;
-use ns::{Daemon, Netns, in_netns, ip, is_root};
+use ns::{Daemon, Netns, add_client_addrs, fresh_dir, in_netns, skip_unless_root, spawn_daemon, three_namespaces};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 100);
 const RS: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
@@ -33,56 +32,8 @@ fn config() -> String {
         .to_string()
 }
 
-/// The namespaces of the diagram with links of `mtu`, named with `tag`.
-fn topology(ns: &mut Netns, tag: &str, mtu: u32) -> (String, String, String) {
-    let c = ns.add(&format!("{tag}c"));
-    let d = ns.add(&format!("{tag}d"));
-    let r = ns.add(&format!("{tag}r"));
-    ip(&["-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "d0", "netns", &d]);
-    ip(&["-n", &r, "link", "add", "r0", "type", "veth", "peer", "name", "d1", "netns", &d]);
-    let mtu = mtu.to_string();
-    for (n, dev, addr) in
-        [(&c, "c0", "10.9.1.2/24"), (&d, "d0", "10.9.1.1/24"), (&d, "d1", "10.9.2.1/24"), (&r, "r0", "10.9.2.2/24")]
-    {
-        ip(&["-n", n, "link", "set", dev, "addrgenmode", "none"]);
-        ip(&["-n", n, "link", "set", dev, "mtu", &mtu]);
-        ip(&["-n", n, "addr", "add", addr, "dev", dev]);
-        ip(&["-n", n, "link", "set", dev, "up"]);
-    }
-    for n in [&c, &d, &r] {
-        ip(&["-n", n, "link", "set", "lo", "up"]);
-    }
-    ip(&["-n", &r, "route", "add", "default", "via", "10.9.2.1"]);
-    ip(&["-n", &c, "route", "add", "default", "via", "10.9.1.1"]);
-    (c, d, r)
-}
-
 fn start_daemon(ns: &str, config: &Path, dir: PathBuf, workers: &str) -> (Daemon, PathBuf) {
-    let sock = dir.join("run/rvsd.sock");
-    let log = dir.join("rvsd.log");
-    let out = File::create(&log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rvsd"), "--config"])
-        .arg(config)
-        .args(["--workers", workers, "--log", "debug", "--socket"])
-        .arg(&sock)
-        .stdout(Stdio::null())
-        .stderr(out)
-        .spawn()
-        .expect("start rvsd");
-    let mut d = Daemon { child: Some(child), log, dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if sock.exists() && Client::new(&sock).snapshot().is_ok() {
-            break;
-        }
-        if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
-            panic!("rvsd exited early ({st}):\n{}", d.log());
-        }
-        assert!(Instant::now() < deadline, "rvsd did not come up:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (d, sock)
+    spawn_daemon(ns, dir, |c| c.arg("--config").arg(config).args(["--workers", workers, "--log", "debug"]))
 }
 
 /// The daemon's drop counters (`GET /v1/stats`).
@@ -91,14 +42,6 @@ fn drops(c: &Client) -> BTreeMap<String, u64> {
     assert_eq!(st, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     v["drops"].as_object().expect("drops").iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0))).collect()
-}
-
-/// A fresh directory for one test's files.
-fn test_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rvsd-dp-ns-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A UDP socket with a receive buffer of `bytes` (forced: we are root).
@@ -121,13 +64,12 @@ fn udp_socket(bind: (Ipv4Addr, u16), bytes: i32) -> UdpSocket {
 /// are sized for the served MTU (a 2048-byte slot used to drop it as `frag_needed`, no ICMP).
 #[test]
 fn jumbo_udp_through_nat() {
-    if !is_root() {
-        println!("note: jumbo_udp_through_nat skipped: needs root");
+    if skip_unless_root("jumbo_udp_through_nat") {
         return;
     }
     let mut netns = Netns(Vec::new());
-    let (c_ns, d_ns, r_ns) = topology(&mut netns, "j", 9000);
-    let dir = test_dir("j");
+    let (c_ns, d_ns, r_ns) = three_namespaces(&mut netns, "j", Some(9000));
+    let dir = fresh_dir("rvsd-dp-ns-j");
     let file = dir.join("rvs.toml");
     std::fs::write(&file, config()).unwrap();
     let (daemon, sock) = start_daemon(&d_ns, &file, dir, "2");
@@ -186,13 +128,12 @@ const BURST: u32 = 5000;
 /// 5000).
 #[test]
 fn a_burst_larger_than_the_tx_ring_gets_through() {
-    if !is_root() {
-        println!("note: a_burst_larger_than_the_tx_ring_gets_through skipped: needs root");
+    if skip_unless_root("a_burst_larger_than_the_tx_ring_gets_through") {
         return;
     }
     let mut netns = Netns(Vec::new());
-    let (c_ns, d_ns, r_ns) = topology(&mut netns, "b", 1500);
-    let dir = test_dir("b");
+    let (c_ns, d_ns, r_ns) = three_namespaces(&mut netns, "b", Some(1500));
+    let dir = fresh_dir("rvsd-dp-ns-b");
     let file = dir.join("rvs.toml");
     std::fs::write(&file, config()).unwrap();
     // A shaper on the way to the real server holds sent frames for a while, as a NIC does
@@ -262,17 +203,14 @@ fn a_burst_larger_than_the_tx_ring_gets_through() {
 /// steered like a VIP (by client), or replies land on a worker without the connection.
 #[test]
 fn a_fwmark_rule_from_the_file_feeds_its_service() {
-    if !is_root() {
-        println!("note: a_fwmark_rule_from_the_file_feeds_its_service skipped: needs root");
+    if skip_unless_root("a_fwmark_rule_from_the_file_feeds_its_service") {
         return;
     }
     let mut netns = Netns(Vec::new());
-    let (c_ns, d_ns, r_ns) = topology(&mut netns, "f", 1500);
+    let (c_ns, d_ns, r_ns) = three_namespaces(&mut netns, "f", Some(1500));
     const CLIENTS: u8 = 6;
-    for k in 1..CLIENTS {
-        ip(&["-n", &c_ns, "addr", "add", &format!("10.9.1.{}/24", 2 + k), "dev", "c0"]);
-    }
-    let dir = test_dir("f");
+    add_client_addrs(&c_ns, CLIENTS);
+    let dir = fresh_dir("rvsd-dp-ns-f");
     let file = dir.join("rvs.toml");
     std::fs::write(
         &file,

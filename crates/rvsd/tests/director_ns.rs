@@ -10,19 +10,23 @@
 //! The client connects to VIP:80 (rvs answers its ARP), rvs NATs to 10.9.2.2:8080, the real
 //! server echoes, replies come back through rvs with the VIP as source. Peers keep their
 //! default offloads (partial checksums reach the director). Namespaces and the daemon are
-//! removed by guards, also when an assertion fails.
+//! removed by guards (harness: `support/ns.rs`), also when an assertion fails.
 
-use std::fs::File;
+#[path = "support/ns.rs"]
+mod ns;
+
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use control::api::{self, Command as Cmd, ErrorKind};
 use control::client::{Client, ClientError};
+use ns::{
+    Daemon, Netns, add_client_addrs, connect_from, fresh_dir, in_netns, skip_unless_root, spawn_daemon,
+    three_namespaces, wait_exit,
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 100);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 2);
@@ -33,127 +37,17 @@ const WORKERS: &str = "4";
 const DIR_EXT: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 1);
 const RS: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
 
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Namespaces, deleted on drop (veths go with them).
-struct Netns(Vec<String>);
-
-impl Netns {
-    fn add(&mut self, tag: &str) -> String {
-        let name = format!("rvsd-t-{}-{tag}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        self.0.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-/// The daemon process; killed on drop if still running.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-    dir: PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- rvsd log ----\n{}", self.log());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Runs `f` on a thread inside namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        let file = File::open(format!("/var/run/netns/{ns}")).expect("open netns");
-        // SAFETY: setns on a valid namespace fd; affects only this thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-}
-
-fn topology(ns: &mut Netns) -> (String, String, String) {
-    let c = ns.add("c");
-    let d = ns.add("d");
-    let r = ns.add("r");
-    ip(&["-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "d0", "netns", &d]);
-    ip(&["-n", &r, "link", "add", "r0", "type", "veth", "peer", "name", "d1", "netns", &d]);
-    for (n, dev, addr) in
-        [(&c, "c0", "10.9.1.2/24"), (&d, "d0", "10.9.1.1/24"), (&d, "d1", "10.9.2.1/24"), (&r, "r0", "10.9.2.2/24")]
-    {
-        ip(&["-n", n, "link", "set", dev, "addrgenmode", "none"]);
-        ip(&["-n", n, "addr", "add", addr, "dev", dev]);
-        ip(&["-n", n, "link", "set", dev, "up"]);
-    }
-    for n in [&c, &d, &r] {
-        ip(&["-n", n, "link", "set", "lo", "up"]);
-    }
-    for k in 1..CLIENTS {
-        ip(&["-n", &c, "addr", "add", &format!("10.9.1.{}/24", 2 + k), "dev", "c0"]);
-    }
-    ip(&["-n", &r, "route", "add", "default", "via", "10.9.2.1"]);
-    ip(&["-n", &c, "route", "add", "default", "via", "10.9.1.1"]);
+/// The namespaces of the diagram, with `CLIENTS` client addresses.
+fn topology(netns: &mut Netns) -> (String, String, String) {
+    let (c, d, r) = three_namespaces(netns, "", None);
+    add_client_addrs(&c, CLIENTS);
     (c, d, r)
 }
 
 fn start_daemon(ns: &str) -> (Daemon, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("rvsd-t-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("run/rvsd.sock");
-    let log = dir.join("rvsd.log");
-    let out = File::create(&log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rvsd"), "-i", "d0", "-i", "d1", "--workers", WORKERS])
-        .args(["--log", "debug", "--socket"])
-        .arg(&sock)
-        .stdout(Stdio::null())
-        .stderr(out)
-        .spawn()
-        .expect("start rvsd");
-    let mut d = Daemon { child: Some(child), log, dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if sock.exists() && Client::new(&sock).snapshot().is_ok() {
-            break;
-        }
-        if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
-            panic!("rvsd exited early ({st}):\n{}", d.log());
-        }
-        assert!(Instant::now() < deadline, "rvsd did not come up:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (d, sock)
+    spawn_daemon(ns, fresh_dir("rvsd-t"), |c| {
+        c.args(["-i", "d0", "-i", "d1", "--workers", WORKERS]).args(["--log", "debug"])
+    })
 }
 
 fn spec(addr: Ipv4Addr, port: u16) -> api::ServiceSpec {
@@ -168,51 +62,9 @@ fn spec(addr: Ipv4Addr, port: u16) -> api::ServiceSpec {
     }
 }
 
-/// A TCP connection from `src` (bound before connecting) to `dst`.
-fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> TcpStream {
-    use std::os::fd::FromRawFd;
-    let sa = |a: Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(a).to_be() },
-        sin_zero: [0; 8],
-    };
-    let SocketAddr::V4(dst) = dst else { panic!("IPv4 only") };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: plain socket/bind/connect with valid sockaddr_in values; the fd is owned by the
-    // TcpStream afterwards.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let s = TcpStream::from_raw_fd(fd);
-        let tv = libc::timeval { tv_sec: 15, tv_usec: 0 };
-        let tvp = &tv as *const libc::timeval as *const libc::c_void;
-        let tvl = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, tvp, tvl);
-        let local = sa(src, 0);
-        assert_eq!(libc::bind(fd, &local as *const _ as *const libc::sockaddr, len), 0, "bind {src}");
-        let remote = sa(*dst.ip(), dst.port());
-        let rc = libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len);
-        assert_eq!(rc, 0, "connect from {src} to {dst}: {}", std::io::Error::last_os_error());
-        s
-    }
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 #[test]
 fn nat_tcp_echo_through_the_daemon() {
-    if !is_root() {
-        println!("note: nat_tcp_echo_through_the_daemon skipped: needs root (network namespaces, AF_PACKET)");
+    if skip_unless_root("nat_tcp_echo_through_the_daemon") {
         return;
     }
     let mut ns = Netns(Vec::new());

@@ -18,11 +18,9 @@ mod exposition;
 #[path = "support/ns.rs"]
 mod ns;
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -30,7 +28,10 @@ use std::time::{Duration, Instant};
 use control::api::{ErrorKind, ServiceKey};
 use control::client::{Client, ClientError};
 use control::ops::ConnFilter;
-use ns::{Daemon, Netns, connect_from, in_netns, ip, is_root};
+use ns::{
+    Daemon, Netns, add_client_addrs, connect_from, fresh_dir, health, in_netns, ip, skip_unless_root, spawn_daemon,
+    three_namespaces, wait_exit,
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 100);
 const RS1: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
@@ -64,57 +65,17 @@ fn config_bad() -> String {
 }
 
 /// The namespaces of the diagram, named with `tag` (one set per test).
-fn topology(ns: &mut Netns, tag: &str) -> (String, String, String) {
-    let c = ns.add(&format!("{tag}c"));
-    let d = ns.add(&format!("{tag}d"));
-    let r = ns.add(&format!("{tag}r"));
-    ip(&["-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "d0", "netns", &d]);
-    ip(&["-n", &r, "link", "add", "r0", "type", "veth", "peer", "name", "d1", "netns", &d]);
-    for (n, dev, addr) in
-        [(&c, "c0", "10.9.1.2/24"), (&d, "d0", "10.9.1.1/24"), (&d, "d1", "10.9.2.1/24"), (&r, "r0", "10.9.2.2/24")]
-    {
-        ip(&["-n", n, "link", "set", dev, "addrgenmode", "none"]);
-        ip(&["-n", n, "addr", "add", addr, "dev", dev]);
-        ip(&["-n", n, "link", "set", dev, "up"]);
-    }
+fn topology(netns: &mut Netns, tag: &str) -> (String, String, String) {
+    let (c, d, r) = three_namespaces(netns, tag, None);
     ip(&["-n", &r, "addr", "add", "10.9.2.3/24", "dev", "r0"]);
-    for n in [&c, &d, &r] {
-        ip(&["-n", n, "link", "set", "lo", "up"]);
-    }
-    for k in 1..STREAMS {
-        ip(&["-n", &c, "addr", "add", &format!("10.9.1.{}/24", 2 + k), "dev", "c0"]);
-    }
-    ip(&["-n", &r, "route", "add", "default", "via", "10.9.2.1"]);
-    ip(&["-n", &c, "route", "add", "default", "via", "10.9.1.1"]);
+    add_client_addrs(&c, STREAMS);
     (c, d, r)
 }
 
 fn start_daemon(ns: &str, config: &Path, dir: PathBuf) -> (Daemon, PathBuf) {
-    let sock = dir.join("run/rvsd.sock");
-    let log = dir.join("rvsd.log");
-    let out = File::create(&log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rvsd"), "--config"])
-        .arg(config)
-        .args(["--workers", "2", "--log", "debug", "--metrics", "127.0.0.1:9100", "--socket"])
-        .arg(&sock)
-        .stdout(Stdio::null())
-        .stderr(out)
-        .spawn()
-        .expect("start rvsd");
-    let mut d = Daemon { child: Some(child), log, dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if sock.exists() && Client::new(&sock).snapshot().is_ok() {
-            break;
-        }
-        if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
-            panic!("rvsd exited early ({st}):\n{}", d.log());
-        }
-        assert!(Instant::now() < deadline, "rvsd did not come up:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (d, sock)
+    spawn_daemon(ns, dir, |c| {
+        c.arg("--config").arg(config).args(["--workers", "2", "--log", "debug", "--metrics", "127.0.0.1:9100"])
+    })
 }
 
 /// Echo server on real-server addresses `addrs` (port 8080), one thread per connection,
@@ -216,15 +177,12 @@ fn dests_of(c: &Client, port: u16) -> Vec<(String, u32)> {
 
 #[test]
 fn reloads_under_live_streams_metrics_filters_and_drain() {
-    if !is_root() {
-        println!("note: reloads_under_live_streams_metrics_filters_and_drain skipped: needs root");
+    if skip_unless_root("reloads_under_live_streams_metrics_filters_and_drain") {
         return;
     }
     let mut netns = Netns(Vec::new());
     let (c_ns, d_ns, r_ns) = topology(&mut netns, "o");
-    let dir = std::env::temp_dir().join(format!("rvsd-op-ns-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("rvsd-op-ns");
     let file = dir.join("rvs.toml");
     std::fs::write(&file, config_a()).unwrap();
     let (mut daemon, sock) = start_daemon(&d_ns, &file, dir.clone());
@@ -353,7 +311,7 @@ fn reloads_under_live_streams_metrics_filters_and_drain() {
     let mut child = daemon.child.take().unwrap();
     // SAFETY: kill(2) on our child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let st = ns::wait_exit(&mut child, Duration::from_secs(10)).expect("rvsd stops on SIGTERM");
+    let st = wait_exit(&mut child, Duration::from_secs(10)).expect("rvsd stops on SIGTERM");
     assert!(st.success(), "{}", daemon.log());
 }
 
@@ -405,23 +363,14 @@ fn short_connections(c_ns: &str, n: usize) -> Vec<String> {
     .expect("client thread")
 }
 
-fn health(c: &Client) -> Vec<control::ops::ServiceHealth> {
-    let (st, body) = c.request("GET", "/v1/health", None).expect("health");
-    assert_eq!(st, 200);
-    serde_json::from_slice(&body).expect("ServiceHealth list")
-}
-
 #[test]
 fn a_reload_keeps_a_failed_real_server_out() {
-    if !is_root() {
-        println!("note: a_reload_keeps_a_failed_real_server_out skipped: needs root");
+    if skip_unless_root("a_reload_keeps_a_failed_real_server_out") {
         return;
     }
     let mut netns = Netns(Vec::new());
     let (c_ns, d_ns, r_ns) = topology(&mut netns, "h");
-    let dir = std::env::temp_dir().join(format!("rvsd-health-ns-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("rvsd-health-ns");
     let file = dir.join("rvs.toml");
     std::fs::write(&file, config_health("rr", 1)).unwrap();
     let stop1 = Arc::new(AtomicBool::new(false));

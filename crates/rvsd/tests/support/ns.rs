@@ -1,18 +1,39 @@
-//! Namespace harness shared by the root tests: namespaces removed on drop, the daemon
-//! process killed on drop (its log printed when a test fails), running code inside a
-//! namespace, TCP from a chosen source address.
+//! Namespace harness shared by the root tests: namespaces removed on drop, the usual
+//! client / director / real-server topology, the daemon started in a namespace and killed on
+//! drop (its log printed when a test fails), running code inside a namespace, TCP from a
+//! chosen source address.
 #![allow(dead_code)]
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use control::client::Client;
+use control::ops::ServiceHealth;
 
 pub fn is_root() -> bool {
     // SAFETY: no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// True (after a note) when the test `test` cannot run here: it needs root.
+pub fn skip_unless_root(test: &str) -> bool {
+    if !is_root() {
+        println!("note: {test} skipped: needs root (network namespaces, AF_PACKET)");
+        return true;
+    }
+    false
+}
+
+/// A fresh, empty directory `<tmp>/<name>-<pid>` for one test's files.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 pub fn ip(args: &[&str]) {
@@ -41,6 +62,51 @@ impl Drop for Netns {
     }
 }
 
+/// Gives `dev` in namespace `ns` the address `addr` (no IPv6 link-local: addrgenmode none)
+/// and the MTU `mtu` if given, and brings it up.
+pub fn link_up(ns: &str, dev: &str, addr: &str, mtu: Option<u32>) {
+    ip(&["-n", ns, "link", "set", dev, "addrgenmode", "none"]);
+    if let Some(mtu) = mtu {
+        ip(&["-n", ns, "link", "set", dev, "mtu", &mtu.to_string()]);
+    }
+    ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
+    ip(&["-n", ns, "link", "set", dev, "up"]);
+}
+
+/// The three namespaces (client, director, real server), named with `tag`, links of `mtu`
+/// when given:
+///
+/// ```text
+///  client ns                director ns                                real-server ns
+///  c0 10.9.1.2/24 ── veth ── d0 10.9.1.1/24   d1 10.9.2.1/24 ── veth ── r0 10.9.2.2/24
+///  default via 10.9.1.1                                                 default via 10.9.2.1
+/// ```
+pub fn three_namespaces(netns: &mut Netns, tag: &str, mtu: Option<u32>) -> (String, String, String) {
+    let c = netns.add(&format!("{tag}c"));
+    let d = netns.add(&format!("{tag}d"));
+    let r = netns.add(&format!("{tag}r"));
+    ip(&["-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "d0", "netns", &d]);
+    ip(&["-n", &r, "link", "add", "r0", "type", "veth", "peer", "name", "d1", "netns", &d]);
+    for (n, dev, addr) in
+        [(&c, "c0", "10.9.1.2/24"), (&d, "d0", "10.9.1.1/24"), (&d, "d1", "10.9.2.1/24"), (&r, "r0", "10.9.2.2/24")]
+    {
+        link_up(n, dev, addr, mtu);
+    }
+    for n in [&c, &d, &r] {
+        ip(&["-n", n, "link", "set", "lo", "up"]);
+    }
+    ip(&["-n", &r, "route", "add", "default", "via", "10.9.2.1"]);
+    ip(&["-n", &c, "route", "add", "default", "via", "10.9.1.1"]);
+    (c, d, r)
+}
+
+/// Client addresses 10.9.1.3 ..= 10.9.1.(1 + `clients`) on c0, next to 10.9.1.2.
+pub fn add_client_addrs(c_ns: &str, clients: u8) {
+    for k in 1..clients {
+        ip(&["-n", c_ns, "addr", "add", &format!("10.9.1.{}/24", 2 + k), "dev", "c0"]);
+    }
+}
+
 /// The daemon process; killed on drop if still running.
 pub struct Daemon {
     pub child: Option<Child>,
@@ -65,6 +131,39 @@ impl Drop for Daemon {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts rvsd in namespace `ns` with the arguments `args` adds, then `--socket
+/// <dir>/run/rvsd.sock`, its stderr in `<dir>/rvsd.log`; waits (up to 20 s) until the socket
+/// answers a snapshot. Returns the daemon guard and the socket path.
+pub fn spawn_daemon(ns: &str, dir: PathBuf, args: impl FnOnce(&mut Command) -> &mut Command) -> (Daemon, PathBuf) {
+    let sock = dir.join("run/rvsd.sock");
+    let log = dir.join("rvsd.log");
+    let out = File::create(&log).unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rvsd")]);
+    let child =
+        args(&mut cmd).arg("--socket").arg(&sock).stdout(Stdio::null()).stderr(out).spawn().expect("start rvsd");
+    let mut d = Daemon { child: Some(child), log, dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if sock.exists() && Client::new(&sock).snapshot().is_ok() {
+            break;
+        }
+        if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("rvsd exited early ({st}):\n{}", d.log());
+        }
+        assert!(Instant::now() < deadline, "rvsd did not come up:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (d, sock)
+}
+
+/// `GET /v1/health`: the checkers' view of every service.
+pub fn health(c: &Client) -> Vec<ServiceHealth> {
+    let (st, body) = c.request("GET", "/v1/health", None).expect("GET /v1/health");
+    assert_eq!(st, 200);
+    serde_json::from_slice(&body).expect("ServiceHealth list")
 }
 
 /// Runs `f` on a thread inside namespace `ns`.
