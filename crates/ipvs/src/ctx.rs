@@ -20,6 +20,12 @@ pub struct RouteTo {
 
 pub trait Routing {
     fn route(&self, dst: &IpAddr) -> Option<RouteTo>;
+
+    /// [`Routing::route`] for an IPv4 address as a number (the shortcut's per-packet lookup).
+    #[inline]
+    fn route_v4(&self, dst: u32) -> Option<RouteTo> {
+        self.route(&IpAddr::V4(dst.into()))
+    }
 }
 
 /// Implemented by the node's per-worker context, so the IPVS hooks reach their connection table

@@ -5,6 +5,7 @@ pub mod conn;
 pub mod ctx;
 pub mod defense;
 pub mod dest;
+pub mod fastpath;
 pub mod fwmark;
 pub mod hooks;
 mod icmp;

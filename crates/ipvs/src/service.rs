@@ -161,7 +161,15 @@ impl ServiceTable {
     #[inline]
     pub fn is_vip_v4(&self, addr: u32) -> bool {
         if self.vips.all.len() <= VIP_SCAN_MAX {
-            self.vips.v4.contains(&addr)
+            // A plain loop: for a handful of VIPs, cheaper than the unrolled `contains`.
+            let mut i = 0;
+            while i < self.vips.v4.len() {
+                if self.vips.v4[i] == addr {
+                    return true;
+                }
+                i += 1;
+            }
+            false
         } else {
             self.vips.map.contains_key(&IpAddr::V4(addr.into()))
         }

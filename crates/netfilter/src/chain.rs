@@ -55,6 +55,9 @@ impl<C> Clone for Entry<C> {
 
 type Chain<C> = Vec<Entry<C>>;
 
+/// Every chain, `[family][hook point]`.
+type Chains<C> = [[Arc<Chain<C>>; 5]; 3];
+
 /// A hook that keeps calling REPEAT is cut off after this many calls and the packet dropped,
 /// so no hook can stall a worker.
 const MAX_REPEAT: u32 = 64;
@@ -62,6 +65,9 @@ const MAX_REPEAT: u32 = 64;
 /// All chains: `nf_hooks[family][hook point]`.
 pub struct Hooks<C> {
     chains: [[ArcSwap<Chain<C>>; 5]; 3],
+    /// All chains as one value, republished by every (un)registration, so a snapshot is a
+    /// single reference count rather than one per chain.
+    published: ArcSwap<Chains<C>>,
     next_id: AtomicU64,
     /// Serialises writers only; readers never touch it.
     writer: Mutex<()>,
@@ -77,6 +83,7 @@ impl<C: 'static> Hooks<C> {
     pub fn new() -> Self {
         Hooks {
             chains: std::array::from_fn(|_| std::array::from_fn(|_| ArcSwap::from_pointee(Vec::new()))),
+            published: ArcSwap::from_pointee(std::array::from_fn(|_| std::array::from_fn(|_| Arc::new(Vec::new())))),
             next_id: AtomicU64::new(1),
             writer: Mutex::new(()),
         }
@@ -96,6 +103,7 @@ impl<C: 'static> Hooks<C> {
         let at = chain.partition_point(|e| e.priority <= ops.priority);
         chain.insert(at, Entry { id, priority: ops.priority, name: ops.name, hook: ops.hook });
         slot.store(Arc::new(chain));
+        self.publish();
         HookHandle { family: ops.family, point: ops.point, id }
     }
 
@@ -109,7 +117,13 @@ impl<C: 'static> Hooks<C> {
         }
         let chain: Chain<C> = old.iter().filter(|e| e.id != handle.id).cloned().collect();
         slot.store(Arc::new(chain));
+        self.publish();
         true
+    }
+
+    /// Republish all chains (writers only, under the writer lock).
+    fn publish(&self) {
+        self.published.store(Arc::new(std::array::from_fn(|f| std::array::from_fn(|p| self.chains[f][p].load_full()))));
     }
 
     /// (name, priority) of every registration on a chain, in traversal order.
@@ -126,15 +140,15 @@ impl<C: 'static> Hooks<C> {
     }
 
     /// Take a reference to every chain at once, e.g. once per batch of packets: traversing it
-    /// then costs no atomic operation at all.
+    /// then costs no atomic operation at all, and taking it costs one.
     pub fn snapshot(&self) -> Traversal<C> {
-        Traversal { chains: std::array::from_fn(|f| std::array::from_fn(|p| self.chains[f][p].load_full())) }
+        Traversal { chains: self.published.load_full() }
     }
 }
 
 /// A consistent view of all chains taken by [`Hooks::snapshot`].
 pub struct Traversal<C> {
-    chains: [[Arc<Chain<C>>; 5]; 3],
+    chains: Arc<Chains<C>>,
 }
 
 impl<C> Traversal<C> {
@@ -152,6 +166,14 @@ impl<C> Traversal<C> {
     #[inline]
     pub fn is_empty(&self, family: Family, point: HookPoint) -> bool {
         self.chains[family as usize][point as usize].is_empty()
+    }
+
+    /// True if `handle`'s registration is the only one on its chain (a node may then stand in
+    /// for the chain with a shortcut that does what that one hook does).
+    #[inline]
+    pub fn is_only(&self, handle: &HookHandle) -> bool {
+        let chain = &self.chains[handle.family as usize][handle.point as usize];
+        chain.len() == 1 && chain[0].id == handle.id
     }
 }
 

@@ -214,3 +214,18 @@ fn snapshot_traversal_sees_a_consistent_view() {
     assert!(snap.is_empty(Family::Ipv4, HookPoint::Forward));
     assert_eq!(run(&h, HookPoint::PreRouting).1, ["one", "two"]);
 }
+
+#[test]
+fn is_only_names_the_sole_registration() {
+    let h = Hooks::new();
+    let a = h.register(ops(HookPoint::LocalIn, 0, "a", Verdict::Accept));
+    assert!(h.snapshot().is_only(&a));
+    let b = h.register(ops(HookPoint::LocalIn, -5, "b", Verdict::Accept));
+    let snap = h.snapshot();
+    assert!(!snap.is_only(&a), "another hook shares the chain");
+    assert!(!snap.is_only(&b));
+    h.unregister(b);
+    assert!(h.snapshot().is_only(&a));
+    h.unregister(a);
+    assert!(!h.snapshot().is_only(&a), "unregistered");
+}

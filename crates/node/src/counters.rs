@@ -14,6 +14,8 @@ struct Slot {
     tx: AtomicU64,
     local: AtomicU64,
     arp_replies: AtomicU64,
+    /// Forwarded by the established-flow shortcut (also counted in `tx`).
+    shortcut: AtomicU64,
     drops: [AtomicU64; REASONS],
 }
 
@@ -24,6 +26,7 @@ impl Default for Slot {
             tx: AtomicU64::new(0),
             local: AtomicU64::new(0),
             arp_replies: AtomicU64::new(0),
+            shortcut: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -47,6 +50,8 @@ pub struct NodeCounts {
     pub tx: u64,
     pub local: u64,
     pub arp_replies: u64,
+    /// Of `tx`, how many went by the established-flow shortcut.
+    pub shortcut: u64,
     /// (reason, count) for every reason, in `DropReason::ALL` order.
     pub drops: Vec<(DropReason, u64)>,
 }
@@ -87,6 +92,10 @@ impl NodeCounters {
         bump(&self.slot(w).arp_replies)
     }
     #[inline]
+    pub fn shortcut(&self, w: usize) {
+        bump(&self.slot(w).shortcut)
+    }
+    #[inline]
     pub fn drop(&self, w: usize, r: DropReason) {
         let i = r as usize; // ALL lists the variants in declaration order
         bump(&self.slot(w).drops[i])
@@ -99,6 +108,7 @@ impl NodeCounters {
             c.tx += s.tx.load(Relaxed);
             c.local += s.local.load(Relaxed);
             c.arp_replies += s.arp_replies.load(Relaxed);
+            c.shortcut += s.shortcut.load(Relaxed);
             for (i, d) in s.drops.iter().enumerate() {
                 c.drops[i].1 += d.load(Relaxed);
             }

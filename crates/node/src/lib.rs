@@ -7,6 +7,7 @@ pub mod ndp;
 pub mod net;
 pub mod netlink;
 pub mod path;
+mod shortcut;
 pub mod worker;
 
 pub use net::{Interface, NetState, RouteEntry};

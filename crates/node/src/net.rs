@@ -124,13 +124,17 @@ impl Routing for NetState {
     #[inline]
     fn route(&self, dst: &IpAddr) -> Option<RouteTo> {
         if let IpAddr::V4(d) = dst {
-            let d = u32::from(*d);
-            let r = self.v4.iter().find(|r| d & r.mask == r.net)?;
-            let mut to = r.to;
-            to.next_hop = r.gateway.unwrap_or(*dst);
-            return Some(to);
+            return self.route_v4(u32::from(*d));
         }
         let r = self.lookup(dst)?;
         self.resolve(r, dst)
+    }
+
+    #[inline]
+    fn route_v4(&self, d: u32) -> Option<RouteTo> {
+        let r = self.v4.iter().find(|r| d & r.mask == r.net)?;
+        let mut to = r.to;
+        to.next_hop = r.gateway.unwrap_or(IpAddr::V4(d.into()));
+        Some(to)
     }
 }

@@ -4,6 +4,7 @@
 
 use ipvs::service::FastMap as HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -42,14 +43,23 @@ pub struct Node {
     learn_lock: Mutex<()>,
     /// The firewall-mark classifier's registration, present while it has rules.
     classifier: Mutex<Option<[netfilter::HookHandle; 2]>>,
+    /// IPVS's IPv4 in-hook (LOCAL_IN) and out-hook (FORWARD) registrations.
+    pub(crate) ipvs_v4: [netfilter::HookHandle; 2],
+    /// Use the established-flow shortcut (`shortcut.rs`) when the chains allow it.
+    pub(crate) shortcut: AtomicBool,
     pub counters: NodeCounters,
 }
 
 impl Node {
     /// A node with IPVS registered on its hooks.
     pub fn new(ipvs: Arc<ipvs::Ipvs>, net: NetState) -> Arc<Self> {
+        let hooks = Hooks::new();
+        // [v4 in, v4 out, v6 in, v6 out]
+        let h = ipvs::hooks::register(&hooks);
         let node = Node {
-            hooks: Hooks::new(),
+            hooks,
+            ipvs_v4: [h[0], h[1]],
+            shortcut: AtomicBool::new(true),
             ipvs,
             net: ArcSwap::from_pointee(net),
             learnt: ArcSwap::from_pointee(HashMap::default()),
@@ -57,8 +67,13 @@ impl Node {
             classifier: Mutex::new(None),
             counters: NodeCounters::default(),
         };
-        ipvs::hooks::register(&node.hooks);
         Arc::new(node)
+    }
+
+    /// Turn the established-flow shortcut on or off (on by default; off runs every packet
+    /// through the chains, e.g. to compare the two).
+    pub fn set_shortcut(&self, on: bool) {
+        self.shortcut.store(on, Relaxed);
     }
 
     /// Set the firewall-mark classifier's rules (first match wins). The classifier hook sits on
@@ -141,6 +156,7 @@ impl Node {
         actions: &mut [Action],
     ) {
         const MAX: usize = 64;
+        let fast = self.shortcut_allowed(tr);
         let mut hashes = [0u32; MAX];
         for (chunk_skbs, chunk_actions) in skbs.chunks_mut(MAX).zip(actions.chunks_mut(MAX)) {
             for (h, skb) in hashes.iter_mut().zip(chunk_skbs.iter_mut()) {
@@ -154,16 +170,26 @@ impl Node {
                 }
             }
             for (skb, a) in chunk_skbs.iter_mut().zip(chunk_actions.iter_mut()) {
-                *a = self.process(tr, cx, skb);
+                *a = self.process_one(tr, cx, skb, fast);
             }
         }
     }
 
     /// Run one received frame through the path. The frame in `skb` is rewritten in place.
     pub fn process(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>) -> Action {
+        let fast = self.shortcut_allowed(tr);
+        self.process_one(tr, cx, skb, fast)
+    }
+
+    #[inline]
+    fn process_one(&self, tr: &Traversal<WorkerCtx>, cx: &mut WorkerCtx, skb: &mut Skb<'_>, fast: bool) -> Action {
         let w = cx.id;
         self.counters.rx(w);
-        let a = self.path(tr, cx, skb);
+        let shortcut = if fast { self.shortcut(cx, skb) } else { None };
+        let a = match shortcut {
+            Some(a) => a,
+            None => self.path(tr, cx, skb),
+        };
         match a {
             Action::Drop(r) => self.counters.drop(w, r),
             Action::Tx(_) => {

@@ -15,7 +15,7 @@ use crate::ctx::{RouteTo, Routing};
 use crate::dest::ForwardMethod;
 use crate::packet::Tuple;
 
-pub(crate) use nat::nat_out_rewrite;
+pub(crate) use nat::{nat_out_rewrite, rewrite_v4};
 
 /// Transmit a client → real packet of connection `c`. `ip_id` feeds outer tunnel headers.
 #[inline]
@@ -66,7 +66,14 @@ pub(crate) fn dec_ttl(skb: &mut Skb<'_>) {
         return;
     }
     // One fixed-size view: no bounds check per field.
-    let Some(h) = n.first_chunk_mut::<20>() else { return };
+    if let Some(h) = n.first_chunk_mut::<20>() {
+        dec_ttl_v4(h);
+    }
+}
+
+/// Decrement an IPv4 TTL with the RFC 1624 header checksum update.
+#[inline]
+pub(crate) fn dec_ttl_v4(h: &mut [u8; 20]) {
     let ttl = h[8];
     if ttl == 0 {
         return;

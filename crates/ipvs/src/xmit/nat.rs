@@ -63,15 +63,7 @@ fn rewrite(
 ) {
     let net = skb.network_bytes_mut();
     let addr_delta = match (old_addr, new_addr) {
-        (IpAddr::V4(old4), IpAddr::V4(new4)) => {
-            let (old32, new32) = (u32::from(*old4), u32::from(*new4));
-            let d = halves(!old32) + halves(new32);
-            let a = if source { 12 } else { 16 };
-            net[a..a + 4].copy_from_slice(&new32.to_be_bytes());
-            let hc = apply(get16(net, 10), d);
-            net[10..12].copy_from_slice(&hc.to_be_bytes());
-            d
-        }
+        (IpAddr::V4(old4), IpAddr::V4(new4)) => set_v4_addr(net, source, u32::from(*old4), u32::from(*new4)),
         (IpAddr::V6(old6), IpAddr::V6(new6)) => {
             // No IPv6 header checksum; only the transport pseudo header changes.
             let d = old6.segments().iter().map(|w| u32::from(!w)).sum::<u32>()
@@ -93,9 +85,7 @@ fn rewrite(
             p.fill_checksum();
         }
     } else if t.protocol == wire::ip::protocol::TCP {
-        let off = l4 + wire::tcp::CHECKSUM_OFFSET;
-        let c = apply(get16(net, off), l4_delta);
-        net[off..off + 2].copy_from_slice(&c.to_be_bytes());
+        set_l4_csum(net, l4 + wire::tcp::CHECKSUM_OFFSET, l4_delta);
     } else {
         let off = l4 + wire::udp::CHECKSUM_OFFSET;
         let c = get16(net, off);
@@ -124,5 +114,39 @@ fn rewrite(
         };
         let c = if c == 0 { 0xffff } else { c };
         net[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// Replace the IPv4 source (`source`) or destination address and update the header checksum;
+/// returns the difference the transport checksum's pseudo header takes.
+#[inline(always)]
+fn set_v4_addr(net: &mut [u8], source: bool, old: u32, new: u32) -> u32 {
+    let d = halves(!old) + halves(new);
+    let a = if source { 12 } else { 16 };
+    net[a..a + 4].copy_from_slice(&new.to_be_bytes());
+    let hc = apply(get16(net, 10), d);
+    net[10..12].copy_from_slice(&hc.to_be_bytes());
+    d
+}
+
+/// Apply a difference to the TCP checksum, or to a UDP checksum that is present, at `off`.
+#[inline(always)]
+fn set_l4_csum(net: &mut [u8], off: usize, delta: u32) {
+    let c = apply(get16(net, off), delta);
+    net[off..off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The shortcut's rewrite (`fastpath`): an IPv4 TCP packet, or a UDP one whose checksum is
+/// present (the caller checked), with a 20-byte header. Same arithmetic as [`rewrite`].
+#[inline]
+pub(crate) fn rewrite_v4(net: &mut [u8], udp: bool, source: bool, old: (u32, u16), new: (u32, u16)) {
+    let d = set_v4_addr(net, source, old.0, new.0) + u32::from(!old.1) + u32::from(new.1);
+    let p = if source { 20 } else { 22 };
+    net[p..p + 2].copy_from_slice(&new.1.to_be_bytes());
+    let off = 20 + if udp { wire::udp::CHECKSUM_OFFSET } else { wire::tcp::CHECKSUM_OFFSET };
+    set_l4_csum(net, off, d);
+    if udp && get16(net, off) == 0 {
+        // A computed zero is sent as all ones (RFC 768).
+        net[off..off + 2].copy_from_slice(&[0xff, 0xff]);
     }
 }
