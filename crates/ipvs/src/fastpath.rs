@@ -63,11 +63,10 @@ impl Worker {
             return None;
         }
         let hash = if hash != 0 { hash } else { self.conns.hash_v4(protocol, saddr, sport) };
-        let caddr = IpAddr::V4(saddr.into());
-        let id = self.conns.lookup_in_hashed(hash, protocol, &caddr, sport, &IpAddr::V4(daddr.into()), dport)?;
+        let id = self.conns.lookup_in_v4(hash, protocol, saddr, sport, daddr, dport)?;
         let c = self.conns.get(id)?;
         let method = c.method();
-        let (IpAddr::V4(rip), Some(d)) = (c.daddr, c.dest.as_ref()) else { return None };
+        let (IpAddr::V4(rip), Some(d)) = (self.conns.daddr(c), c.dest.as_ref()) else { return None };
         if c.flags & ConnFlags::ONE_PACKET != 0
             || !matches!(method, ForwardMethod::Masq | ForwardMethod::Route)
             || !d.is_available()
@@ -115,7 +114,7 @@ impl Worker {
         let c = self.conns.get(id)?;
         let nat = c.flags & ConnFlags::FWD_MASK == 0;
         let vport = c.vport;
-        let vaddr = match c.vaddr {
+        let vaddr = match self.conns.vaddr(c) {
             IpAddr::V4(v) => u32::from(v),
             IpAddr::V6(_) => return None,
         };

@@ -129,7 +129,10 @@ impl Worker {
             return skb.drop_with(DropReason::NoDestConn);
         };
         c.in_pkts = c.in_pkts.wrapping_add(1);
-        let v = xmit::xmit(c, skb, t, routing, ip_id, pmtu);
+        let Some(c) = conns.get(id) else {
+            return skb.drop_with(DropReason::NoDestConn);
+        };
+        let v = xmit::xmit(c, &conns.addrs(c), skb, t, routing, ip_id, pmtu);
         if c.flags & ConnFlags::ONE_PACKET != 0 {
             // One-packet scheduling: the entry lives for this packet only (§9).
             self.remove(id);
@@ -191,7 +194,7 @@ impl Worker {
         let Some(c) = self.conns.get(id) else {
             return Verdict::Accept;
         };
-        let (vaddr, vport, nat) = (c.vaddr, c.vport, c.flags & ConnFlags::FWD_MASK == 0);
+        let (vaddr, vport, nat) = (self.conns.vaddr(c), c.vport, c.flags & ConnFlags::FWD_MASK == 0);
         if let Some(d) = &c.dest
             && d.is_available()
         {

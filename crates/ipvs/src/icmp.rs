@@ -201,7 +201,7 @@ impl Worker {
             d.svc_stats.count_in(w, q.ip_len);
             self.ipvs.total.count_in(w, q.ip_len);
         }
-        let (daddr, dport, nat) = (c.daddr, c.dport, c.flags & ConnFlags::FWD_MASK == 0);
+        let (daddr, dport, nat) = (self.conns.daddr(c), c.dport, c.flags & ConnFlags::FWD_MASK == 0);
         let Some(rt) = routing.route(&daddr) else { return skb.drop_with(DropReason::NoRoute) };
         if xmit::ttl(skb) <= 1 {
             return skb.drop_with(DropReason::TtlExceeded);
@@ -230,7 +230,7 @@ impl Worker {
         };
         let Worker { conns, ip_id, .. } = self;
         let Some(c) = conns.get(id) else { return Verdict::Accept };
-        xmit::xmit(c, skb, &t, routing, ip_id, false)
+        xmit::xmit(c, &conns.addrs(c), skb, &t, routing, ip_id, false)
     }
 
     /// An ICMP error being forwarded towards a client (real-server side, FORWARD): about a
@@ -250,7 +250,7 @@ impl Worker {
         if c.flags & ConnFlags::FWD_MASK != 0 {
             return Verdict::Accept;
         }
-        let (vaddr, vport, dest) = (c.vaddr, c.vport, c.dest.clone());
+        let (vaddr, vport, dest) = (self.conns.vaddr(c), c.vport, c.dest.clone());
         self.touch(id);
         let net = skb.network_bytes_mut();
         set_outer(net, true, &vaddr);

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::conn::{Conn, ConnFlags, ConnId, ConnTable, TableFull};
+use crate::conn::{Conn, ConnAddrs, ConnFlags, ConnId, ConnTable, TableFull};
 use crate::dest::{Dest, ForwardMethod};
 use crate::ipvs::Ipvs;
 use crate::proto::{Dir, NO_EVENT, Timeouts, sctp, tcp, udp};
@@ -139,25 +139,15 @@ impl Worker {
         if method != ForwardMethod::Masq {
             flags |= ConnFlags::NOOUTPUT;
         }
-        let conn = Conn {
-            caddr: t.caddr,
-            vaddr: t.vaddr,
-            daddr: dest.addr,
-            cport: t.cport,
-            vport: t.vport,
-            dport: t.dport,
-            protocol: t.protocol,
-            state: 0,
-            flags,
-            timeout: INITIAL_TIMEOUT,
-            expires: self.now + INITIAL_TIMEOUT as u64 * 1000,
-            dest: Some(dest.clone()),
-            control: control.unwrap_or(u32::MAX),
-            n_control: 0,
-            in_pkts: 0,
-            fwmark: t.fwmark,
-        };
-        let id = self.conns.insert(conn)?;
+        let mut conn = Conn::new(t.protocol, t.cport, t.vport, t.dport);
+        conn.flags = flags;
+        conn.timeout = INITIAL_TIMEOUT;
+        conn.expires = self.now + INITIAL_TIMEOUT as u64 * 1000;
+        conn.dest = Some(dest.clone());
+        conn.control = control.unwrap_or(u32::MAX);
+        conn.fwmark = t.fwmark;
+        let addrs = ConnAddrs { caddr: t.caddr, vaddr: t.vaddr, daddr: dest.addr };
+        let id = self.conns.insert(addrs, conn)?;
         dest.bind(flags & ConnFlags::TEMPLATE != 0);
         if let Some(c) = control
             && let Some(ct) = self.conns.get_mut(c)

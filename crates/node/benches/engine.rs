@@ -195,7 +195,7 @@ fn main() {
                         .conns
                         .lookup_in(6, &IpAddr::V4(a), p, &IpAddr::V4(VIP), 80)
                         .and_then(|id| cx.ipvs.conns.get(id))
-                        .map(|c| c.daddr)
+                        .map(|c| cx.ipvs.conns.daddr(c))
                         .unwrap();
                     let IpAddr::V4(rip) = c else { unreachable!() };
                     let idx = rip.octets()[3] - 10;

@@ -140,14 +140,15 @@ fn state(lab: &Lab) -> String {
         .ids()
         .filter_map(|id| t.get(id))
         .map(|c| {
+            let a = t.addrs(c);
             format!(
                 "{} {}:{} {}:{} {}:{} s{} f{:x} t{} e{} n{} c{}",
                 c.protocol,
-                c.caddr,
+                a.caddr,
                 c.cport,
-                c.vaddr,
+                a.vaddr,
                 c.vport,
-                c.daddr,
+                a.daddr,
                 c.dport,
                 c.state,
                 c.flags,

@@ -135,21 +135,21 @@ pub fn rates(r: ipvs::stats::Rates) -> api::Rates {
 /// A connection entry as `-L -c` lists it; `now_ms` is the owning worker's clock. The
 /// reference the listing's records (`listing.rs`) are tested against.
 #[cfg(test)]
-pub fn conn_view(c: &ipvs::conn::Conn, now_ms: u64) -> api::ConnView {
+pub fn conn_view(c: &ipvs::conn::Conn, a: ipvs::conn::ConnAddrs, now_ms: u64) -> api::ConnView {
     let template = c.is_template();
     let (proto, vaddr) = if template && c.fwmark != 0 {
         // Templates of fwmark services: protocol IPPROTO_IP, the mark as the address.
         (api::IPPROTO_IP, std::net::IpAddr::V4(std::net::Ipv4Addr::from(c.fwmark)))
     } else {
-        (c.protocol, c.vaddr)
+        (c.protocol, a.vaddr)
     };
     api::ConnView {
         proto,
-        caddr: c.caddr,
+        caddr: a.caddr,
         cport: c.cport,
         vaddr,
         vport: c.vport,
-        daddr: c.daddr,
+        daddr: a.daddr,
         dport: c.dport,
         state: api::state_name(c.protocol, u16::from(c.state), template, c.state != 0).to_string(),
         expires_secs: (c.expires.saturating_sub(now_ms) / 1000).min(u32::MAX as u64) as u32,

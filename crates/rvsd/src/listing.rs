@@ -11,7 +11,7 @@ use std::sync::mpsc;
 
 use control::api::{self, ConnView, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 use control::ops::ConnFilter;
-use ipvs::conn::{Conn, ConnFlags, ConnTable};
+use ipvs::conn::{Conn, ConnAddrs, ConnFlags, ConnTable};
 
 /// Most entries one worker copies for one listing: bounds the time a worker spends away
 /// from its packets (a 100 000-entry copy is a few milliseconds) and the memory of a reply.
@@ -51,12 +51,12 @@ pub struct ConnRecord {
 }
 
 impl ConnRecord {
-    /// `now_ms` is the owning worker's clock.
-    pub fn of(c: &Conn, now_ms: u64) -> Self {
+    /// `a` are the entry's addresses (`ConnTable::addrs`); `now_ms` is the owning worker's clock.
+    pub fn of(c: &Conn, a: ConnAddrs, now_ms: u64) -> Self {
         ConnRecord {
-            caddr: c.caddr,
-            vaddr: c.vaddr,
-            daddr: c.daddr,
+            caddr: a.caddr,
+            vaddr: a.vaddr,
+            daddr: a.daddr,
             cport: c.cport,
             vport: c.vport,
             dport: c.dport,
@@ -127,7 +127,7 @@ pub fn collect(table: &ConnTable, now_ms: u64, filter: &ConnFilter, limit: usize
     let mut out = ConnList { records: Vec::with_capacity(table.len().min(limit)), truncated: false };
     let unfiltered = filter.service.is_none() && filter.server.is_none() && filter.state.is_none();
     for c in table.ids().filter_map(|id| table.get(id)) {
-        let r = ConnRecord::of(c, now_ms);
+        let r = ConnRecord::of(c, table.addrs(c), now_ms);
         if !unfiltered && !r.matches(filter) {
             continue;
         }
@@ -144,25 +144,19 @@ pub fn collect(table: &ConnTable, now_ms: u64, filter: &ConnFilter, limit: usize
 mod tests {
     use super::*;
 
-    fn conn(i: u32, protocol: u8, state: u8, flags: u32, fwmark: u32) -> Conn {
-        Conn {
+    fn conn(i: u32, protocol: u8, state: u8, flags: u32, fwmark: u32) -> (ConnAddrs, Conn) {
+        let a = ConnAddrs {
             caddr: IpAddr::V4(Ipv4Addr::from(0xc633_0000 + i)),
             vaddr: "10.0.0.100".parse().unwrap(),
             daddr: if i.is_multiple_of(2) { "192.168.1.11" } else { "192.168.1.12" }.parse().unwrap(),
-            cport: (1024 + i % 60000) as u16,
-            vport: 80,
-            dport: 8080,
-            protocol,
-            state,
-            flags,
-            timeout: 900,
-            expires: 900_000,
-            dest: None,
-            control: u32::MAX,
-            n_control: 0,
-            in_pkts: 0,
-            fwmark,
-        }
+        };
+        let mut c = Conn::new(protocol, (1024 + i % 60000) as u16, 80, 8080);
+        c.state = state;
+        c.flags = flags;
+        c.timeout = 900;
+        c.expires = 900_000;
+        c.fwmark = fwmark;
+        (a, c)
     }
 
     /// `ConnRecord::matches` agrees with `ConnFilter::matches` on the view, for every kind of
@@ -201,10 +195,10 @@ mod tests {
             conn(6, 17, 0, ConnFlags::ONE_PACKET, 0),
             conn(7, 132, 2, 0, 0),
         ];
-        for c in &conns {
-            let r = ConnRecord::of(c, 1000);
+        for (a, c) in &conns {
+            let r = ConnRecord::of(c, *a, 1000);
             let v = r.view();
-            assert_eq!(v, crate::convert::conn_view(c, 1000), "the record's view is the entry's view");
+            assert_eq!(v, crate::convert::conn_view(c, *a, 1000), "the record's view is the entry's view");
             for f in &filters {
                 assert_eq!(r.matches(f), f.matches(&v), "{f:?} on {v:?}");
             }
@@ -218,7 +212,8 @@ mod tests {
         for i in 0..n {
             // One in five ESTABLISHED (TCP state 1), the others SYN_RECV (3).
             let state = if i.is_multiple_of(5) { 1 } else { 3 };
-            t.insert(conn(i, 6, state, 0, 0)).unwrap();
+            let (a, c) = conn(i, 6, state, 0, 0);
+            t.insert(a, c).unwrap();
         }
         // No filter: bounded, and says so.
         let all = collect(&t, 0, &ConnFilter::default(), LIMIT_PER_WORKER);

@@ -17,12 +17,14 @@ impl ConnFlags {
 }
 
 /// A connection entry (`struct ip_vs_conn`) — or a persistence template when TEMPLATE is set.
-/// Kept small: the table's memory per connection is this plus 16 bytes of index.
+///
+/// One cache line: an established packet touches its index slot and this line, nothing else of
+/// the table. IPv4 addresses are kept inline; IPv6 (and mixed-family) entries keep theirs in the
+/// table's side slab, so the addresses are read through the table: [`super::ConnTable::addrs`].
 #[derive(Debug)]
+#[repr(align(64))]
 pub struct Conn {
-    pub caddr: IpAddr,
-    pub vaddr: IpAddr,
-    pub daddr: IpAddr,
+    pub(crate) addrs: Addrs,
     pub cport: u16,
     pub vport: u16,
     pub dport: u16,
@@ -43,7 +45,43 @@ pub struct Conn {
     pub fwmark: u32,
 }
 
+/// Where an entry's addresses are: inline when all three are IPv4, else in slot `slot` of the
+/// table's side slab (bit i of `v4` set: address i is an IPv4 one, stored v4-mapped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Addrs {
+    V4 { c: u32, v: u32, d: u32 },
+    Wide { slot: u32, v4: u8 },
+}
+
+/// The three addresses of an entry: client, virtual, destination (real server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnAddrs {
+    pub caddr: IpAddr,
+    pub vaddr: IpAddr,
+    pub daddr: IpAddr,
+}
+
 impl Conn {
+    /// An entry for [`super::ConnTable::insert`], which places its addresses: state 0, no
+    /// dest, no controller, no timer yet.
+    pub fn new(protocol: u8, cport: u16, vport: u16, dport: u16) -> Conn {
+        Conn {
+            addrs: Addrs::V4 { c: 0, v: 0, d: 0 },
+            cport,
+            vport,
+            dport,
+            protocol,
+            state: 0,
+            flags: 0,
+            timeout: 0,
+            expires: 0,
+            dest: None,
+            control: u32::MAX,
+            n_control: 0,
+            in_pkts: 0,
+            fwmark: 0,
+        }
+    }
     #[inline]
     pub fn method(&self) -> ForwardMethod {
         ForwardMethod::from_u8((self.flags & ConnFlags::FWD_MASK) as u8).unwrap_or(ForwardMethod::Route)

@@ -4,5 +4,5 @@
 mod entry;
 mod table;
 
-pub use entry::{Conn, ConnFlags};
+pub use entry::{Conn, ConnAddrs, ConnFlags};
 pub use table::{ConnId, ConnTable, Direction, TableFull};

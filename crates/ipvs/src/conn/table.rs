@@ -11,7 +11,7 @@
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use super::entry::{Conn, ConnFlags};
+use super::entry::{Addrs, Conn, ConnAddrs, ConnFlags};
 
 /// Index of an entry in the slab; stable while the entry lives.
 pub type ConnId = u32;
@@ -34,6 +34,9 @@ pub struct ConnTable {
     mask: usize,
     entries: Vec<Option<Conn>>,
     free: Vec<ConnId>,
+    /// Addresses of the entries that are not all-IPv4 ([`Addrs::Wide`]), with their free slots.
+    wide: Vec<[[u8; 16]; 3]>,
+    wide_free: Vec<u32>,
     len: usize,
     max: usize,
     seed: foldhash::fast::RandomState,
@@ -59,6 +62,8 @@ impl ConnTable {
             mask: slots - 1,
             entries: Vec::new(),
             free: Vec::new(),
+            wide: Vec::new(),
+            wide_free: Vec::new(),
             len: 0,
             max,
             seed: foldhash::fast::RandomState::default(),
@@ -70,6 +75,7 @@ impl ConnTable {
     /// allocate on the packet path.
     pub fn reserve(&mut self, n: usize) {
         self.entries.reserve(n.min(self.max));
+        self.wide.reserve(n.min(self.max));
         advise_huge(self.entries.as_ptr() as *const u8, self.entries.capacity() * std::mem::size_of::<Option<Conn>>());
     }
 
@@ -91,9 +97,63 @@ impl ConnTable {
         self.entries.len()
     }
 
-    /// Bytes of table memory per entry at the configured maximum: index share + slab entry.
+    /// Bytes of table memory per IPv4 entry at the configured maximum: index share + slab
+    /// entry (one cache line).
     pub fn bytes_per_entry(&self) -> usize {
         self.index.len() * 8 / self.max + std::mem::size_of::<Option<Conn>>()
+    }
+
+    /// [`ConnTable::bytes_per_entry`] for an IPv6 (or mixed-family) entry: plus its addresses
+    /// in the side slab.
+    pub fn bytes_per_entry_v6(&self) -> usize {
+        self.bytes_per_entry() + std::mem::size_of::<[[u8; 16]; 3]>()
+    }
+
+    /// The addresses of an entry of this table.
+    #[inline]
+    pub fn addrs(&self, c: &Conn) -> ConnAddrs {
+        ConnAddrs { caddr: self.addr(c, 0), vaddr: self.addr(c, 1), daddr: self.addr(c, 2) }
+    }
+    /// Client address of an entry of this table.
+    #[inline]
+    pub fn caddr(&self, c: &Conn) -> IpAddr {
+        self.addr(c, 0)
+    }
+    /// Virtual address of an entry of this table.
+    #[inline]
+    pub fn vaddr(&self, c: &Conn) -> IpAddr {
+        self.addr(c, 1)
+    }
+    /// Destination (real server) address of an entry of this table.
+    #[inline]
+    pub fn daddr(&self, c: &Conn) -> IpAddr {
+        self.addr(c, 2)
+    }
+
+    /// Address `i` (0 client, 1 virtual, 2 destination).
+    #[inline]
+    fn addr(&self, c: &Conn, i: usize) -> IpAddr {
+        match c.addrs {
+            Addrs::V4 { c, v, d } => IpAddr::V4([c, v, d][i].into()),
+            Addrs::Wide { slot, v4 } => {
+                let b = self.wide.get(slot as usize).map_or([0; 16], |w| w[i]);
+                if v4 & (1 << i) != 0 {
+                    IpAddr::V4(std::net::Ipv6Addr::from(b).to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED))
+                } else {
+                    IpAddr::V6(b.into())
+                }
+            }
+        }
+    }
+
+    /// Is address `i` of `c` equal to `a`? (No conversion for the all-IPv4 case.)
+    #[inline(always)]
+    fn addr_is(&self, c: &Conn, i: usize, a: &IpAddr) -> bool {
+        match (c.addrs, a) {
+            (Addrs::V4 { c, v, d }, IpAddr::V4(x)) => [c, v, d][i] == u32::from(*x),
+            (Addrs::V4 { .. }, IpAddr::V6(_)) => false,
+            _ => self.addr(c, i) == *a,
+        }
     }
 
     /// The key hash of an IPv4 connection (same value as [`ConnTable::hash`]).
@@ -209,8 +269,20 @@ impl ConnTable {
             c.cport == sport
                 && c.vport == dport
                 && c.protocol == protocol
-                && c.caddr == *saddr
-                && c.vaddr == *daddr
+                && self.addr_is(c, 0, saddr)
+                && self.addr_is(c, 1, daddr)
+                && c.flags & ConnFlags::TEMPLATE == 0
+        })
+    }
+
+    /// [`ConnTable::lookup_in_hashed`] for an IPv4 packet, addresses as numbers (the shortcut).
+    #[inline]
+    pub fn lookup_in_v4(&self, h: u32, protocol: u8, saddr: u32, sport: u16, daddr: u32, dport: u16) -> Option<ConnId> {
+        self.find(h, |c| {
+            c.cport == sport
+                && c.vport == dport
+                && c.protocol == protocol
+                && matches!(c.addrs, Addrs::V4 { c, v, .. } if c == saddr && v == daddr)
                 && c.flags & ConnFlags::TEMPLATE == 0
         })
     }
@@ -236,12 +308,12 @@ impl ConnTable {
         self.find(h, |c| {
             c.cport == dport
                 && c.protocol == protocol
-                && c.caddr == *daddr
+                && self.addr_is(c, 0, daddr)
                 && c.flags & ConnFlags::TEMPLATE == 0
                 && if c.flags & ConnFlags::FWD_MASK == 0 {
-                    c.dport == sport && c.daddr == *saddr
+                    c.dport == sport && self.addr_is(c, 2, saddr)
                 } else {
-                    c.vport == sport && c.vaddr == *saddr
+                    c.vport == sport && self.addr_is(c, 1, saddr)
                 }
         })
     }
@@ -260,18 +332,46 @@ impl ConnTable {
             c.flags & ConnFlags::TEMPLATE != 0
                 && c.protocol == protocol
                 && c.cport == 0
-                && c.caddr == *snet
+                && self.addr_is(c, 0, snet)
                 && c.vport == vport
-                && if protocol == 0 { c.fwmark == fwmark } else { c.vaddr == *vaddr }
+                && if protocol == 0 { c.fwmark == fwmark } else { self.addr_is(c, 1, vaddr) }
         })
     }
 
-    /// Insert an entry and index it. Fails when the table holds its maximum.
-    pub fn insert(&mut self, conn: Conn) -> Result<ConnId, TableFull> {
+    /// Insert an entry with its addresses and index it. Fails when the table holds its
+    /// maximum.
+    pub fn insert(&mut self, a: ConnAddrs, mut conn: Conn) -> Result<ConnId, TableFull> {
         if self.len >= self.max {
             return Err(TableFull);
         }
-        let h = self.hash(conn.protocol, &conn.caddr, conn.cport);
+        let h = self.hash(conn.protocol, &a.caddr, conn.cport);
+        conn.addrs = match (a.caddr, a.vaddr, a.daddr) {
+            (IpAddr::V4(c), IpAddr::V4(v), IpAddr::V4(d)) => Addrs::V4 { c: c.into(), v: v.into(), d: d.into() },
+            _ => {
+                let mut w = [[0u8; 16]; 3];
+                let mut v4 = 0u8;
+                for (i, x) in [a.caddr, a.vaddr, a.daddr].iter().enumerate() {
+                    w[i] = match x {
+                        IpAddr::V4(x) => {
+                            v4 |= 1 << i;
+                            x.to_ipv6_mapped().octets()
+                        }
+                        IpAddr::V6(x) => x.octets(),
+                    };
+                }
+                let slot = match self.wide_free.pop() {
+                    Some(s) => {
+                        self.wide[s as usize] = w;
+                        s
+                    }
+                    None => {
+                        self.wide.push(w);
+                        (self.wide.len() - 1) as u32
+                    }
+                };
+                Addrs::Wide { slot, v4 }
+            }
+        };
         let id = match self.free.pop() {
             Some(id) => {
                 self.entries[id as usize] = Some(conn);
@@ -327,25 +427,31 @@ impl ConnTable {
         self.index[i] = 0;
     }
 
-    /// Change the key fields of an entry (e.g. an invalid template is re-keyed so that it never
-    /// matches again, §10).
+    /// Change the key's ports or protocol of an entry (e.g. an invalid template is re-keyed so
+    /// that it never matches again, §10); the addresses stay.
     pub fn rekey(&mut self, id: ConnId, f: impl FnOnce(&mut Conn)) {
+        let Some(c) = self.get(id) else { return };
+        let caddr = self.caddr(c);
+        let old = (c.protocol, c.cport);
         let Some(c) = self.get_mut(id) else { return };
-        let old = (c.protocol, c.caddr, c.cport);
         f(c);
-        let new = (c.protocol, c.caddr, c.cport);
+        let new = (c.protocol, c.cport);
         if old != new {
-            let oh = self.hash(old.0, &old.1, old.2);
-            let nh = self.hash(new.0, &new.1, new.2);
+            let oh = self.hash(old.0, &caddr, old.1);
+            let nh = self.hash(new.0, &caddr, new.1);
             self.index_remove(oh, id);
             self.index_insert(nh, id);
         }
     }
 
-    /// Unlink and return an entry.
+    /// Unlink and return an entry. Its addresses go with it (read them before).
     pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        let caddr = self.caddr(self.get(id)?);
         let c = self.entries.get_mut(id as usize)?.take()?;
-        let h = self.hash(c.protocol, &c.caddr, c.cport);
+        if let Addrs::Wide { slot, .. } = c.addrs {
+            self.wide_free.push(slot);
+        }
+        let h = self.hash(c.protocol, &caddr, c.cport);
         self.index_remove(h, id);
         self.free.push(id);
         self.len -= 1;
@@ -378,31 +484,25 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    fn conn(c: u32, cport: u16) -> Conn {
-        Conn {
+    fn conn(c: u32, cport: u16) -> (ConnAddrs, Conn) {
+        let a = ConnAddrs {
             caddr: IpAddr::V4(Ipv4Addr::from(c)),
             vaddr: "10.0.0.100".parse().unwrap(),
             daddr: "192.168.1.11".parse().unwrap(),
-            cport,
-            vport: 80,
-            dport: 8080,
-            protocol: 6,
-            state: 0,
-            flags: 0,
-            timeout: 60,
-            expires: 0,
-            dest: None,
-            control: u32::MAX,
-            n_control: 0,
-            in_pkts: 0,
-            fwmark: 0,
-        }
+        };
+        let mut e = Conn::new(6, cport, 80, 8080);
+        e.timeout = 60;
+        (a, e)
+    }
+
+    fn insert(t: &mut ConnTable, (a, c): (ConnAddrs, Conn)) -> Result<ConnId, TableFull> {
+        t.insert(a, c)
     }
 
     #[test]
     fn insert_find_both_directions_remove() {
         let mut t = ConnTable::new(1000);
-        let id = t.insert(conn(0xc6336407, 40512)).unwrap();
+        let id = insert(&mut t, conn(0xc6336407, 40512)).unwrap();
         let c: IpAddr = "198.51.100.7".parse().unwrap();
         let vip: IpAddr = "10.0.0.100".parse().unwrap();
         let rip: IpAddr = "192.168.1.11".parse().unwrap();
@@ -424,11 +524,11 @@ mod tests {
     fn limit_is_enforced() {
         let mut t = ConnTable::new(3);
         for p in 0..3 {
-            t.insert(conn(1, p)).unwrap();
+            insert(&mut t, conn(1, p)).unwrap();
         }
-        assert_eq!(t.insert(conn(1, 9)), Err(TableFull));
+        assert_eq!(insert(&mut t, conn(1, 9)), Err(TableFull));
         t.remove(1);
-        assert!(t.insert(conn(1, 9)).is_ok());
+        assert!(insert(&mut t, conn(1, 9)).is_ok());
     }
 
     /// Random inserts and removals against a model: every live entry stays findable through
@@ -446,7 +546,7 @@ mod tests {
             if live.len() < 3000 && (!x.is_multiple_of(3) || live.is_empty()) {
                 let (a, p) = ((x >> 20) as u32 % 64, (x >> 40) as u16);
                 if t.lookup_in(6, &IpAddr::V4(a.into()), p, &vip, 80).is_none() {
-                    let id = t.insert(conn(a, p)).unwrap();
+                    let id = insert(&mut t, conn(a, p)).unwrap();
                     live.push((a, p, id));
                 }
             } else {
@@ -463,6 +563,44 @@ mod tests {
             }
         }
         assert_eq!(t.len(), live.len());
+    }
+
+    /// IPv6 and mixed-family entries keep their addresses in the side slab: found from both
+    /// directions, addresses read back exactly, slots reused after removal.
+    #[test]
+    fn wide_entries_live_in_the_side_slab() {
+        let mut t = ConnTable::new(64);
+        let c6: IpAddr = "2001:db8:1::7".parse().unwrap();
+        let v6: IpAddr = "2001:db8:100::100".parse().unwrap();
+        let r6: IpAddr = "2001:db8:2::11".parse().unwrap();
+        let r4: IpAddr = "192.168.1.11".parse().unwrap();
+        let six = ConnAddrs { caddr: c6, vaddr: v6, daddr: r6 };
+        let mixed = ConnAddrs { caddr: c6, vaddr: v6, daddr: r4 }; // IPv6 service, IPIP to an IPv4 server
+        let a = t.insert(six, Conn::new(6, 5000, 80, 8080)).unwrap();
+        let b = t.insert(mixed, Conn::new(6, 5001, 80, 8080)).unwrap();
+        assert_eq!(t.addrs(t.get(a).unwrap()), six);
+        assert_eq!(t.addrs(t.get(b).unwrap()), mixed);
+        assert_eq!(t.lookup_in(6, &c6, 5000, &v6, 80), Some(a));
+        assert_eq!(t.lookup_in(6, &c6, 5001, &v6, 80), Some(b));
+        assert_eq!(t.lookup_out(6, &r6, 8080, &c6, 5000), Some(a));
+        assert_eq!(t.lookup_out(6, &r4, 8080, &c6, 5001), Some(b));
+        assert_eq!(t.lookup_out(6, &r6, 8080, &c6, 5001), None);
+        assert_eq!(t.wide.len(), 2);
+        t.remove(a);
+        assert_eq!(t.lookup_in(6, &c6, 5000, &v6, 80), None);
+        let c = t.insert(six, Conn::new(17, 53, 53, 53)).unwrap();
+        assert_eq!(t.wide.len(), 2, "the freed slot is reused");
+        assert_eq!(t.addrs(t.get(c).unwrap()), six);
+        assert_eq!(t.addrs(t.get(b).unwrap()), mixed, "a neighbour's addresses are untouched");
+        // An all-IPv4 entry takes no side slot.
+        insert(&mut t, conn(0x0a000001, 1)).unwrap();
+        assert_eq!(t.wide.len(), 2);
+    }
+
+    #[test]
+    fn an_entry_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Option<Conn>>(), 64);
+        assert_eq!(std::mem::align_of::<Conn>(), 64);
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod tun;
 
 use netfilter::{DropReason, Family, Output, Route, RouteKind, Skb, Verdict};
 
-use crate::conn::Conn;
+use crate::conn::{Conn, ConnAddrs};
 use crate::ctx::{RouteTo, Routing};
 use crate::dest::ForwardMethod;
 use crate::packet::Tuple;
@@ -21,13 +21,14 @@ pub(crate) use nat::{nat_out_rewrite, rewrite_v4};
 #[inline]
 pub(crate) fn xmit(
     c: &Conn,
+    a: &ConnAddrs,
     skb: &mut Skb<'_>,
     t: &Tuple,
     routing: &dyn Routing,
     ip_id: &mut u16,
     pmtu_disc: bool,
 ) -> Verdict {
-    let Some(rt) = routing.route(&c.daddr) else {
+    let Some(rt) = routing.route(&a.daddr) else {
         return skb.drop_with(DropReason::NoRoute);
     };
     // TTL first, before encapsulation and the MTU check (§16 step 2).
@@ -35,9 +36,9 @@ pub(crate) fn xmit(
         return icmp::send_error(skb, routing, icmp::Error::TimeExceeded, DropReason::TtlExceeded);
     }
     match c.method() {
-        ForwardMethod::Masq => nat::xmit(c, skb, t, &rt, routing),
+        ForwardMethod::Masq => nat::xmit(c, a, skb, t, &rt, routing),
         ForwardMethod::Route => dr::xmit(skb, t, &rt, routing),
-        ForwardMethod::Tunnel => tun::xmit(c, skb, t, &rt, routing, ip_id, pmtu_disc),
+        ForwardMethod::Tunnel => tun::xmit(c, a, skb, t, &rt, routing, ip_id, pmtu_disc),
         // A local real server or a bypass entry: leave the packet to the stack.
         ForwardMethod::Local | ForwardMethod::Bypass => Verdict::Accept,
     }

@@ -6,17 +6,24 @@ use std::net::IpAddr;
 use netfilter::{Skb, Verdict};
 use wire::checksum;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, ConnAddrs};
 use crate::ctx::{RouteTo, Routing};
 use crate::packet::Tuple;
 
 #[inline]
-pub(super) fn xmit(c: &Conn, skb: &mut Skb<'_>, t: &Tuple, rt: &RouteTo, routing: &dyn Routing) -> Verdict {
+pub(super) fn xmit(
+    c: &Conn,
+    a: &ConnAddrs,
+    skb: &mut Skb<'_>,
+    t: &Tuple,
+    rt: &RouteTo,
+    routing: &dyn Routing,
+) -> Verdict {
     if let Some(v) = super::check_mtu(skb, t, rt.mtu as usize, routing) {
         return v;
     }
     super::dec_ttl(skb);
-    nat_in_rewrite(skb, t, &c.daddr, c.dport);
+    nat_in_rewrite(skb, t, &a.daddr, c.dport);
     super::steal(skb, rt)
 }
 

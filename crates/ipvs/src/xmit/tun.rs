@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use netfilter::{DropReason, Family, Skb, Verdict};
 use wire::checksum;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, ConnAddrs};
 use crate::ctx::{RouteTo, Routing};
 use crate::dest::{TunnelCsum, TunnelType};
 use crate::packet::Tuple;
@@ -21,6 +21,7 @@ const OUTER_V6: usize = 40;
 #[inline]
 pub(super) fn xmit(
     c: &Conn,
+    a: &ConnAddrs,
     skb: &mut Skb<'_>,
     t: &Tuple,
     rt: &RouteTo,
@@ -30,7 +31,7 @@ pub(super) fn xmit(
 ) -> Verdict {
     // The outer family is the real server's; the inner one the client's (mixed families are
     // allowed for tunnels, §16).
-    let outer_v6 = match (rt.src, c.daddr) {
+    let outer_v6 = match (rt.src, a.daddr) {
         (IpAddr::V4(_), IpAddr::V4(_)) => false,
         (IpAddr::V6(_), IpAddr::V6(_)) => true,
         _ => return skb.drop_with(DropReason::NoRoute),
@@ -79,19 +80,19 @@ pub(super) fn xmit(
             }
             TunnelType::Gue => {
                 let g = encap::Gue {
-                    src_port: encap::gue_source_port(flow_of(c)),
+                    src_port: encap::gue_source_port(flow_of(c, a.caddr)),
                     dst_port: tun_port,
                     inner_proto,
                     csum: tun_csum,
                     partial: None,
                 };
-                encap::write_gue(encap_hdr, &g, rt.src, c.daddr, inner)
+                encap::write_gue(encap_hdr, &g, rt.src, a.daddr, inner)
             }
         };
         if written != Ok(extra) {
             return skb.drop_with(DropReason::HeadroomExhausted);
         }
-        match (rt.src, c.daddr) {
+        match (rt.src, a.daddr) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 let id = if df {
                     0
@@ -135,8 +136,8 @@ pub(super) fn xmit(
 }
 
 /// A per-flow value for the GUE source port, so one flow takes one path through ECMP.
-fn flow_of(c: &Conn) -> u32 {
-    let a = match c.caddr {
+fn flow_of(c: &Conn, caddr: IpAddr) -> u32 {
+    let a = match caddr {
         IpAddr::V4(a) => u32::from(a),
         IpAddr::V6(a) => a.segments().iter().fold(0u32, |h, w| h.rotate_left(5) ^ u32::from(*w)),
     };

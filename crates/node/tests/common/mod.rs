@@ -276,7 +276,7 @@ impl Lab {
         let t = &self.cx.ipvs.conns;
         t.ids()
             .filter_map(|id| t.get(id))
-            .find(|c| c.caddr == IpAddr::V4(caddr) && c.cport == cport && !c.is_template())
+            .find(|c| t.caddr(c) == IpAddr::V4(caddr) && c.cport == cport && !c.is_template())
             .map(|c| match c.protocol {
                 6 => ipvs::proto::tcp::NAMES[c.state as usize],
                 _ => ipvs::proto::udp::NAME,
