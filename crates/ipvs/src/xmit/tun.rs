@@ -19,6 +19,7 @@ const OUTER_LEN: usize = 20;
 const OUTER_V6: usize = 40;
 
 #[inline]
+#[allow(clippy::too_many_arguments)] // the transmitter's inputs, as `xmit` passes them on
 pub(super) fn xmit(
     c: &Conn,
     a: &ConnAddrs,
