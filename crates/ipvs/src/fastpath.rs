@@ -66,14 +66,14 @@ impl Worker {
         let id = self.conns.lookup_in_v4(hash, protocol, saddr, sport, daddr, dport)?;
         let c = self.conns.get(id)?;
         let method = c.method();
-        let (IpAddr::V4(rip), Some(d)) = (self.conns.daddr(c), c.dest.as_ref()) else { return None };
+        let (Some([_, _, rip]), Some(d)) = (c.v4_addrs(), c.dest.as_ref()) else { return None };
         if c.flags & ConnFlags::ONE_PACKET != 0
             || !matches!(method, ForwardMethod::Masq | ForwardMethod::Route)
             || !d.is_available()
         {
             return None;
         }
-        let rt = routing.route_v4(u32::from(rip))?;
+        let rt = routing.route_v4(rip)?;
         if ttl <= 1 || ip_len > rt.mtu as usize {
             return None;
         }
@@ -92,7 +92,7 @@ impl Worker {
         }
         if method == ForwardMethod::Masq {
             let udp = protocol == wire::ip::protocol::UDP;
-            xmit::rewrite_v4(net, udp, false, (daddr, dport), (u32::from(rip), rport));
+            xmit::rewrite_v4(net, udp, false, (daddr, dport), (rip, rport));
         }
         Some(rt)
     }
@@ -114,10 +114,7 @@ impl Worker {
         let c = self.conns.get(id)?;
         let nat = c.flags & ConnFlags::FWD_MASK == 0;
         let vport = c.vport;
-        let vaddr = match self.conns.vaddr(c) {
-            IpAddr::V4(v) => u32::from(v),
-            IpAddr::V6(_) => return None,
-        };
+        let [_, vaddr, _] = c.v4_addrs()?;
         let w = self.id;
         if let Some(d) = &c.dest
             && d.is_available()

@@ -176,6 +176,15 @@ impl Worker {
             },
             _ => udp::NORMAL,
         };
+        if new_state == c.state && c.timeout != INITIAL_TIMEOUT && c.control == u32::MAX {
+            // Most packets: same state, so the same timeout and activity, and no template to
+            // assure — just re-arm the timer (what the full path below comes to).
+            c.expires = now + c.timeout as u64 * 1000;
+            if dir == Dir::Output {
+                c.flags &= !ConnFlags::NOOUTPUT;
+            }
+            return new_state;
+        }
         // The state's timeout is looked up when the state changes (and on the first packet):
         // the service's own timeouts if it has them, else the global ones. A changed timeout
         // therefore applies to a live connection from its next state change.

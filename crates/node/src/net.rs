@@ -132,7 +132,12 @@ impl Routing for NetState {
 
     #[inline]
     fn route_v4(&self, d: u32) -> Option<RouteTo> {
-        let r = self.v4.iter().find(|r| d & r.mask == r.net)?;
+        // A plain loop over a handful of routes (no iterator set-up).
+        let mut i = 0;
+        while i < self.v4.len() && d & self.v4[i].mask != self.v4[i].net {
+            i += 1;
+        }
+        let r = self.v4.get(i)?;
         let mut to = r.to;
         to.next_hop = r.gateway.unwrap_or(IpAddr::V4(d.into()));
         Some(to)

@@ -44,7 +44,7 @@ impl Node {
         }
         // `validate_ipv4`, stricter where that is simpler: no options, a good checksum, not a
         // fragment, a unicast-able source, a total length within the frame.
-        let ip = &eth[14..34];
+        let ip: &[u8; 20] = f[14..].first_chunk()?;
         let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
         let src = [ip[12], ip[13], ip[14], ip[15]];
         if ip[0] != 0x45
@@ -53,7 +53,7 @@ impl Node {
             || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
             || src[0] >= 224
             || src == [0; 4]
-            || wire::checksum::fold(wire::checksum::sum(ip)) != 0xffff
+            || !wire::checksum::ipv4_header_ok(ip)
         {
             return None;
         }

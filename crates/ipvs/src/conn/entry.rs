@@ -82,6 +82,15 @@ impl Conn {
             fwmark: 0,
         }
     }
+    /// Client, virtual and destination address of an all-IPv4 entry, as numbers.
+    #[inline]
+    pub fn v4_addrs(&self) -> Option<[u32; 3]> {
+        match self.addrs {
+            Addrs::V4 { c, v, d } => Some([c, v, d]),
+            Addrs::Wide { .. } => None,
+        }
+    }
+
     #[inline]
     pub fn method(&self) -> ForwardMethod {
         ForwardMethod::from_u8((self.flags & ConnFlags::FWD_MASK) as u8).unwrap_or(ForwardMethod::Route)

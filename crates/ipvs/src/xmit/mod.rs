@@ -73,7 +73,7 @@ pub(crate) fn dec_ttl(skb: &mut Skb<'_>) {
 }
 
 /// Decrement an IPv4 TTL with the RFC 1624 header checksum update.
-#[inline]
+#[inline(always)]
 pub(crate) fn dec_ttl_v4(h: &mut [u8; 20]) {
     let ttl = h[8];
     if ttl == 0 {

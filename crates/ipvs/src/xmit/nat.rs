@@ -144,16 +144,34 @@ fn set_l4_csum(net: &mut [u8], off: usize, delta: u32) {
 }
 
 /// The shortcut's rewrite (`fastpath`): an IPv4 TCP packet, or a UDP one whose checksum is
-/// present (the caller checked), with a 20-byte header. Same arithmetic as [`rewrite`].
+/// present (the caller checked), with a 20-byte header. Same arithmetic as [`rewrite`], on
+/// fixed-size views of the headers.
 #[inline]
 pub(crate) fn rewrite_v4(net: &mut [u8], udp: bool, source: bool, old: (u32, u16), new: (u32, u16)) {
-    let d = set_v4_addr(net, source, old.0, new.0) + u32::from(!old.1) + u32::from(new.1);
+    if udp {
+        if let Some(b) = net.first_chunk_mut::<28>() {
+            rewrite_fixed(b, 20 + wire::udp::CHECKSUM_OFFSET, true, source, old, new);
+        }
+    } else if let Some(b) = net.first_chunk_mut::<38>() {
+        rewrite_fixed(b, 20 + wire::tcp::CHECKSUM_OFFSET, false, source, old, new);
+    }
+}
+
+#[inline(always)]
+fn rewrite_fixed<const N: usize>(
+    b: &mut [u8; N],
+    off: usize,
+    udp: bool,
+    source: bool,
+    old: (u32, u16),
+    new: (u32, u16),
+) {
+    let d = set_v4_addr(b, source, old.0, new.0) + u32::from(!old.1) + u32::from(new.1);
     let p = if source { 20 } else { 22 };
-    net[p..p + 2].copy_from_slice(&new.1.to_be_bytes());
-    let off = 20 + if udp { wire::udp::CHECKSUM_OFFSET } else { wire::tcp::CHECKSUM_OFFSET };
-    set_l4_csum(net, off, d);
-    if udp && get16(net, off) == 0 {
+    b[p..p + 2].copy_from_slice(&new.1.to_be_bytes());
+    set_l4_csum(b, off, d);
+    if udp && get16(b, off) == 0 {
         // A computed zero is sent as all ones (RFC 768).
-        net[off..off + 2].copy_from_slice(&[0xff, 0xff]);
+        b[off..off + 2].copy_from_slice(&[0xff, 0xff]);
     }
 }
