@@ -67,13 +67,13 @@ impl Stats {
     pub fn count_conn(&self, worker: usize) {
         bump(&self.slots[worker % MAX_WORKERS].conns, 1);
     }
-    #[inline]
+    #[inline(always)]
     pub fn count_in(&self, worker: usize, bytes: usize) {
         let s = &self.slots[worker % MAX_WORKERS];
         bump(&s.inpkts, 1);
         bump(&s.inbytes, bytes as u64);
     }
-    #[inline]
+    #[inline(always)]
     pub fn count_out(&self, worker: usize, bytes: usize) {
         let s = &self.slots[worker % MAX_WORKERS];
         bump(&s.outpkts, 1);

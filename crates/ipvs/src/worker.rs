@@ -159,11 +159,10 @@ impl Worker {
 
     /// Run the protocol state machine for one packet and re-arm the entry's timer.
     /// Returns the new state.
-    #[inline]
+    #[inline(always)]
     pub fn transition(&mut self, id: ConnId, dir: Dir, tcp_flags: u8) -> u8 {
         let secure = self.defense.secure_tcp;
         let now = self.now;
-        let timeouts = &self.timeouts;
         let Some(c) = self.conns.get_mut(id) else {
             return 0;
         };
@@ -178,13 +177,25 @@ impl Worker {
         };
         if new_state == c.state && c.timeout != INITIAL_TIMEOUT && c.control == u32::MAX {
             // Most packets: same state, so the same timeout and activity, and no template to
-            // assure — just re-arm the timer (what the full path below comes to).
+            // assure — just re-arm the timer (what `change_state` comes to in that case).
             c.expires = now + c.timeout as u64 * 1000;
             if dir == Dir::Output {
                 c.flags &= !ConnFlags::NOOUTPUT;
             }
             return new_state;
         }
+        self.change_state(id, dir, new_state)
+    }
+
+    /// The rest of [`Worker::transition`]: timeout of the new state, activity counts, the
+    /// controlling template.
+    #[inline(never)]
+    fn change_state(&mut self, id: ConnId, dir: Dir, new_state: u8) -> u8 {
+        let now = self.now;
+        let timeouts = &self.timeouts;
+        let Some(c) = self.conns.get_mut(id) else {
+            return 0;
+        };
         // The state's timeout is looked up when the state changes (and on the first packet):
         // the service's own timeouts if it has them, else the global ones. A changed timeout
         // therefore applies to a live connection from its next state change.

@@ -146,7 +146,9 @@ impl Node {
     }
 
     /// Run a batch of received frames through the path, overlapping the connection-table
-    /// memory accesses of all of them (two prefetch stages) before processing each in turn.
+    /// memory accesses with the work on earlier frames: a frame's index slot is prefetched
+    /// `INDEX_AHEAD` frames before its entry is, and its entry `ENTRY_AHEAD` frames before it is
+    /// processed, so the misses of later frames are in flight while earlier ones are worked on.
     /// `actions[i]` receives the action for `skbs[i]`.
     pub fn process_batch(
         &self,
@@ -155,22 +157,23 @@ impl Node {
         skbs: &mut [Skb<'_>],
         actions: &mut [Action],
     ) {
-        const MAX: usize = 64;
+        const ENTRY_AHEAD: usize = 8;
         let fast = self.shortcut_allowed(tr);
-        let mut hashes = [0u32; MAX];
-        for (chunk_skbs, chunk_actions) in skbs.chunks_mut(MAX).zip(actions.chunks_mut(MAX)) {
-            for (h, skb) in hashes.iter_mut().zip(chunk_skbs.iter_mut()) {
-                let f = skb.frame.data();
-                *h = if f.len() > 14 && f[12..14] == [0x08, 0x00] { cx.ipvs.prefetch(&f[14..]) } else { 0 };
-                skb.hash = *h;
+        let n = skbs.len().min(actions.len());
+        for skb in skbs.iter_mut() {
+            let f = skb.frame.data();
+            skb.hash = if f.len() > 14 && f[12..14] == [0x08, 0x00] { cx.ipvs.prefetch(&f[14..]) } else { 0 };
+        }
+        for i in 0..n + ENTRY_AHEAD {
+            if let Some(skb) = skbs.get(i)
+                && skb.hash != 0
+            {
+                cx.ipvs.conns.prefetch_entry(skb.hash);
             }
-            for &h in hashes.iter().take(chunk_skbs.len()) {
-                if h != 0 {
-                    cx.ipvs.conns.prefetch_entry(h);
-                }
-            }
-            for (skb, a) in chunk_skbs.iter_mut().zip(chunk_actions.iter_mut()) {
-                *a = self.process_one(tr, cx, skb, fast);
+            if let Some(k) = i.checked_sub(ENTRY_AHEAD)
+                && k < n
+            {
+                actions[k] = self.process_one(tr, cx, &mut skbs[k], fast);
             }
         }
     }

@@ -146,7 +146,7 @@ fn set_l4_csum(net: &mut [u8], off: usize, delta: u32) {
 /// The shortcut's rewrite (`fastpath`): an IPv4 TCP packet, or a UDP one whose checksum is
 /// present (the caller checked), with a 20-byte header. Same arithmetic as [`rewrite`], on
 /// fixed-size views of the headers.
-#[inline]
+#[inline(always)]
 pub(crate) fn rewrite_v4(net: &mut [u8], udp: bool, source: bool, old: (u32, u16), new: (u32, u16)) {
     if udp {
         if let Some(b) = net.first_chunk_mut::<28>() {
