@@ -18,13 +18,25 @@ pub struct RouteTo {
     pub src: IpAddr,
 }
 
+/// The part of a [`RouteTo`] the shortcut needs, for an IPv4 route (small enough to pass in
+/// registers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteV4 {
+    pub out_if: u32,
+    pub next_hop: u32,
+    pub mtu: u16,
+}
+
 pub trait Routing {
     fn route(&self, dst: &IpAddr) -> Option<RouteTo>;
 
-    /// [`Routing::route`] for an IPv4 address as a number (the shortcut's per-packet lookup).
+    /// [`Routing::route`] for an IPv4 destination with an IPv4 next hop, all as numbers (the
+    /// shortcut's per-packet lookup).
     #[inline]
-    fn route_v4(&self, dst: u32) -> Option<RouteTo> {
-        self.route(&IpAddr::V4(dst.into()))
+    fn route_v4(&self, dst: u32) -> Option<RouteV4> {
+        let r = self.route(&IpAddr::V4(dst.into()))?;
+        let IpAddr::V4(hop) = r.next_hop else { return None };
+        Some(RouteV4 { out_if: r.out_if, next_hop: hop.into(), mtu: r.mtu })
     }
 }
 

@@ -14,7 +14,7 @@
 use std::net::IpAddr;
 
 use crate::conn::ConnFlags;
-use crate::ctx::{RouteTo, Routing};
+use crate::ctx::{RouteV4, Routing};
 use crate::dest::ForwardMethod;
 use crate::proto::{Dir, tcp};
 use crate::worker::Worker;
@@ -52,7 +52,7 @@ impl Worker {
     /// On success the packet is rewritten (TTL, and the destination for NAT) and the route
     /// towards the real server returned; on `None` nothing was changed.
     #[inline]
-    pub fn fast_in<R: Routing + ?Sized>(&mut self, hash: u32, net: &mut [u8], routing: &R) -> Option<RouteTo> {
+    pub fn fast_in<R: Routing + ?Sized>(&mut self, hash: u32, net: &mut [u8], routing: &R) -> Option<RouteV4> {
         let h: &[u8; 20] = net.first_chunk()?;
         let (protocol, ttl, ip_len) = (h[9], h[8], u16::from_be_bytes([h[2], h[3]]) as usize);
         let saddr = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
@@ -87,12 +87,11 @@ impl Worker {
         if let Some(c) = self.conns.get_mut(id) {
             c.in_pkts = c.in_pkts.wrapping_add(1);
         }
-        if let Some(h) = net.first_chunk_mut::<20>() {
-            xmit::dec_ttl_v4(h);
-        }
         if method == ForwardMethod::Masq {
             let udp = protocol == wire::ip::protocol::UDP;
-            xmit::rewrite_v4(net, udp, false, (daddr, dport), (rip, rport));
+            xmit::rewrite_v4(net, udp, false, true, (daddr, dport), (rip, rport));
+        } else if let Some(h) = net.first_chunk_mut::<20>() {
+            xmit::dec_ttl_v4(h);
         }
         Some(rt)
     }
@@ -125,7 +124,7 @@ impl Worker {
         }
         if nat {
             let udp = protocol == wire::ip::protocol::UDP;
-            xmit::rewrite_v4(net, udp, true, (saddr, sport), (vaddr, vport));
+            xmit::rewrite_v4(net, udp, true, false, (saddr, sport), (vaddr, vport));
         }
         self.transition(id, Dir::Output, flags);
         Some(())

@@ -19,7 +19,7 @@ pub mod stats;
 pub mod worker;
 mod xmit;
 
-pub use ctx::{IpvsContext, RouteTo, Routing};
+pub use ctx::{IpvsContext, RouteTo, RouteV4, Routing};
 pub use dest::{Dest, DestConfig, ForwardMethod, TunnelCsum, TunnelType};
 pub use ipvs::{AdminError, Ipvs};
 pub use sched::{SchedFlags, SchedInput, Scheduler};

@@ -49,14 +49,15 @@ fn bump(c: &AtomicU64, by: u64) {
 /// Per-worker counters plus the `-Z` baseline.
 #[derive(Debug)]
 pub struct Stats {
-    slots: Box<[Slot]>,
+    /// A fixed-size array: indexing by `worker % MAX_WORKERS` needs no bounds check.
+    slots: Box<[Slot; MAX_WORKERS]>,
     zero: std::sync::Mutex<Counters>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            slots: (0..MAX_WORKERS).map(|_| Slot::default()).collect(),
+            slots: Box::new(std::array::from_fn(|_| Slot::default())),
             zero: std::sync::Mutex::new(Counters::default()),
         }
     }

@@ -34,12 +34,13 @@ impl Default for Slot {
 
 #[derive(Debug)]
 pub struct NodeCounters {
-    slots: Box<[Slot]>,
+    /// A fixed-size array: indexing by `worker % MAX_WORKERS` needs no bounds check.
+    slots: Box<[Slot; ipvs::stats::MAX_WORKERS]>,
 }
 
 impl Default for NodeCounters {
     fn default() -> Self {
-        NodeCounters { slots: (0..ipvs::stats::MAX_WORKERS).map(|_| Slot::default()).collect() }
+        NodeCounters { slots: Box::new(std::array::from_fn(|_| Slot::default())) }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use ipvs::service::FastMap as HashMap;
-use ipvs::{RouteTo, Routing};
+use ipvs::{RouteTo, RouteV4, Routing};
 use wire::MacAddr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,8 +45,18 @@ struct V4Route {
     net: u32,
     mask: u32,
     gateway: Option<IpAddr>,
+    /// The next hop as the shortcut needs it.
+    hop: Hop,
     /// `next_hop` is filled per lookup.
     to: RouteTo,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Hop {
+    OnLink,
+    Gateway(u32),
+    /// An IPv6 gateway for an IPv4 route: left to [`Routing::route`].
+    NotV4,
 }
 
 pub(crate) fn prefix_match(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
@@ -89,7 +99,12 @@ impl NetState {
                 let IpAddr::V4(net) = r.dst else { return None };
                 let mask = if r.prefix == 0 { 0 } else { u32::MAX << (32 - r.prefix.min(32)) };
                 let to = st.resolve(r, &IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))?;
-                Some(V4Route { net: u32::from(net) & mask, mask, gateway: r.gateway, to })
+                let hop = match r.gateway {
+                    Some(IpAddr::V4(g)) => Hop::Gateway(u32::from(g)),
+                    Some(IpAddr::V6(_)) => Hop::NotV4,
+                    None => Hop::OnLink,
+                };
+                Some(V4Route { net: u32::from(net) & mask, mask, gateway: r.gateway, hop, to })
             })
             .collect();
         st
@@ -113,6 +128,17 @@ impl NetState {
 }
 
 impl NetState {
+    /// Longest-prefix match over the flattened IPv4 routes: a plain loop over a handful of
+    /// routes (no iterator set-up).
+    #[inline(always)]
+    fn find_v4(&self, d: u32) -> Option<&V4Route> {
+        let mut i = 0;
+        while i < self.v4.len() && d & self.v4[i].mask != self.v4[i].net {
+            i += 1;
+        }
+        self.v4.get(i)
+    }
+
     fn resolve(&self, r: &RouteEntry, dst: &IpAddr) -> Option<RouteTo> {
         let ifc = self.interface(r.out_if)?;
         let src = r.src.or_else(|| ifc.addrs.iter().find(|(a, _)| a.is_ipv4() == r.dst.is_ipv4()).map(|(a, _)| *a))?;
@@ -124,22 +150,23 @@ impl Routing for NetState {
     #[inline]
     fn route(&self, dst: &IpAddr) -> Option<RouteTo> {
         if let IpAddr::V4(d) = dst {
-            return self.route_v4(u32::from(*d));
+            let r = self.find_v4(u32::from(*d))?;
+            let mut to = r.to;
+            to.next_hop = r.gateway.unwrap_or(*dst);
+            return Some(to);
         }
         let r = self.lookup(dst)?;
         self.resolve(r, dst)
     }
 
-    #[inline]
-    fn route_v4(&self, d: u32) -> Option<RouteTo> {
-        // A plain loop over a handful of routes (no iterator set-up).
-        let mut i = 0;
-        while i < self.v4.len() && d & self.v4[i].mask != self.v4[i].net {
-            i += 1;
-        }
-        let r = self.v4.get(i)?;
-        let mut to = r.to;
-        to.next_hop = r.gateway.unwrap_or(IpAddr::V4(d.into()));
-        Some(to)
+    #[inline(always)]
+    fn route_v4(&self, d: u32) -> Option<RouteV4> {
+        let r = self.find_v4(d)?;
+        let next_hop = match r.hop {
+            Hop::OnLink => d,
+            Hop::Gateway(g) => g,
+            Hop::NotV4 => return None,
+        };
+        Some(RouteV4 { out_if: r.to.out_if, next_hop, mtu: r.to.mtu })
     }
 }

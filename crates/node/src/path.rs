@@ -146,9 +146,9 @@ impl Node {
     }
 
     /// Run a batch of received frames through the path, overlapping the connection-table
-    /// memory accesses with the work on earlier frames: a frame's index slot is prefetched
-    /// `INDEX_AHEAD` frames before its entry is, and its entry `ENTRY_AHEAD` frames before it is
-    /// processed, so the misses of later frames are in flight while earlier ones are worked on.
+    /// memory accesses with the work on earlier frames: every frame's index slot is prefetched
+    /// first, then each frame's entry `ENTRY_AHEAD` frames before it is processed, so the misses
+    /// of later frames are in flight while earlier ones are worked on.
     /// `actions[i]` receives the action for `skbs[i]`.
     pub fn process_batch(
         &self,

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use ipvs::{RouteTo, Routing};
+use ipvs::{RouteV4, Routing};
 use netfilter::{CsumState, DropReason, Family, HookPoint, Output, PktType, Route, RouteKind, Skb, Traversal};
 use wire::{EthernetFrame, ethernet::ethertype};
 
@@ -82,7 +82,8 @@ impl Node {
             }
             rt
         };
-        skb.route = Route { kind: RouteKind::Forward, out_if: rt.out_if, next_hop: Some(rt.next_hop), mtu: rt.mtu };
+        let next_hop = IpAddr::V4(rt.next_hop.into());
+        skb.route = Route { kind: RouteKind::Forward, out_if: rt.out_if, next_hop: Some(next_hop), mtu: rt.mtu };
         skb.ipvs_property = true;
         skb.hash = 0;
         Some(self.neighbour_stage(cx, skb, &rt))
@@ -90,12 +91,13 @@ impl Node {
 
     /// The end of POST_ROUTING: Ethernet addresses for the next hop.
     #[inline]
-    fn neighbour_stage(&self, cx: &mut WorkerCtx, skb: &mut Skb<'_>, rt: &RouteTo) -> Action {
+    fn neighbour_stage(&self, cx: &mut WorkerCtx, skb: &mut Skb<'_>, rt: &RouteV4) -> Action {
         let Some(src_mac) = cx.net.interface(rt.out_if).map(|i| i.mac) else {
             return Action::Drop(DropReason::NoRoute);
         };
-        let Some(dst_mac) = cx.neighbour(&rt.next_hop) else {
-            cx.want_neighbour(rt.out_if, rt.next_hop);
+        let next_hop = IpAddr::V4(rt.next_hop.into());
+        let Some(dst_mac) = cx.neighbour(&next_hop) else {
+            cx.want_neighbour(rt.out_if, next_hop);
             return Action::Drop(DropReason::NoNeighbour);
         };
         let mut eth = EthernetFrame::new_unchecked(skb.frame.data_mut());

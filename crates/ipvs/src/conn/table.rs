@@ -201,14 +201,9 @@ impl ConnTable {
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
                         // SAFETY: id is in bounds; prefetch never faults.
-                        // Every cache line the entry touches (an entry is not line-aligned).
+                        // An entry is one aligned cache line (`Conn` is 64-byte aligned).
                         let p = self.entries.as_ptr().add(id) as *const i8;
-                        let last = p.add(std::mem::size_of::<Option<Conn>>() - 1);
-                        let mut line = (p as usize & !63) as *const i8;
-                        while line <= last {
-                            std::arch::x86_64::_mm_prefetch(line, std::arch::x86_64::_MM_HINT_T0);
-                            line = line.add(64);
-                        }
+                        std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0);
                     }
                 }
                 return;

@@ -41,7 +41,7 @@ pub fn is_active(state: u8) -> bool {
 }
 
 /// Event index: syn 0, fin 1, ack 2, rst 3; `None` when no flag is set (→ CLOSE).
-#[inline]
+#[inline(always)]
 pub fn event(flags: u8) -> Option<usize> {
     const FIN: u8 = 0x01;
     const SYN: u8 = 0x02;
@@ -114,7 +114,7 @@ const SECURE_INPUT_ONLY: Table = [
 ];
 
 /// The new state for a segment with `flags` (raw TCP flag byte) in `state`.
-#[inline]
+#[inline(always)]
 pub fn transition(dir: Dir, state: u8, flags: u8, secure: bool) -> u8 {
     let Some(ev) = event(flags) else { return CLOSE };
     let table = match (dir, secure) {

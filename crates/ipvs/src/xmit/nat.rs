@@ -144,16 +144,17 @@ fn set_l4_csum(net: &mut [u8], off: usize, delta: u32) {
 }
 
 /// The shortcut's rewrite (`fastpath`): an IPv4 TCP packet, or a UDP one whose checksum is
-/// present (the caller checked), with a 20-byte header. Same arithmetic as [`rewrite`], on
-/// fixed-size views of the headers.
+/// present (the caller checked), with a 20-byte header; with `dec_ttl` the TTL (above 1) is
+/// decremented in the same header checksum update. Same arithmetic as [`rewrite`] after
+/// `dec_ttl` (one's-complement sums are associative), on fixed-size views of the headers.
 #[inline(always)]
-pub(crate) fn rewrite_v4(net: &mut [u8], udp: bool, source: bool, old: (u32, u16), new: (u32, u16)) {
+pub(crate) fn rewrite_v4(net: &mut [u8], udp: bool, source: bool, dec_ttl: bool, old: (u32, u16), new: (u32, u16)) {
     if udp {
         if let Some(b) = net.first_chunk_mut::<28>() {
-            rewrite_fixed(b, 20 + wire::udp::CHECKSUM_OFFSET, true, source, old, new);
+            rewrite_fixed(b, 20 + wire::udp::CHECKSUM_OFFSET, true, source, dec_ttl, old, new);
         }
     } else if let Some(b) = net.first_chunk_mut::<38>() {
-        rewrite_fixed(b, 20 + wire::tcp::CHECKSUM_OFFSET, false, source, old, new);
+        rewrite_fixed(b, 20 + wire::tcp::CHECKSUM_OFFSET, false, source, dec_ttl, old, new);
     }
 }
 
@@ -163,10 +164,23 @@ fn rewrite_fixed<const N: usize>(
     off: usize,
     udp: bool,
     source: bool,
+    dec_ttl: bool,
     old: (u32, u16),
     new: (u32, u16),
 ) {
-    let d = set_v4_addr(b, source, old.0, new.0) + u32::from(!old.1) + u32::from(new.1);
+    let ad = halves(!old.0) + halves(new.0);
+    let a = if source { 12 } else { 16 };
+    b[a..a + 4].copy_from_slice(&new.0.to_be_bytes());
+    let mut hd = ad;
+    if dec_ttl && b[8] > 0 {
+        // RFC 1624: the TTL is the high byte of the TTL/protocol word.
+        let w = get16(b, 8);
+        b[8] -= 1;
+        hd += u32::from(!w) + u32::from(w - 0x100);
+    }
+    let hc = apply(get16(b, 10), hd);
+    b[10..12].copy_from_slice(&hc.to_be_bytes());
+    let d = ad + u32::from(!old.1) + u32::from(new.1);
     let p = if source { 20 } else { 22 };
     b[p..p + 2].copy_from_slice(&new.1.to_be_bytes());
     set_l4_csum(b, off, d);
