@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
+use ipvs::fastpath::FastIn;
 use ipvs::{RouteV4, Routing};
 use netfilter::{CsumState, DropReason, Family, HookPoint, Output, PktType, Route, RouteKind, Skb, Traversal};
 use wire::{EthernetFrame, ethernet::ethertype};
@@ -66,9 +67,13 @@ impl Node {
         let hash = skb.hash;
         let rt = if cx.ipvs.services().is_vip_v4(daddr) {
             // LOCAL_IN: IPVS's in-hook, then LOCAL_OUT and POST_ROUTING (both empty).
-            let rt = cx.ipvs.fast_in(hash, skb.network_bytes_mut(), &*cx.net)?;
-            skb.output = Output::LocalOut;
-            rt
+            match cx.ipvs.fast_in(skb, &*cx.net)? {
+                FastIn::Forward(rt) => {
+                    skb.output = Output::LocalOut;
+                    rt
+                }
+                FastIn::Dropped => return Some(Action::Drop(skb.drop_reason.unwrap_or(DropReason::HookDrop))),
+            }
         } else {
             // FORWARD (a reply): not for the node itself, routed, TTL above 1, IPVS's out-hook.
             let d = IpAddr::V4(daddr.into());

@@ -270,3 +270,48 @@ fn another_hook_on_the_path_turns_the_shortcut_off() {
     assert_eq!(seen.load(Ordering::Relaxed), 5);
     assert_eq!(lab.node.counters.read().shortcut, 2, "back on the shortcut once it is gone");
 }
+
+/// Established packets of every forwarding method the shortcut takes — NAT, DR, IPIP and GUE
+/// tunnels — leave exactly as through the hooks, and really went by the shortcut.
+#[test]
+fn every_method_takes_the_shortcut_with_the_same_frames() {
+    let (mut fast, mut slow) = (Lab::new(), Lab::new());
+    slow.node.set_shortcut(false);
+    let vip = IpAddr::V4(VIP);
+    let gue = {
+        let mut d = DestConfig::new(rs(4).into(), 0).method(ForwardMethod::Tunnel);
+        d.tun_type = ipvs::TunnelType::Gue;
+        d.tun_port = 6080;
+        d.tun_csum = ipvs::TunnelCsum::Csum;
+        d
+    };
+    let services = [
+        (80, DestConfig::new(rs(1).into(), 8080).method(ForwardMethod::Masq)),
+        (443, DestConfig::new(rs(2).into(), 443).method(ForwardMethod::Route)),
+        (8443, DestConfig::new(rs(3).into(), 8443).method(ForwardMethod::Tunnel)),
+        (9443, gue),
+    ];
+    for lab in [&fast, &slow] {
+        for (port, d) in services {
+            let key = ServiceKey::tcp(vip, port);
+            lab.ipvs().add_service(ServiceConfig::new(key, "rr")).unwrap();
+            lab.ipvs().add_dest(&key, d).unwrap();
+        }
+    }
+    for (port, _) in services {
+        let syn = Pkt::tcp(CLIENT, 5000 + port, VIP, port, SYN).macs(GW_MAC, EXT_MAC).build();
+        assert_eq!(fast.send(EXT, &syn), slow.send(EXT, &syn), "port {port}: SYN");
+        let before = fast.node.counters.read().shortcut;
+        for n in 0..5u8 {
+            let ack =
+                Pkt::tcp(CLIENT, 5000 + port, VIP, port, ACK | PSH).macs(GW_MAC, EXT_MAC).payload(&[n; 40]).build();
+            let (a, fa) = fast.send(EXT, &ack);
+            let (b, fb) = slow.send(EXT, &ack);
+            assert_eq!(a, Action::Tx(INT), "port {port}");
+            assert_eq!((a, &fa), (b, &fb), "port {port}: packet {n}");
+            verify_checksums(&fa);
+        }
+        assert_eq!(fast.node.counters.read().shortcut - before, 5, "port {port}: all five by the shortcut");
+    }
+    assert_eq!(state(&fast), state(&slow));
+}

@@ -6,7 +6,7 @@ mod dr;
 pub(crate) mod encap;
 pub(crate) mod icmp;
 mod nat;
-mod tun;
+pub(crate) mod tun;
 
 use netfilter::{DropReason, Family, Output, Route, RouteKind, Skb, Verdict};
 

@@ -20,7 +20,7 @@ const OUTER_V6: usize = 40;
 
 #[inline]
 #[allow(clippy::too_many_arguments)] // the transmitter's inputs, as `xmit` passes them on
-pub(super) fn xmit(
+pub(crate) fn xmit(
     c: &Conn,
     a: &ConnAddrs,
     skb: &mut Skb<'_>,
@@ -39,11 +39,10 @@ pub(super) fn xmit(
     };
     let inner_v6 = skb.family == Family::Ipv6;
     let outer_len = if outer_v6 { OUTER_V6 } else { OUTER_LEN };
-    // GUE and GRE add their headers after the outer IP header (§16 TUN).
     let (tun_type, tun_csum, tun_port) =
         c.dest.as_ref().map_or((TunnelType::Ipip, TunnelCsum::NoCsum, 0), |d| d.tunnel());
     let extra = encap::overhead(tun_type, tun_csum, false);
-    let mtu = (rt.mtu as usize).saturating_sub(outer_len + extra);
+    let mtu = inner_mtu(c, rt.mtu, outer_v6);
     if pmtu_disc && let Some(v) = super::check_mtu(skb, t, mtu, routing) {
         return v;
     }
@@ -134,6 +133,15 @@ pub(super) fn xmit(
     }
     skb.family = if outer_v6 { Family::Ipv6 } else { Family::Ipv4 };
     super::steal(skb, rt)
+}
+
+/// The largest inner packet a route of `route_mtu` carries to `c`'s real server: the outer IP
+/// header and the GUE or GRE header come off (§16 TUN).
+#[inline]
+pub(crate) fn inner_mtu(c: &Conn, route_mtu: u16, outer_v6: bool) -> usize {
+    let (tun_type, tun_csum, _) = c.dest.as_ref().map_or((TunnelType::Ipip, TunnelCsum::NoCsum, 0), |d| d.tunnel());
+    let outer_len = if outer_v6 { OUTER_V6 } else { OUTER_LEN };
+    (route_mtu as usize).saturating_sub(outer_len + encap::overhead(tun_type, tun_csum, false))
 }
 
 /// A per-flow value for the GUE source port, so one flow takes one path through ECMP.
