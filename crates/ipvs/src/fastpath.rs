@@ -87,7 +87,6 @@ impl Worker {
         if c.flags & ConnFlags::ONE_PACKET != 0 || !d.is_available() || ttl <= 1 {
             return None;
         }
-        let pmtu = self.ipvs.sysctl.pmtu_disc.load(Relaxed) != 0;
         let (rt, tunnel) = match method {
             ForwardMethod::Masq | ForwardMethod::Route => {
                 let rt = routing.route_v4(rip)?;
@@ -100,10 +99,11 @@ impl Worker {
                 // IPv4 in IPv4 (or GUE/GRE over IPv4); the transmitter is the hook's own.
                 let full = routing.route(&IpAddr::V4(rip.into()))?;
                 let (IpAddr::V4(_), IpAddr::V4(hop)) = (full.src, full.next_hop) else { return None };
+                let pmtu = self.ipvs.sysctl.pmtu_disc.load(Relaxed) != 0;
                 if pmtu && ip_len > xmit::tun::inner_mtu(c, full.mtu, false) {
                     return None;
                 }
-                (RouteV4 { out_if: full.out_if, next_hop: hop.into(), mtu: full.mtu }, Some(full))
+                (RouteV4 { out_if: full.out_if, next_hop: hop.into(), mtu: full.mtu }, Some((full, pmtu)))
             }
             _ => return None,
         };
@@ -117,7 +117,7 @@ impl Worker {
         if let Some(c) = self.conns.get_mut(id) {
             c.in_pkts = c.in_pkts.wrapping_add(1);
         }
-        if let Some(full) = tunnel {
+        if let Some((full, pmtu)) = tunnel {
             let Worker { conns, ip_id, .. } = self;
             let c = conns.get(id)?;
             let t = Tuple {

@@ -189,12 +189,12 @@ impl<'a> Skb<'a> {
     }
 
     /// The bytes from the network header to the end of the frame.
-    #[inline]
+    #[inline(always)]
     pub fn network_bytes(&self) -> &[u8] {
         self.frame.data().get(self.network..).unwrap_or(&[])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn network_bytes_mut(&mut self) -> &mut [u8] {
         let n = self.network;
         self.frame.data_mut().get_mut(n..).unwrap_or(&mut [])

@@ -438,7 +438,7 @@ fn validate_ipv6(skb: &mut Skb<'_>) -> Result<bool, DropReason> {
 
 /// The transport checksum field of a CHECKSUM_PARTIAL frame holds the folded pseudo-header sum;
 /// summing the whole segment with it in place and complementing gives the real checksum.
-fn complete_partial_checksum(skb: &mut Skb<'_>, l4: usize, proto: u8) {
+pub(crate) fn complete_partial_checksum(skb: &mut Skb<'_>, l4: usize, proto: u8) {
     let off = match proto {
         wire::ip::protocol::TCP => wire::tcp::CHECKSUM_OFFSET,
         wire::ip::protocol::UDP => wire::udp::CHECKSUM_OFFSET,

@@ -4,7 +4,8 @@
 //!
 //! The shortcut never drops or answers a packet on its own: every check that could lead to a
 //! drop, an ICMP error or a new connection sends the frame down the full path instead, before
-//! anything was changed. (The one exception mirrors the path exactly: a next hop without a
+//! anything was changed (but for what the path's `ip_rcv` checks would do to the frame anyway:
+//! Ethernet padding trimmed, an offloaded transport checksum completed). (The one exception mirrors the path exactly: a next hop without a
 //! known MAC is a NoNeighbour drop after IPVS has accounted the packet, as on the path.)
 
 use std::net::IpAddr;
@@ -35,7 +36,7 @@ impl Node {
     /// trimmed) for the full path.
     #[inline]
     pub(crate) fn shortcut(&self, cx: &mut WorkerCtx, skb: &mut Skb<'_>) -> Option<Action> {
-        if skb.csum == CsumState::Partial || skb.ipvs_property || skb.mark != 0 {
+        if skb.ipvs_property || skb.mark != 0 {
             return None;
         }
         let f = skb.frame.data();
@@ -60,7 +61,14 @@ impl Node {
         }
         let daddr = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
         let ttl = ip[8];
+        let protocol = ip[9];
         skb.frame.set_len(14 + total).ok()?;
+        if skb.csum == CsumState::Partial {
+            // As `validate_ipv4` does: a frame from a peer that left its transport checksum to
+            // the device gets it completed here, whichever path it then takes.
+            crate::path::complete_partial_checksum(skb, 20, protocol);
+            skb.csum = CsumState::Unnecessary;
+        }
         skb.network = wire::ethernet::HEADER_LEN;
         skb.family = Family::Ipv4;
         skb.pkt_type = PktType::Host;
