@@ -89,10 +89,13 @@ pub enum DropReason {
     TxRingFull,
     Defense,
     IcmpNoConn,
+    /// Dropped by the kernel before the node saw it: the receive ring had no free block
+    /// (`PACKET_STATISTICS` of the io backend).
+    RxRingFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Truncated,
         DropReason::BadL2,
         DropReason::BadIpHeader,
@@ -116,6 +119,7 @@ impl DropReason {
         DropReason::TxRingFull,
         DropReason::Defense,
         DropReason::IcmpNoConn,
+        DropReason::RxRingFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -143,6 +147,7 @@ impl DropReason {
             DropReason::TxRingFull => "tx_ring_full",
             DropReason::Defense => "defense",
             DropReason::IcmpNoConn => "icmp_no_conn",
+            DropReason::RxRingFull => "rx_ring_full",
         }
     }
 }

@@ -102,6 +102,12 @@ impl NodeCounters {
         bump(&self.slot(w).drops[i])
     }
 
+    /// Count `n` drops at once (e.g. the kernel's receive-ring drops, read per loop turn).
+    pub fn drop_n(&self, w: usize, r: DropReason, n: u64) {
+        let c = &self.slot(w).drops[r as usize];
+        c.store(c.load(Relaxed) + n, Relaxed);
+    }
+
     pub fn read(&self) -> NodeCounts {
         let mut c = NodeCounts { drops: DropReason::ALL.iter().map(|r| (*r, 0)).collect(), ..Default::default() };
         for s in self.slots.iter() {

@@ -38,6 +38,9 @@ pub struct NodeStats {
     /// Delivered to the local stack (left to the kernel).
     pub local: u64,
     pub arp_replies: u64,
+    /// Of `tx`, frames forwarded by the established-flow shortcut (docs/design.md).
+    #[serde(default)]
+    pub shortcut: u64,
     /// Drops by reason name (`netfilter::DropReason::name`), every reason listed.
     pub drops: BTreeMap<String, u64>,
     pub workers: usize,
@@ -339,6 +342,7 @@ impl Admin {
             tx: c.tx,
             local: c.local,
             arp_replies: c.arp_replies,
+            shortcut: c.shortcut,
             drops: c.drops.iter().map(|(r, n)| (r.name().to_string(), *n)).collect(),
             workers: self.workers.len(),
             conns_total: conns.iter().sum(),

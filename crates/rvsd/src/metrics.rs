@@ -23,6 +23,8 @@ pub struct Input {
     pub snapshot: Option<Snapshot>,
     /// Drops by reason name, every reason.
     pub drops: Vec<(String, u64)>,
+    /// Frames forwarded by the established-flow shortcut.
+    pub shortcut: u64,
     pub conn_entries: u64,
     pub conn_limit: u64,
     pub health: Vec<ServiceHealth>,
@@ -39,6 +41,7 @@ pub fn gather(api: &crate::server::Api) -> Input {
         conn_limit: (stats.max_conns_per_worker as u64).saturating_mul(stats.workers.max(1) as u64),
         conn_entries: stats.conns_total as u64,
         drops: stats.drops.into_iter().collect(),
+        shortcut: stats.shortcut,
         snapshot: Some(snapshot),
         health: api.ops.health(),
         transitions: api.ops.transitions(),
@@ -149,6 +152,8 @@ pub fn render(i: &Input) -> String {
     for (reason, n) in &i.drops {
         o.sample("rvs_drops_total", &[("reason", reason.clone())], *n);
     }
+    o.family("rvs_shortcut_packets_total", "counter", "Frames forwarded by the established-flow shortcut.");
+    o.sample("rvs_shortcut_packets_total", &[], i.shortcut);
     o.family("rvs_conn_table_entries", "gauge", "Connection-table entries (all workers).");
     o.sample("rvs_conn_table_entries", &[], i.conn_entries);
     o.family("rvs_conn_table_limit", "gauge", "Connection-table limit (all workers).");
@@ -281,6 +286,7 @@ mod tests {
             total: Counters { conns: 12, inpkts: 345, outpkts: 300, inbytes: 45678, outbytes: 40000 },
             snapshot: Some(snapshot),
             drops: vec![("truncated".into(), 3), ("no_route".into(), 0)],
+            shortcut: 321,
             conn_entries: 6,
             conn_limit: 4096,
             health: vec![ServiceHealth {
@@ -327,6 +333,7 @@ mod tests {
             ("node_ipvs_backend_connections_inactive", "gauge"),
             ("node_ipvs_backend_weight", "gauge"),
             ("rvs_drops_total", "counter"),
+            ("rvs_shortcut_packets_total", "counter"),
             ("rvs_conn_table_entries", "gauge"),
             ("rvs_conn_table_limit", "gauge"),
             ("rvs_health_check_up", "gauge"),
@@ -363,6 +370,7 @@ mod tests {
         assert_eq!(find(&samples, "node_ipvs_backend_weight", &fwm).unwrap().2, 2.0);
         assert_eq!(find(&samples, "rvs_service_rate_inbps", &[("local_port", "80")]).unwrap().2, 6000.0);
         assert_eq!(find(&samples, "rvs_drops_total", &[("reason", "truncated")]).unwrap().2, 3.0);
+        assert_eq!(find(&samples, "rvs_shortcut_packets_total", &[]).unwrap().2, 321.0);
         assert_eq!(find(&samples, "rvs_conn_table_limit", &[]).unwrap().2, 4096.0);
         let h = [("server", "192.168.1.11:8080"), ("checker", "tcp+http"), ("service", "TCP 10.0.0.100:80")];
         assert_eq!(find(&samples, "rvs_health_check_up", &h).unwrap().2, 0.0);

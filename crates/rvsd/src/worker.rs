@@ -40,6 +40,8 @@ const TX_WAIT_MAX: Duration = Duration::from_millis(250);
 const TX_STALL_MS: i32 = 10;
 /// At most one ARP request per next hop per this many ms.
 const ARP_INTERVAL_MS: u64 = 1000;
+/// The kernel's receive-ring drop counts are read (one getsockopt per socket) this often.
+const RING_STATS_MS: u64 = 100;
 
 pub struct WorkerSetup {
     pub id: usize,
@@ -309,6 +311,7 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
         setup.socks.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
     let nsocks = setup.socks.len();
     let tx_max_ip = setup.socks.iter().map(|s| s.tx_max_frame()).min().unwrap_or(0).saturating_sub(14);
+    let mut ring_stats_at = 0u64;
     let mut lp = Loop {
         node,
         cx,
@@ -338,6 +341,18 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
         lp.rx(now);
         lp.tx(now);
         lp.cx.ipvs.expire(EXPIRE_BUDGET);
+        if now >= ring_stats_at + RING_STATS_MS {
+            ring_stats_at = now;
+            // Frames the kernel dropped because every RX block was still with us: invisible to
+            // the path, so counted here as `rx_ring_full`.
+            for s in &lp.socks {
+                if let Ok(st) = s.stats()
+                    && st.drops > 0
+                {
+                    lp.node.counters.drop_n(id, DropReason::RxRingFull, u64::from(st.drops));
+                }
+            }
+        }
         if let Some(n) = setup.table_sizes.get(id) {
             n.store(lp.cx.ipvs.conns.len(), Ordering::Relaxed);
         }

@@ -197,6 +197,53 @@ fn a_burst_larger_than_the_tx_ring_gets_through() {
     assert!(got >= BURST * 99 / 100, "{got} of {BURST} arrived; drops {d:?}\n{}", daemon.log());
 }
 
+/// Frames the kernel cannot put in the RX ring (every block still with the daemon, here
+/// because it is stopped) are counted as `rx_ring_full`, not lost without a trace: every frame
+/// sent is either received by the daemon or counted so.
+#[test]
+fn frames_the_rx_ring_could_not_take_are_counted() {
+    if skip_unless_root("frames_the_rx_ring_could_not_take_are_counted") {
+        return;
+    }
+    const FLOOD: u64 = 60_000;
+    let mut netns = Netns(Vec::new());
+    let (c_ns, d_ns, _r_ns) = three_namespaces(&mut netns, "f", Some(1500));
+    let dir = fresh_dir("rvsd-dp-ns-f");
+    let file = dir.join("rvs.toml");
+    std::fs::write(&file, config()).unwrap();
+    let (daemon, sock) = start_daemon(&d_ns, &file, dir, "1");
+    let client = Client::new(&sock);
+    let stats = |c: &Client| -> serde_json::Value {
+        let (_, body) = c.request("GET", "/v1/stats", None).expect("stats");
+        serde_json::from_slice(&body).expect("json")
+    };
+    let pid = daemon.child.as_ref().unwrap().id() as i32;
+    let before = stats(&client);
+    in_netns(&c_ns, move || {
+        let s = udp_socket((Ipv4Addr::new(10, 9, 1, 2), 0), 1 << 20);
+        s.send_to(b"warm", (VIP, PORT)).unwrap(); // ARP for the VIP first
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our child's pid.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        for i in 0..FLOOD {
+            while s.send_to(&i.to_be_bytes(), (VIP, PORT)).is_err() {
+                std::thread::yield_now();
+            }
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = stats(&client);
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let rx = n(&after, "rx") - n(&before, "rx");
+    let ring_full = n(&after["drops"], "rx_ring_full") - n(&before["drops"], "rx_ring_full");
+    assert!(ring_full > 0, "{FLOOD} frames while stopped overflow the ring: {after}");
+    assert!(rx + ring_full >= FLOOD, "rx {rx} + rx_ring_full {ring_full} account for the {FLOOD} sent: {after}");
+}
+
 /// A `-f` service fed by a `[[fwmark]]` rule of the configuration file: UDP to any address of
 /// 10.9.1.128/28 port 5000 is marked, NATed to the real server, and the replies come back from
 /// the address the client used. Several clients and two workers: the rule's prefix must be

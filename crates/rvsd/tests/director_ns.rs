@@ -186,6 +186,7 @@ fn nat_tcp_echo_through_the_daemon() {
     let busy = stats["conns"].as_array().unwrap().iter().filter(|c| c.as_u64() > Some(0)).count();
     assert!(busy >= 2, "connections spread over several workers: {stats}");
     assert!(stats["arp_replies"].as_u64().unwrap() >= 1, "rvs answered ARP for the VIP: {stats}");
+    assert!(stats["shortcut"].as_u64().unwrap() >= 1, "established packets took the shortcut: {stats}");
 
     // SIGTERM: exit 0, socket gone.
     let mut child = daemon.child.take().unwrap();

@@ -701,7 +701,14 @@ impl AfPacket {
                 _ => Err(e),
             };
         }
-        self.tx_pending = 0;
+        // The kernel stops at the first frame it cannot take (socket send buffer full while a
+        // qdisc or the device holds earlier ones) and still reports success for the others:
+        // while the last frame pushed is still a send request, the next flush must send again.
+        let last = (self.tx_next + self.tx_frame_count - 1) % self.tx_frame_count;
+        let (status, _) = self.tx_slot(last);
+        if status.load(Ordering::Acquire) & TP_STATUS_SEND_REQUEST == 0 {
+            self.tx_pending = 0;
+        }
         Ok(())
     }
 }
