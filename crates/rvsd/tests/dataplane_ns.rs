@@ -207,8 +207,8 @@ fn frames_the_rx_ring_could_not_take_are_counted() {
     }
     const FLOOD: u64 = 60_000;
     let mut netns = Netns(Vec::new());
-    let (c_ns, d_ns, _r_ns) = three_namespaces(&mut netns, "f", Some(1500));
-    let dir = fresh_dir("rvsd-dp-ns-f");
+    let (c_ns, d_ns, _r_ns) = three_namespaces(&mut netns, "q", Some(1500));
+    let dir = fresh_dir("rvsd-dp-ns-q");
     let file = dir.join("rvs.toml");
     std::fs::write(&file, config()).unwrap();
     let (daemon, sock) = start_daemon(&d_ns, &file, dir, "1");
