@@ -102,7 +102,7 @@ done
 
 say "rvsd node counters (GET /v1/stats)"
 stats="$(stats_json)"
-info "$(jget "$stats" '"rx %d  tx %d  arp_replies %d  connections %d" % (d["rx"], d["tx"], d["arp_replies"], d["conns_total"])')"
+info "$(jget "$stats" '"rx %d  tx %d (by the established-flow shortcut %d)  arp_replies %d  connections %d" % (d["rx"], d["tx"], d.get("shortcut", 0), d["arp_replies"], d["conns_total"])')"
 info "drops: $(jget "$stats" '" ".join(f"{k}={v}" for k, v in d["drops"].items() if v) or "none"')"
 
 echo
