@@ -9,8 +9,8 @@
 //! or returns `None` having changed nothing, and the packet goes through the hooks. Everything
 //! unusual (a SYN, a dest that is not available, TTL 1, a packet over the MTU, SCTP, a UDP
 //! packet without checksum, IPv6 or mixed-family tunnels, one-packet scheduling) is left to the
-//! hooks. `crates/node/tests/shortcut.rs` checks that
-//! both give the same frames, verdicts, states and counters.
+//! hooks. `crates/node/tests/shortcut.rs` checks that both give the same frames, verdicts,
+//! states and counters.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;

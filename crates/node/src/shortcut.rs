@@ -5,8 +5,9 @@
 //! The shortcut never drops or answers a packet on its own: every check that could lead to a
 //! drop, an ICMP error or a new connection sends the frame down the full path instead, before
 //! anything was changed (but for what the path's `ip_rcv` checks would do to the frame anyway:
-//! Ethernet padding trimmed, an offloaded transport checksum completed). (The one exception mirrors the path exactly: a next hop without a
-//! known MAC is a NoNeighbour drop after IPVS has accounted the packet, as on the path.)
+//! Ethernet padding trimmed, an offloaded transport checksum completed). The exceptions happen
+//! after IPVS has taken the packet, exactly as on the path: a next hop without a known MAC is a
+//! NoNeighbour drop, and a tunnel transmitter's own drop is passed on.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -32,8 +33,8 @@ impl Node {
             && tr.is_only(&self.ipvs_v4[1])
     }
 
-    /// Forward `skb` by the shortcut, or return `None` (nothing changed but Ethernet padding
-    /// trimmed) for the full path.
+    /// Forward `skb` by the shortcut, or return `None` for the full path (nothing changed but
+    /// the normalisation `validate_ipv4` would do anyway).
     #[inline]
     pub(crate) fn shortcut(&self, cx: &mut WorkerCtx, skb: &mut Skb<'_>) -> Option<Action> {
         if skb.ipvs_property || skb.mark != 0 {
