@@ -158,22 +158,27 @@ impl Node {
         actions: &mut [Action],
     ) {
         const ENTRY_AHEAD: usize = 8;
+        // Prefetched lines must still be in L1 when used: at most this many frames at a time.
+        const CHUNK: usize = 64;
         let fast = self.shortcut_allowed(tr);
         let n = skbs.len().min(actions.len());
-        for skb in skbs.iter_mut() {
-            let f = skb.frame.data();
-            skb.hash = if f.len() > 14 && f[12..14] == [0x08, 0x00] { cx.ipvs.prefetch(&f[14..]) } else { 0 };
-        }
-        for i in 0..n + ENTRY_AHEAD {
-            if let Some(skb) = skbs.get(i)
-                && skb.hash != 0
-            {
-                cx.ipvs.conns.prefetch_entry(skb.hash);
+        for (skbs, actions) in skbs[..n].chunks_mut(CHUNK).zip(actions[..n].chunks_mut(CHUNK)) {
+            for skb in skbs.iter_mut() {
+                let f = skb.frame.data();
+                skb.hash = if f.len() > 14 && f[12..14] == [0x08, 0x00] { cx.ipvs.prefetch(&f[14..]) } else { 0 };
             }
-            if let Some(k) = i.checked_sub(ENTRY_AHEAD)
-                && k < n
-            {
-                actions[k] = self.process_one(tr, cx, &mut skbs[k], fast);
+            let m = skbs.len();
+            for i in 0..m + ENTRY_AHEAD {
+                if let Some(skb) = skbs.get(i)
+                    && skb.hash != 0
+                {
+                    cx.ipvs.conns.prefetch_entry(skb.hash);
+                }
+                if let Some(k) = i.checked_sub(ENTRY_AHEAD)
+                    && k < m
+                {
+                    actions[k] = self.process_one(tr, cx, &mut skbs[k], fast);
+                }
             }
         }
     }
