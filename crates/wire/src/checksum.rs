@@ -92,9 +92,20 @@ pub fn fold(sum: u32) -> u16 {
 /// every packet has: five 32-bit words, no loop.
 #[inline]
 pub fn ipv4_header_ok(h: &[u8; 20]) -> bool {
+    fold(ipv4_header_sum(h)) == 0xffff
+}
+
+/// The checksum to write into a 20-byte IPv4 header whose checksum field is zero:
+/// [`checksum`] without a loop.
+#[inline]
+pub fn ipv4_header_checksum(h: &[u8; 20]) -> u16 {
+    !fold(ipv4_header_sum(h))
+}
+
+#[inline(always)]
+fn ipv4_header_sum(h: &[u8; 20]) -> u32 {
     let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    let s = w(0) + w(4) + w(8) + w(12) + w(16);
-    fold(reduce64(s)) == 0xffff
+    reduce64(w(0) + w(4) + w(8) + w(12) + w(16))
 }
 
 /// The Internet checksum of `data`: `!fold(sum(data))`.
@@ -417,6 +428,7 @@ mod tests {
             h[10] = 0;
             h[11] = 0;
             let c = checksum(&h);
+            assert_eq!(ipv4_header_checksum(&h), c);
             h[10..12].copy_from_slice(&c.to_be_bytes());
             assert!(ipv4_header_ok(&h));
         }

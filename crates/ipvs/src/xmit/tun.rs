@@ -112,7 +112,10 @@ pub(crate) fn xmit(
                 h[10..12].copy_from_slice(&[0, 0]);
                 h[12..16].copy_from_slice(&src.octets());
                 h[16..20].copy_from_slice(&dst.octets());
-                let sum = checksum::checksum(h);
+                let sum = match <&[u8; OUTER_LEN]>::try_from(&h[..OUTER_LEN]) {
+                    Ok(fixed) => checksum::ipv4_header_checksum(fixed),
+                    Err(_) => checksum::checksum(h),
+                };
                 h[10..12].copy_from_slice(&sum.to_be_bytes());
             }
             (IpAddr::V6(src), IpAddr::V6(dst)) => {
