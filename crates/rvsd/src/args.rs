@@ -66,6 +66,9 @@ pub struct Args {
     pub metrics: Option<std::net::SocketAddr>,
     /// Optional TCP listener for the API (`--api-listen`), with its bearer token.
     pub api_listen: Option<(std::net::SocketAddr, String)>,
+    /// Use the established-flow shortcut (`--no-shortcut` turns it off: every packet through
+    /// the hook chains).
+    pub shortcut: bool,
 }
 
 /// What the command line asks for.
@@ -97,6 +100,8 @@ Options:
       --max-conns N     connection-table limit per worker (default: the configuration's
                         limits.max_connections / workers, else 1048576)
       --log LEVEL       error, warn, info (default), debug or trace
+      --no-shortcut     run every packet through the hook chains (no established-flow
+                        shortcut; slower, for comparison and debugging)
   -h, --help            show this help
       --version         show the version
 
@@ -131,6 +136,7 @@ where
     let mut metrics = None;
     let mut api_listen = None;
     let mut api_token = None;
+    let mut shortcut = true;
     let addr = |flag: &str, v: String| -> Result<std::net::SocketAddr, String> {
         v.parse().map_err(|_| format!("{flag}: '{v}' is not ADDR:PORT"))
     };
@@ -174,6 +180,8 @@ where
             "--metrics" => metrics = Some(addr(&flag, value(&mut it)?)?),
             "--api-listen" => api_listen = Some(addr(&flag, value(&mut it)?)?),
             "--api-token" => api_token = Some(value(&mut it)?),
+            "--no-shortcut" if inline.is_none() => shortcut = false,
+            "--no-shortcut" => return Err("--no-shortcut takes no value".into()),
             "--log" => {
                 let v = value(&mut it)?;
                 log = LogLevel::parse(&v)
@@ -196,7 +204,7 @@ where
         .or_else(|| env_socket.filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let workers = workers.unwrap_or_else(default_workers);
-    Ok(Parsed::Run(Args { interfaces, socket, workers, max_conns, log, config, metrics, api_listen }))
+    Ok(Parsed::Run(Args { interfaces, socket, workers, max_conns, log, config, metrics, api_listen, shortcut }))
 }
 
 #[cfg(test)]
@@ -223,6 +231,14 @@ mod tests {
         assert_eq!(a.max_conns, None);
         assert_eq!(a.log, LogLevel::Info);
         assert_eq!((a.config, a.metrics, a.api_listen), (None, None, None));
+        assert!(a.shortcut, "the established-flow shortcut is on by default");
+    }
+
+    #[test]
+    fn no_shortcut() {
+        assert!(!run(&["-i", "a0", "--no-shortcut"]).shortcut);
+        let e = err(&["-i", "a0", "--no-shortcut=yes"]);
+        assert!(e.contains("--no-shortcut takes no value"), "{e}");
     }
 
     #[test]

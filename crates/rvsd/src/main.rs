@@ -179,6 +179,10 @@ fn run(args: &Args) -> Result<(), Refusal> {
 
     let ipvs = Arc::new(ipvs::Ipvs::new(max_conns));
     let node = node::Node::new(ipvs.clone(), net);
+    node.set_shortcut(args.shortcut);
+    if !args.shortcut {
+        tracing::info!("established-flow shortcut off (--no-shortcut): every packet through the hook chains");
+    }
 
     // Sockets: for each interface, workers join its fanout group in worker order, so member
     // i of every group is worker i (steer.rs).

@@ -33,7 +33,11 @@ fn config() -> String {
 }
 
 fn start_daemon(ns: &str, config: &Path, dir: PathBuf, workers: &str) -> (Daemon, PathBuf) {
-    spawn_daemon(ns, dir, |c| c.arg("--config").arg(config).args(["--workers", workers, "--log", "debug"]))
+    start_daemon_with(ns, config, dir, workers, &[])
+}
+
+fn start_daemon_with(ns: &str, config: &Path, dir: PathBuf, workers: &str, extra: &[&str]) -> (Daemon, PathBuf) {
+    spawn_daemon(ns, dir, |c| c.arg("--config").arg(config).args(["--workers", workers, "--log", "debug"]).args(extra))
 }
 
 /// The daemon's drop counters (`GET /v1/stats`).
@@ -67,12 +71,27 @@ fn jumbo_udp_through_nat() {
     if skip_unless_root("jumbo_udp_through_nat") {
         return;
     }
+    jumbo("j", true);
+}
+
+/// The same with `rvsd --no-shortcut`: every packet through the hook chains, none by the
+/// established-flow shortcut.
+#[test]
+fn jumbo_udp_through_nat_without_the_shortcut() {
+    if skip_unless_root("jumbo_udp_through_nat_without_the_shortcut") {
+        return;
+    }
+    jumbo("k", false);
+}
+
+fn jumbo(tag: &str, shortcut: bool) {
     let mut netns = Netns(Vec::new());
-    let (c_ns, d_ns, r_ns) = three_namespaces(&mut netns, "j", Some(9000));
-    let dir = fresh_dir("rvsd-dp-ns-j");
+    let (c_ns, d_ns, r_ns) = three_namespaces(&mut netns, tag, Some(9000));
+    let dir = fresh_dir(&format!("rvsd-dp-ns-{tag}"));
     let file = dir.join("rvs.toml");
     std::fs::write(&file, config()).unwrap();
-    let (daemon, sock) = start_daemon(&d_ns, &file, dir, "2");
+    let extra: &[&str] = if shortcut { &[] } else { &["--no-shortcut"] };
+    let (daemon, sock) = start_daemon_with(&d_ns, &file, dir, "2", extra);
     let client = Client::new(&sock);
 
     // The real server echoes every datagram back to its sender.
@@ -114,6 +133,14 @@ fn jumbo_udp_through_nat() {
     assert_eq!(n, 8000);
     assert_eq!(from, (VIP, PORT).into(), "the reply comes from the VIP");
     assert_eq!(d["frag_needed"], 0, "{d:?}");
+    let (_, body) = client.request("GET", "/v1/stats", None).expect("stats");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let by_shortcut = v["shortcut"].as_u64().unwrap();
+    if shortcut {
+        assert!(by_shortcut >= 1, "the echo's established packets take the shortcut: {v}");
+    } else {
+        assert_eq!(by_shortcut, 0, "--no-shortcut: {v}");
+    }
 }
 
 /// Datagrams in the burst: several times the 1024 slots of a TX ring.
