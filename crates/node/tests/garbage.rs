@@ -10,16 +10,6 @@ use common::*;
 use ipvs::{DestConfig, ForwardMethod, ServiceConfig, ServiceKey, TunnelType};
 use node::Action;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn lab() -> Lab {
     let lab = Lab::new();
     let v4 = IpAddr::V4(VIP);

@@ -10,19 +10,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use common::*;
 use ipvs::{DestConfig, ForwardMethod, ServiceConfig, ServiceKey};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn setup(lab: &Lab) -> Vec<ServiceKey> {
     let vip = IpAddr::V4(VIP);
     let nat = ServiceKey::tcp(vip, 80);

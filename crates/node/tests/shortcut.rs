@@ -15,19 +15,6 @@ use ipvs::{DestConfig, ForwardMethod, ServiceConfig, ServiceKey};
 use netfilter::{CsumState, Family, HookOps, HookPoint, Skb, Verdict};
 use node::Action;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Services: NAT TCP 80 (rr), DR TCP 443 (wlc), NAT UDP 53 (sh), TUN TCP 8443, persistent NAT
 /// TCP 8080; real servers .11–.13, plus .60 (no known MAC) on port 80.
 fn setup(lab: &Lab) -> Vec<(ServiceKey, ForwardMethod)> {

@@ -314,3 +314,19 @@ pub fn verify_checksums(frame: &[u8]) {
         verify_checksums(&fake);
     }
 }
+
+/// A small deterministic generator (xorshift64) for the property and equivalence tests: fixed
+/// seeds, reproducible failures.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
