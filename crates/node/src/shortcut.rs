@@ -92,7 +92,8 @@ impl Node {
             let rt = cx.net.route_v4(daddr)?;
             cx.ipvs.fast_out(hash, skb.network_bytes_mut())?;
             if let Some(h) = skb.network_bytes_mut().first_chunk_mut::<20>() {
-                dec_ttl(h);
+                // The forward path's TTL decrement, on a fixed-size header.
+                wire::Ipv4Packet::new_unchecked(&mut h[..]).dec_ttl();
             }
             rt
         };
@@ -121,11 +122,4 @@ impl Node {
         self.counters.shortcut(cx.id);
         Action::Tx(rt.out_if)
     }
-}
-
-/// The forward path's TTL decrement (`Ipv4Packet::dec_ttl`) on a fixed-size header.
-#[inline]
-fn dec_ttl(h: &mut [u8; 20]) {
-    let mut p = wire::Ipv4Packet::new_unchecked(&mut h[..]);
-    p.dec_ttl();
 }

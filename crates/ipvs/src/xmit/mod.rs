@@ -72,18 +72,11 @@ pub(crate) fn dec_ttl(skb: &mut Skb<'_>) {
     }
 }
 
-/// Decrement an IPv4 TTL with the RFC 1624 header checksum update.
+/// Decrement an IPv4 TTL with the RFC 1624 header checksum update (the packet layer's own,
+/// on a fixed-size header).
 #[inline(always)]
 pub(crate) fn dec_ttl_v4(h: &mut [u8; 20]) {
-    let ttl = h[8];
-    if ttl == 0 {
-        return;
-    }
-    h[8] = ttl - 1;
-    // RFC 1624: the TTL is the high byte of the TTL/protocol word.
-    let old = u16::from_be_bytes([ttl, h[9]]);
-    let hc = wire::checksum::update16(u16::from_be_bytes([h[10], h[11]]), old, old - 0x100);
-    h[10..12].copy_from_slice(&hc.to_be_bytes());
+    wire::Ipv4Packet::new_unchecked(&mut h[..]).dec_ttl();
 }
 
 /// Packets over the usable MTU get fragmentation-needed / packet-too-big with that MTU and are
