@@ -26,6 +26,9 @@ pub struct Config {
     /// Firewall-mark classifier rules (native `[[fwmark]]`), first match wins: how packets get
     /// the marks `-f` services select (what `iptables -t mangle -j MARK` does for kernel IPVS).
     pub fwmark_rules: Vec<FwmarkRule>,
+    /// Names of the keepalived file's `vrrp_instance` blocks: keepalived runs them, rvsd
+    /// follows the VIPs they put on the interfaces (`--vip-follow auto`).
+    pub vrrp_instances: Vec<String>,
     pub warnings: Vec<Warning>,
 }
 

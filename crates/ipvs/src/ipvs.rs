@@ -102,6 +102,9 @@ pub struct Ipvs {
     pub max_conns: usize,
     /// Serialises writers (control plane only; workers never take it).
     admin: Mutex<Trash>,
+    /// VIP follow-up: when set, only VIPs in this list are active
+    /// ([`ServiceTable::build_gated`]). Written under `admin`.
+    vip_gate: Mutex<Option<Vec<IpAddr>>>,
 }
 
 /// Deleted dests (the kernel's trash): re-adding the same dest to the same service takes it
@@ -129,7 +132,26 @@ impl Ipvs {
             total: Stats::default(),
             max_conns,
             admin: Mutex::new(Trash::default()),
+            vip_gate: Mutex::new(None),
         }
+    }
+
+    /// Sets the VIP gate (`None`: every configured VIP is active) and republishes the table
+    /// if that changes which VIPs are active. Returns whether it republished.
+    pub fn set_vip_gate(&self, gate: Option<Vec<IpAddr>>) -> bool {
+        let _w = self.lock();
+        let mut g = self.vip_gate.lock().unwrap_or_else(|e| e.into_inner());
+        if *g == gate {
+            return false;
+        }
+        *g = gate;
+        let cur = self.table.load_full();
+        let next = ServiceTable::build_gated(cur.order.clone(), g.as_deref());
+        let changed = !next.active_vips().eq(cur.active_vips());
+        if changed {
+            self.table.store(Arc::new(next));
+        }
+        changed
     }
 
     /// The current service table (workers: once per batch or per packet that misses).
@@ -186,7 +208,8 @@ impl Ipvs {
     }
 
     fn publish(&self, services: Vec<Arc<Service>>) {
-        self.table.store(Arc::new(ServiceTable::build(services)));
+        let gate = self.vip_gate.lock().unwrap_or_else(|e| e.into_inner());
+        self.table.store(Arc::new(ServiceTable::build_gated(services, gate.as_deref())));
     }
 
     fn validate_service(cfg: &ServiceConfig) -> Result<(), AdminError> {

@@ -98,19 +98,34 @@ pub struct ServiceTable {
     /// Services in creation order (listing order before sorting).
     pub order: Vec<Arc<Service>>,
     port_zero: bool,
-    /// Every VIP of every address service: the node answers ARP for them and routes them to
-    /// LOCAL_IN.
+    /// The active VIPs of the address services: the node answers ARP/ND for them and routes
+    /// them to LOCAL_IN. Without a gate every VIP is active.
     vips: VipSet,
+    /// Every VIP of every address service, active or standby (listings, warnings).
+    configured: Vec<IpAddr>,
 }
 
 impl ServiceTable {
     pub fn build(services: Vec<Arc<Service>>) -> Self {
+        Self::build_gated(services, None)
+    }
+
+    /// A table whose active VIPs are only those in `gate` (VIP follow-up, rvsd's
+    /// vipfollow.rs: the addresses keepalived put on the director's interfaces). A standby
+    /// VIP keeps its services and dests, but the node neither answers ARP/ND for it nor takes
+    /// its packets, so the director that owns it in VRRP is the only one that forwards.
+    pub fn build_gated(services: Vec<Arc<Service>>, gate: Option<&[IpAddr]>) -> Self {
         let mut t = ServiceTable::default();
         for s in &services {
             match s.config.key {
                 ServiceKey::Addr { protocol, addr, port } => {
                     t.by_addr.insert((protocol, addr, port), s.clone());
-                    t.vips.insert(addr);
+                    if !t.configured.contains(&addr) {
+                        t.configured.push(addr);
+                    }
+                    if gate.is_none_or(|g| g.contains(&addr)) {
+                        t.vips.insert(addr);
+                    }
                     t.port_zero |= port == 0;
                 }
                 ServiceKey::Fwmark { mark, ipv6 } => {
@@ -175,7 +190,14 @@ impl ServiceTable {
         }
     }
 
+    /// Every configured VIP, active or standby.
     pub fn vips(&self) -> impl Iterator<Item = &IpAddr> {
+        self.configured.iter()
+    }
+
+    /// The VIPs this director answers for and forwards now (all of [`ServiceTable::vips`]
+    /// unless a gate is set).
+    pub fn active_vips(&self) -> impl Iterator<Item = &IpAddr> {
         self.vips.all.iter()
     }
 

@@ -1,6 +1,7 @@
 //! The rvs node: what the kernel's IP layer is to IPVS. Interfaces, routes, neighbours, the
 //! packet path with its netfilter hooks, io backends and workers.
 
+pub mod announce;
 pub mod counters;
 pub mod io;
 pub mod ndp;

@@ -69,6 +69,8 @@ pub struct Args {
     /// Use the established-flow shortcut (`--no-shortcut` turns it off: every packet through
     /// the hook chains).
     pub shortcut: bool,
+    /// Which VIPs are active (`--vip-follow`, vipfollow.rs).
+    pub vip_follow: crate::vipfollow::FollowArg,
 }
 
 /// What the command line asks for.
@@ -102,11 +104,15 @@ Options:
       --log LEVEL       error, warn, info (default), debug or trace
       --no-shortcut     run every packet through the hook chains (no established-flow
                         shortcut; slower, for comparison and debugging)
+      --vip-follow MODE which VIPs this director answers for and forwards: always (all),
+                        interface (only those on its interfaces: keepalived's VRRP MASTER
+                        puts them there), auto (default: interface if the keepalived file
+                        has vrrp_instance blocks, else always)
   -h, --help            show this help
       --version         show the version
 
-Host setup: the VIPs must not be configured on the director's kernel, and
-net.ipv4.ip_forward must be 0. GRO/LRO are switched off on served interfaces.
+Host setup: the VIPs must not be configured on the director's kernel (except by
+keepalived's VRRP, with --vip-follow), and net.ipv4.ip_forward must be 0. GRO/LRO are switched off on served interfaces.
 ";
 
 fn default_workers() -> usize {
@@ -137,6 +143,7 @@ where
     let mut api_listen = None;
     let mut api_token = None;
     let mut shortcut = true;
+    let mut vip_follow = crate::vipfollow::FollowArg::Auto;
     let addr = |flag: &str, v: String| -> Result<std::net::SocketAddr, String> {
         v.parse().map_err(|_| format!("{flag}: '{v}' is not ADDR:PORT"))
     };
@@ -182,6 +189,11 @@ where
             "--api-token" => api_token = Some(value(&mut it)?),
             "--no-shortcut" if inline.is_none() => shortcut = false,
             "--no-shortcut" => return Err("--no-shortcut takes no value".into()),
+            "--vip-follow" => {
+                let v = value(&mut it)?;
+                vip_follow = crate::vipfollow::FollowArg::parse(&v)
+                    .ok_or_else(|| format!("--vip-follow: unknown mode '{v}' (auto, always, interface)"))?;
+            }
             "--log" => {
                 let v = value(&mut it)?;
                 log = LogLevel::parse(&v)
@@ -204,7 +216,18 @@ where
         .or_else(|| env_socket.filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let workers = workers.unwrap_or_else(default_workers);
-    Ok(Parsed::Run(Args { interfaces, socket, workers, max_conns, log, config, metrics, api_listen, shortcut }))
+    Ok(Parsed::Run(Args {
+        interfaces,
+        socket,
+        workers,
+        max_conns,
+        log,
+        config,
+        metrics,
+        api_listen,
+        shortcut,
+        vip_follow,
+    }))
 }
 
 #[cfg(test)]
@@ -232,6 +255,15 @@ mod tests {
         assert_eq!(a.log, LogLevel::Info);
         assert_eq!((a.config, a.metrics, a.api_listen), (None, None, None));
         assert!(a.shortcut, "the established-flow shortcut is on by default");
+    }
+
+    #[test]
+    fn vip_follow() {
+        use crate::vipfollow::FollowArg;
+        assert_eq!(run(&["-i", "a0"]).vip_follow, FollowArg::Auto);
+        assert_eq!(run(&["-i", "a0", "--vip-follow", "interface"]).vip_follow, FollowArg::Interface);
+        assert_eq!(run(&["-i", "a0", "--vip-follow=always"]).vip_follow, FollowArg::Always);
+        assert!(err(&["-i", "a0", "--vip-follow", "vrrp"]).contains("--vip-follow: unknown mode 'vrrp'"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod operate;
 mod rates;
 mod server;
 mod steer;
+mod vipfollow;
 mod worker;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -178,6 +179,12 @@ fn run(args: &Args) -> Result<(), Refusal> {
     netstate::log_initial(&net);
 
     let ipvs = Arc::new(ipvs::Ipvs::new(max_conns));
+    let follow = args.vip_follow.follows(config.as_ref().map(|(c, _)| c));
+    if follow {
+        // Before any service is published: a VIP not on an interface never answers.
+        ipvs.set_vip_gate(Some(vipfollow::kernel_addrs(&snap)));
+        tracing::info!("VIP follow-up: a VIP is active only while it is on one of this director's interfaces");
+    }
     let node = node::Node::new(ipvs.clone(), net);
     node.set_shortcut(args.shortcut);
     if !args.shortcut {
@@ -250,7 +257,8 @@ fn run(args: &Args) -> Result<(), Refusal> {
         }
 
         let (n, names, st) = (node.clone(), args.interfaces.clone(), stop.clone());
-        spawn("rvsd-net", move || netstate::watch(n, names, monitor, st))?;
+        let follower = follow.then(|| vipfollow::Follower::new(args.interfaces.clone()));
+        spawn("rvsd-net", move || netstate::watch(n, names, monitor, st, follower))?;
 
         let rates = Arc::new(rates::RateTable::default());
         let (r, i, st) = (rates.clone(), ipvs.clone(), stop.clone());
@@ -265,7 +273,9 @@ fn run(args: &Args) -> Result<(), Refusal> {
             }
         })?;
 
-        let kernel_local = Box::new(|a: &std::net::IpAddr| match netlink::dump() {
+        // Following VIPs, keepalived puts them on the kernel: no mistake then.
+        let kernel_local = Box::new(move |a: &std::net::IpAddr| match netlink::dump() {
+            Ok(_) if follow => false,
             Ok(s) => host::kernel_has_addr(&s, a),
             Err(e) => {
                 tracing::warn!("netlink dump for the VIP check: {e}");

@@ -84,10 +84,20 @@ fn describe(net: &NetState) -> String {
 }
 
 /// Watches the kernel for changes and republishes the node's network state until `stop`.
-/// The monitor is created before the first dump so no change falls between them.
-pub fn watch(node: Arc<Node>, names: Vec<String>, mut monitor: netlink::Monitor, stop: Arc<AtomicBool>) {
+/// The monitor is created before the first dump so no change falls between them. With a
+/// `follow`er (vipfollow.rs), VIPs on the kernel are the active ones, not a mistake.
+pub fn watch(
+    node: Arc<Node>,
+    names: Vec<String>,
+    mut monitor: netlink::Monitor,
+    stop: Arc<AtomicBool>,
+    mut follow: Option<crate::vipfollow::Follower>,
+) {
     let mut last_warned: Vec<IpAddr> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
+        if let Some(f) = &mut follow {
+            f.tick(&node, None);
+        }
         match monitor.wait(200) {
             Ok(true) => {}
             Ok(false) => continue,
@@ -101,13 +111,18 @@ pub fn watch(node: Arc<Node>, names: Vec<String>, mut monitor: netlink::Monitor,
             continue;
         }
         // Changes come in bursts (an address brings routes with it): settle, then dump once.
-        std::thread::sleep(Duration::from_millis(50));
+        // Shorter when following VIPs: a backup must stop answering at once.
+        std::thread::sleep(Duration::from_millis(if follow.is_some() { 10 } else { 50 }));
         monitor.changed();
         match netlink::dump() {
             Ok(snap) => {
                 let net = build(&snap, &names);
                 tracing::debug!("network changed: {}", describe(&net));
                 node.set_net(net);
+                if let Some(f) = &mut follow {
+                    f.update(&node, &snap);
+                    continue;
+                }
                 // A VIP that became a kernel address breaks the director (see host.rs).
                 let bad: Vec<IpAddr> =
                     node.ipvs.services().vips().filter(|v| crate::host::kernel_has_addr(&snap, v)).copied().collect();

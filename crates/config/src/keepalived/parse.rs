@@ -146,6 +146,12 @@ impl Importer {
                 "global_defs" => self.global_defs(s)?,
                 "virtual_server_group" | "SSL" => {}
                 "virtual_server" => self.virtual_server(s)?,
+                "vrrp_instance" => {
+                    let name = s.args().first().cloned().unwrap_or_default();
+                    // keepalived --vrrp runs it; rvsd follows the VIPs it sets (--vip-follow).
+                    self.warn(s, "vrrp_instance block ignored (rvs runs the LVS part of keepalived only)");
+                    self.cfg.vrrp_instances.push(name);
+                }
                 k if OTHER_BLOCKS.contains(&k) => {
                     self.warn(s, format!("{k} block ignored (rvs runs the LVS part of keepalived only)"))
                 }

@@ -288,6 +288,7 @@ fn unsupported_things_are_warnings_with_lines() {
                 virtual_server fwmark 3 {\n protocol TCP\n lb_algo wrr\n lb_kind DR\n ha_suspend\n\
                 real_server 10.1.1.1 {\n  SSL_GET {\n   url {\n    path /\n   }\n  }\n  FILE_CHECK {\n  }\n  HTTP_GET {\n   url {\n    path /x\n    regex ok\n   }\n  }\n }\n}\n";
     let cfg = import_str(text, "k.conf").unwrap();
+    assert_eq!(cfg.vrrp_instances, ["VI_1"], "remembered for --vip-follow auto");
     let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
     for needle in [
         "k.conf:4: foo_bar: unsupported global_defs keyword \"foo_bar\" ignored",
