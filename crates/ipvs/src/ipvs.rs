@@ -105,6 +105,10 @@ pub struct Ipvs {
     /// VIP follow-up: when set, only VIPs in this list are active
     /// ([`ServiceTable::build_gated`]). Written under `admin`.
     vip_gate: Mutex<Option<Vec<IpAddr>>>,
+    /// Set by [`Ipvs::freeze_vips`]: the gate stays closed whatever the interfaces say.
+    vips_frozen: std::sync::atomic::AtomicBool,
+    /// Connection entries from the previous process, waiting for their worker (restore.rs).
+    pub(crate) restore: crate::restore::Stash,
 }
 
 /// Deleted dests (the kernel's trash): re-adding the same dest to the same service takes it
@@ -133,12 +137,43 @@ impl Ipvs {
             max_conns,
             admin: Mutex::new(Trash::default()),
             vip_gate: Mutex::new(None),
+            vips_frozen: std::sync::atomic::AtomicBool::new(false),
+            restore: Default::default(),
         }
+    }
+
+    /// Closes the gate for every VIP for good (a hot restart hands the table over: from the
+    /// next batch on, no worker takes a packet for a VIP, so no new entry is created and the
+    /// table can be copied whole). `thaw` re-opens it with the given gate (hand-over failed).
+    pub fn freeze_vips(&self, thaw: Option<Option<Vec<IpAddr>>>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        match thaw {
+            None => {
+                self.vips_frozen.store(true, SeqCst);
+                self.apply_vip_gate(Some(Vec::new()));
+            }
+            Some(gate) => {
+                self.vips_frozen.store(false, SeqCst);
+                self.apply_vip_gate(gate);
+            }
+        }
+    }
+
+    /// The current gate (`None`: every VIP active).
+    pub fn vip_gate(&self) -> Option<Vec<IpAddr>> {
+        self.vip_gate.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sets the VIP gate (`None`: every configured VIP is active) and republishes the table
     /// if that changes which VIPs are active. Returns whether it republished.
     pub fn set_vip_gate(&self, gate: Option<Vec<IpAddr>>) -> bool {
+        if self.vips_frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        self.apply_vip_gate(gate)
+    }
+
+    fn apply_vip_gate(&self, gate: Option<Vec<IpAddr>>) -> bool {
         let _w = self.lock();
         let mut g = self.vip_gate.lock().unwrap_or_else(|e| e.into_inner());
         if *g == gate {

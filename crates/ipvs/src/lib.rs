@@ -12,6 +12,7 @@ mod icmp;
 pub mod ipvs;
 pub mod packet;
 pub mod proto;
+pub mod restore;
 pub mod sched;
 mod schedule;
 pub mod service;

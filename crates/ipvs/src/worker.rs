@@ -52,7 +52,8 @@ impl Worker {
         let timeouts = ipvs.timeouts();
         let services = ipvs.services_full();
         let fwmark_rules = ipvs.fwmark_rules();
-        Worker {
+        let restored = ipvs.take_restored(id);
+        let mut w = Worker {
             fwmark_rules,
             defense: Default::default(),
             id,
@@ -62,7 +63,12 @@ impl Worker {
             timeouts,
             services,
             ip_id: (id as u16).wrapping_mul(0x9e37),
+        };
+        if !restored.is_empty() {
+            // A hot restart's share of the previous process's table (restore.rs).
+            w.restore(&restored);
         }
+        w
     }
 
     /// Advance the clock (milliseconds) and pick up configuration published since the last

@@ -44,3 +44,15 @@ fn standby_vip_is_configured_but_not_active() {
     assert!(ipvs.set_vip_gate(None));
     assert_eq!(ipvs.services().active_vips().count(), 3);
 }
+
+#[test]
+fn frozen_gate_ignores_the_interfaces_until_thawed() {
+    let ipvs = Ipvs::new(1024);
+    ipvs.add_service(ServiceConfig::new(ServiceKey::tcp(ip("10.0.0.1"), 80), "rr")).unwrap();
+    ipvs.freeze_vips(None);
+    assert!(!ipvs.services().is_vip(&ip("10.0.0.1")));
+    assert!(!ipvs.set_vip_gate(Some(vec![ip("10.0.0.1")])), "frozen: the follower cannot re-open it");
+    assert!(!ipvs.services().is_vip(&ip("10.0.0.1")));
+    ipvs.freeze_vips(Some(None));
+    assert!(ipvs.services().is_vip(&ip("10.0.0.1")));
+}

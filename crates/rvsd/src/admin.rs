@@ -211,6 +211,24 @@ impl Admin {
         Ok(out)
     }
 
+    /// Every worker's whole table, as compact records (hot restart, handover.rs): one list
+    /// per worker, in worker order.
+    pub fn export_conns(&self) -> Result<Vec<Vec<crate::listing::ConnRecord>>, String> {
+        let mut answers = Vec::with_capacity(self.workers.len());
+        for (i, w) in self.workers.iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            let req = ConnRequest { filter: ConnFilter::default(), limit: usize::MAX, reply: tx };
+            w.send(req).map_err(|_| format!("worker {i} is not running"))?;
+            answers.push((i, rx));
+        }
+        let mut out = Vec::with_capacity(answers.len());
+        for (i, rx) in answers {
+            let part = rx.recv_timeout(Duration::from_secs(10)).map_err(|_| format!("worker {i} did not answer"))?;
+            out.push(part.records);
+        }
+        Ok(out)
+    }
+
     /// What the steering program needs now: the published table and classifier rules.
     fn steer_set(&self) -> SteerSet {
         SteerSet::of(&self.node.ipvs.services_full(), &self.node.ipvs.fwmark_rules())

@@ -8,6 +8,7 @@ mod args;
 mod cfgload;
 mod convert;
 mod gso;
+mod handover;
 mod host;
 mod listing;
 mod metrics;
@@ -90,6 +91,8 @@ enum Event {
     Signal(i32),
     Reload,
     Fatal(String),
+    /// A new rvsd took the table over (handover.rs): stop, leaving the sockets to it.
+    HandedOver,
 }
 
 /// The configuration file at start: loaded before anything else, so a bad file stops the
@@ -222,8 +225,24 @@ fn run(args: &Args) -> Result<(), Refusal> {
     let mut steering = steer::Steering::new(groups, args.workers);
     steering.update(&steer::SteerSet::default()).map_err(|e| Refusal(format!("steering program: {e}")))?;
 
-    let listener = server::bind(&args.socket)?;
-    tracing::info!("control API on {}", args.socket.display());
+    // Another rvsd on this control socket offering a hand-over: take over from it (hot
+    // restart); its sockets are replaced once its table is here.
+    let mut takeover = handover::probe(&args.socket);
+    let mut listener = match takeover {
+        Some(_) => {
+            tracing::info!("another rvsd serves {}: taking over from it (hot restart)", args.socket.display());
+            None
+        }
+        None => {
+            let l = server::bind(&args.socket)?;
+            tracing::info!("control API on {}", args.socket.display());
+            Some(l)
+        }
+    };
+    let mut handover_listener = match takeover {
+        Some(_) => None,
+        None => Some(handover::bind(&args.socket)?),
+    };
     let metrics_listener = match args.metrics {
         Some(a) => Some(std::net::TcpListener::bind(a).map_err(|e| Refusal(format!("--metrics {a}: {e}")))?),
         None => None,
@@ -242,18 +261,27 @@ fn run(args: &Args) -> Result<(), Refusal> {
     let mut conn_txs = Vec::with_capacity(args.workers);
     let mut workers = Vec::with_capacity(args.workers);
     let result = (|| {
+        let mut setups = Vec::with_capacity(args.workers);
         for (id, socks) in per_worker.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel();
             conn_txs.push(tx);
-            let setup = worker::WorkerSetup { id, socks, conn_requests: rx, table_sizes: table_sizes.clone() };
-            let (node, stop) = (node.clone(), stop.clone());
-            workers.push(spawn(&format!("rvsd-w{id}"), move || {
+            setups.push(worker::WorkerSetup { id, socks, conn_requests: rx, table_sizes: table_sizes.clone() });
+        }
+        let start_worker = |setup: worker::WorkerSetup| {
+            let (node, stop, id) = (node.clone(), stop.clone(), setup.id);
+            spawn(&format!("rvsd-w{id}"), move || {
                 match worker::pin_to_cpu(id) {
                     Some(cpu) => tracing::debug!("worker {id} on CPU {cpu}"),
                     None => tracing::debug!("worker {id} not pinned"),
                 }
                 worker::run(node, setup, clock, stop)
-            })?);
+            })
+        };
+        // Taking over, the workers wait for the old table; their rings queue frames meanwhile.
+        if takeover.is_none() {
+            for setup in std::mem::take(&mut setups) {
+                workers.push(start_worker(setup)?);
+            }
         }
 
         let (n, names, st) = (node.clone(), args.interfaces.clone(), stop.clone());
@@ -295,6 +323,42 @@ fn run(args: &Args) -> Result<(), Refusal> {
         if let Some((cfg, path)) = config {
             ops.activate(cfg, &path).map_err(|e| Refusal(format!("{}: {}", path.display(), e.message)))?;
         }
+        if let Some(mut conn) = takeover.take() {
+            // Frames queued so far were the old daemon's to handle (handover.rs, step 3).
+            for setup in &mut setups {
+                for sock in &mut setup.socks {
+                    while sock.rx_ready() {
+                        sock.rx_blocks(1, |_| {});
+                    }
+                }
+            }
+            let t0 = Instant::now();
+            let tables = handover::take(&mut conn)?;
+            let n: usize = tables.iter().map(Vec::len).sum();
+            ipvs.stash_restored(handover::distribute(tables, args.workers));
+            for setup in std::mem::take(&mut setups) {
+                workers.push(start_worker(setup)?);
+            }
+            listener = Some(handover::replace_control(&args.socket)?);
+            handover_listener = Some(handover::bind(&args.socket)?);
+            handover::acknowledge(conn);
+            tracing::info!(
+                "hot restart: {n} connection entries taken over in {} ms; control API on {}",
+                t0.elapsed().as_millis(),
+                args.socket.display()
+            );
+        }
+        if let Some(l) = handover_listener.take() {
+            let tx = ev_tx.clone();
+            let giver = handover::Giver {
+                admin: admin.clone(),
+                ipvs: ipvs.clone(),
+                done: Box::new(move || {
+                    let _ = tx.send(Event::HandedOver);
+                }),
+            };
+            spawn("rvsd-handover", move || handover::serve(l, giver))?;
+        }
         let api = Arc::new(server::Api { admin: admin.clone(), ops: ops.clone() });
 
         // Drains finish (every second) and health events are logged and counted.
@@ -331,6 +395,7 @@ fn run(args: &Args) -> Result<(), Refusal> {
         }
         let path = args.socket.clone();
         let a = api.clone();
+        let listener = listener.take().ok_or_else(|| Refusal("no control socket".into()))?;
         spawn("rvsd-api", move || server::serve(listener, a, path))?;
 
         let tx = ev_tx.clone();
@@ -353,6 +418,7 @@ fn run(args: &Args) -> Result<(), Refusal> {
         Ok::<Arc<operate::Operator>, Refusal>(ops)
     })();
 
+    let mut handed_over = false;
     let outcome = match &result {
         Ok(ops) => {
             tracing::info!("running");
@@ -368,6 +434,10 @@ fn run(args: &Args) -> Result<(), Refusal> {
                         break Ok(());
                     }
                     Ok(Event::Fatal(m)) => break Err(Refusal(m)),
+                    Ok(Event::HandedOver) => {
+                        handed_over = true;
+                        break Ok(());
+                    }
                     Err(_) => break Err(Refusal("event channel closed".into())),
                 }
             }
@@ -381,8 +451,12 @@ fn run(args: &Args) -> Result<(), Refusal> {
     for w in workers {
         let _ = w.join();
     }
-    if let Err(e) = std::fs::remove_file(&args.socket) {
-        tracing::warn!("cannot remove {}: {e}", args.socket.display());
+    // After a hand-over the sockets at these paths are the new daemon's.
+    if !handed_over {
+        if let Err(e) = std::fs::remove_file(&args.socket) {
+            tracing::warn!("cannot remove {}: {e}", args.socket.display());
+        }
+        let _ = std::fs::remove_file(handover::path_for(&args.socket));
     }
     let c = node.counters.read();
     tracing::info!("stopped: rx {} tx {} local {} dropped {}", c.rx, c.tx, c.local, c.total_drops());

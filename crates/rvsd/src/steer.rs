@@ -92,20 +92,17 @@ const MIX_MUL: u32 = 0x045d_9f3b;
 
 /// The hash the program computes, for tests and documentation: xor-shift, multiply,
 /// xor-shift. Consecutive client addresses spread over the workers.
-#[cfg(test)]
 pub fn mix(addr: u32) -> u32 {
     let h = (addr ^ (addr >> 16)).wrapping_mul(MIX_MUL);
     h ^ (h >> 16)
 }
 
 /// The worker the program picks for an IPv4 address that is hashed (no persistence mask).
-#[cfg(test)]
 pub fn worker_for(addr: Ipv4Addr, workers: usize) -> usize {
     worker_for_masked(addr, u32::MAX, workers)
 }
 
 /// The worker the program picks for an IPv4 client address under `client_mask`.
-#[cfg(test)]
 pub fn worker_for_masked(addr: Ipv4Addr, client_mask: u32, workers: usize) -> usize {
     (mix(u32::from(addr) & client_mask) % workers.max(1) as u32) as usize
 }

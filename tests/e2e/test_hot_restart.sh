@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Restarts of rvsd under load (handover.rs, docs/design.md "Hot restart").
+#   1. Hot restart, three times: a new rvsd started on the running one's control socket takes
+#      its connection table over and the old one exits, while wrk runs through the NAT VIP
+#      with keep-alive (connections held across every restart) and with a new connection per
+#      request: 0 failed requests, 0 socket errors (resets, timeouts), and the number of
+#      entries handed over is logged.
+#   2. Crash restart: kill -9, started again at once (what systemd's Restart=always does):
+#      the service from the configuration file answers within 2 s.
+source "$(dirname "$0")/lib.sh"
+install_cleanup
+need_base_packages wrk:wrk nginx:nginx-light
+build_rvs
+
+setup_topology 2
+for r in r1 r2; do start_nginx "$r" 8080; done
+for r in r1 r2; do wait_port "$r" tcp 8080; done
+
+# The configuration the daemon comes back with: a keepalived.conf, virtual_server part.
+cat >"$RVS_WORK/rvs.conf" <<EOF
+virtual_server $VIP 80 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server $(rs_ip r1) 8080 {
+        weight 1
+    }
+    real_server $(rs_ip r2) 8080 {
+        weight 1
+    }
+}
+EOF
+export RVSD_ARGS="--keepalived $RVS_WORK/rvs.conf --workers 2"
+start_rvsd d
+in_ns c curl -fsS --max-time 3 "http://$VIP/" >/dev/null && ok "service from the file answers" ||
+    fail "no answer through the VIP"
+
+# Starts a new rvsd on the same socket and waits until the old one ($1) has exited and the
+# new one answers; sets RVSD_PID.
+restart_hot() {
+    local old="$1" i
+    start_bg d "rvsd-d-$2" "$RVSD" -i ext -i int --socket "$(sock_of d)" $RVSD_ARGS
+    RVSD_PID=$BG_PID
+    for i in $(seq 1 100); do
+        kill -0 "$old" 2>/dev/null || break
+        kill -0 "$RVSD_PID" 2>/dev/null || die "new rvsd exited: $(tail -n 5 "$RVS_WORK/rvsd-d-$2.log")"
+        sleep 0.1
+    done
+    kill -0 "$old" 2>/dev/null && die "old rvsd $old still running after the hand-over"
+    adm -L -n >/dev/null || die "new rvsd does not answer"
+}
+
+say "1. hot restart x3 under wrk (keep-alive and a connection per request)"
+in_ns c wrk -t1 -c8 -d9s --timeout 3s "http://$VIP/" >"$RVS_WORK/wrk-ka.txt" 2>&1 &
+WRK1=$!
+in_ns c wrk -t1 -c4 -d9s --timeout 3s -H "Connection: close" "http://$VIP/" >"$RVS_WORK/wrk-close.txt" 2>&1 &
+WRK2=$!
+sleep 2
+for n in 1 2 3; do
+    old=$RVSD_PID
+    restart_hot "$old" "hot$n"
+    taken=$(sed -n 's/.*hot restart: \([0-9]*\) connection entries taken over in \([0-9]*\) ms.*/\1 entries in \2 ms/p' "$RVS_WORK/rvsd-d-hot$n.log")
+    [ -n "$taken" ] && ok "restart $n: $taken" || fail "restart $n: no hand-over in the new log"
+    sleep 2
+done
+wait "$WRK1" || true
+wait "$WRK2" || true
+for f in ka close; do
+    out="$RVS_WORK/wrk-$f.txt"
+    reqs=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out")
+    assert_gt "wrk ($f) requests" 100 "${reqs:-0}"
+    errs=$(grep -E "Socket errors|Non-2xx" "$out" || true)
+    assert_eq "wrk ($f) socket errors and non-2xx responses" "" "$errs"
+done
+grep -q "entries taken over" "$RVS_WORK/rvsd-d-hot1.log" && [ "$(sed -n 's/.*hot restart: \([0-9]*\) connection.*/\1/p' "$RVS_WORK/rvsd-d-hot1.log")" -gt 0 ] &&
+    ok "the table crossed (non-empty)" || fail "no entries crossed"
+
+say "2. crash restart: kill -9, started again at once"
+kill -KILL "$RVSD_PID"
+t0=$(date +%s.%N)
+start_rvsd d ext int
+ok=""
+for _ in $(seq 1 40); do
+    if in_ns c curl -fsS --max-time 0.5 "http://$VIP/" >/dev/null 2>&1; then ok=1 && break; fi
+    sleep 0.05
+done
+t1=$(date +%s.%N)
+took=$("$PY" -c "print(round($t1 - $t0, 2))")
+[ -n "$ok" ] && "$PY" -c "import sys; sys.exit(0 if $t1 - $t0 < 2 else 1)" &&
+    ok "back with the configuration from its file, answering in $took s (< 2)" ||
+    fail "not answering within 2 s after kill -9 (took $took s, answered: ${ok:-no})"
+finish
