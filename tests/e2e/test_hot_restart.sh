@@ -13,8 +13,14 @@ need_base_packages wrk:wrk nginx:nginx-light
 build_rvs
 
 setup_topology 2
-for r in r1 r2; do start_nginx "$r" 8080; done
-for r in r1 r2; do wait_port "$r" tcp 8080; done
+for r in r1 r2; do
+    start_nginx "$r" 8080
+    start_rs_servers "$r" --tcp 9000
+done
+for r in r1 r2; do
+    wait_port "$r" tcp 8080
+    wait_port "$r" tcp 9000
+done
 
 # The configuration the daemon comes back with: a keepalived.conf, virtual_server part.
 cat >"$RVS_WORK/rvs.conf" <<EOF
@@ -26,6 +32,17 @@ virtual_server $VIP 80 {
         weight 1
     }
     real_server $(rs_ip r2) 8080 {
+        weight 1
+    }
+}
+virtual_server $VIP 9000 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server $(rs_ip r1) 9000 {
+        weight 1
+    }
+    real_server $(rs_ip r2) 9000 {
         weight 1
     }
 }
@@ -55,6 +72,11 @@ in_ns c wrk -t1 -c8 -d9s --timeout 3s "http://$VIP/" >"$RVS_WORK/wrk-ka.txt" 2>&
 WRK1=$!
 in_ns c wrk -t1 -c4 -d9s --timeout 3s -H "Connection: close" "http://$VIP/" >"$RVS_WORK/wrk-close.txt" 2>&1 &
 WRK2=$!
+# Held sessions: 6 TCP streams echoing 1 KiB every 50 ms through every restart, checked byte
+# for byte (rvsnet.py streams).
+in_ns c "$PY" "$RVSNET" streams "$VIP" 9000 --streams 6 --victim none --duration 10 --chunk 1024 \
+    --pace 0.05 --timeout 3 >"$RVS_WORK/streams.json" 2>&1 &
+STREAMS=$!
 sleep 2
 for n in 1 2 3; do
     old=$RVSD_PID
@@ -65,6 +87,11 @@ for n in 1 2 3; do
 done
 wait "$WRK1" || true
 wait "$WRK2" || true
+if wait "$STREAMS"; then
+    ok "6 held TCP sessions intact across the restarts: $(jget "$(cat "$RVS_WORK/streams.json")" 'd["intact"]') of 6"
+else
+    fail "held sessions broken: $(head -c 600 "$RVS_WORK/streams.json")"
+fi
 for f in ka close; do
     out="$RVS_WORK/wrk-$f.txt"
     reqs=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out")
