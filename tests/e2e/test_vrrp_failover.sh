@@ -14,102 +14,10 @@ install_cleanup
 need_base_packages keepalived:keepalived nft:nftables tcpdump:tcpdump
 build_rvs
 
-NET=10.77.0
-VIP=$NET.100
-PORT=8080
-KEEPALIVED=$(command -v keepalived || echo /usr/sbin/keepalived)
+source "$(dirname "$0")/ha.sh"
 
 say "topology: client, two directors, one real server on one bridge"
-add_ns sw
-ip -n "$(ns sw)" link add br0 type bridge mcast_snooping 0
-ip -n "$(ns sw)" link set dev br0 up
-hosts=(c:2 d1:11 d2:12 r1:21)
-for h in "${hosts[@]}"; do
-    n=${h%%:*}
-    add_ns "$n"
-    add_link "$n" eth0 sw "$n"
-    ip -n "$(ns sw)" link set dev "$n" master br0
-    ip -n "$(ns "$n")" addr add "$NET.${h##*:}/24" dev eth0
-done
-# Real server: VIP on lo, never answering ARP for it (DR); replies go straight to the client.
-ip -n "$(ns r1)" addr add "$VIP/32" dev lo
-sysctl_ns r1 net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.eth0.arp_ignore=1 \
-    net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_announce=2
-start_rs_servers r1 --tcp "$PORT"
-wait_port r1 tcp "$PORT"
-
-# The kernel of the director that holds the VIP would answer its TCP with RSTs (nothing
-# listens): an ingress drop for the VIP, after the AF_PACKET tap (rvsd still sees every
-# frame) and before IP. ARP stays: the kernel answers it with the same MAC as rvsd.
-for d in d1 d2; do
-    sysctl_ns "$d" net.ipv4.ip_forward=0
-    in_ns "$d" nft -f - <<EOF
-table netdev rvs_e2e_vip {
-    chain in {
-        type filter hook ingress device eth0 priority 0; policy accept;
-        ip daddr $VIP drop
-    }
-}
-EOF
-done
-
-# One keepalived.conf per director, as a user would write it: VRRP instance and the LVS part.
-write_conf() { # write_conf NAME PRIORITY SELF PEER
-    cat >"$RVS_WORK/$1.conf" <<EOF
-global_defs {
-    router_id $1
-}
-vrrp_instance VI_1 {
-    state BACKUP
-    interface eth0
-    virtual_router_id 77
-    priority $2
-    advert_int 1
-    unicast_src_ip $3
-    unicast_peer {
-        $4
-    }
-    virtual_ipaddress {
-        $VIP/32 dev eth0
-    }
-}
-virtual_server $VIP $PORT {
-    lb_algo rr
-    lb_kind DR
-    protocol TCP
-    real_server $NET.21 $PORT {
-        weight 1
-    }
-}
-EOF
-}
-write_conf d1 150 "$NET.11" "$NET.12"
-write_conf d2 100 "$NET.12" "$NET.11"
-
-declare -A KA_PID
-start_keepalived() { # start_keepalived d1
-    start_bg "$1" "keepalived-$1" "$KEEPALIVED" --vrrp --dont-fork --log-console --log-detail \
-        -f "$RVS_WORK/$1.conf" -p "$RVS_WORK/ka-$1.pid" -r "$RVS_WORK/ka-$1-vrrp.pid" \
-        -c "$RVS_WORK/ka-$1-chk.pid"
-    KA_PID[$1]=$BG_PID
-}
-has_vip() { ip -n "$(ns "$1")" -o addr show dev eth0 | grep -q " $VIP/"; }
-wait_vip() { # wait_vip d1 SECONDS: until d1 holds the VIP
-    local i
-    for i in $(seq 1 $(($2 * 10))); do
-        has_vip "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-mac_vip_at_client() { ip -n "$(ns c)" neigh show "$VIP" dev eth0 | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p'; }
-conns_of() { RVSADM_NS=$1 stat_of "TCP  $VIP:$PORT" "" 1; }
-check_conns() { # check_conns N: N DR connections from the client, 4 KiB echoed each
-    in_ns c "$PY" "$RVSNET" tcp-check "$VIP" "$PORT" --conns "$1" --bytes 4096 --timeout 3 --deadline 20 \
-        >"$RVS_WORK/check.json" && return 0
-    cat "$RVS_WORK/check.json"
-    return 1
-}
+ha_topology 1
 
 say "keepalived --vrrp and rvsd --keepalived on both directors"
 start_keepalived d1
@@ -144,12 +52,9 @@ assert_eq "ARP replies for the VIP from d2 (backup)" 0 "$(vip_replies "$mac_d2")
 
 say "2. SIGKILL keepalived on d1: d2 takes the VIP and announces it"
 t0=$(date +%s.%N)
-# Every keepalived process of d1 (the parent and its VRRP child): a crash, so the VIP stays
-# on d1's interface (nobody removes it) and d1 goes on answering whoever still asks it.
-# Newest first: the VRRP child must not see its parent die and say goodbye (priority 0).
-for pid in $(ip netns pids "$(ns d1)" | sort -rn); do
-    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = keepalived ]; then kill -KILL "$pid"; fi
-done
+# Every keepalived process of d1: a crash, so the VIP stays on d1's interface (nobody
+# removes it) and d1 goes on answering whoever still asks it.
+crash_keepalived d1
 wait_vip d2 8 && ok "d2 took the VIP" || fail "d2 never took the VIP"
 moved=""
 for _ in $(seq 1 50); do
