@@ -22,17 +22,26 @@ for r in r1 r2; do
     wait_port "$r" tcp 9000
 done
 
-# The configuration the daemon comes back with: a keepalived.conf, virtual_server part.
+# The configuration the daemon comes back with: a keepalived.conf, virtual_server part. The
+# health checks (from the director's kernel) keep the real servers' MACs in its neighbour
+# table, which a restarted rvsd reads at start.
 cat >"$RVS_WORK/rvs.conf" <<EOF
 virtual_server $VIP 80 {
+    delay_loop 1
     lb_algo rr
     lb_kind NAT
     protocol TCP
     real_server $(rs_ip r1) 8080 {
         weight 1
+        TCP_CHECK {
+            connect_timeout 1
+        }
     }
     real_server $(rs_ip r2) 8080 {
         weight 1
+        TCP_CHECK {
+            connect_timeout 1
+        }
     }
 }
 virtual_server $VIP 9000 {
