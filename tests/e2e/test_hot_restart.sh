@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Restarts of rvsd under load (handover.rs, docs/design.md "Hot restart").
+#   0. A taker that asks and goes away before acknowledging: the daemon re-opens its VIPs.
 #   1. Hot restart, three times: a new rvsd started on the running one's control socket takes
 #      its connection table over and the old one exits, while wrk runs through the NAT VIP
 #      with keep-alive (connections held across every restart) and with a new connection per
@@ -75,6 +76,19 @@ restart_hot() {
     kill -0 "$old" 2>/dev/null && die "old rvsd $old still running after the hand-over"
     adm -L -n >/dev/null || die "new rvsd does not answer"
 }
+
+say "0. a taker that goes away before acknowledging: the running daemon carries on"
+in_ns d "$PY" -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"RVSHO1\n")
+assert s.recv(7) == b"RVSTB1\n"
+s.close()' "$(sock_of d).handover" && ok "asked and got the answer's start" || fail "no hand-over answer"
+for _ in $(seq 1 30); do grep -q "hot restart failed" "$RVS_WORK/rvsd-d.log" && break; sleep 0.1; done
+grep -q "hot restart failed" "$RVS_WORK/rvsd-d.log" && ok "the daemon noticed and re-opened its VIPs" ||
+    fail "no failed hand-over in the log"
+in_ns c curl -fsS --max-time 3 "http://$VIP/" >/dev/null && ok "and still answers" || fail "VIP dead after an aborted hand-over"
 
 say "1. hot restart x3 under wrk (keep-alive and a connection per request)"
 in_ns c wrk -t1 -c8 -d9s --timeout 3s "http://$VIP/" >"$RVS_WORK/wrk-ka.txt" 2>&1 &
