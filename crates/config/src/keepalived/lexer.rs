@@ -1,8 +1,9 @@
 //! keepalived.conf block syntax (keepalived.md §1): one statement per line,
 //! `keyword args… {` … `}` blocks, `#`/`!` comments, double-quoted words, and
 //! `include PATTERN` of files relative to the including file (a `*`/`?` pattern in
-//! the last path component is expanded in name order). Every statement keeps its
-//! file and line.
+//! the last path component is expanded in name order), and keepalived's conditional
+//! lines (`@ID line`, `@^ID line`, see `conditional`). Every statement keeps its file and
+//! line.
 
 use crate::error::{ConfigError, Warning};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,35 @@ pub struct Loader {
     /// Lists a directory (for include patterns).
     pub list: ListFn,
     pub warnings: Vec<Warning>,
+    /// The config id that `@ID` lines are compared with (`keepalived -i`, `rvsd
+    /// --config-id`); `None` keeps only `@^ID` lines, as keepalived with no id.
+    pub config_id: Option<String>,
+}
+
+/// keepalived's default config id: the host name up to its first dot (uname's node name;
+/// keepalived.conf(5) "Conditional configuration and configuration id").
+pub fn default_config_id() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let first = name.trim().split('.').next().unwrap_or("");
+    (!first.is_empty()).then(|| first.to_owned())
+}
+
+/// keepalived's conditional lines: a line whose first non-blank character is `@` is kept only
+/// when the word glued to it equals the config id (`@^ID`: only when it does not), and then
+/// without that word; a conditional with nothing after its id is dropped. With no config id,
+/// `@ID` lines are dropped and `@^ID` lines kept. Applied to every line before anything else
+/// (in blocks, in included files, to `include` lines themselves), as keepalived's reader does.
+pub fn conditional<'a>(line: &'a str, config_id: Option<&str>) -> Option<&'a str> {
+    let trimmed = line.trim_start();
+    let Some(rest) = trimmed.strip_prefix('@') else { return Some(line) };
+    let (negate, rest) = match rest.strip_prefix('^') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let end = rest.find([' ', '\t'])?;
+    let (id, body) = (&rest[..end], rest[end..].trim_start_matches([' ', '\t']));
+    let matches = config_id == Some(id);
+    (matches != negate).then_some(body)
 }
 
 impl Default for Loader {
@@ -62,6 +92,7 @@ impl Default for Loader {
                 std::fs::read_dir(p)?.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect()
             }),
             warnings: Vec::new(),
+            config_id: default_config_id(),
         }
     }
 }
@@ -95,6 +126,7 @@ impl Loader {
     ) -> Result<(), ConfigError> {
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
+            let Some(raw) = conditional(raw, self.config_id.as_deref()) else { continue };
             let words = split_line(raw).map_err(|m| ConfigError::at(file, line, "", m))?;
             if words.first().is_some_and(|w| w == &Tok::Word("include".into())) {
                 let Some(Tok::Word(pattern)) = words.get(1) else {
@@ -312,6 +344,7 @@ mod tests {
                     .collect())
             }),
             warnings: Vec::new(),
+            config_id: Some("main".into()),
         }
     }
 

@@ -13,11 +13,54 @@ use crate::error::ConfigError;
 use crate::model::Config;
 use std::path::Path;
 
-pub use lexer::{Loader, Stmt};
+pub use lexer::{Loader, Stmt, conditional, default_config_id};
 
-/// Imports a keepalived.conf file (includes are relative to it).
+/// Imports a keepalived.conf file (includes are relative to it), with the host's default
+/// config id for `@ID` lines.
 pub fn import_file(path: &Path) -> Result<Config, ConfigError> {
     import_with(Loader::default(), path)
+}
+
+/// Imports a keepalived.conf file with `config_id` for its conditional lines (`keepalived
+/// -i ID`; `None`: the host name's first label, as keepalived).
+pub fn import_file_as(path: &Path, config_id: Option<&str>) -> Result<Config, ConfigError> {
+    let mut loader = Loader::default();
+    if let Some(id) = config_id {
+        loader.config_id = Some(id.to_owned());
+    }
+    import_with(loader, path)
+}
+
+/// Everything a check of a file finds (`rvsd --check`): every error (each failing top-level
+/// block is reported and left out), every warning, and the configuration when there was no
+/// error.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub config: Option<Config>,
+    pub warnings: Vec<crate::error::Warning>,
+    pub errors: Vec<ConfigError>,
+}
+
+/// Reads `path` with `loader` and keeps going after an error, so one run names them all.
+pub fn check_with(mut loader: Loader, path: &Path) -> Checked {
+    let stmts = match loader.load(path) {
+        Ok(s) => s,
+        Err(e) => return Checked { config: None, warnings: loader.warnings, errors: vec![e] },
+    };
+    let mut errors = Vec::new();
+    let cfg = match parse::Importer::default().run_collecting(&stmts, &mut errors) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let mut warnings = loader.warnings;
+    let config = cfg.map(|mut c| {
+        warnings.append(&mut c.warnings);
+        c
+    });
+    Checked { config: if errors.is_empty() { config } else { None }, warnings, errors }
 }
 
 /// Imports with a custom file reader (tests, or configurations held in memory).

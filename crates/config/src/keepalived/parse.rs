@@ -65,6 +65,10 @@ pub struct Importer {
     groups: HashMap<String, Vec<GroupEntry>>,
     /// The global `SSL { }` block: the TLS client settings of every SSL_GET.
     ssl: Tls,
+    /// Errors kept instead of stopping at the first (`collecting`, for `rvsd --check`):
+    /// each top-level block that fails is left out and the next one read.
+    pub errors: Vec<ConfigError>,
+    pub collecting: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -133,19 +137,57 @@ impl Importer {
         self.cfg.warnings.push(w);
     }
 
-    pub fn run(mut self, stmts: &[Stmt]) -> R<Config> {
+    /// Keeps `e` when collecting errors, else stops with it.
+    fn keep(&mut self, r: R<()>) -> R<()> {
+        match r {
+            Err(e) if self.collecting => {
+                self.errors.push(e);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// `run`, handing the kept errors to `errors` (the configuration's warnings stay in it).
+    pub fn run_collecting(mut self, stmts: &[Stmt], errors: &mut Vec<ConfigError>) -> R<Config> {
+        self.collecting = true;
+        let mut kept = Vec::new();
+        let r = self.run_keeping(stmts, &mut kept);
+        errors.append(&mut kept);
+        r
+    }
+
+    pub fn run(self, stmts: &[Stmt]) -> R<Config> {
+        self.run_keeping(stmts, &mut Vec::new())
+    }
+
+    fn run_keeping(mut self, stmts: &[Stmt], kept: &mut Vec<ConfigError>) -> R<Config> {
+        let r = self.run_all(stmts);
+        kept.append(&mut self.errors);
+        r.map(|()| self.cfg)
+    }
+
+    fn run_all(&mut self, stmts: &[Stmt]) -> R<()> {
         for s in stmts.iter().filter(|s| s.keyword() == "virtual_server_group") {
-            self.group(s)?;
+            let r = self.group(s);
+            self.keep(r)?;
         }
         // The SSL block applies to every SSL_GET, wherever it stands in the file.
         for s in stmts.iter().filter(|s| s.keyword() == "SSL") {
-            self.ssl_block(s)?;
+            let r = self.ssl_block(s);
+            self.keep(r)?;
         }
         for s in stmts {
             match s.keyword() {
-                "global_defs" => self.global_defs(s)?,
+                "global_defs" => {
+                    let r = self.global_defs(s);
+                    self.keep(r)?
+                }
                 "virtual_server_group" | "SSL" => {}
-                "virtual_server" => self.virtual_server(s)?,
+                "virtual_server" => {
+                    let r = self.virtual_server(s);
+                    self.keep(r)?
+                }
                 "vrrp_instance" => {
                     let name = s.args().first().cloned().unwrap_or_default();
                     // keepalived --vrrp runs it; rvsd follows the VIPs it sets (--vip-follow).
@@ -159,14 +201,11 @@ impl Importer {
             }
         }
         if let Some((i, k)) = validate::duplicate_key(&self.cfg.services) {
-            return Err(ConfigError::at(
-                "",
-                0,
-                "virtual_server",
-                format!("service {k:?} defined twice (virtual server {i})"),
-            ));
+            let e =
+                ConfigError::at("", 0, "virtual_server", format!("service {k:?} defined twice (virtual server {i})"));
+            self.keep(Err(e))?;
         }
-        Ok(self.cfg)
+        Ok(())
     }
 
     fn global_defs(&mut self, g: &Stmt) -> R<()> {

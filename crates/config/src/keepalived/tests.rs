@@ -337,6 +337,7 @@ fn include_relative_to_the_including_file() {
                 .collect())
         }),
         warnings: Vec::new(),
+        config_id: None,
     };
     let cfg = import_with(loader, Path::new("/etc/keepalived/keepalived.conf")).unwrap();
     assert_eq!(cfg.save_lines().len(), 3);
@@ -379,4 +380,128 @@ fn ssl_get_is_http_get_over_tls_with_the_global_ssl_block() {
     let tls2 = reals[1].checks[0].tls.as_ref().expect("over TLS");
     assert!(tls2.enable_sni && tls2.sni_name.as_deref() == Some("api.example") && global(tls2), "{tls2:?}");
     assert!(reals[2].checks.is_empty());
+}
+
+/// A loader over in-memory files, with `config_id` for the conditional lines.
+fn mem_loader(files: &[(&str, &str)], config_id: Option<&str>) -> Loader {
+    let files: Vec<(PathBuf, String)> = files.iter().map(|(p, t)| (PathBuf::from(p), t.to_string())).collect();
+    Loader {
+        read: Box::new(move |p| {
+            files.iter().find(|f| f.0 == p).map(|f| f.1.clone()).ok_or_else(|| std::io::Error::other("missing"))
+        }),
+        list: Box::new(|_| Ok(Vec::new())),
+        warnings: Vec::new(),
+        config_id: config_id.map(str::to_owned),
+    }
+}
+
+/// One file for two directors, as keepalived.conf(5) "Conditional configuration" shows:
+/// the scheduler, a real server, a whole included file and a block header differ per id.
+const PER_ID: &str = "virtual_server 10.0.0.1 80 {
+    protocol TCP
+    @main lvs_sched rr
+    @^main lvs_sched wrr
+    @backup
+    real_server 192.168.1.1 80 {
+        @main weight 3
+    }
+    @^backup real_server 192.168.1.2 80 {
+    @^backup }
+}
+@main include main-only.conf
+@^main virtual_server 10.0.0.3 80 {
+@^main     protocol UDP
+@^main }
+";
+const MAIN_ONLY: &str = "virtual_server 10.0.0.2 80 {\n    @main protocol TCP\n    @^main protocol UDP\n}\n";
+
+fn per_id(id: Option<&str>) -> Config {
+    let files = [("/k/keepalived.conf", PER_ID), ("/k/main-only.conf", MAIN_ONLY)];
+    import_with(mem_loader(&files, id), Path::new("/k/keepalived.conf")).unwrap()
+}
+
+#[test]
+fn conditional_lines_follow_the_config_id() {
+    assert_eq!(
+        per_id(Some("main")).save_lines(),
+        [
+            "-A -t 10.0.0.1:80 -s rr",
+            "-a -t 10.0.0.1:80 -r 192.168.1.1:80 -m -w 3",
+            "-a -t 10.0.0.1:80 -r 192.168.1.2:80 -m -w 1",
+            "-A -t 10.0.0.2:80 -s wlc",
+        ]
+    );
+    assert_eq!(
+        per_id(Some("backup")).save_lines(),
+        ["-A -t 10.0.0.1:80 -s wrr", "-a -t 10.0.0.1:80 -r 192.168.1.1:80 -m -w 1", "-A -u 10.0.0.3:80 -s wlc"]
+    );
+    // No id: every `@ID` line is dropped, every `@^ID` line kept (keepalived without -i and
+    // without a host name).
+    assert_eq!(
+        per_id(None).save_lines(),
+        [
+            "-A -t 10.0.0.1:80 -s wrr",
+            "-a -t 10.0.0.1:80 -r 192.168.1.1:80 -m -w 1",
+            "-a -t 10.0.0.1:80 -r 192.168.1.2:80 -m -w 1",
+            "-A -u 10.0.0.3:80 -s wlc",
+        ]
+    );
+}
+
+#[test]
+fn conditional_line_forms() {
+    use super::conditional;
+    assert_eq!(conditional("  @a  weight 2", Some("a")), Some("weight 2"));
+    assert_eq!(conditional("@a\tweight 2", Some("ab")), None, "the whole word must match");
+    assert_eq!(conditional("@ab weight 2", Some("a")), None);
+    assert_eq!(conditional("@^a weight 2", Some("a")), None);
+    assert_eq!(conditional("@^a weight 2", Some("b")), Some("weight 2"));
+    assert_eq!(conditional("@^a weight 2", None), Some("weight 2"));
+    assert_eq!(conditional("@a weight 2", None), None);
+    assert_eq!(conditional("@a", Some("a")), None, "nothing after the id: dropped");
+    assert_eq!(conditional("weight @a", Some("b")), Some("weight @a"), "only at the start of a line");
+    // The line number of what follows is kept.
+    let cfg = import_with(
+        mem_loader(
+            &[("/k.conf", "virtual_server 10.0.0.1 80 {\n@x lvs_sched nosuch\n@y lvs_sched nosuch\n}\n")],
+            Some("y"),
+        ),
+        Path::new("/k.conf"),
+    )
+    .unwrap_err();
+    assert_eq!(cfg.to_string(), "/k.conf:3: lvs_sched: unknown scheduler \"nosuch\"");
+}
+
+#[test]
+fn the_default_config_id_is_the_host_names_first_label() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let first = host.trim().split('.').next().unwrap_or("").to_string();
+    assert_eq!(super::default_config_id().unwrap_or_default(), first);
+    assert_eq!(Loader::default().config_id, super::default_config_id());
+}
+
+#[test]
+fn a_check_reports_every_error_and_warning() {
+    let text = "virtual_server 10.0.0.1 80 {\n lvs_sched nosuch\n}\n\
+                vrrp_instance VI {\n}\n\
+                virtual_server 10.0.0.2 80 {\n delay_loop abc\n}\n\
+                virtual_server 10.0.0.3 80 {\n protocol TCP\n lvs_sched rr\n}\n";
+    let c = super::check_with(mem_loader(&[("/k.conf", text)], None), Path::new("/k.conf"));
+    let errors: Vec<String> = c.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errors,
+        [
+            "/k.conf:2: lvs_sched: unknown scheduler \"nosuch\"",
+            "/k.conf:7: delay_loop: \"abc\" is not a time in seconds (0..86400)"
+        ]
+    );
+    assert!(c.warnings.iter().any(|w| w.to_string().starts_with("/k.conf:4: vrrp_instance")), "{:?}", c.warnings);
+    assert!(c.config.is_none(), "no configuration when there is an error");
+    let good = super::check_with(
+        mem_loader(&[("/k.conf", "virtual_server 10.0.0.3 80 {\n protocol TCP\n lvs_sched rr\n}\n")], None),
+        Path::new("/k.conf"),
+    );
+    assert!(good.errors.is_empty() && good.config.is_some(), "{good:?}");
+    let broken = super::check_with(mem_loader(&[("/k.conf", "a {\n")], None), Path::new("/k.conf"));
+    assert_eq!(broken.errors[0].to_string(), "/k.conf:1: block is never closed ('}' missing)");
 }
