@@ -114,6 +114,9 @@ pub struct VirtualService {
     pub quorum_down: Option<String>,
     /// Run quorum_down / notify_down scripts at shutdown.
     pub omega: bool,
+    /// Where it is defined, so checks made later (by the engine, `rvsd --check`) can name
+    /// the file and line.
+    pub place: crate::error::Place,
 }
 
 impl VirtualService {
@@ -136,6 +139,7 @@ impl VirtualService {
             hysteresis: 0,
             quorum_up: None,
             quorum_down: None,
+            place: crate::error::Place::default(),
             omega: false,
         }
     }

@@ -71,10 +71,17 @@ pub struct Args {
     pub shortcut: bool,
     /// Which VIPs are active (`--vip-follow`, vipfollow.rs).
     pub vip_follow: crate::vipfollow::FollowArg,
+    /// `--check`: check the configuration file and exit (`keepalived -t`).
+    pub check: bool,
+    /// `--config-id`: the id compared with keepalived's `@ID` lines (`keepalived -i`).
+    pub config_id: Option<String>,
+    /// `--procfs-dir`: keep the kernel's `/proc/net/ip_vs*` views under `DIR/net/`.
+    pub procfs_dir: Option<PathBuf>,
 }
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // made once per run; boxing buys nothing
 pub enum Parsed {
     Run(Args),
     Help,
@@ -84,6 +91,7 @@ pub enum Parsed {
 pub const USAGE: &str = "\
 Usage: rvsd -i IFACE [-i IFACE ...] [options]
        rvsd --config FILE | --keepalived FILE [-i IFACE ...] [options]
+       rvsd --check --config FILE | --keepalived FILE [--config-id ID]
 
 rvs director daemon: load-balances the VIPs configured with rvsadm (or a configuration
 file) over AF_PACKET rings on the given interfaces, and serves the control API on a Unix
@@ -94,6 +102,14 @@ Options:
                         configuration file lists [[interfaces]])
       --config FILE     load the native (TOML) configuration; SIGHUP reloads it
       --keepalived FILE load a keepalived.conf (virtual_server part); SIGHUP reloads it
+      --check           check the configuration file as the daemon would load it, print
+                        every warning and error with file:line, and exit: 0 if it can be
+                        used, 3 if not (keepalived -t); needs no root and no interface
+      --config-id ID    id for keepalived's conditional lines (@ID, @^ID; keepalived -i);
+                        default: the host name up to its first dot
+      --procfs-dir DIR  keep DIR/net/ip_vs, ip_vs_conn, ip_vs_stats and ip_vs_conn_sync
+                        current, as the kernel prints /proc/net/ip_vs* (for tools that
+                        read them: --path.procfs=DIR)
       --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics
       --api-listen ADDR also serve the API on TCP (needs --api-token)
       --api-token TOKEN bearer token required on the TCP API listener
@@ -144,6 +160,9 @@ where
     let mut api_token = None;
     let mut shortcut = true;
     let mut vip_follow = crate::vipfollow::FollowArg::Auto;
+    let mut check = false;
+    let mut config_id = None;
+    let mut procfs_dir = None;
     let addr = |flag: &str, v: String| -> Result<std::net::SocketAddr, String> {
         v.parse().map_err(|_| format!("{flag}: '{v}' is not ADDR:PORT"))
     };
@@ -194,6 +213,16 @@ where
                 vip_follow = crate::vipfollow::FollowArg::parse(&v)
                     .ok_or_else(|| format!("--vip-follow: unknown mode '{v}' (auto, always, interface)"))?;
             }
+            "--check" | "-t" if inline.is_none() => check = true,
+            "--check" => return Err("--check takes no value (give the file with --config or --keepalived)".into()),
+            "--config-id" => {
+                let id = value(&mut it)?;
+                if id.contains(char::is_whitespace) {
+                    return Err(format!("--config-id: '{id}' contains white space"));
+                }
+                config_id = Some(id);
+            }
+            "--procfs-dir" => procfs_dir = Some(PathBuf::from(value(&mut it)?)),
             "--log" => {
                 let v = value(&mut it)?;
                 log = LogLevel::parse(&v)
@@ -202,6 +231,9 @@ where
             other if other.starts_with('-') => return Err(format!("unknown option '{other}'")),
             other => return Err(format!("unexpected argument '{other}'")),
         }
+    }
+    if check && config.is_none() {
+        return Err("--check needs the file to check: --config FILE or --keepalived FILE".into());
     }
     if interfaces.is_empty() && config.is_none() {
         return Err("no interface given (use -i NAME)".into());
@@ -227,6 +259,9 @@ where
         api_listen,
         shortcut,
         vip_follow,
+        check,
+        config_id,
+        procfs_dir,
     }))
 }
 
@@ -304,6 +339,20 @@ mod tests {
         assert_eq!(a.socket, PathBuf::from("/tmp/env.sock"));
         let Ok(Parsed::Run(a)) = parse(["-i", "x", "--socket", "/tmp/flag.sock"], env) else { panic!() };
         assert_eq!(a.socket, PathBuf::from("/tmp/flag.sock"));
+    }
+
+    #[test]
+    fn check_config_id_and_procfs_dir() {
+        let a = run(&["--check", "--keepalived", "/k.conf", "--config-id", "lb1"]);
+        assert!(a.check);
+        assert_eq!(a.config_id.as_deref(), Some("lb1"));
+        assert!(run(&["-t", "--config", "/r.toml"]).check, "keepalived's -t");
+        assert!(!run(&["-i", "x"]).check);
+        assert_eq!(run(&["-i", "x", "--procfs-dir=/tmp/p"]).procfs_dir, Some(PathBuf::from("/tmp/p")));
+        assert!(err(&["--check"]).contains("--check needs the file to check"));
+        assert!(err(&["--check=yes", "--config", "x"]).contains("--check takes no value"));
+        assert!(err(&["-i", "x", "--config-id", "a b"]).contains("white space"));
+        assert!(err(&["-i", "x", "--procfs-dir"]).contains("--procfs-dir needs a value"));
     }
 
     #[test]

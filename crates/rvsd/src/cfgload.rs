@@ -15,6 +15,21 @@ use rvs_config::{Config, StateTimeouts};
 use crate::args::ConfigFormat;
 use crate::convert::{dest_config, service_config};
 
+/// `--config-id`, set once at start: every load (start, reload) reads keepalived's
+/// conditional lines with the same id.
+static CONFIG_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the config id for keepalived files (`--config-id`); without it, the host name's
+/// first label, as keepalived.
+pub fn set_config_id(id: &str) {
+    let _ = CONFIG_ID.set(id.to_owned());
+}
+
+/// The config id in force (`None`: keepalived's default, the host name's first label).
+pub fn config_id() -> Option<&'static str> {
+    CONFIG_ID.get().map(String::as_str)
+}
+
 /// Reads and validates a configuration file. The error is ready to show (`file:line: …`).
 pub fn load(format: ConfigFormat, path: &Path) -> Result<Config, String> {
     match format {
@@ -22,7 +37,9 @@ pub fn load(format: ConfigFormat, path: &Path) -> Result<Config, String> {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             rvs_config::native::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())
         }
-        ConfigFormat::Keepalived => rvs_config::keepalived::import_file(path).map_err(|e| e.to_string()),
+        ConfigFormat::Keepalived => {
+            rvs_config::keepalived::import_file_as(path, config_id()).map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 mod admin;
 mod args;
 mod cfgload;
+mod check;
 mod convert;
 mod gso;
 mod handover;
@@ -62,6 +63,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(id) = &args.config_id {
+        cfgload::set_config_id(id);
+    }
+    if args.check {
+        let Some((format, path)) = &args.config else { return ExitCode::from(2) };
+        let report = check::check(*format, path, args.config_id.as_deref());
+        eprint!("{}", report.render(path));
+        return ExitCode::from(report.exit_code());
+    }
     init_logging(args.log);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

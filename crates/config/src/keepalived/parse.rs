@@ -395,6 +395,7 @@ impl Importer {
         };
         let body = v.block.as_deref().unwrap_or(&[]);
         let mut vs = VirtualService::new(v.args().join(" "), Vec::new());
+        vs.place = crate::error::Place::new(&v.file, v.line, "virtual_server");
         let mut inh = Inherit::default();
         let (mut proto, mut sched, mut method) = (None, None, None);
         let (mut flag_stmts, mut ops, mut v6) = (Vec::new(), None, false);

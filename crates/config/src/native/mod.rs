@@ -258,6 +258,7 @@ fn service(mut t: Tbl) -> R<VirtualService> {
         .collect::<Vec<_>>()
         .join(" ");
     let mut vs = VirtualService::new(name, vec![key]);
+    vs.place = crate::error::Place::new(t.src.file, t.line(), t.path.clone());
     if let Some(s) = t.str("scheduler")? {
         validate::check_scheduler(&s).map_err(|m| t.err_at("scheduler", m))?;
         vs.scheduler = s;

@@ -1,0 +1,163 @@
+//! `rvsd --check` (keepalived -t): every warning and error with file:line, exit 0 when the
+//! file can be used and 3 when not, nothing touched (no socket, no interface).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rvsd-check-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let p = dir().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn rvsd(args: &[&str], socket: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rvsd")).args(args).env("RVS_SOCKET", socket).output().expect("run rvsd")
+}
+
+/// Runs a check; returns (exit code, stderr).
+fn check(flag: &str, file: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let sock = dir().join("never.sock");
+    let mut args = vec!["--check", flag, file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = rvsd(&args, &sock);
+    assert!(!sock.exists(), "a check opens no socket");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+const GOOD_KEEPALIVED: &str = "global_defs {
+    router_id LB1
+}
+vrrp_instance VI_1 {
+    state MASTER
+}
+virtual_server 10.0.0.100 80 {
+    lvs_sched wrr
+    lvs_method NAT
+    protocol TCP
+    real_server 192.168.1.11 8080 {
+        weight 3
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+";
+
+#[test]
+fn a_good_keepalived_file_exits_0_with_its_warnings() {
+    let f = write("good.conf", GOOD_KEEPALIVED);
+    // Any interface may be missing and no root is needed: a check reads the file only.
+    let (code, err) = check("--keepalived", &f, &["-i", "rvs-nosuch0"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("good.conf:4: vrrp_instance: vrrp_instance block ignored"), "{err}");
+    assert!(err.contains("good.conf: configuration OK: 1 services, 1 health checks, 1 warnings"), "{err}");
+    assert!(!err.contains("error:"), "{err}");
+}
+
+#[test]
+fn a_good_native_file_exits_0() {
+    let f = write(
+        "good.toml",
+        "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\nscheduler = \"rr\"\n\
+         [[services.real_servers]]\naddress = \"192.168.1.1:80\"\nmethod = \"dr\"\n",
+    );
+    let (code, err) = check("--config", &f, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("configuration OK: 1 services, 0 health checks, 0 warnings"), "{err}");
+}
+
+#[test]
+fn every_error_of_a_keepalived_file_is_named_and_exit_is_3() {
+    let f = write(
+        "bad.conf",
+        "virtual_server 10.0.0.1 80 {\n  lvs_sched nosuch\n  protocol TCP\n}\n\
+         virtual_server 10.0.0.2 80 {\n  protocol TCP\n  real_server 192.168.1.2 80 {\n    TCP_CHECK {\n      connect_timeout abc\n    }\n  }\n}\n\
+         virtual_server 10.0.0.3 80 {\n  protocol TCP\n  lvs_method XX\n}\n",
+    );
+    let (code, err) = check("--keepalived", &f, &[]);
+    assert_eq!(code, Some(3), "{err}");
+    for want in [
+        "error: ", // the form
+        "bad.conf:2: lvs_sched: unknown scheduler \"nosuch\"",
+        "bad.conf:9: connect_timeout: \"abc\" is not a time in seconds",
+        "bad.conf:15: lvs_method: unknown forwarding method \"XX\"",
+        "bad.conf: configuration cannot be used: 3 errors",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+}
+
+#[test]
+fn syntax_errors_name_their_line() {
+    let f = write("brace.conf", "virtual_server 10.0.0.1 80 {\n  protocol TCP\n");
+    let (code, err) = check("--keepalived", &f, &[]);
+    assert_eq!(code, Some(3));
+    assert!(err.contains("brace.conf:1: block is never closed"), "{err}");
+    let f = write("syntax.toml", "[[services]\nprotocol = \"tcp\"\n");
+    let (code, err) = check("--config", &f, &[]);
+    assert_eq!(code, Some(3));
+    assert!(err.contains("syntax.toml:1"), "{err}");
+    let (code, err) = check("--config", &dir().join("absent.toml"), &[]);
+    assert_eq!(code, Some(3));
+    assert!(err.contains("absent.toml: "), "{err}");
+}
+
+#[test]
+fn the_engines_checks_name_the_service_place() {
+    // Parsed fine, refused by the engine: mixed address families on NAT, an unknown
+    // persistence engine. Each names its service's file:line.
+    let f = write(
+        "engine.toml",
+        "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n\
+         [[services.real_servers]]\naddress = \"[2001:db8::1]:80\"\nmethod = \"nat\"\n",
+    );
+    let (code, err) = check("--config", &f, &[]);
+    assert_eq!(code, Some(3));
+    assert!(err.contains("engine.toml:4: services[0].real_servers[0]: Different address family"), "{err}");
+    let f = write(
+        "pe.conf",
+        "virtual_server 10.0.0.1 5060 {\n  protocol UDP\n  persistence_timeout 60\n  persistence_engine nosuch\n\
+           real_server 192.168.1.1 5060 {\n  }\n}\n",
+    );
+    let (code, err) = check("--keepalived", &f, &[]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("pe.conf:1: virtual_server: unknown persistence engine \"nosuch\""), "{err}");
+}
+
+#[test]
+fn conditional_lines_are_checked_with_the_config_id() {
+    let f = write(
+        "cond.conf",
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  @lb1 lvs_sched rr\n  @lb2 lvs_sched nosuch\n}\n",
+    );
+    let (code, err) = check("--keepalived", &f, &["--config-id", "lb1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check("--keepalived", &f, &["--config-id", "lb2"]);
+    assert_eq!(code, Some(3));
+    assert!(err.contains("cond.conf:4: lvs_sched: unknown scheduler \"nosuch\""), "{err}");
+}
+
+#[test]
+fn a_check_needs_no_root() {
+    // As root, drop to nobody with setpriv (util-linux) and check the same file.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root to drop privileges, and setpriv");
+        return;
+    }
+    let f = write("nobody.conf", GOOD_KEEPALIVED);
+    let out = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_rvsd"), "-t", "--keepalived"])
+        .arg(&f)
+        .output()
+        .expect("setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("configuration OK"), "{err}");
+}
