@@ -17,6 +17,7 @@ mod netstate;
 #[cfg(test)]
 mod openapi;
 mod operate;
+mod procfs;
 mod rates;
 mod server;
 mod steer;
@@ -370,6 +371,11 @@ fn run(args: &Args) -> Result<(), Refusal> {
             spawn("rvsd-handover", move || handover::serve(l, giver))?;
         }
         let api = Arc::new(server::Api { admin: admin.clone(), ops: ops.clone() });
+        if let Some(dir) = args.procfs_dir.clone() {
+            tracing::info!("procfs views in {}/net, refreshed every second", dir.display());
+            let (a, st) = (admin.clone(), stop.clone());
+            spawn("rvsd-procfs", move || procfs::run(a, dir, st))?;
+        }
 
         // Drains finish (every second) and health events are logged and counted.
         let (i, o, st) = (ipvs.clone(), ops.clone(), stop.clone());

@@ -40,6 +40,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/health"),
     ("POST", "/v1/drain"),
     ("GET", "/v1/draining"),
+    ("GET", "/v1/procfs"),
 ];
 
 /// Binds the socket: creates the parent directory, replaces a stale socket (refuses if a
@@ -324,6 +325,7 @@ pub fn route(api: &Api, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8
             Err(e) => bad(format!("bad drain request: {e}")),
         },
         ("GET", "/v1/draining") => json(&admin.draining()),
+        ("GET", "/v1/procfs") => crate::procfs::route(admin),
         _ if ROUTES.iter().any(|(_, p)| *p == path) => {
             let (_, body) = bad(format!("method {method} not allowed on {path}"));
             (405, body)
