@@ -27,16 +27,10 @@ use crate::admin::Admin;
 /// `svc->timeout`, which is kept in jiffies (Debian's kernels: `CONFIG_HZ_250`).
 pub const PROC_HZ: u64 = 250;
 
-/// The names under `DIR/net/`, in the order they are written.
-pub const FILES: [&str; 4] = ["ip_vs", "ip_vs_stats", "ip_vs_conn", "ip_vs_conn_sync"];
-
 /// `%pI6`: eight groups of four lower-case hex digits, no compression.
 fn pi6(a: &std::net::Ipv6Addr) -> String {
     let s = a.segments();
-    format!(
-        "{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}",
-        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
-    )
+    format!("{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}", s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
 }
 
 /// An address as the kernel's conn views print it: `%08X` (host order) or `%pI6`.
@@ -294,7 +288,8 @@ mod tests {
     /// `"  -> %08X:%04X      %-7s %-6d %-10d %-10d\n"`.
     #[test]
     fn ip_vs_is_the_kernels_info_view() {
-        let mut web = service(ServiceKey::Tcp { addr: "10.0.0.100".parse().unwrap(), port: 80 }, "wlc", None, !0, false);
+        let mut web =
+            service(ServiceKey::Tcp { addr: "10.0.0.100".parse().unwrap(), port: 80 }, "wlc", None, !0, false);
         web.dests.push(dest("192.168.1.11", 8080, ForwardMethod::Masq, 3, 12, 345));
         web.dests.push(dest("192.168.1.12", 8080, ForwardMethod::Route, 1, 0, 0));
         let mut dns = service(ServiceKey::Udp { addr: "10.0.0.100".parse().unwrap(), port: 53 }, "rr", None, !0, true);
@@ -309,7 +304,8 @@ mod tests {
         let mut fwm = service(ServiceKey::Fwmark { mark: 7, ipv6: false }, "lc", Some(300), !0, false);
         fwm.dests.push(dest("2001:db8::5", 0, ForwardMethod::Tunnel, 2, 1, 0));
         let plain_fwm = service(ServiceKey::Fwmark { mark: 0x10, ipv6: false }, "rr", None, !0, true);
-        let mut v6 = service(ServiceKey::Tcp { addr: "2001:db8::100".parse().unwrap(), port: 80 }, "rr", None, !0, true);
+        let mut v6 =
+            service(ServiceKey::Tcp { addr: "2001:db8::100".parse().unwrap(), port: 80 }, "rr", None, !0, true);
         v6.dests.push(dest("2001:db8::11", 80, ForwardMethod::Masq, 1, 2, 3));
         let snap = Snapshot {
             version: "1.2.1".into(),
@@ -416,8 +412,10 @@ TCP 2001:0db8:0000:0000:0000:0000:0000:0002 9C41 2001:0db8:0000:0000:0000:0000:0
         assert_eq!(std::fs::read_to_string(dir.join("net/ip_vs")).unwrap(), "one\n");
         write_all(&dir, &[("ip_vs", "two\n".into())]).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("net/ip_vs")).unwrap(), "two\n");
-        let names: Vec<String> =
-            std::fs::read_dir(dir.join("net")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let names: Vec<String> = std::fs::read_dir(dir.join("net"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         assert_eq!(names, ["ip_vs"], "no temporary file left behind");
         let _ = std::fs::remove_dir_all(&dir);
     }
