@@ -11,9 +11,10 @@ use crate::conn::{ConnFlags, ConnId};
 use crate::ctx::Routing;
 use crate::dest::Dest;
 use crate::packet::Tuple;
+use crate::pe_sip;
 use crate::proto::{sctp, tcp};
 use crate::sched::SchedInput;
-use crate::service::{Service, ServiceKey};
+use crate::service::{PersistenceEngine, Service, ServiceKey};
 use crate::worker::{NewConn, Worker};
 use crate::xmit;
 
@@ -148,9 +149,31 @@ impl Worker {
             None => (t.protocol, t.daddr, 0, false),
         };
         let mark = fwmark.unwrap_or(0);
+        // A persistence engine keys the template by its data too (`pe_sip`); copied to the
+        // stack, the packet stays free for the scheduler.
+        let mut pe_buf = [0u8; pe_sip::PEDATA_MAXLEN];
+        let pe_data = match svc.config.pe {
+            None => None,
+            Some(PersistenceEngine::Sip) => {
+                let net = skb.network_bytes();
+                let payload = net.get(t.l4 + 8..t.ip_len.min(net.len())).unwrap_or(&[]);
+                match pe_sip::call_id(payload).filter(|_| t.protocol == wire::ip::protocol::UDP) {
+                    Some(id) => {
+                        pe_buf[..id.len()].copy_from_slice(id);
+                        Some(&pe_buf[..id.len()])
+                    }
+                    // The kernel's `ignored = -1`: the flow is dropped, never scheduled.
+                    None => return Err(skb.drop_with(DropReason::PeNoData)),
+                }
+            }
+        };
         let quiescent_invalid = self.ipvs.sysctl.expire_quiescent_template.load(Relaxed) != 0;
         let mut template = None;
-        if let Some(id) = self.conns.lookup_template(tproto, &snet, &tvaddr, tvport, mark) {
+        let found = match pe_data {
+            Some(d) => self.conns.lookup_template_pe(tproto, &snet, &tvaddr, tvport, d),
+            None => self.conns.lookup_template(tproto, &snet, &tvaddr, tvport, mark),
+        };
+        if let Some(id) = found {
             let valid = self
                 .conns
                 .get(id)
@@ -194,6 +217,10 @@ impl Worker {
                 if let Some(ct) = self.conns.get_mut(id) {
                     ct.timeout = timeout;
                     ct.expires = now + timeout as u64 * 1000;
+                }
+                if let Some(d) = pe_data {
+                    // One allocation per new engine template, as the kernel's kmemdup.
+                    self.conns.set_pe_data(id, d);
                 }
                 (id, dest)
             }

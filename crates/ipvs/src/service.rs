@@ -56,6 +56,26 @@ pub struct ServiceConfig {
     pub ops: bool,
     /// Per-service timeouts (rvs extension, lvs-semantics.md §21.3); `None` = the global ones.
     pub timeouts: Option<Timeouts>,
+    /// Persistence engine (`--pe`); only `sip` exists, as in the kernel.
+    pub pe: Option<PersistenceEngine>,
+}
+
+/// The kernel's persistence engines (`--pe NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersistenceEngine {
+    /// `ip_vs_pe_sip`: templates keyed by the SIP Call-ID (`crate::pe_sip`).
+    Sip,
+}
+
+impl PersistenceEngine {
+    pub fn from_name(name: &str) -> Option<Self> {
+        (name == crate::pe_sip::NAME).then_some(PersistenceEngine::Sip)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            PersistenceEngine::Sip => crate::pe_sip::NAME,
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -68,6 +88,7 @@ impl ServiceConfig {
             persistent: None,
             ops: false,
             timeouts: None,
+            pe: None,
         }
     }
 }

@@ -92,10 +92,13 @@ pub enum DropReason {
     /// Dropped by the kernel before the node saw it: the receive ring had no free block
     /// (`PACKET_STATISTICS` of the io backend).
     RxRingFull,
+    /// A persistence engine could not place a new flow (SIP: no Call-ID in the first
+    /// datagram, or not UDP); the kernel drops it too.
+    PeNoData,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Truncated,
         DropReason::BadL2,
         DropReason::BadIpHeader,
@@ -120,6 +123,7 @@ impl DropReason {
         DropReason::Defense,
         DropReason::IcmpNoConn,
         DropReason::RxRingFull,
+        DropReason::PeNoData,
     ];
 
     pub fn name(self) -> &'static str {
@@ -148,6 +152,7 @@ impl DropReason {
             DropReason::Defense => "defense",
             DropReason::IcmpNoConn => "icmp_no_conn",
             DropReason::RxRingFull => "rx_ring_full",
+            DropReason::PeNoData => "pe_no_data",
         }
     }
 }

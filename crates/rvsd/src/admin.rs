@@ -200,7 +200,7 @@ impl Admin {
                 .recv_timeout(Duration::from_secs(5))
                 .map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} did not answer")))?;
             out.truncated |= part.truncated;
-            out.conns.extend(part.records.iter().map(|r| r.view()));
+            out.conns.extend(crate::listing::views(&part));
         }
         if out.truncated {
             tracing::info!(
@@ -558,7 +558,11 @@ mod tests {
                     };
                     assert_eq!(req.limit, crate::listing::LIMIT_PER_WORKER);
                     assert_eq!(req.filter.state.as_deref(), Some("ESTABLISHED"), "the filter reaches the worker");
-                    let _ = req.reply.send(crate::listing::ConnList { records: vec![r], truncated: w == 1 });
+                    let _ = req.reply.send(crate::listing::ConnList {
+                        records: vec![r],
+                        truncated: w == 1,
+                        pe_data: Vec::new(),
+                    });
                 }
             }));
         }

@@ -38,11 +38,15 @@ pub fn api_key(k: &ServiceKey) -> api::ServiceKey {
 }
 
 pub fn service_config(s: &api::ServiceSpec) -> Result<ServiceConfig, ApiError> {
-    if let Some(pe) = &s.pe {
-        // The kernel's ENOENT for an unknown (here: any) persistence engine.
-        return Err(ApiError::new(ErrorKind::SchedulerNotFound, format!("persistence engine '{pe}' not available")));
-    }
+    let pe = match s.pe.as_deref().filter(|p| !p.is_empty()) {
+        None => None,
+        // The kernel's ENOENT for an unknown persistence engine.
+        Some(name) => Some(ipvs::PersistenceEngine::from_name(name).ok_or_else(|| {
+            ApiError::new(ErrorKind::SchedulerNotFound, format!("persistence engine '{name}' not available"))
+        })?),
+    };
     let mut c = ServiceConfig::new(service_key(&s.key)?, &s.scheduler);
+    c.pe = pe;
     c.sched_flags =
         ipvs::SchedFlags { flag1: s.sched_flags.flag1, flag2: s.sched_flags.flag2, flag3: s.sched_flags.flag3 };
     c.persistent = s.persistent;
@@ -63,7 +67,7 @@ pub fn service_spec(c: &ServiceConfig) -> api::ServiceSpec {
         persistent: c.persistent,
         netmask: c.netmask,
         ops: c.ops,
-        pe: None,
+        pe: c.pe.map(|p| p.name().to_string()),
     }
 }
 

@@ -31,6 +31,9 @@ pub struct ConnList {
     pub records: Vec<ConnRecord>,
     /// More entries matched than were copied.
     pub truncated: bool,
+    /// Persistence-engine data of the records that have some (SIP templates' Call-IDs), by
+    /// record index: only engine templates pay for a copy.
+    pub pe_data: Vec<(usize, Box<[u8]>)>,
 }
 
 /// A connection entry as a listing needs it: fixed size, `Copy`, taken on the worker.
@@ -124,9 +127,10 @@ impl ConnRecord {
 
 /// The worker's part of a listing: the entries of `table` matching `filter`, at most `limit`.
 pub fn collect(table: &ConnTable, now_ms: u64, filter: &ConnFilter, limit: usize) -> ConnList {
-    let mut out = ConnList { records: Vec::with_capacity(table.len().min(limit)), truncated: false };
+    let mut out =
+        ConnList { records: Vec::with_capacity(table.len().min(limit)), truncated: false, pe_data: Vec::new() };
     let unfiltered = filter.service.is_none() && filter.server.is_none() && filter.state.is_none();
-    for c in table.ids().filter_map(|id| table.get(id)) {
+    for (id, c) in table.ids().filter_map(|id| table.get(id).map(|c| (id, c))) {
         let r = ConnRecord::of(c, table.addrs(c), now_ms);
         if !unfiltered && !r.matches(filter) {
             continue;
@@ -135,9 +139,26 @@ pub fn collect(table: &ConnTable, now_ms: u64, filter: &ConnFilter, limit: usize
             out.truncated = true;
             break;
         }
+        if let Some(d) = table.pe_data(id) {
+            out.pe_data.push((out.records.len(), d.into()));
+        }
         out.records.push(r);
     }
     out
+}
+
+/// The views of one worker's answer, with the engine data where there is some (the only
+/// engine is SIP, whose data, the Call-ID, is shown as text, as the kernel's `show_pe_data`).
+pub fn views(list: &ConnList) -> impl Iterator<Item = ConnView> + '_ {
+    let mut pe = list.pe_data.iter().peekable();
+    list.records.iter().enumerate().map(move |(i, r)| {
+        let mut v = r.view();
+        if let Some((_, d)) = pe.next_if(|(j, _)| *j == i) {
+            v.pe_name = Some(ipvs::pe_sip::NAME.to_string());
+            v.pe_data = Some(String::from_utf8_lossy(d).into_owned());
+        }
+        v
+    })
 }
 
 #[cfg(test)]

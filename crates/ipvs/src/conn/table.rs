@@ -42,6 +42,10 @@ pub struct ConnTable {
     seed: foldhash::fast::RandomState,
     /// Next slab position the incremental expiry sweep visits.
     pub(crate) sweep_cursor: usize,
+    /// Persistence-engine data of templates (the SIP Call-ID, `pe_sip`), by entry: kept
+    /// beside the table so the one-line entry does not grow; empty unless a service uses an
+    /// engine.
+    pe_data: std::collections::HashMap<ConnId, Box<[u8]>>,
 }
 
 impl std::fmt::Debug for ConnTable {
@@ -68,6 +72,7 @@ impl ConnTable {
             max,
             seed: foldhash::fast::RandomState::default(),
             sweep_cursor: 0,
+            pe_data: std::collections::HashMap::new(),
         }
     }
 
@@ -225,6 +230,12 @@ impl ConnTable {
     /// matches.
     #[inline]
     fn find(&self, hash: u32, is_match: impl Fn(&Conn) -> bool) -> Option<ConnId> {
+        self.find_id(hash, |_, c| is_match(c))
+    }
+
+    /// `find` with the entry's id given to the predicate too.
+    #[inline]
+    fn find_id(&self, hash: u32, is_match: impl Fn(ConnId, &Conn) -> bool) -> Option<ConnId> {
         let mut i = hash as usize & self.mask;
         loop {
             let s = self.index[i];
@@ -234,7 +245,7 @@ impl ConnTable {
             if (s >> 32) as u32 == hash {
                 let id = (s as u32).wrapping_sub(1);
                 if let Some(Some(c)) = self.entries.get(id as usize)
-                    && is_match(c)
+                    && is_match(id, c)
                 {
                     return Some(id);
                 }
@@ -331,6 +342,41 @@ impl ConnTable {
                 && c.vport == vport
                 && if protocol == 0 { c.fwmark == fwmark } else { self.addr_is(c, 1, vaddr) }
         })
+    }
+
+    /// A persistence-engine template (`ip_vs_ct_in_get` with the engine's `ct_match`): the
+    /// template of `lookup_template`'s key whose engine data equals `pe_data`.
+    pub fn lookup_template_pe(
+        &self,
+        protocol: u8,
+        snet: &IpAddr,
+        vaddr: &IpAddr,
+        vport: u16,
+        pe_data: &[u8],
+    ) -> Option<ConnId> {
+        let h = self.hash(protocol, snet, 0);
+        self.find_id(h, |id, c| {
+            c.flags & ConnFlags::TEMPLATE != 0
+                && c.protocol == protocol
+                && c.cport == 0
+                && self.addr_is(c, 0, snet)
+                && self.addr_is(c, 1, vaddr)
+                && c.vport == vport
+                && self.pe_data.get(&id).is_some_and(|d| **d == *pe_data)
+        })
+    }
+
+    /// Attaches persistence-engine data to an entry (a SIP template's Call-ID).
+    pub fn set_pe_data(&mut self, id: ConnId, data: &[u8]) {
+        self.pe_data.insert(id, data.into());
+    }
+
+    /// The persistence-engine data of an entry, if it has some.
+    pub fn pe_data(&self, id: ConnId) -> Option<&[u8]> {
+        if self.pe_data.is_empty() {
+            return None;
+        }
+        self.pe_data.get(&id).map(|d| &**d)
     }
 
     /// Insert an entry with its addresses and index it. Fails when the table holds its
@@ -443,6 +489,9 @@ impl ConnTable {
     pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
         let caddr = self.caddr(self.get(id)?);
         let c = self.entries.get_mut(id as usize)?.take()?;
+        if !self.pe_data.is_empty() {
+            self.pe_data.remove(&id);
+        }
         if let Addrs::Wide { slot, .. } = c.addrs {
             self.wide_free.push(slot);
         }
