@@ -591,4 +591,5 @@ fn dynamic_weight_and_quorum_are_carried() {
     engine.stop();
 }
 
+mod smtp_hosts;
 mod ssl_get;

@@ -665,14 +665,45 @@ impl Importer {
             }
         }
         for c in body.iter().filter(|c| is_checker(c.keyword())) {
-            if let Some(check) = self.checker(c, &inh)? {
-                rs.checks.push(check);
-            }
+            let checks = self.checker(c, &inh)?;
+            rs.checks.extend(checks);
         }
         Ok(Some(rs))
     }
 
-    fn checker(&mut self, c: &Stmt, parent: &Inherit) -> R<Option<Check>> {
+    /// One checker block: usually one check; an SMTP_CHECK with `host { }` blocks gives one
+    /// per host (see `smtp_hosts`).
+    fn checker(&mut self, c: &Stmt, parent: &Inherit) -> R<Vec<Check>> {
+        let mut hosts = SmtpHosts::default();
+        let Some(check) = self.checker_one(c, parent, &mut hosts)? else { return Ok(Vec::new()) };
+        if hosts.hosts.is_empty() {
+            return Ok(vec![check]);
+        }
+        self.warn(
+            c,
+            "the SMTP_CHECK host block is deprecated (keepalived: define additional checkers); each host is checked",
+        );
+        Ok(smtp_hosts(check, hosts))
+    }
+
+    /// A `host { }` block of SMTP_CHECK: its connection options over `at_open`, the
+    /// SMTP_CHECK's own as they stood when the block opened (keepalived copies them then).
+    fn smtp_host(&mut self, h: &Stmt, at_open: ConnOpts) -> R<ConnOpts> {
+        let mut o = at_open;
+        for s in h.block.as_deref().unwrap_or(&[]) {
+            match s.keyword() {
+                "connect_ip" => o.connect_ip = Some(ip(s, arg(s, 0)?)?),
+                "connect_port" => o.connect_port = Some(num(s, 0, 1, 65535)?),
+                "bindto" => o.bindto = Some(ip(s, arg(s, 0)?)?),
+                "bind_port" => o.bind_port = Some(num(s, 0, 1, 65535)?),
+                "connect_timeout" => o.connect_timeout = Some(timer(s)?),
+                k => self.warn(s, format!("unsupported SMTP_CHECK host keyword \"{k}\" ignored")),
+            }
+        }
+        Ok(o)
+    }
+
+    fn checker_one(&mut self, c: &Stmt, parent: &Inherit, hosts: &mut SmtpHosts) -> R<Option<Check>> {
         let kw = c.keyword();
         match kw {
             "FILE_CHECK" | "BFD_CHECK" => {
@@ -739,9 +770,21 @@ impl Importer {
                 }
                 ("DNS_CHECK", "name") => dns.name = arg(s, 0)?.to_owned(),
                 ("SMTP_CHECK", "helo_name") => helo = arg(s, 0)?.to_owned(),
+                ("SMTP_CHECK", "host") => {
+                    let at_open = ConnOpts {
+                        connect_ip: check.connect_ip,
+                        connect_port: check.connect_port,
+                        bindto: check.bindto,
+                        bind_port: check.bind_port,
+                        connect_timeout: inh.connect_timeout,
+                    };
+                    let h = self.smtp_host(s, at_open)?;
+                    hosts.hosts.push(h);
+                }
                 (_, k) => self.warn(s, format!("unsupported {kw} keyword \"{k}\" ignored")),
             }
         }
+        hosts.own_timeout = inh.connect_timeout.is_some();
         let inh = parent.overlay(&inh);
         check.kind = match kw {
             "TCP_CHECK" => CheckKind::Tcp,
@@ -897,4 +940,48 @@ fn ranges() {
     assert_eq!(v("10.0.0.5-3"), None);
     assert_eq!(v("10.0.0.0/8"), None, "too many");
     assert_eq!(v("nonsense"), None);
+}
+
+/// The `host { }` blocks of an SMTP_CHECK, and whether the SMTP_CHECK set its own
+/// connect_timeout (a connection option of its own, as its connect_ip and the others).
+#[derive(Default)]
+struct SmtpHosts {
+    hosts: Vec<ConnOpts>,
+    own_timeout: bool,
+}
+
+/// The connection options of one SMTP_CHECK target (keepalived's `conn_opts_t`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ConnOpts {
+    connect_ip: Option<IpAddr>,
+    connect_port: Option<u16>,
+    bindto: Option<IpAddr>,
+    bind_port: Option<u16>,
+    connect_timeout: Option<Duration>,
+}
+
+/// SMTP_CHECK with `host { }` blocks, as keepalived 2 reads it (check_smtp.c): each host
+/// becomes a checker of its own, sharing the SMTP_CHECK's HELO name, retries and delays, so
+/// the real server is up only when every host answers. The SMTP_CHECK's own target (the
+/// real server, or its `connect_ip`/`connect_port`) is checked as well when the block set
+/// connection options of its own, else the hosts replace it.
+fn smtp_hosts(check: Check, hosts: SmtpHosts) -> Vec<Check> {
+    let own = check.connect_ip.is_some()
+        || check.connect_port.is_some()
+        || check.bindto.is_some()
+        || check.bind_port.is_some()
+        || hosts.own_timeout;
+    let mut out = Vec::with_capacity(hosts.hosts.len() + 1);
+    for h in hosts.hosts {
+        let mut c = check.clone();
+        (c.connect_ip, c.connect_port, c.bindto, c.bind_port) = (h.connect_ip, h.connect_port, h.bindto, h.bind_port);
+        if let Some(t) = h.connect_timeout {
+            c.timing.connect_timeout = t;
+        }
+        out.push(c);
+    }
+    if own {
+        out.insert(0, check);
+    }
+    out
 }
