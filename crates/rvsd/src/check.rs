@@ -61,19 +61,25 @@ impl Report {
 }
 
 /// Reads the file: every error the reader can report (keepalived files: each failing
-/// top-level block; native files: the first), and the warnings.
+/// top-level block; native files: each failing `[[services]]`, `[[fwmark]]` or
+/// `[[interfaces]]` entry, else the first), and the warnings.
 fn read(format: ConfigFormat, path: &Path, config_id: Option<&str>, r: &mut Report) -> Option<Config> {
     match format {
-        ConfigFormat::Native => match cfgload::load(format, path) {
-            Ok(cfg) => {
-                r.warnings.extend(cfgload::warnings(&cfg));
-                Some(cfg)
+        ConfigFormat::Native => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    r.errors.push(format!("{}: {e}", path.display()));
+                    return None;
+                }
+            };
+            let (cfg, errors) = rvs_config::native::parse_all(&text, &path.display().to_string());
+            r.errors.extend(errors.iter().map(ConfigError::to_string));
+            if let Some(c) = &cfg {
+                r.warnings.extend(cfgload::warnings(c));
             }
-            Err(e) => {
-                r.errors.push(e);
-                None
-            }
-        },
+            cfg
+        }
         ConfigFormat::Keepalived => {
             let mut loader = rvs_config::keepalived::Loader::default();
             if let Some(id) = config_id {

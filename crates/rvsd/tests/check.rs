@@ -161,3 +161,25 @@ fn a_check_needs_no_root() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("configuration OK"), "{err}");
 }
+
+#[test]
+fn every_bad_entry_of_a_native_file_is_named() {
+    let f = write(
+        "several.toml",
+        "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\nscheduler = \"nosuch\"\n\n\
+         [[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.2:80\"\n\
+         [[services.real_servers]]\naddress = \"192.168.1.1:80\"\nmethod = \"nat\"\nweight = -1\n\n\
+         [[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.3:80\"\nscheduler = \"rr\"\n\n\
+         [[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.3:80\"\n",
+    );
+    let (code, err) = check("--config", &f, &[]);
+    assert_eq!(code, Some(3), "{err}");
+    for want in [
+        "several.toml:4: services[0].scheduler: unknown scheduler \"nosuch\"",
+        "several.toml:12: services[1].real_servers[0].weight",
+        "several.toml:19: services[3]: duplicate service",
+        "configuration cannot be used: 3 errors",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+}

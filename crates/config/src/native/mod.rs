@@ -16,19 +16,56 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Parses and validates a native configuration. `file_name` is used in messages.
 pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigError> {
+    parse_inner(text, file_name, None)
+}
+
+/// `parse` that keeps going after an error in a `[[services]]`, `[[fwmark]]` or
+/// `[[interfaces]]` entry, so one run names every such error (`rvsd --check`). The
+/// configuration is returned only when there was none.
+pub fn parse_all(text: &str, file_name: &str) -> (Option<Config>, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    match parse_inner(text, file_name, Some(&mut errors)) {
+        Ok(c) if errors.is_empty() => (Some(c), errors),
+        Ok(_) => (None, errors),
+        Err(e) => {
+            errors.push(e);
+            (None, errors)
+        }
+    }
+}
+
+/// Keeps `r`'s error in `errors` when collecting (and gives `None`), else returns it.
+fn keep<T>(r: Result<T, ConfigError>, errors: &mut Option<&mut Vec<ConfigError>>) -> Result<Option<T>, ConfigError> {
+    match (r, errors) {
+        (Ok(v), _) => Ok(Some(v)),
+        (Err(e), Some(list)) => {
+            list.push(e);
+            Ok(None)
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+fn parse_inner(text: &str, file_name: &str, mut errors: Option<&mut Vec<ConfigError>>) -> Result<Config, ConfigError> {
     let src = Source::new(file_name, text);
     let root = node::parse(text).map_err(|(off, msg)| ConfigError::at(file_name, src.line(off), "", msg))?;
     let mut top = Tbl::new(&src, &root, String::new())?;
     let mut cfg = Config::default();
 
     for mut t in top.tables("interfaces")? {
-        let name = t.str("name")?.ok_or_else(|| t.err("missing field \"name\""))?;
-        let mut addresses = Vec::new();
-        for (i, a) in t.strings("addresses")?.iter().enumerate() {
-            addresses.push(a.parse().map_err(|_| t.err_at("addresses", format!("[{i}]: invalid IP address \"{a}\"")))?);
+        let one = (|| {
+            let name = t.str("name")?.ok_or_else(|| t.err("missing field \"name\""))?;
+            let mut addresses = Vec::new();
+            for (i, a) in t.strings("addresses")?.iter().enumerate() {
+                addresses
+                    .push(a.parse().map_err(|_| t.err_at("addresses", format!("[{i}]: invalid IP address \"{a}\"")))?);
+            }
+            t.finish()?;
+            Ok(Interface { name, addresses })
+        })();
+        if let Some(i) = keep(one, &mut errors)? {
+            cfg.interfaces.push(i);
         }
-        t.finish()?;
-        cfg.interfaces.push(Interface { name, addresses });
     }
     if let Some(mut t) = top.table("limits")? {
         cfg.limits.max_connections = t.int("max_connections", 1, i64::MAX)?.map(|v| v as u64);
@@ -43,14 +80,19 @@ pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigError> {
     cfg.flush_on_start = top.bool("flush")?.unwrap_or(false);
     let mut fwmark_lines = Vec::new();
     for t in top.tables("fwmark")? {
-        fwmark_lines.push(t.line());
-        cfg.fwmark_rules.push(fwmark_rule(t)?);
+        let line = t.line();
+        if let Some(r) = keep(fwmark_rule(t), &mut errors)? {
+            fwmark_lines.push(line);
+            cfg.fwmark_rules.push(r);
+        }
     }
     for t in top.tables("services")? {
         let (line, path) = (t.line(), t.path.clone());
-        cfg.services.push(service(t)?);
+        let Some(vs) = keep(service(t), &mut errors)? else { continue };
+        cfg.services.push(vs);
         if validate::duplicate_key(&cfg.services).is_some() {
-            return Err(ConfigError::at(file_name, line, &path, "duplicate service"));
+            cfg.services.pop();
+            keep::<()>(Err(ConfigError::at(file_name, line, &path, "duplicate service")), &mut errors)?;
         }
     }
     top.finish()?;
