@@ -215,7 +215,8 @@ pub fn run(admin: Arc<Admin>, dir: PathBuf, stop: Arc<AtomicBool>) {
     let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next {
-            next += REFRESH;
+            // Keep the cadence, but never write back to back after a slow round.
+            next = (next + REFRESH).max(Instant::now());
             match write_all(&dir, &render(&admin)) {
                 Ok(()) if failing => {
                     tracing::info!("{}: procfs views written again", dir.display());
