@@ -183,3 +183,67 @@ fn every_bad_entry_of_a_native_file_is_named() {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
 }
+
+/// The real peer: Debian's keepalived (`keepalived -t`) and `rvsd --check` must find the bad
+/// scheduler on the same conditional lines for each config id — in blocks, in an included
+/// file, on the `include` line, and with the default id (the host name). Skipped without
+/// keepalived (Debian package keepalived).
+#[test]
+fn conditional_lines_match_keepalived() {
+    let keepalived = ["/usr/sbin/keepalived", "/sbin/keepalived"].into_iter().find(|p| Path::new(p).exists());
+    let Some(keepalived) = keepalived else {
+        eprintln!("skipped: keepalived not installed");
+        return;
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim().split('.').next().unwrap_or("").to_string();
+    let d = dir().join("cond-peer");
+    std::fs::create_dir_all(&d).unwrap();
+    let vs = |n: u8, cond: &str| {
+        format!(
+            "virtual_server 10.0.0.{n} 80 {{\n  protocol TCP\n  {cond} lb_algo bad{n}\n  real_server 192.168.1.1 80 {{\n  }}\n}}\n"
+        )
+    };
+    let main = [vs(1, "@main"), vs(2, "@^main"), vs(3, "@backup"), vs(4, &format!("@{host}")), vs(5, "@^backup")]
+        .concat()
+        + "@main include inc.conf\n";
+    std::fs::write(d.join("inc.conf"), vs(6, "@^backup")).unwrap();
+    let conf = d.join("keepalived.conf");
+    std::fs::write(&conf, main).unwrap();
+
+    // (file name, line) of every bad scheduler reported.
+    let lines = |text: &str, marker: &str| -> std::collections::BTreeSet<(String, u32)> {
+        text.lines()
+            .filter(|l| l.contains(marker))
+            .filter_map(|l| {
+                // keepalived: "(keepalived.conf: Line 3) Invalid lvs_scheduler ..."
+                // rvsd: "error: /dir/keepalived.conf:3: lvs_sched: unknown scheduler ..."
+                let (file, line) = if let Some(rest) = l.strip_prefix('(') {
+                    let (f, r) = rest.split_once(": Line ")?;
+                    (f.to_string(), r.split(')').next()?.parse().ok()?)
+                } else {
+                    let rest = l.strip_prefix("error: ")?;
+                    let mut parts = rest.splitn(3, ':');
+                    (parts.next()?.to_string(), parts.next()?.parse().ok()?)
+                };
+                let name = Path::new(&file).file_name()?.to_string_lossy().into_owned();
+                Some((name, line))
+            })
+            .collect()
+    };
+    for id in [Some("main"), Some("backup"), None] {
+        let mut k = Command::new(keepalived);
+        k.args(["-t", "-l", "-D", "-n", "-f"]).arg(&conf);
+        let mut extra = Vec::new();
+        if let Some(id) = id {
+            k.args(["-i", id]);
+            extra = vec!["--config-id", id];
+        }
+        let out = k.output().expect("keepalived -t");
+        let theirs = lines(&String::from_utf8_lossy(&out.stderr), "Invalid lvs_scheduler");
+        let (_, err) = check("--keepalived", &conf, &extra);
+        let ours = lines(&err, "unknown scheduler");
+        assert!(!theirs.is_empty(), "{id:?}: keepalived reported nothing: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(ours, theirs, "config id {id:?}\nrvsd: {err}");
+    }
+}
