@@ -204,7 +204,7 @@ impl Worker {
                 let nc = NewConn {
                     protocol: tproto,
                     caddr: snet,
-                    cport: 0,
+                    cport: pe_data.map_or(0, |d| self.conns.pe_port(d)),
                     vaddr: tvaddr,
                     vport: tvport,
                     dport: if keep_dport { dest.port } else { 0 },

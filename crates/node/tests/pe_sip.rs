@@ -162,3 +162,23 @@ fn the_engine_needs_udp() {
     let (a, _) = lab.send(EXT, &Pkt::tcp(CLIENT, 40000, VIP, SIP, SYN).build());
     assert_eq!(a, Action::Drop(DropReason::PeNoData));
 }
+
+#[test]
+fn the_calls_of_one_client_spread_over_the_index() {
+    // One template per call, all from one client network: indexed under a port made from
+    // the Call-ID (the kernel hashes them by Call-ID), not all under port 0.
+    let mut lab = lab(Ipv4Addr::BROADCAST);
+    for i in 0..300u16 {
+        send(&mut lab, CLIENT, 10000 + i, &invite(&format!("call-{i}@host"))).unwrap();
+    }
+    let t = &lab.cx.ipvs.conns;
+    let ports: std::collections::BTreeSet<u16> =
+        t.ids().filter_map(|id| t.get(id)).filter(|c| c.is_template()).map(|c| c.cport).collect();
+    assert!(ports.len() > 250 && !ports.contains(&0), "{} distinct index ports", ports.len());
+    // Each call still finds its own template.
+    for i in [0u16, 150, 299] {
+        let before = templates(&lab).len();
+        send(&mut lab, CLIENT, 20000 + i, &bye(&format!("call-{i}@host"))).unwrap();
+        assert_eq!(templates(&lab).len(), before, "call-{i} reused its template");
+    }
+}

@@ -139,7 +139,10 @@ pub fn collect(table: &ConnTable, now_ms: u64, filter: &ConnFilter, limit: usize
             out.truncated = true;
             break;
         }
+        let mut r = r;
         if let Some(d) = table.pe_data(id) {
+            // Indexed under a port made from the data (`ConnTable::pe_port`); listed as 0.
+            r.cport = 0;
             out.pe_data.push((out.records.len(), d.into()));
         }
         out.records.push(r);

@@ -344,8 +344,17 @@ impl ConnTable {
         })
     }
 
+    /// The client port an engine template is indexed under: a seeded hash of its data, never
+    /// 0. The kernel hashes such templates by their data (`ip_vs_sip_hashkey_raw`); here it
+    /// spreads the many templates of one client network (one per SIP call) over the index
+    /// instead of piling them on one slot. Listings show 0, as the kernel.
+    pub fn pe_port(&self, pe_data: &[u8]) -> u16 {
+        (self.seed.hash_one(pe_data) as u16).max(1)
+    }
+
     /// A persistence-engine template (`ip_vs_ct_in_get` with the engine's `ct_match`): the
-    /// template of `lookup_template`'s key whose engine data equals `pe_data`.
+    /// template of `lookup_template`'s key whose engine data equals `pe_data`, indexed under
+    /// `pe_port(pe_data)`.
     pub fn lookup_template_pe(
         &self,
         protocol: u8,
@@ -354,11 +363,12 @@ impl ConnTable {
         vport: u16,
         pe_data: &[u8],
     ) -> Option<ConnId> {
-        let h = self.hash(protocol, snet, 0);
+        let cport = self.pe_port(pe_data);
+        let h = self.hash(protocol, snet, cport);
         self.find_id(h, |id, c| {
             c.flags & ConnFlags::TEMPLATE != 0
                 && c.protocol == protocol
-                && c.cport == 0
+                && c.cport == cport
                 && self.addr_is(c, 0, snet)
                 && self.addr_is(c, 1, vaddr)
                 && c.vport == vport
