@@ -247,3 +247,32 @@ fn conditional_lines_match_keepalived() {
         assert_eq!(ours, theirs, "config id {id:?}\nrvsd: {err}");
     }
 }
+
+/// The default config id with a dotted host name: keepalived and rvsd both take the first
+/// label (run in a new UTS namespace with the host name lb1.example.com; root and
+/// util-linux's unshare needed, else skipped).
+#[test]
+fn the_default_config_id_is_the_first_label_as_keepalived() {
+    let keepalived = ["/usr/sbin/keepalived", "/sbin/keepalived"].into_iter().find(|p| Path::new(p).exists());
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (Some(keepalived), true, true) = (keepalived, root, Path::new("/usr/bin/unshare").exists()) else {
+        eprintln!("skipped: needs root, unshare and keepalived");
+        return;
+    };
+    let f = write(
+        "host.conf",
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  @lb1 lb_algo badfirst\n  @lb1.example.com lb_algo badfull\n\
+           real_server 192.168.1.1 80 {\n  }\n}\n",
+    );
+    let script = format!(
+        "hostname lb1.example.com && {keepalived} -t -l -D -n -f {f} 2>&1; {rvsd} --check --keepalived {f} 2>&1; true",
+        f = f.display(),
+        rvsd = env!("CARGO_BIN_EXE_rvsd")
+    );
+    let out = Command::new("/usr/bin/unshare").args(["--uts", "sh", "-c", &script]).output().expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Line 3) Invalid lvs_scheduler 'badfirst'"), "keepalived: {text}");
+    assert!(text.contains("host.conf:3: lb_algo: unknown scheduler \"badfirst\""), "rvsd: {text}");
+    assert!(!text.contains("badfull"), "neither takes the whole name: {text}");
+}
