@@ -70,4 +70,10 @@ ours_f="$(figures <<<"$ours")"
 assert_ge "node_ipvs_* samples from node_exporter" 10 "$(wc -l <<<"$theirs_f")"
 assert_eq "node_exporter over --procfs-dir = rvsd's /metrics" "$ours_f" "$theirs_f"
 grep -E '^node_ipvs_(connections|incoming_packets)_total' <<<"$theirs_f" | sed 's/^/      /'
+
+# A stopped director leaves no stale views behind.
+kill -TERM "$RVSD_PID"
+for _ in $(seq 1 100); do kill -0 "$RVSD_PID" 2>/dev/null || break; sleep 0.1; done
+left="$(ls "$PROC/net" 2>/dev/null | tr '\n' ' ')"
+assert_eq "views removed when rvsd stops" "" "$left"
 finish

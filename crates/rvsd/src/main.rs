@@ -271,6 +271,7 @@ fn run(args: &Args) -> Result<(), Refusal> {
     let table_sizes: Arc<[AtomicUsize]> = (0..args.workers).map(|_| AtomicUsize::new(0)).collect();
     let mut conn_txs = Vec::with_capacity(args.workers);
     let mut workers = Vec::with_capacity(args.workers);
+    let mut procfs_thread = None;
     let result = (|| {
         let mut setups = Vec::with_capacity(args.workers);
         for (id, socks) in per_worker.into_iter().enumerate() {
@@ -374,7 +375,7 @@ fn run(args: &Args) -> Result<(), Refusal> {
         if let Some(dir) = args.procfs_dir.clone() {
             tracing::info!("procfs views in {}/net, refreshed every second", dir.display());
             let (a, st) = (admin.clone(), stop.clone());
-            spawn("rvsd-procfs", move || procfs::run(a, dir, st))?;
+            procfs_thread = Some(spawn("rvsd-procfs", move || procfs::run(a, dir, st))?);
         }
 
         // Drains finish (every second) and health events are logged and counted.
@@ -466,6 +467,13 @@ fn run(args: &Args) -> Result<(), Refusal> {
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();
+    }
+    if let Some(h) = procfs_thread {
+        // After the workers: its last listing fails at once.
+        let _ = h.join();
+    }
+    if let (Some(dir), false) = (&args.procfs_dir, handed_over) {
+        procfs::remove(dir);
     }
     // After a hand-over the sockets at these paths are the new daemon's.
     if !handed_over {

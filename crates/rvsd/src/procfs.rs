@@ -208,8 +208,8 @@ pub fn write_all(dir: &Path, views: &[(&str, String)]) -> std::io::Result<()> {
 /// How often the files are rewritten.
 pub const REFRESH: Duration = Duration::from_secs(1);
 
-/// The `--procfs-dir` thread: rewrites the files every `REFRESH` until `stop`. A write
-/// error is logged once per kind and retried on the next round.
+/// The `--procfs-dir` thread: rewrites the files every `REFRESH` until `stop`. A write error
+/// is logged once and retried on the next round.
 pub fn run(admin: Arc<Admin>, dir: PathBuf, stop: Arc<AtomicBool>) {
     let mut next = Instant::now();
     let mut failing = false;
@@ -231,6 +231,15 @@ pub fn run(admin: Arc<Admin>, dir: PathBuf, stop: Arc<AtomicBool>) {
             }
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Removes the views: a stopped director has no IPVS table, and tools must not read stale
+/// figures (the kernel's files go with its module). Not after a hot restart's hand-over,
+/// where the new daemon keeps them.
+pub fn remove(dir: &Path) {
+    for name in ["ip_vs", "ip_vs_stats", "ip_vs_conn", "ip_vs_conn_sync"] {
+        let _ = std::fs::remove_file(dir.join("net").join(name));
     }
 }
 
