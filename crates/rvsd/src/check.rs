@@ -40,21 +40,14 @@ impl Report {
         for e in &self.errors {
             out.push_str(&format!("error: {e}\n"));
         }
+        let n = |k: usize, what: &str| format!("{k} {what}{}", if k == 1 { "" } else { "s" });
+        let warnings = n(self.warnings.len(), "warning");
         if self.errors.is_empty() {
-            out.push_str(&format!(
-                "{}: configuration OK: {} services, {} health checks, {} warnings\n",
-                file.display(),
-                self.services,
-                self.checks,
-                self.warnings.len()
-            ));
+            let (services, checks) = (n(self.services, "service"), n(self.checks, "health check"));
+            out.push_str(&format!("{}: configuration OK: {services}, {checks}, {warnings}\n", file.display()));
         } else {
-            out.push_str(&format!(
-                "{}: configuration cannot be used: {} errors, {} warnings\n",
-                file.display(),
-                self.errors.len(),
-                self.warnings.len()
-            ));
+            let errors = n(self.errors.len(), "error");
+            out.push_str(&format!("{}: configuration cannot be used: {errors}, {warnings}\n", file.display()));
         }
         out
     }

@@ -56,7 +56,7 @@ fn a_good_keepalived_file_exits_0_with_its_warnings() {
     let (code, err) = check("--keepalived", &f, &["-i", "rvs-nosuch0"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("good.conf:4: vrrp_instance: vrrp_instance block ignored"), "{err}");
-    assert!(err.contains("good.conf: configuration OK: 1 services, 1 health checks, 1 warnings"), "{err}");
+    assert!(err.contains("good.conf: configuration OK: 1 service, 1 health check, 1 warning"), "{err}");
     assert!(!err.contains("error:"), "{err}");
 }
 
@@ -69,7 +69,7 @@ fn a_good_native_file_exits_0() {
     );
     let (code, err) = check("--config", &f, &[]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("configuration OK: 1 services, 0 health checks, 0 warnings"), "{err}");
+    assert!(err.contains("configuration OK: 1 service, 0 health checks, 0 warnings"), "{err}");
 }
 
 #[test]
