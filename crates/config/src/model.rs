@@ -343,8 +343,10 @@ pub struct Tls {
     /// Send SNI: `sni_name`, else the URL's virtualhost, else the check's.
     pub enable_sni: bool,
     pub sni_name: Option<String>,
-    /// CA file (PEM). keepalived does not fail a check on an unverified server
-    /// certificate, and neither does rvs: the CA only serves certificate chains.
+    /// Verify the server's certificate (an rvs extension; keepalived never does, even
+    /// with `ca`): against `ca` if given, else the platform's CA store.
+    pub verify: bool,
+    /// CA file (PEM), the trust anchors of `verify`.
     pub ca: Option<String>,
     /// Client certificate and key (PEM) presented to the server.
     pub certificate: Option<String>,

@@ -241,7 +241,7 @@ impl Importer {
     }
 
     /// `SSL { password P; ca FILE; certificate FILE; key FILE }` (keepalived.md §6 SSL_GET):
-    /// the files are passed to `openssl s_client` as given.
+    /// the files are read by each SSL_GET checker when it starts (`health/tls.rs`).
     fn ssl_block(&mut self, b: &Stmt) -> R<()> {
         for s in b.block.as_deref().unwrap_or(&[]) {
             let v = || arg(s, 0).map(str::to_owned);
@@ -250,6 +250,8 @@ impl Importer {
                 "ca" => self.ssl.ca = Some(v()?),
                 "certificate" => self.ssl.certificate = Some(v()?),
                 "key" => self.ssl.key = Some(v()?),
+                // rvs extension: every SSL_GET verifies the server (keepalived never does).
+                "verify" => self.ssl.verify = boolean(s)?,
                 k => self.warn(s, format!("unsupported SSL keyword \"{k}\" ignored")),
             }
         }
@@ -720,7 +722,7 @@ impl Importer {
         let mut udp = UdpCheck { payload: None, require_reply: None, min_reply_length: 0, max_reply_length: 255 };
         let mut dns = DnsCheck { qtype: 6, name: ".".into() };
         let mut helo = "smtpchecker.keepalived.org".to_owned();
-        let (mut enable_sni, mut sni_name) = (None, None);
+        let (mut enable_sni, mut sni_name, mut verify) = (None, None, None);
         for s in body {
             if self.inheritable(s, &mut inh)? {
                 continue;
@@ -747,7 +749,9 @@ impl Importer {
                 }
                 ("SSL_GET", "enable_sni") => enable_sni = Some(boolean(s)?),
                 ("SSL_GET", "sni_name") => sni_name = Some(arg(s, 0)?.to_owned()),
-                // s_client answers the server's close_notify with its own.
+                // rvs extension: verify the server's certificate (keepalived never does).
+                ("SSL_GET", "verify") => verify = Some(boolean(s)?),
+                // rvs always ends with close_notify.
                 ("SSL_GET", "tls_compliant") => {}
                 ("MISC_CHECK", "misc_path") => misc.path = script(s)?,
                 ("MISC_CHECK", "misc_timeout") => misc.timeout = Some(timer(s)?),
@@ -798,7 +802,8 @@ impl Importer {
                 if kw == "SSL_GET" {
                     // `sni_name` alone asks for SNI too.
                     let enable_sni = enable_sni.unwrap_or(sni_name.is_some());
-                    check.tls = Some(Tls { enable_sni, sni_name, ..self.ssl.clone() });
+                    let verify = verify.unwrap_or(self.ssl.verify);
+                    check.tls = Some(Tls { enable_sni, sni_name, verify, ..self.ssl.clone() });
                 }
                 CheckKind::Http(http)
             }

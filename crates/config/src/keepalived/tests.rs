@@ -356,13 +356,13 @@ fn ssl_get_is_http_get_over_tls_with_the_global_ssl_block() {
     let text = "virtual_server 10.0.0.1 443 {\n lvs_method NAT\n protocol TCP\n virtualhost www.example\n lvs_sched rr\n\
                 real_server 10.1.1.1 8443 {\n  SSL_GET {\n   url {\n    path /health\n    status_code 200 301-302\n   }\n\
                    http_protocol 1.1\n   enable_sni\n   tls_compliant\n   connect_timeout 2\n  }\n }\n\
-                real_server 10.1.1.2 8443 {\n  SSL_GET {\n   url {\n    path /\n   }\n   sni_name api.example\n  }\n }\n\
+                real_server 10.1.1.2 8443 {\n  SSL_GET {\n   url {\n    path /\n   }\n   sni_name api.example\n   verify\n  }\n }\n\
                 real_server 10.1.1.3 8443 {\n  SSL_GET {\n  }\n }\n}\n\
                 SSL {\n password pw\n ca /etc/rvs/ca.pem\n certificate /etc/rvs/c.pem\n key /etc/rvs/k.pem\n cipher X\n}\n";
     let cfg = import_str(text, "k.conf").unwrap();
     let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
-    assert!(w.contains(&"k.conf:27: SSL_GET: SSL_GET without url: checker ignored".to_string()), "{w:#?}");
-    assert!(w.contains(&"k.conf:36: cipher: unsupported SSL keyword \"cipher\" ignored".to_string()), "{w:#?}");
+    assert!(w.contains(&"k.conf:28: SSL_GET: SSL_GET without url: checker ignored".to_string()), "{w:#?}");
+    assert!(w.contains(&"k.conf:37: cipher: unsupported SSL keyword \"cipher\" ignored".to_string()), "{w:#?}");
     assert_eq!(w.len(), 2, "{w:#?}");
     let reals = &cfg.services[0].reals;
     let c = &reals[0].checks[0];
@@ -377,8 +377,10 @@ fn ssl_get_is_http_get_over_tls_with_the_global_ssl_block() {
             == (Some("pw"), Some("/etc/rvs/ca.pem"), Some("/etc/rvs/c.pem"), Some("/etc/rvs/k.pem"))
     };
     assert!(tls.enable_sni && tls.sni_name.is_none() && global(tls), "{tls:?}");
+    assert!(!tls.verify, "keepalived never verifies, even with a ca");
     let tls2 = reals[1].checks[0].tls.as_ref().expect("over TLS");
     assert!(tls2.enable_sni && tls2.sni_name.as_deref() == Some("api.example") && global(tls2), "{tls2:?}");
+    assert!(tls2.verify, "the rvs extension `verify`");
     assert!(reals[2].checks.is_empty());
 }
 

@@ -597,6 +597,7 @@ fn check(t: &mut Tbl, parent: &Inherit) -> R<Check> {
         c.tls = Some(Tls {
             enable_sni: t.bool("enable_sni")?.unwrap_or(false),
             sni_name: t.str("sni_name")?,
+            verify: t.bool("verify")?.unwrap_or(false),
             ca: t.str("ca")?,
             certificate: t.str("certificate")?,
             key: t.str("key")?,

@@ -230,13 +230,14 @@ fn fwmark_rules_are_parsed_and_checked() {
 #[test]
 fn ssl_check_is_http_over_tls() {
     let base = "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:443\"\n[[services.real_servers]]\naddress = \"10.1.1.1\"\n[[services.real_servers.checks]]\n";
-    let cfg = parse(&format!("{base}type = \"ssl\"\npath = \"/\"\nstatus = [200]\nenable_sni = true\nsni_name = \"www.example.com\"\nca = \"/etc/ssl/ca.pem\"\n"), "rvs.toml").unwrap();
+    let cfg = parse(&format!("{base}type = \"ssl\"\npath = \"/\"\nstatus = [200]\nenable_sni = true\nsni_name = \"www.example.com\"\nca = \"/etc/ssl/ca.pem\"\nverify = true\n"), "rvs.toml").unwrap();
     let c = &cfg.services[0].reals[0].checks[0];
     assert!(matches!(c.kind, CheckKind::Http(_)));
     let tls = c.tls.as_ref().expect("an ssl check runs over TLS");
     assert!(tls.enable_sni);
     assert_eq!(tls.sni_name.as_deref(), Some("www.example.com"));
     assert_eq!(tls.ca.as_deref(), Some("/etc/ssl/ca.pem"));
+    assert!(tls.verify);
     // TLS options belong to ssl checks only.
     let e = err(&format!("{base}type = \"http\"\npath = \"/\"\nsni_name = \"x\"\n"));
     assert!(e.starts_with("rvs.toml:9: ") && e.contains("sni_name"), "{e}");
