@@ -124,10 +124,20 @@ fn file_checks(cfg: &Config, r: &mut Report) {
                     r.warnings.push(format!("{}: MISC_CHECK program {prog} does not exist", vs.place));
                 }
                 if let Some(t) = &c.tls {
+                    let mut all = true;
                     for f in [&t.ca, &t.certificate, &t.key].into_iter().flatten() {
-                        if seen.insert(f.clone()) && !Path::new(f).is_file() {
+                        let exists = Path::new(f).is_file();
+                        all &= exists;
+                        if seen.insert(f.clone()) && !exists {
                             r.warnings.push(format!("{}: SSL file {f} does not exist", vs.place));
                         }
+                    }
+                    // Files that exist are loaded as the checker will load them.
+                    if all
+                        && let Err(e) = rvs_config::health::check_tls_files(t)
+                        && seen.insert(e.clone())
+                    {
+                        r.warnings.push(format!("{}: {e}", vs.place));
                     }
                 }
             }

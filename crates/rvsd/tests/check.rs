@@ -276,3 +276,22 @@ fn the_default_config_id_is_the_first_label_as_keepalived() {
     assert!(text.contains("host.conf:3: lb_algo: unknown scheduler \"badfirst\""), "rvsd: {text}");
     assert!(!text.contains("badfull"), "neither takes the whole name: {text}");
 }
+
+#[test]
+fn ssl_files_are_loaded_as_the_checker_loads_them() {
+    let ca = write("not-a-ca.pem", "not a certificate\n");
+    let conf = |ca: &Path| {
+        format!(
+            "SSL {{\n ca {}\n}}\nvirtual_server 10.0.0.1 443 {{\n lvs_sched rr\n lvs_method NAT\n protocol TCP\n\
+             real_server 192.168.1.1 443 {{\n  SSL_GET {{\n   url {{\n    path /\n   }}\n  }}\n }}\n}}\n",
+            ca.display()
+        )
+    };
+    let f = write("bad-ca.conf", &conf(&ca));
+    let (code, err) = check("--keepalived", &f, &[]);
+    assert_eq!(code, Some(0), "a warning, as the file may be fixed before the daemon starts: {err}");
+    assert!(err.contains(&format!("SSL ca {}: no usable CA certificate", ca.display())), "{err}");
+    let f = write("no-ca.conf", &conf(&dir().join("nosuch.pem")));
+    let (_, err) = check("--keepalived", &f, &[]);
+    assert!(err.contains("nosuch.pem does not exist") && !err.contains("no usable"), "one warning per file: {err}");
+}

@@ -20,6 +20,7 @@ mod tls;
 
 pub use carry::Carried;
 pub(crate) use carry::start_state;
+pub use tls::check_files as check_tls_files;
 
 use crate::model::{Config, VirtualService};
 use crate::table::{ServiceState, diff};

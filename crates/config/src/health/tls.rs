@@ -86,6 +86,13 @@ pub fn client_config(tls: &Tls) -> io::Result<ClientConfig> {
     Ok(config)
 }
 
+/// Loads the files of an SSL_GET as its checker would (for `rvsd --check`), the `ca` file
+/// too when not verifying, as keepalived refuses to start on a CA file it cannot load.
+pub fn check_files(tls: &Tls) -> Result<(), String> {
+    let t = Tls { verify: tls.verify || tls.ca.is_some(), ..tls.clone() };
+    client_config(&t).map(drop).map_err(|e| e.to_string())
+}
+
 /// Trust anchors for `verify`: the `ca` file, else the platform's store
 /// (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured, else the system bundle).
 fn roots(ca: Option<&str>) -> io::Result<RootCertStore> {
