@@ -263,6 +263,25 @@ fn ssl_get_presents_the_client_certificate() {
     assert!(matches!(&out, probe::Outcome::Down(r) if r.contains("cannot decrypt")), "{out:?}");
 }
 
+#[test]
+fn ssl_get_needs_tls_1_2() {
+    if !have_openssl() {
+        return;
+    }
+    // The difference from keepalived's OpenSSL named in docs/semantics.md: rustls speaks
+    // TLS 1.2 and 1.3 only, so a real server stuck at TLS 1.1 fails the check, with the reason.
+    let dir = tmpdir("ssl-tls11");
+    let pki = Pki::new(&dir);
+    let old = s_server(&dir, &pki.server_a, &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]);
+    let (check, target) = ssl_check(old.port, "", "");
+    let out = probe::probe(&check, &target, 1);
+    assert!(matches!(&out, probe::Outcome::Down(r) if r.starts_with("TLS: ")), "{out:?}");
+    println!("SSL_GET against a TLS 1.1 server: {out:?}");
+    let new = s_server(&dir, &pki.server_a, &["-tls1_2"]);
+    let (check, target) = ssl_check(new.port, "", "");
+    assert!(probe::probe(&check, &target, 1).is_up());
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
