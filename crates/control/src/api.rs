@@ -20,6 +20,7 @@ pub const IPPROTO_SCTP: u8 = 132;
 
 /// How a virtual service is identified (ipvsadm `-t`, `-u`, `--sctp-service`, `-f`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum ServiceKey {
     Tcp {
         addr: IpAddr,
@@ -303,6 +304,7 @@ pub struct ConnView {
 
 /// Configuration changes (`POST /v1/command`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Command {
     AddService(ServiceSpec),
     EditService(ServiceSpec),
@@ -361,10 +363,25 @@ pub enum ErrorKind {
     NotSupported,
     /// EAFNOSUPPORT.
     AfNotSupported,
-    /// The request itself could not be understood (bad JSON, unknown path).
+    /// The request itself could not be understood (bad JSON, unknown query parameter).
     BadRequest,
     /// Anything else; `message` says what.
     Internal,
+    /// No or a wrong bearer token on the TCP listener (401).
+    Unauthorized,
+    /// No such endpoint (404).
+    NotFound,
+    /// The endpoint exists, not with this method (405, with `Allow`).
+    MethodNotAllowed,
+    /// The request did not arrive in time (408).
+    Timeout,
+    /// The request body is larger than the server takes (413).
+    TooLarge,
+    /// The server has no room for the request now: too many connections (503).
+    Unavailable,
+    /// The request conflicts with the daemon's state, e.g. a reload without a configuration
+    /// file (409).
+    Conflict,
 }
 
 impl ErrorKind {
@@ -378,9 +395,18 @@ impl ErrorKind {
             | ErrorKind::NoSuchDest
             | ErrorKind::NoDaemon => 404,
             ErrorKind::PermissionDenied => 403,
-            ErrorKind::Invalid | ErrorKind::Range | ErrorKind::BadRequest => 400,
+            // Malformed (400) apart from understood but refused (422).
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Invalid | ErrorKind::Range => 422,
             ErrorKind::ProtocolNotAvailable | ErrorKind::NotSupported | ErrorKind::AfNotSupported => 501,
             ErrorKind::NoMemory | ErrorKind::Internal => 500,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Timeout => 408,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Conflict => 409,
         }
     }
 }
@@ -412,6 +438,12 @@ pub const TCP_STATE_NAMES: [&str; 11] = ipvs::proto::tcp::NAMES;
 
 /// SCTP state names printed by `-c` (lvs-semantics.md §13): the engine's own table.
 pub const SCTP_STATE_NAMES: [&str; 14] = ipvs::proto::sctp::NAMES;
+
+/// Every state name a listing can show (and `GET /v1/connections?state=` takes): TCP's,
+/// SCTP's, `UDP`, and `ASSURED` for templates.
+pub fn state_names() -> impl Iterator<Item = &'static str> {
+    TCP_STATE_NAMES.into_iter().chain(SCTP_STATE_NAMES).chain(["UDP", "ASSURED"])
+}
 
 /// The name `-c` prints for a connection state, so the daemon fills
 /// `ConnView::state` the way the kernel would (ipvsadm-cli.md §9.5). Templates print

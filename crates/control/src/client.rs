@@ -1,10 +1,11 @@
-//! Blocking client of the daemon's API over its Unix socket (one connection per
-//! request, `Connection: close`), used by `rvsadm`.
+//! Blocking client of the daemon's API over its Unix socket, or over TCP with the bearer
+//! token (one connection per request, `Connection: close`), used by `rvsadm`.
 
 use crate::api::{ApiError, Command, ConnView, ErrorKind, Reply, Snapshot};
 use crate::http;
 use crate::ops::{ConnFilter, DrainRequest, DrainingView, ReloadReply, ReloadRequest};
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +14,8 @@ use std::time::Duration;
 pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 /// Environment variable overriding the socket path.
 pub const SOCKET_ENV: &str = "RVS_SOCKET";
+/// Environment variable naming the TCP API (`HOST:PORT`) to use instead of the socket.
+pub const ADDR_ENV: &str = "RVS_API_ADDR";
 
 /// What can go wrong talking to the daemon.
 #[derive(Debug)]
@@ -23,6 +26,9 @@ pub enum ClientError {
     Transport(String),
     /// The daemon answered with an API error.
     Api(ApiError),
+    /// The server refused to serve the request at all (too many connections, timeout,
+    /// unauthenticated, too large): its status and message, shown as they are.
+    Refused { status: u16, message: String },
 }
 
 impl std::fmt::Display for ClientError {
@@ -31,26 +37,63 @@ impl std::fmt::Display for ClientError {
             ClientError::Connect(e) => write!(f, "{e}"),
             ClientError::Transport(m) => write!(f, "{m}"),
             ClientError::Api(e) => write!(f, "{}", e.message),
+            ClientError::Refused { status, message } => {
+                write!(f, "server refused the request: {status} {}: {message}", http::reason(*status))
+            }
         }
     }
 }
 
 impl std::error::Error for ClientError {}
 
-/// A handle on the daemon socket; cheap, connects per request.
+/// Where the daemon is reached.
+#[derive(Clone)]
+enum Endpoint {
+    Unix(PathBuf),
+    /// `HOST:PORT` and the bearer token sent with every request.
+    Tcp(String, String),
+}
+
+impl std::fmt::Debug for Endpoint {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "Unix({})", p.display()),
+            Endpoint::Tcp(a, _) => write!(f, "Tcp({a})"),
+        }
+    }
+}
+
+/// A handle on the daemon's API; cheap, connects per request.
 #[derive(Debug, Clone)]
 pub struct Client {
-    path: PathBuf,
+    endpoint: Endpoint,
     timeout: Duration,
 }
 
+/// Statuses with which the server refuses to serve a request at all (rather than answering
+/// it with an API error of the request's own making).
+fn is_refusal(status: u16) -> bool {
+    matches!(status, 401 | 408 | 413 | 429 | 431 | 503)
+}
+
 impl Client {
+    /// The API on the Unix socket at `path`.
     pub fn new(path: impl AsRef<Path>) -> Self {
-        Client { path: path.as_ref().to_path_buf(), timeout: Duration::from_secs(30) }
+        Client { endpoint: Endpoint::Unix(path.as_ref().to_path_buf()), timeout: Duration::from_secs(30) }
     }
 
+    /// The API on TCP at `addr` (`HOST:PORT`), authenticated with `token`.
+    pub fn tcp(addr: impl Into<String>, token: impl Into<String>) -> Self {
+        Client { endpoint: Endpoint::Tcp(addr.into(), token.into()), timeout: Duration::from_secs(30) }
+    }
+
+    /// The socket path (the `HOST:PORT` for TCP), for messages.
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.endpoint {
+            Endpoint::Unix(p) => p,
+            Endpoint::Tcp(a, _) => Path::new(a.as_str()),
+        }
     }
 
     /// Sends one request and returns the status and raw body.
@@ -60,14 +103,34 @@ impl Client {
 
     /// Sends one request and returns the whole response (headers included).
     pub fn request_full(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<http::Response, ClientError> {
-        let stream = UnixStream::connect(&self.path).map_err(ClientError::Connect)?;
         let t = |e: io::Error| ClientError::Transport(e.to_string());
-        stream.set_read_timeout(Some(self.timeout)).map_err(t)?;
-        stream.set_write_timeout(Some(self.timeout)).map_err(t)?;
-        let mut w = &stream;
-        http::write_request(&mut w, method, path, body).map_err(t)?;
-        let mut r = BufReader::new(&stream);
-        http::read_response(&mut r).map_err(|e| ClientError::Transport(e.to_string()))
+        let auth;
+        let (stream, headers): (Box<dyn Stream>, Vec<(&str, &str)>) = match &self.endpoint {
+            Endpoint::Unix(p) => {
+                let s = UnixStream::connect(p).map_err(ClientError::Connect)?;
+                s.set_read_timeout(Some(self.timeout)).map_err(t)?;
+                s.set_write_timeout(Some(self.timeout)).map_err(t)?;
+                (Box::new(s), vec![])
+            }
+            Endpoint::Tcp(a, token) => {
+                let s = TcpStream::connect(a.as_str()).map_err(ClientError::Connect)?;
+                s.set_read_timeout(Some(self.timeout)).map_err(t)?;
+                s.set_write_timeout(Some(self.timeout)).map_err(t)?;
+                auth = format!("Bearer {token}");
+                (Box::new(s), vec![("Authorization", auth.as_str())])
+            }
+        };
+        let mut stream = stream;
+        http::write_request_with(&mut stream, method, path, &headers, body).map_err(t)?;
+        let mut r = BufReader::new(stream);
+        let resp = http::read_response(&mut r).map_err(|e| ClientError::Transport(e.to_string()))?;
+        if is_refusal(resp.status) {
+            let message = serde_json::from_slice::<ApiError>(&resp.body)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&resp.body).trim().to_string());
+            return Err(ClientError::Refused { status: resp.status, message });
+        }
+        Ok(resp)
     }
 
     /// Sends a request and decodes a 200 body as `T`, or the error body as `ApiError`.
@@ -132,6 +195,10 @@ impl Client {
         self.call("POST", "/v1/reload", Some(&body))
     }
 }
+
+/// A connected stream of either kind.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
 
 /// A 200 body decoded as `T`, or the error body as `ApiError`.
 fn decode<T: serde::de::DeserializeOwned>(status: u16, body: Vec<u8>) -> Result<T, ClientError> {

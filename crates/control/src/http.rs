@@ -1,9 +1,10 @@
-//! Minimal HTTP/1.1 framing for the control socket: one request per read, bodies
-//! framed by `Content-Length` only (no chunked encoding). Shared by the client and
-//! the daemon so both sides agree on the limits.
+//! Minimal HTTP/1.1 framing: the client side of the control API (`rvsadm`, one request per
+//! connection; responses framed by `Content-Length`, chunked encoding or the end of the
+//! stream) and the metrics listener's requests (framed by `Content-Length` only). The API
+//! server itself is hyper (rvsd's server.rs).
 //!
-//! Why hand-rolled: the API is a handful of JSON calls over a local Unix socket; a
-//! full HTTP stack would be most of the daemon's dependency tree.
+//! Why hand-rolled here: the client is blocking and tiny, and rvsadm stays free of an async
+//! runtime.
 
 use std::io::{self, BufRead, Read, Write};
 use std::time::{Duration, Instant};
@@ -199,8 +200,18 @@ fn read_line<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<Option<String>
 }
 
 /// Reads the header lines after the start line; returns them with the announced body length
-/// (`None`: no `Content-Length`).
+/// (`None`: no `Content-Length`). Chunked transfer encoding is refused (requests).
 fn read_headers<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<(Headers, Option<usize>), HttpError> {
+    let (headers, len, chunked) = read_headers_te(r, budget)?;
+    if chunked {
+        return Err(HttpError::Unsupported("transfer-encoding chunked".into()));
+    }
+    Ok((headers, len))
+}
+
+/// [`read_headers`], also telling whether the body is chunked (any other transfer coding
+/// is refused).
+fn read_headers_te<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<(Headers, Option<usize>, bool), HttpError> {
     let mut headers = Vec::new();
     loop {
         let line = read_line(r, budget)?.ok_or_else(|| HttpError::Malformed("end of stream in headers".into()))?;
@@ -219,16 +230,57 @@ fn read_headers<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<(Headers, O
         headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
     }
     let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    if let Some(te) = find("transfer-encoding")
-        && !te.eq_ignore_ascii_case("identity")
-    {
-        return Err(HttpError::Unsupported(format!("transfer-encoding {te}")));
-    }
+    let chunked = match find("transfer-encoding") {
+        Some(te) if te.eq_ignore_ascii_case("chunked") => true,
+        Some(te) if te.eq_ignore_ascii_case("identity") => false,
+        Some(te) => return Err(HttpError::Unsupported(format!("transfer-encoding {te}"))),
+        None => false,
+    };
     let len = match find("content-length") {
         Some(v) => Some(v.parse().map_err(|_| HttpError::Malformed(format!("bad content-length {v:?}")))?),
         None => None,
     };
-    Ok((headers, len))
+    Ok((headers, len, chunked))
+}
+
+/// Largest response body the client takes: a streamed listing of millions of entries.
+pub const MAX_RESPONSE_BODY: usize = 4 << 30;
+
+/// Reads a chunked body (RFC 9112 §7.1) up to `max` bytes; a stream that ends before the
+/// last chunk is an error (the server cut its answer short).
+fn read_chunked<R: BufRead>(r: &mut R, max: usize) -> Result<Vec<u8>, HttpError> {
+    let mut body = Vec::new();
+    loop {
+        let mut budget = 1024;
+        let line = read_line(r, &mut budget)?.ok_or_else(|| HttpError::Malformed("answer cut short".into()))?;
+        let size = line.split(';').next().unwrap_or("").trim();
+        let n =
+            usize::from_str_radix(size, 16).map_err(|_| HttpError::Malformed(format!("bad chunk size {size:?}")))?;
+        if n == 0 {
+            // Trailers, up to the empty line.
+            let mut budget = MAX_HEAD;
+            while read_line(r, &mut budget)?.is_some_and(|l| !l.is_empty()) {}
+            return Ok(body);
+        }
+        if body.len() + n > max {
+            return Err(HttpError::BodyTooLarge(body.len() + n));
+        }
+        let start = body.len();
+        body.resize(start + n, 0);
+        r.read_exact(&mut body[start..]).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                HttpError::Malformed("answer cut short".into())
+            } else {
+                HttpError::from(e)
+            }
+        })?;
+        let mut budget = 2;
+        match read_line(r, &mut budget)? {
+            None => return Err(HttpError::Malformed("answer cut short".into())),
+            Some(l) if !l.is_empty() => return Err(HttpError::Malformed("chunk not followed by CRLF".into())),
+            Some(_) => {}
+        }
+    }
 }
 
 /// Reads a body of `len` bytes, refused (without reading it) above `max`.
@@ -245,29 +297,6 @@ fn read_exact_body<R: BufRead>(r: &mut R, len: usize, max: usize) -> Result<Vec<
         }
     })?;
     Ok(body)
-}
-
-/// Reads the header lines after the start line, and the body they announce.
-fn read_headers_and_body<R: BufRead>(
-    r: &mut R,
-    budget: &mut usize,
-    body_until_eof: bool,
-) -> Result<(Headers, Vec<u8>), HttpError> {
-    let (headers, len) = read_headers(r, budget)?;
-    let body = match len {
-        Some(len) => read_exact_body(r, len, MAX_BODY)?,
-        None if body_until_eof => {
-            let mut body = Vec::new();
-            let mut limited = io::Read::take(&mut *r, MAX_BODY as u64 + 1);
-            io::Read::read_to_end(&mut limited, &mut body)?;
-            if body.len() > MAX_BODY {
-                return Err(HttpError::BodyTooLarge(body.len()));
-            }
-            body
-        }
-        None => Vec::new(),
-    };
-    Ok((headers, body))
 }
 
 /// Reads one request (bodies up to [`MAX_BODY`]). `Err(HttpError::Closed)` means the peer
@@ -329,7 +358,19 @@ pub fn read_response<R: BufRead>(r: &mut R) -> Result<Response, HttpError> {
         Ok(s) if (100..1000).contains(&s) => s,
         _ => return Err(HttpError::Malformed(format!("bad status line {line:?}"))),
     };
-    let (headers, body) = read_headers_and_body(r, &mut budget, true)?;
+    let (headers, len, chunked) = read_headers_te(r, &mut budget)?;
+    let body = match len {
+        _ if chunked => read_chunked(r, MAX_RESPONSE_BODY)?,
+        Some(len) => read_exact_body(r, len, MAX_RESPONSE_BODY)?,
+        None => {
+            let mut body = Vec::new();
+            io::Read::read_to_end(&mut io::Read::take(&mut *r, MAX_RESPONSE_BODY as u64 + 1), &mut body)?;
+            if body.len() > MAX_RESPONSE_BODY {
+                return Err(HttpError::BodyTooLarge(body.len()));
+            }
+            body
+        }
+    };
     Ok(Response { status, headers, body })
 }
 
@@ -345,6 +386,8 @@ pub fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         409 => "Conflict",
         413 => "Content Too Large",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -383,7 +426,21 @@ pub fn write_response_with<W: Write>(
 
 /// Writes one complete request (client side); `Connection: close` keeps it one-shot.
 pub fn write_request<W: Write>(w: &mut W, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<()> {
+    write_request_with(w, method, path, &[], body)
+}
+
+/// [`write_request`] with extra header lines (name, value), e.g. `Authorization`.
+pub fn write_request_with<W: Write>(
+    w: &mut W,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> io::Result<()> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some(b) = body {
         head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
     }
@@ -475,6 +532,22 @@ mod tests {
         drop(r);
         drop(a);
         writer.join().expect("writer");
+    }
+
+    #[test]
+    fn a_chunked_answer_is_read_whole_and_one_cut_short_is_an_error() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n[\r\nA;x=y\r\n1,2,3,4,5,\r\n1\r\n]\r\n0\r\n\r\n";
+        let resp = read_response(&mut Cursor::new(&raw[..])).expect("read");
+        assert_eq!(resp.body, b"[1,2,3,4,5,]");
+        let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n[\r\n4\r\n1,2,";
+        let e = read_response(&mut Cursor::new(&cut[..])).unwrap_err();
+        assert!(e.to_string().contains("cut short"), "{e}");
+        let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n[\r\n";
+        assert!(read_response(&mut Cursor::new(&cut[..])).is_err(), "no last chunk");
+        // Requests stay Content-Length only.
+        let e =
+            read_request(&mut Cursor::new(&b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..])).unwrap_err();
+        assert_eq!(e.status(), 501);
     }
 
     #[test]

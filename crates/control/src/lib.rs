@@ -6,3 +6,4 @@ pub mod client;
 pub mod http;
 pub mod ipvsadm;
 pub mod ops;
+pub mod token;

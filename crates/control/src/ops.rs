@@ -39,7 +39,10 @@ pub fn parse_service_text(s: &str) -> Result<ServiceKey, String> {
         "udp" => addr().map(|a| ServiceKey::Udp { addr: a.ip(), port: a.port() })?,
         "sctp" => addr().map(|a| ServiceKey::Sctp { addr: a.ip(), port: a.port() })?,
         "fwm" | "fwm6" => ServiceKey::Fwmark {
-            mark: rest.parse().map_err(|_| format!("service '{s}': '{rest}' is not a mark"))?,
+            mark: Some(rest)
+                .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|r| r.parse().ok())
+                .ok_or_else(|| format!("service '{s}': '{rest}' is not a mark (0..=4294967295)"))?,
             ipv6: proto.eq_ignore_ascii_case("fwm6"),
         },
         other => return Err(format!("service '{s}': unknown protocol '{other}' (tcp, udp, sctp, fwm, fwm6)")),
@@ -113,7 +116,9 @@ impl ConnFilter {
             parts.push(format!("server={}", encode_component(&SocketAddr::new(a, p).to_string())));
         }
         if let Some(s) = &self.state {
-            parts.push(format!("state={}", encode_component(s)));
+            // The daemon takes state names exactly as listings print them (upper case);
+            // `matches` compares without case, so the client may be lenient.
+            parts.push(format!("state={}", encode_component(&s.to_ascii_uppercase())));
         }
         if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
     }
@@ -129,8 +134,11 @@ impl ConnFilter {
                     let a: SocketAddr = v.parse().map_err(|_| format!("server '{v}': expected ADDR:PORT"))?;
                     f.server = Some((a.ip(), a.port()));
                 }
-                "state" if !v.is_empty() => f.state = Some(v),
-                "state" => return Err("state: empty".into()),
+                "state" if crate::api::state_names().any(|n| n == v) => f.state = Some(v),
+                "state" => {
+                    let names: Vec<&str> = crate::api::state_names().collect();
+                    return Err(format!("state '{v}': not a state name ({})", names.join(", ")));
+                }
                 other => return Err(format!("unknown filter '{other}' (service, server, state)")),
             }
         }
@@ -295,7 +303,14 @@ mod tests {
         assert!(ConnFilter::from_target("/x?server=1.1.1.1").is_err());
         assert!(ConnFilter::from_target("/x?state=%zz").is_err());
 
-        let f = ConnFilter::from_target("/x?service=tcp:10.0.0.1:80&state=established").unwrap();
+        // State names exactly as listings print them; marks in decimal digits.
+        for bad in
+            ["state=established", "state=", "state=ERR!", "service=fwm:+5", "service=fwm:", "service=fwm:4294967296"]
+        {
+            assert!(ConnFilter::from_target(&format!("/x?{bad}")).is_err(), "{bad}");
+        }
+        assert!(ConnFilter::from_target("/x?state=C-SENT&service=fwm6:7").is_ok());
+        let f = ConnFilter::from_target("/x?service=tcp:10.0.0.1:80&state=ESTABLISHED").unwrap();
         assert!(f.matches(&conn(6, "10.0.0.1", 80, "192.168.1.1", 80, "ESTABLISHED")));
         assert!(!f.matches(&conn(17, "10.0.0.1", 80, "192.168.1.1", 80, "ESTABLISHED")), "protocol");
         assert!(!f.matches(&conn(6, "10.0.0.1", 81, "192.168.1.1", 80, "ESTABLISHED")), "port");

@@ -102,7 +102,9 @@ pub fn split(mut argv: Vec<String>, res: &dyn Resolver) -> Result<Ext, String> {
         let a: std::net::SocketAddr = s.parse().map_err(|_| format!("--filter-server: '{s}' is not ADDR:PORT"))?;
         filter.server = Some((a.ip(), a.port()));
     }
-    filter.state = take_value(&mut argv, "--filter-state")?;
+    // The daemon takes state names as listings print them (upper case); the command line
+    // is lenient.
+    filter.state = take_value(&mut argv, "--filter-state")?.map(|s| s.to_ascii_uppercase());
     let drain_timeout = take_value(&mut argv, "--drain-timeout")?
         .map(|v| v.parse::<u32>().map_err(|_| format!("--drain-timeout: '{v}' is not a number of seconds")))
         .transpose()?;

@@ -7,7 +7,7 @@ mod resolver;
 mod top;
 
 use control::api::{ApiError, Command, ConnView, ErrorKind, Snapshot};
-use control::client::{Client, ClientError, DEFAULT_SOCKET, SOCKET_ENV};
+use control::client::{ADDR_ENV, Client, ClientError, DEFAULT_SOCKET, SOCKET_ENV};
 use control::ipvsadm::run::{Backend, BackendError, Io, main_status};
 use control::ops::ConnFilter;
 use std::io::Write;
@@ -30,6 +30,7 @@ impl Daemon {
             )),
             ClientError::Transport(m) => BackendError::Api(ApiError::new(ErrorKind::Internal, m)),
             ClientError::Api(a) => BackendError::Api(a),
+            refused @ ClientError::Refused { .. } => BackendError::Unavailable(format!("rvsadm: {refused}\n")),
         }
     }
 }
@@ -44,8 +45,11 @@ impl Backend for Daemon {
     fn connections(&mut self) -> Result<Vec<ConnView>, BackendError> {
         let (conns, truncated) = self.client.connections_listing(&self.filter).map_err(|e| self.map(e))?;
         if truncated {
-            // stderr, so that the listing itself stays byte-compatible with ipvsadm.
-            eprintln!("rvsadm: warning: the listing is incomplete (the daemon caps a listing per worker)");
+            // Never a silent partial listing: say so (stderr) and exit non-zero.
+            return Err(BackendError::Api(ApiError::new(
+                ErrorKind::Internal,
+                "rvsadm: the daemon's connection listing is incomplete; nothing printed",
+            )));
         }
         Ok(conns)
     }
@@ -55,20 +59,57 @@ impl Backend for Daemon {
 /// ipvsadm parsing; returns the path given, if any. A trailing `--socket`
 /// without a value is left for the parser to reject.
 fn take_socket_flag(argv: &mut Vec<String>) -> Option<String> {
-    let mut path = None;
+    take_flag(argv, "--socket")
+}
+
+/// Removes `NAME VALUE` / `NAME=VALUE` (anywhere on the line); returns the last value.
+fn take_flag(argv: &mut Vec<String>, name: &str) -> Option<String> {
+    let mut found = None;
     let mut i = 1;
     while i < argv.len() {
-        if let Some(p) = argv[i].strip_prefix("--socket=") {
-            path = Some(p.to_string());
+        if let Some(p) = argv[i].strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            found = Some(p.to_string());
             argv.remove(i);
-        } else if argv[i] == "--socket" && i + 1 < argv.len() {
-            path = Some(argv.remove(i + 1));
+        } else if argv[i] == name && i + 1 < argv.len() {
+            found = Some(argv.remove(i + 1));
             argv.remove(i);
         } else {
             i += 1;
         }
     }
-    path
+    found
+}
+
+/// The client the command line asks for: the TCP API with `--api-addr HOST:PORT` (or
+/// `$RVS_API_ADDR`) and its token from `--api-token-file PATH` or `$RVS_API_TOKEN` (never on
+/// the command line), else the Unix socket.
+fn client_from(argv: &mut Vec<String>) -> Result<Client, String> {
+    if argv.iter().skip(1).any(|a| a == "--api-token" || a.starts_with("--api-token=")) {
+        return Err(control::token::ON_COMMAND_LINE.to_string());
+    }
+    let socket = take_socket_flag(argv);
+    let addr = take_flag(argv, "--api-addr").or_else(|| std::env::var(ADDR_ENV).ok().filter(|s| !s.is_empty()));
+    let file = take_flag(argv, "--api-token-file");
+    let Some(addr) = addr else {
+        if file.is_some() {
+            return Err("--api-token-file is only used with --api-addr (or RVS_API_ADDR)".into());
+        }
+        let socket = socket
+            .or_else(|| std::env::var(SOCKET_ENV).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
+        return Ok(Client::new(socket));
+    };
+    if socket.is_some() {
+        return Err("--socket and --api-addr name two ways to the daemon; give one".into());
+    }
+    let env = std::env::var(control::token::TOKEN_ENV).ok();
+    match control::token::resolve(file.as_deref().map(std::path::Path::new), env.as_deref())? {
+        Some(t) => Ok(Client::tcp(addr, t)),
+        None => Err(format!(
+            "--api-addr needs the API token: --api-token-file PATH or the environment variable {}",
+            control::token::TOKEN_ENV
+        )),
+    }
 }
 
 fn main() {
@@ -76,12 +117,16 @@ fn main() {
     if argv.is_empty() {
         argv.push("rvsadm".into());
     }
-    let socket = take_socket_flag(&mut argv)
-        .or_else(|| std::env::var(SOCKET_ENV).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
+    let client = match client_from(&mut argv) {
+        Ok(c) => c,
+        Err(m) => {
+            eprintln!("rvsadm: {m}");
+            std::process::exit(2);
+        }
+    };
     let res = resolver::SystemResolver::new();
     if argv.get(1).map(String::as_str) == Some("top") {
-        std::process::exit(run_top(&Client::new(socket), &argv[2..]));
+        std::process::exit(run_top(&client, &argv[2..]));
     }
     let ext = match ext::split(argv, &res) {
         Ok(e) => e,
@@ -91,7 +136,7 @@ fn main() {
         }
     };
     let argv = ext.argv;
-    let mut daemon = Daemon { client: Client::new(socket), filter: ext.filter };
+    let mut daemon = Daemon { client, filter: ext.filter };
     if let Some(req) = ext.drain {
         let code = match daemon.client.drain(&req) {
             Ok(_) => 0,

@@ -2,7 +2,7 @@
 
 use control::api::{ApiError, Command, ErrorKind, Snapshot, Timeouts};
 use control::http;
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::Command as Proc;
@@ -178,23 +178,89 @@ fn rvs_extensions_filter_drain_and_top() {
     assert_eq!(seen[3].1, "/v1/snapshot", "plain listings are untouched");
 }
 
-/// A listing the daemon capped is printed as usual (byte-compatible) with a warning on stderr.
+/// A listing the daemon says is incomplete, or whose stream is cut short, is never printed as
+/// if whole: a message on stderr and a non-zero exit. A refusal shows the server's status and
+/// message.
 #[test]
-fn truncated_connection_listing_warns_on_stderr() {
-    let path = sock("trunc");
+fn an_incomplete_listing_or_a_refusal_fails_loudly() {
+    let refusal = r#"{"kind":"Unavailable","message":"too many connections from uid 1000"}"#;
+    let answers = [
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Rvs-Truncated: true\r\nContent-Length: 2\r\n\r\n[]"
+            .to_string(),
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n[\r\n".to_string(),
+        format!("HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\n\r\n{refusal}", refusal.len()),
+    ];
+    for (k, answer) in answers.iter().enumerate() {
+        let path = sock(&format!("trunc{k}"));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind");
+        let answer = answer.clone().into_bytes();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let req = http::read_request(&mut BufReader::new(&s)).expect("request");
+            s.write_all(&answer).expect("write");
+            req.path
+        });
+        let out = Proc::new(bin()).arg("--socket").arg(&path).args(["-Lnc"]).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{out:?}");
+        assert!(out.stdout.is_empty(), "nothing printed as if whole: {out:?}");
+        match k {
+            0 => assert!(err.contains("listing is incomplete"), "{err}"),
+            1 => assert!(err.contains("cut short"), "{err}"),
+            _ => assert_eq!(
+                err.trim(),
+                "rvsadm: server refused the request: 503 Service Unavailable: too many connections from uid 1000"
+            ),
+        }
+        assert_eq!(server.join().unwrap(), "/v1/connections");
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// `rvsadm -L -n -c` of 200 000 entries streamed in chunks (as rvsd streams a listing): every
+/// entry printed, exit 0.
+#[test]
+fn a_streamed_listing_of_200_000_entries_is_printed_whole() {
+    const N: u32 = 200_000;
+    let path = sock("big");
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).expect("bind");
     let server = std::thread::spawn(move || {
-        let (s, _) = listener.accept().expect("accept");
+        let (mut s, _) = listener.accept().expect("accept");
         let req = http::read_request(&mut BufReader::new(&s)).expect("request");
-        let trunc = [(http::TRUNCATED_HEADER, "true")];
-        http::write_response_with(&mut &s, 200, "application/json", &trunc, b"[]").expect("write");
+        let mut w = std::io::BufWriter::new(&mut s);
+        w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap();
+        let mut chunk = String::from("[");
+        for i in 0..N {
+            if i > 0 {
+                chunk.push(',');
+            }
+            chunk.push_str(&format!(
+                r#"{{"proto":6,"caddr":"10.{}.{}.{}","cport":{},"vaddr":"10.0.0.100","vport":80,"daddr":"192.168.1.11","dport":8080,"state":"ESTABLISHED","expires_secs":899,"template":false,"one_packet":false,"fwmark":0,"pe_name":null,"pe_data":null}}"#,
+                128 + (i >> 16),
+                (i >> 8) & 255,
+                i & 255,
+                1024 + i % 60000
+            ));
+            if chunk.len() > 1 << 20 || i == N - 1 {
+                if i == N - 1 {
+                    chunk.push(']');
+                }
+                write!(w, "{:x}\r\n{chunk}\r\n", chunk.len()).unwrap();
+                chunk.clear();
+            }
+        }
+        w.write_all(b"0\r\n\r\n").unwrap();
         req.path
     });
-    let out = Proc::new(bin()).arg("--socket").arg(&path).args(["-Lnc"]).output().expect("run");
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("listing is incomplete"), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("IPVS connection entries"), "{out:?}");
+    let out = Proc::new(bin()).arg("--socket").arg(&path).args(["-L", "-n", "-c"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let entries = text.lines().filter(|l| l.starts_with("TCP ")).count();
+    assert_eq!(entries, N as usize, "every entry printed");
+    assert!(text.lines().any(|l| l.contains("10.131.13.63:")), "the last entry too");
     assert_eq!(server.join().unwrap(), "/v1/connections");
     let _ = std::fs::remove_file(&path);
 }

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use control::api::{ApiError, Command, ConnView, DestView, ErrorKind, Reply, ServiceView, Snapshot, Timeouts};
+use control::api::{ApiError, Command, DestView, ErrorKind, Reply, ServiceView, Snapshot, Timeouts};
 use control::ops::{ConnFilter, DrainRequest, DrainingView};
 use ipvs::ServiceKey;
 use node::Node;
@@ -21,12 +21,10 @@ use crate::steer::{SteerSet, Steering};
 
 pub use crate::listing::ConnRequest;
 
-/// `GET /v1/connections`: the entries, and whether a worker had more matches than
-/// [`crate::listing::LIMIT_PER_WORKER`] (the listing is then incomplete).
+/// Every matching entry (in-process listings; the API streams them instead).
 #[derive(Debug, Default)]
 pub struct Listing {
-    pub conns: Vec<ConnView>,
-    pub truncated: bool,
+    pub conns: Vec<control::api::ConnView>,
 }
 
 /// `GET /v1/stats`: the node's own counters (rvs extension; not an ipvsadm listing).
@@ -183,30 +181,22 @@ impl Admin {
             .collect()
     }
 
-    /// `GET /v1/connections?…`: every worker filters its own table and copies at most
-    /// [`crate::listing::LIMIT_PER_WORKER`] matching entries as compact records, between two
-    /// batches; the views are built here, on the API thread.
+    /// Every connection entry matching `f`, from every worker, page by page (each worker
+    /// filters its own table and copies at most [`crate::listing::PAGE`] entries as compact
+    /// records between two batches; the views are built here). The API streams the same pages
+    /// instead (server.rs); this whole list is for in-process users (procfs.rs).
     pub fn connections_filtered(&self, f: &ConnFilter) -> Result<Listing, ApiError> {
-        let mut answers = Vec::with_capacity(self.workers.len());
-        for (i, w) in self.workers.iter().enumerate() {
-            let (tx, rx) = mpsc::channel();
-            let req = ConnRequest { filter: f.clone(), limit: crate::listing::LIMIT_PER_WORKER, reply: tx };
-            w.send(req).map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} is not running")))?;
-            answers.push((i, rx));
-        }
         let mut out = Listing::default();
-        for (i, rx) in answers {
-            let part = rx
-                .recv_timeout(Duration::from_secs(5))
-                .map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} did not answer")))?;
-            out.truncated |= part.truncated;
-            out.conns.extend(crate::listing::views(&part));
-        }
-        if out.truncated {
-            tracing::info!(
-                "connection listing truncated at {} entries per worker (filter {f:?})",
-                crate::listing::LIMIT_PER_WORKER
-            );
+        for i in 0..self.workers.len() {
+            let mut from = 0;
+            loop {
+                let page = self.connections_page(i, f, from, crate::listing::PAGE)?;
+                out.conns.extend(crate::listing::views(&page));
+                if !page.truncated {
+                    break;
+                }
+                from = page.next;
+            }
         }
         Ok(out)
     }
@@ -217,7 +207,7 @@ impl Admin {
         let mut answers = Vec::with_capacity(self.workers.len());
         for (i, w) in self.workers.iter().enumerate() {
             let (tx, rx) = mpsc::channel();
-            let req = ConnRequest { filter: ConnFilter::default(), limit: usize::MAX, reply: tx };
+            let req = ConnRequest { filter: ConnFilter::default(), from: 0, limit: usize::MAX, reply: tx };
             w.send(req).map_err(|_| format!("worker {i} is not running"))?;
             answers.push((i, rx));
         }
@@ -227,6 +217,28 @@ impl Admin {
             out.push(part.records);
         }
         Ok(out)
+    }
+
+    /// Number of packet workers (each lists its own table).
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// One page of worker `i`'s listing: the matches of `f` from entry id `from` on, at most
+    /// `limit` (`truncated`: there are more, from `next`).
+    pub fn connections_page(
+        &self,
+        i: usize,
+        f: &ConnFilter,
+        from: ipvs::conn::ConnId,
+        limit: usize,
+    ) -> Result<crate::listing::ConnList, ApiError> {
+        let (tx, rx) = mpsc::channel();
+        let gone = || ApiError::new(ErrorKind::Internal, format!("worker {i} is not running"));
+        let w = self.workers.get(i).ok_or_else(gone)?;
+        w.send(ConnRequest { filter: f.clone(), from, limit, reply: tx }).map_err(|_| gone())?;
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} did not answer")))
     }
 
     /// What the steering program needs now: the published table and classifier rules.
@@ -542,7 +554,8 @@ mod tests {
             let (tx, rx) = mpsc::channel::<ConnRequest>();
             txs.push(tx);
             handles.push(std::thread::spawn(move || {
-                if let Ok(req) = rx.recv() {
+                // Worker 1 has two pages: the second is asked for past the first.
+                while let Ok(req) = rx.recv() {
                     let r = crate::listing::ConnRecord {
                         caddr: "198.51.100.7".parse().unwrap(),
                         vaddr: VIP.parse().unwrap(),
@@ -556,13 +569,16 @@ mod tests {
                         expires_secs: 900,
                         fwmark: 0,
                     };
-                    assert_eq!(req.limit, crate::listing::LIMIT_PER_WORKER);
+                    assert_eq!(req.limit, crate::listing::PAGE);
                     assert_eq!(req.filter.state.as_deref(), Some("ESTABLISHED"), "the filter reaches the worker");
-                    let _ = req.reply.send(crate::listing::ConnList {
-                        records: vec![r],
-                        truncated: w == 1,
-                        pe_data: Vec::new(),
-                    });
+                    let more = w == 1 && req.from == 0;
+                    let r = crate::listing::ConnRecord { cport: r.cport + 10 * req.from as u16, ..r };
+                    let list =
+                        crate::listing::ConnList { records: vec![r], truncated: more, next: 1, pe_data: Vec::new() };
+                    let _ = req.reply.send(list);
+                    if !more {
+                        break;
+                    }
                 }
             }));
         }
@@ -570,9 +586,8 @@ mod tests {
         let f = ConnFilter { state: Some("ESTABLISHED".into()), ..Default::default() };
         let l = a.connections_filtered(&f).unwrap();
         let ports: Vec<u16> = l.conns.iter().map(|c| c.cport).collect();
-        assert_eq!(ports, [1000, 1001]);
+        assert_eq!(ports, [1000, 1001, 1011], "worker 1's second page too");
         assert_eq!(l.conns[0].state, "ESTABLISHED");
-        assert!(l.truncated, "one worker truncated: the listing says so");
         for h in handles {
             h.join().unwrap();
         }

@@ -64,8 +64,11 @@ pub struct Args {
     pub config: Option<(ConfigFormat, PathBuf)>,
     /// Prometheus exposition listener (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
-    /// Optional TCP listener for the API (`--api-listen`), with its bearer token.
-    pub api_listen: Option<(std::net::SocketAddr, String)>,
+    /// Optional TCP listener for the API (`--api-listen`); its bearer token comes from
+    /// `api_token_file` or `$RVS_API_TOKEN` (control::token), never from the command line.
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// `--api-token-file PATH`: the TCP listener's bearer token (mode 0600 or stricter).
+    pub api_token_file: Option<PathBuf>,
     /// Use the established-flow shortcut (`--no-shortcut` turns it off: every packet through
     /// the hook chains).
     pub shortcut: bool,
@@ -111,8 +114,11 @@ Options:
                         current, as the kernel prints /proc/net/ip_vs* (for tools that
                         read them: --path.procfs=DIR)
       --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics
-      --api-listen ADDR also serve the API on TCP (needs --api-token)
-      --api-token TOKEN bearer token required on the TCP API listener
+      --api-listen ADDR also serve the API on TCP (needs a bearer token: from
+                        --api-token-file or $RVS_API_TOKEN)
+      --api-token-file PATH
+                        the TCP API's bearer token, read from PATH (mode 0600 or 0400;
+                        never on the command line: --api-token is refused)
       --socket PATH     control socket (default: $RVS_SOCKET, else /run/rvs/rvsd.sock)
       --workers N       packet worker threads (default: number of CPUs, at most 32)
       --max-conns N     connection-table limit per worker (default: the configuration's
@@ -157,7 +163,7 @@ where
     let mut config = None;
     let mut metrics = None;
     let mut api_listen = None;
-    let mut api_token = None;
+    let mut api_token_file = None;
     let mut shortcut = true;
     let mut vip_follow = crate::vipfollow::FollowArg::Auto;
     let mut check = false;
@@ -205,7 +211,8 @@ where
             }
             "--metrics" => metrics = Some(addr(&flag, value(&mut it)?)?),
             "--api-listen" => api_listen = Some(addr(&flag, value(&mut it)?)?),
-            "--api-token" => api_token = Some(value(&mut it)?),
+            "--api-token-file" => api_token_file = Some(PathBuf::from(value(&mut it)?)),
+            "--api-token" => return Err(control::token::ON_COMMAND_LINE.into()),
             "--no-shortcut" if inline.is_none() => shortcut = false,
             "--no-shortcut" => return Err("--no-shortcut takes no value".into()),
             "--vip-follow" => {
@@ -238,12 +245,9 @@ where
     if interfaces.is_empty() && config.is_none() {
         return Err("no interface given (use -i NAME)".into());
     }
-    let api_listen = match (api_listen, api_token) {
-        (Some(a), Some(t)) => Some((a, t)),
-        (Some(_), None) => return Err("--api-listen needs --api-token (the TCP API requires a bearer token)".into()),
-        (None, Some(_)) => return Err("--api-token is only used with --api-listen".into()),
-        (None, None) => None,
-    };
+    if api_token_file.is_some() && api_listen.is_none() {
+        return Err("--api-token-file is only used with --api-listen".into());
+    }
     let socket = socket
         .or_else(|| env_socket.filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
@@ -257,6 +261,7 @@ where
         config,
         metrics,
         api_listen,
+        api_token_file,
         shortcut,
         vip_follow,
         check,
@@ -288,7 +293,7 @@ mod tests {
         assert!((1..=ipvs::stats::MAX_WORKERS).contains(&a.workers));
         assert_eq!(a.max_conns, None);
         assert_eq!(a.log, LogLevel::Info);
-        assert_eq!((a.config, a.metrics, a.api_listen), (None, None, None));
+        assert_eq!((a.config, a.metrics, a.api_listen, a.api_token_file), (None, None, None, None));
         assert!(a.shortcut, "the established-flow shortcut is on by default");
     }
 
@@ -323,11 +328,17 @@ mod tests {
         assert!(a.interfaces.is_empty(), "interfaces may come from the file");
         assert_eq!(a.config, Some((ConfigFormat::Native, PathBuf::from("/etc/rvs.toml"))));
         assert_eq!(a.metrics, Some("127.0.0.1:9100".parse().unwrap()));
-        let a = run(&["-i", "x", "--keepalived=/k.conf", "--api-listen", "[::1]:8000", "--api-token", "s3"]);
+        let a = run(&["-i", "x", "--keepalived=/k.conf", "--api-listen", "[::1]:8000", "--api-token-file", "/t"]);
         assert_eq!(a.config, Some((ConfigFormat::Keepalived, PathBuf::from("/k.conf"))));
-        assert_eq!(a.api_listen, Some(("[::1]:8000".parse().unwrap(), "s3".to_string())));
-        assert!(err(&["-i", "x", "--api-listen", "127.0.0.1:1"]).contains("needs --api-token"));
-        assert!(err(&["-i", "x", "--api-token", "t"]).contains("only used with --api-listen"));
+        assert_eq!(a.api_listen, Some("[::1]:8000".parse().unwrap()));
+        assert_eq!(a.api_token_file, Some(PathBuf::from("/t")));
+        // The token itself never on the command line; the message names the two ways.
+        for t in [&["-i", "x", "--api-listen", "127.0.0.1:1", "--api-token", "s3"][..], &["--api-token=s3", "-i", "x"]]
+        {
+            let e = err(t);
+            assert!(e.contains("--api-token-file") && e.contains("RVS_API_TOKEN"), "{e}");
+        }
+        assert!(err(&["-i", "x", "--api-token-file", "/t"]).contains("only used with --api-listen"));
         assert!(err(&["--config", "a", "--keepalived", "b"]).contains("only one of"));
         assert!(err(&["-i", "x", "--metrics", "9100"]).contains("--metrics: '9100' is not ADDR:PORT"));
     }

@@ -2,25 +2,31 @@
 //!
 //! A listing is answered by every worker for its own table, between two batches, so the
 //! worker's part must be cheap and bounded: it applies the request's filter on the raw
-//! entries and copies at most [`LIMIT_PER_WORKER`] matches as fixed-size [`ConnRecord`]s (no
+//! entries and copies at most [`PAGE`] matches as fixed-size [`ConnRecord`]s (no
 //! allocation per entry, no strings). The API thread turns them into `ConnView`s. A worker
-//! with more matches says so (`truncated`), and the response carries `X-Rvs-Truncated: true`.
+//! with more matches says so (`truncated`, and where to go on: `next`) and is asked for the
+//! next page from there (`from`: entry ids are table slots, listed in slot order), so a
+//! listing is complete however large the table: `GET /v1/connections` streams it page by page.
+//! Entries added or removed between two pages may be missed or listed twice, as with the
+//! kernel's `/proc/net/ip_vs_conn` read in several calls.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::mpsc;
 
 use control::api::{self, ConnView, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 use control::ops::ConnFilter;
-use ipvs::conn::{Conn, ConnAddrs, ConnFlags, ConnTable};
+use ipvs::conn::{Conn, ConnAddrs, ConnFlags, ConnId, ConnTable};
 
-/// Most entries one worker copies for one listing: bounds the time a worker spends away
-/// from its packets (a 100 000-entry copy is a few milliseconds) and the memory of a reply.
-pub const LIMIT_PER_WORKER: usize = 100_000;
+/// Entries per page of a listing: bounds the time a worker spends away from its packets (a
+/// 10 000-entry copy is well under a millisecond) and the memory of a reply (~2 MB of JSON).
+pub const PAGE: usize = 10_000;
 
 /// A listing request to one worker.
 pub struct ConnRequest {
     pub filter: ConnFilter,
-    /// At most this many matching entries ([`LIMIT_PER_WORKER`]).
+    /// First entry id (table slot) to look at: 0, then the previous page's `next`.
+    pub from: ConnId,
+    /// At most this many matching entries ([`PAGE`]).
     pub limit: usize,
     pub reply: mpsc::Sender<ConnList>,
 }
@@ -31,6 +37,8 @@ pub struct ConnList {
     pub records: Vec<ConnRecord>,
     /// More entries matched than were copied.
     pub truncated: bool,
+    /// With `truncated`: the id of the first entry not copied (the next page's `from`).
+    pub next: ConnId,
     /// Persistence-engine data of the records that have some (SIP templates' Call-IDs), by
     /// record index: only engine templates pay for a copy.
     pub pe_data: Vec<(usize, Box<[u8]>)>,
@@ -125,18 +133,25 @@ impl ConnRecord {
     }
 }
 
-/// The worker's part of a listing: the entries of `table` matching `filter`, at most `limit`.
-pub fn collect(table: &ConnTable, now_ms: u64, filter: &ConnFilter, limit: usize) -> ConnList {
-    let mut out =
-        ConnList { records: Vec::with_capacity(table.len().min(limit)), truncated: false, pe_data: Vec::new() };
+/// The worker's part of a listing: the entries of `table` matching `filter` from id `from`
+/// on, at most `limit`. The ids below `from` cost a test of an empty slot each, no more.
+pub fn collect(table: &ConnTable, now_ms: u64, filter: &ConnFilter, from: ConnId, limit: usize) -> ConnList {
+    let mut out = ConnList {
+        records: Vec::with_capacity(table.len().min(limit)),
+        truncated: false,
+        next: 0,
+        pe_data: Vec::new(),
+    };
     let unfiltered = filter.service.is_none() && filter.server.is_none() && filter.state.is_none();
-    for (id, c) in table.ids().filter_map(|id| table.get(id).map(|c| (id, c))) {
+    for id in table.ids().skip_while(|&id| id < from) {
+        let Some(c) = table.get(id) else { continue };
         let r = ConnRecord::of(c, table.addrs(c), now_ms);
         if !unfiltered && !r.matches(filter) {
             continue;
         }
         if out.records.len() >= limit {
             out.truncated = true;
+            out.next = id;
             break;
         }
         let mut r = r;
@@ -240,23 +255,43 @@ mod tests {
             t.insert(a, c).unwrap();
         }
         // No filter: bounded, and says so.
-        let all = collect(&t, 0, &ConnFilter::default(), LIMIT_PER_WORKER);
-        assert_eq!(all.records.len(), LIMIT_PER_WORKER);
+        let all = collect(&t, 0, &ConnFilter::default(), 0, 100_000);
+        assert_eq!(all.records.len(), 100_000);
         assert!(all.truncated);
         // A filter applied in the worker: only matches are copied (50 000, under the bound).
         let est = ConnFilter { state: Some("ESTABLISHED".into()), ..Default::default() };
-        let l = collect(&t, 0, &est, LIMIT_PER_WORKER);
+        let l = collect(&t, 0, &est, 0, 100_000);
         assert_eq!(l.records.len(), 50_000);
         assert!(!l.truncated);
         assert!(l.records.iter().all(|r| r.view().state == "ESTABLISHED"));
         // Two filters together.
         let f = ConnFilter { server: Some(("192.168.1.11".parse().unwrap(), 8080)), ..est };
-        let l = collect(&t, 0, &f, LIMIT_PER_WORKER);
+        let l = collect(&t, 0, &f, 0, 100_000);
         assert_eq!(l.records.len(), 25_000);
         // Exactly at the limit is not truncated; one more is.
-        let l = collect(&t, 0, &f, 25_000);
+        let l = collect(&t, 0, &f, 0, 25_000);
         assert!(!l.truncated && l.records.len() == 25_000);
-        let l = collect(&t, 0, &f, 24_999);
+        let l = collect(&t, 0, &f, 0, 24_999);
         assert!(l.truncated && l.records.len() == 24_999);
+        // Pages: every entry once, in order, the last page not truncated.
+        let (mut seen, mut from, mut pages) = (Vec::new(), 0, 0);
+        loop {
+            let p = collect(&t, 0, &ConnFilter::default(), from, 60_000);
+            seen.extend(p.records.iter().map(|r| (r.caddr, r.cport)));
+            pages += 1;
+            if !p.truncated {
+                break;
+            }
+            assert!(p.next > from);
+            from = p.next;
+        }
+        assert_eq!(pages, 5, "250 000 entries in pages of 60 000");
+        assert_eq!(seen.len(), n as usize);
+        let unique: std::collections::HashSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), n as usize);
+        let first = collect(&t, 0, &f, 0, 20_000);
+        let p = collect(&t, 0, &f, first.next, 10_000);
+        assert_eq!((p.records.len(), p.truncated), (5_000, false), "the filtered matches past the first 20 000");
+        assert!(first.records.iter().chain(&p.records).all(|r| r.matches(&f)));
     }
 }

@@ -73,13 +73,41 @@ fn main() -> ExitCode {
         eprint!("{}", report.render(path));
         return ExitCode::from(report.exit_code());
     }
+    // The TCP API's token, read while no other thread exists so that the variable can be
+    // removed: nothing rvsd starts (health-check scripts) inherits it.
+    let env_token = std::env::var(control::token::TOKEN_ENV).ok();
+    // SAFETY: single-threaded here; nothing else reads the environment concurrently.
+    unsafe { std::env::remove_var(control::token::TOKEN_ENV) };
+    let api_token = match api_token(&args, env_token.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(1);
+        }
+    };
     init_logging(args.log);
-    match run(&args) {
+    match run(&args, api_token) {
         Ok(()) => ExitCode::SUCCESS,
         Err(r) => {
             eprintln!("rvsd: {r}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The bearer token of `--api-listen` (control::token): refused without one, or when its file
+/// is open to others. Without `--api-listen` a `$RVS_API_TOKEN` (set for rvsadm) is ignored.
+fn api_token(args: &Args, env: Option<&str>) -> Result<Option<String>, String> {
+    if args.api_listen.is_none() {
+        return Ok(None);
+    }
+    match control::token::resolve(args.api_token_file.as_deref(), env)? {
+        Some(t) => Ok(Some(t)),
+        None => Err(format!(
+            "--api-listen needs a bearer token: give it with --api-token-file PATH (mode 0600) or in the \
+             environment variable {}",
+            control::token::TOKEN_ENV
+        )),
     }
 }
 
@@ -142,7 +170,7 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::J
     std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Refusal(format!("cannot start {name}: {e}")))
 }
 
-fn run(args: &Args) -> Result<(), Refusal> {
+fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     let clock = Instant::now();
     let set = handled_signals();
     // Block before any thread exists so every thread inherits the mask.
@@ -258,12 +286,11 @@ fn run(args: &Args) -> Result<(), Refusal> {
         Some(a) => Some(std::net::TcpListener::bind(a).map_err(|e| Refusal(format!("--metrics {a}: {e}")))?),
         None => None,
     };
-    let api_tcp = match &args.api_listen {
-        Some((a, token)) => Some((
-            std::net::TcpListener::bind(a).map_err(|e| Refusal(format!("--api-listen {a}: {e}")))?,
-            token.clone(),
-        )),
-        None => None,
+    let api_tcp = match (&args.api_listen, api_token) {
+        (Some(a), Some(token)) => {
+            Some((std::net::TcpListener::bind(a).map_err(|e| Refusal(format!("--api-listen {a}: {e}")))?, token))
+        }
+        _ => None,
     };
 
     let stop = Arc::new(AtomicBool::new(false));

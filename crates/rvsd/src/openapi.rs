@@ -2,8 +2,10 @@
 //! in-process on a Unix socket, every operation of the spec is called (with the spec's own
 //! request examples), status codes must be documented, and answers must carry the required
 //! properties of their schema (a small checker over `serde_json::Value`: `$ref`, `oneOf`,
-//! `nullable`, object/array/string/integer/boolean, `enum`). Every route the server
-//! implements must be in the spec and the other way round.
+//! `anyOf`, `nullable`, object/array/string/integer/boolean, `enum`, `additionalProperties`,
+//! `minimum`/`maximum`, tuple `items`, `format` ipv4/ipv6). Every route the server implements
+//! must be in the spec and the other way round. The schema-driven fuzzer
+//! (tests/e2e/test_api_schema.sh, schemathesis) checks the same description much harder.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -42,7 +44,15 @@ fn check(spec: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String
     }
     if let Some(alts) = schema.get("oneOf").and_then(Value::as_array) {
         let errs: Vec<String> = alts.iter().filter_map(|a| check(spec, a, v, at).err()).collect();
-        return if errs.len() < alts.len() { Ok(()) } else { Err(format!("{at}: matches no oneOf: {errs:?}")) };
+        return match alts.len() - errs.len() {
+            1 => Ok(()),
+            0 => Err(format!("{at}: matches no oneOf: {errs:?}")),
+            n => Err(format!("{at}: matches {n} of oneOf")),
+        };
+    }
+    if let Some(alts) = schema.get("anyOf").and_then(Value::as_array) {
+        let errs: Vec<String> = alts.iter().filter_map(|a| check(spec, a, v, at).err()).collect();
+        return if errs.len() < alts.len() { Ok(()) } else { Err(format!("{at}: matches no anyOf: {errs:?}")) };
     }
     if let Some(r) = schema.get("$ref") {
         return check(spec, &serde_json::json!({ "$ref": r }), v, at);
@@ -67,21 +77,48 @@ fn check(spec: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String
                     check(spec, p, x, &format!("{at}.{k}"))?;
                 } else if let Some(ap) = schema.get("additionalProperties").filter(|a| a.is_object()) {
                     check(spec, ap, x, &format!("{at}.{k}"))?;
+                } else if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    return Err(format!("{at}: property {k} is not in the schema"));
                 }
             }
             Ok(())
         }
         Some("array") => {
             let a = v.as_array().ok_or(format!("{at}: expected an array, got {v}"))?;
+            let n = |k: &str| schema.get(k).and_then(Value::as_u64).map(|n| n as usize);
+            if n("minItems").is_some_and(|m| a.len() < m) || n("maxItems").is_some_and(|m| a.len() > m) {
+                return Err(format!("{at}: {} items", a.len()));
+            }
             for (i, x) in a.iter().enumerate() {
-                if let Some(items) = schema.get("items") {
-                    check(spec, items, x, &format!("{at}[{i}]"))?;
+                match schema.get("items") {
+                    // A tuple: one schema per position.
+                    Some(Value::Array(each)) => {
+                        let s = each.get(i).ok_or(format!("{at}[{i}]: beyond the tuple"))?;
+                        check(spec, s, x, &format!("{at}[{i}]"))?;
+                    }
+                    Some(items) => check(spec, items, x, &format!("{at}[{i}]"))?,
+                    None => {}
                 }
             }
             Ok(())
         }
-        Some("string") if !v.is_string() => Err(format!("{at}: expected a string, got {v}")),
-        Some("integer") if !(v.is_u64() || v.is_i64()) => Err(format!("{at}: expected an integer, got {v}")),
+        Some("string") => {
+            let s = v.as_str().ok_or(format!("{at}: expected a string, got {v}"))?;
+            match schema.get("format").and_then(Value::as_str) {
+                Some("ipv4") if s.parse::<std::net::Ipv4Addr>().is_err() => Err(format!("{at}: {s} is not ipv4")),
+                Some("ipv6") if s.parse::<std::net::Ipv6Addr>().is_err() => Err(format!("{at}: {s} is not ipv6")),
+                _ => Ok(()),
+            }
+        }
+        Some("integer") => {
+            let n = v.as_i64().map(i128::from).or(v.as_u64().map(i128::from));
+            let n = n.ok_or(format!("{at}: expected an integer, got {v}"))?;
+            let bound = |k: &str| schema.get(k).and_then(Value::as_i64).map(i128::from);
+            if bound("minimum").is_some_and(|m| n < m) || bound("maximum").is_some_and(|m| n > m) {
+                return Err(format!("{at}: {n} out of range"));
+            }
+            Ok(())
+        }
         Some("boolean") if !v.is_boolean() => Err(format!("{at}: expected a boolean, got {v}")),
         _ => Ok(()),
     }
@@ -135,7 +172,8 @@ fn every_route_is_documented_and_every_documented_route_exists() {
             documented.insert((method.to_ascii_uppercase(), path.clone()));
         }
     }
-    let implemented: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let implemented: BTreeSet<(String, String)> =
+        ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
     assert_eq!(documented, implemented);
     assert_eq!(spec["openapi"].as_str().map(|v| v.starts_with("3.0")), Some(true));
 }
@@ -215,14 +253,14 @@ fn every_operation_answers_as_the_spec_says() {
     assert_eq!(snap.services.len(), 1, "reload replaced the table, AddService example gone");
     let (st, _) = c.request("GET", "/v1/nosuch", None).unwrap();
     assert_eq!(st, 404);
-    // A refused reload is a documented 400 whose message names file and line.
+    // A refused reload is a documented 422 whose message names file and line.
     std::fs::write(
         dir.join("rvs.toml"),
         "[[services]]\nprotocol = \"tcp\"\naddress = \"10.0.0.100:80\"\nscheduler = 7\n",
     )
     .unwrap();
     let (st, body) = c.request("POST", "/v1/reload", None).unwrap();
-    assert_eq!(st, 400);
+    assert_eq!(st, 422);
     check_response(&spec, &spec["paths"]["/v1/reload"]["post"], "reload", st, &body).unwrap();
     let e: control::api::ApiError = serde_json::from_slice(&body).unwrap();
     assert!(e.message.contains("rvs.toml:4: services[0].scheduler"), "{}", e.message);
@@ -246,4 +284,42 @@ fn the_checker_finds_missing_properties_and_wrong_types() {
     wrong["port"] = serde_json::json!("80");
     assert!(check(&spec, &s, &wrong, "x").is_err());
     assert!(check(&spec, &serde_json::json!({"$ref": "#/components/schemas/Nope"}), &Value::Null, "x").is_err());
+    // What the server refuses, the description refuses: unknown properties, out-of-range
+    // numbers, non-addresses, a tuple in the wrong order.
+    let drain = serde_json::json!({"$ref": "#/components/schemas/DrainRequest"});
+    let ok = serde_json::json!({"service": {"Tcp": {"addr": "::1", "port": 80}}, "addr": "10.0.0.2", "port": 80});
+    check(&spec, &drain, &ok, "x").unwrap();
+    for (field, value) in
+        [("port", serde_json::json!(65536)), ("addr", serde_json::json!("10.0.0")), ("extra", 1.into())]
+    {
+        let mut bad = ok.clone();
+        bad[field] = value;
+        assert!(check(&spec, &drain, &bad, "x").is_err(), "{bad}");
+        assert!(serde_json::from_value::<control::ops::DrainRequest>(bad).is_err(), "the server refuses it too");
+    }
+    let cmd = serde_json::json!({"$ref": "#/components/schemas/Command"});
+    let dest = serde_json::json!({"addr": "10.0.0.2", "port": 80, "method": "Masq", "weight": 1});
+    let key = serde_json::json!({"Tcp": {"addr": "10.0.0.1", "port": 80}});
+    check(&spec, &cmd, &serde_json::json!({"AddDest": [key, dest]}), "x").unwrap();
+    assert!(check(&spec, &cmd, &serde_json::json!({"AddDest": [dest, key]}), "x").is_err());
+    assert!(check(&spec, &cmd, &serde_json::json!({"AddDest": [key, dest], "Clear": null}), "x").is_err());
+}
+
+/// The enums of the description are the server's lists: schedulers and state names.
+#[test]
+fn enums_are_the_servers_lists() {
+    let spec = spec();
+    let names =
+        |v: &Value| -> Vec<String> { v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect() };
+    let sched = names(&spec["components"]["schemas"]["ServiceSpec"]["properties"]["scheduler"]["enum"]);
+    assert_eq!(sched, ipvs::sched::NAMES);
+    let params = spec["paths"]["/v1/connections"]["get"]["parameters"].as_array().unwrap();
+    let state = params.iter().find(|p| p["name"] == "state").unwrap();
+    let mut documented = names(&state["schema"]["enum"]);
+    let mut served: Vec<String> = control::api::state_names().map(str::to_string).collect();
+    documented.sort();
+    documented.dedup();
+    served.sort();
+    served.dedup();
+    assert_eq!(documented, served);
 }

@@ -138,18 +138,22 @@ impl Operator {
     }
 
     /// Reloads the file given at start, or `path` (same format). On any error nothing
-    /// changes and the error says `file:line: field: message` (Invalid → HTTP 400).
+    /// changes and the error says `file:line: field: message` (Invalid → HTTP 422).
     pub fn reload(&self, path: Option<&str>) -> Result<ReloadReply, ApiError> {
         let _r = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let Some((format, start_path)) = &self.source else {
             let m = "rvsd was started without --config or --keepalived: nothing to reload";
             tracing::warn!("reload: {m}");
-            return Err(ApiError::new(ErrorKind::BadRequest, m));
+            return Err(ApiError::new(ErrorKind::Conflict, m));
         };
         let file = path.map(PathBuf::from).unwrap_or_else(|| start_path.clone());
-        let r = cfgload::load(*format, &file)
-            .map_err(|m| ApiError::new(ErrorKind::Invalid, m))
-            .and_then(|cfg| self.activate_locked(cfg, &file));
+        let r = if file.is_file() {
+            cfgload::load(*format, &file)
+                .map_err(|m| ApiError::new(ErrorKind::Invalid, m))
+                .and_then(|cfg| self.activate_locked(cfg, &file))
+        } else {
+            Err(ApiError::new(ErrorKind::NotFound, format!("{}: no such file", file.display())))
+        };
         match &r {
             Ok(_) => tracing::info!("reload of {}: done", file.display()),
             Err(e) => {
@@ -335,6 +339,7 @@ mod tests {
         assert!(e.message.contains("rvs.toml:") && e.message.contains("services[0].scheduler"), "{}", e.message);
         let e = o.reload(Some("/nonexistent/x.toml")).unwrap_err();
         assert!(e.message.starts_with("/nonexistent/x.toml: "), "{}", e.message);
+        assert_eq!(e.kind, ErrorKind::NotFound);
         // A VIP owned by the kernel is refused too.
         std::fs::write(&file, config(5, false, None).replace("10.0.0.100", "10.0.0.1")).unwrap();
         assert!(o.reload(None).unwrap_err().message.contains("configured on the director's kernel"));
@@ -353,9 +358,9 @@ mod tests {
     }
 
     #[test]
-    fn without_a_file_reload_is_a_bad_request() {
+    fn without_a_file_reload_is_a_conflict() {
         let o = operator(None);
-        assert_eq!(o.reload(None).unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(o.reload(None).unwrap_err().kind, ErrorKind::Conflict);
         assert!(o.health().is_empty());
     }
 

@@ -1,21 +1,46 @@
-//! The control API on a Unix socket (and optionally TCP with a bearer token): HTTP/1.1 +
-//! JSON as control/README.md and `docs/api/openapi.json` define it, one thread per
-//! connection (administration is rare; no async runtime needed) within a [`Policy`]: at most
-//! 64 connections at once (503 beyond), 10 s for a whole request, the bearer token checked
-//! before the body is read, bodies of at most 1 MiB.
+//! The control API: HTTP/1.1 + JSON as control/README.md and `docs/api/openapi.json` define
+//! it, on the Unix socket (who may open it is the file's mode and owner) and optionally on TCP
+//! (`--api-listen`, every request with `Authorization: Bearer TOKEN`).
+//!
+//! Served by hyper (HTTP/1 only, one request per connection) on a current-thread tokio
+//! runtime per listener, so a held connection costs a task, not a thread; the handlers, which
+//! block (table commands, reloads), run on the runtime's blocking threads. Nobody can starve
+//! the listeners ([`Limits`], docs/design.md "Control API threat model"):
+//! - every connection has a deadline for its head, one for its body and one for the whole
+//!   exchange; bodies are bounded;
+//! - on the Unix socket, a uid other than 0 holds at most `per_peer` of the slots, and
+//!   `root_reserve` slots are root's alone, so root's `rvsadm` always gets through;
+//! - on TCP, a connection holds one of the general slots only once its head carried the token
+//!   (checked before the body is read); until then it is in a separate budget with a short
+//!   head deadline, where the oldest is cut to make room for a new one, so held-open
+//!   connections cannot keep out a client that sends its request at once.
 
-use std::io::{self, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod threaded;
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::{IpAddr, TcpListener};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use control::api::{ApiError, Command, ErrorKind};
 use control::http;
 use control::ops::{ConnFilter, DrainRequest, ReloadRequest};
+
+pub use threaded::{Policy, accept_loop};
 
 use crate::admin::Admin;
 use crate::host::Refusal;
@@ -28,20 +53,399 @@ pub struct Api {
     pub ops: Arc<Operator>,
 }
 
-/// Every (method, path) the server answers; `docs/api/openapi.json` must list exactly these
-/// (checked by the tests in `openapi.rs`).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/v1/command"),
-    ("GET", "/v1/snapshot"),
-    ("GET", "/v1/connections"),
-    ("GET", "/v1/stats"),
-    ("POST", "/v1/reload"),
-    ("GET", "/v1/config"),
-    ("GET", "/v1/health"),
-    ("POST", "/v1/drain"),
-    ("GET", "/v1/draining"),
-    ("GET", "/v1/procfs"),
+// ---------------------------------------------------------------------------------------
+// Routes: one line per endpoint. `docs/api/openapi.json` lists exactly these (openapi.rs).
+// ---------------------------------------------------------------------------------------
+
+/// One endpoint: method, path, the query parameters it takes (any other is refused, 400) and
+/// its handler (run on a blocking thread with the query string and the request body).
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub query: &'static [&'static str],
+    handler: fn(&Api, &str, &[u8]) -> Answer,
+}
+
+pub const ROUTES: &[Route] = &[
+    Route { method: "POST", path: "/v1/command", query: &[], handler: command },
+    Route { method: "GET", path: "/v1/snapshot", query: &[], handler: snapshot },
+    Route { method: "GET", path: "/v1/connections", query: &["service", "server", "state"], handler: connections },
+    Route { method: "GET", path: "/v1/stats", query: &[], handler: stats },
+    Route { method: "POST", path: "/v1/reload", query: &[], handler: reload },
+    Route { method: "GET", path: "/v1/config", query: &[], handler: config },
+    Route { method: "GET", path: "/v1/health", query: &[], handler: health },
+    Route { method: "POST", path: "/v1/drain", query: &[], handler: drain },
+    Route { method: "GET", path: "/v1/draining", query: &[], handler: draining },
+    Route { method: "GET", path: "/v1/procfs", query: &[], handler: procfs },
 ];
+
+fn command(api: &Api, _: &str, body: &[u8]) -> Answer {
+    match serde_json::from_slice::<Command>(body) {
+        Ok(cmd) => result(api.admin.command(&cmd)),
+        Err(e) => bad(format!("bad command: {e}")),
+    }
+}
+
+fn snapshot(api: &Api, _: &str, _: &[u8]) -> Answer {
+    json(&api.admin.snapshot())
+}
+
+/// Every matching entry, however many: a JSON array streamed (chunked) page by page from
+/// each worker (listing.rs), so neither side holds the whole table's text. Should a worker stop
+/// answering half-way, the response is cut short (no final chunk) and the client fails.
+fn connections(api: &Api, query: &str, _: &[u8]) -> Answer {
+    let f = match ConnFilter::from_target(&format!("?{query}")) {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    let admin = api.admin.clone();
+    let mut a = json(&());
+    a.body = b"[".to_vec();
+    a.stream = Some(Box::new(move |send| {
+        let mut first = true;
+        for w in 0..admin.worker_count() {
+            let mut from = 0;
+            loop {
+                let page = admin.connections_page(w, &f, from, crate::listing::PAGE).map_err(|e| e.message)?;
+                let mut buf = Vec::with_capacity(page.records.len() * 240);
+                for v in crate::listing::views(&page) {
+                    if !std::mem::take(&mut first) {
+                        buf.push(b',');
+                    }
+                    serde_json::to_writer(&mut buf, &v).map_err(|e| e.to_string())?;
+                }
+                if !send(Bytes::from(buf)) {
+                    return Ok(()); // the client went away
+                }
+                if !page.truncated {
+                    break;
+                }
+                from = page.next;
+            }
+        }
+        send(Bytes::from_static(b"]"));
+        Ok(())
+    }));
+    a
+}
+
+fn stats(api: &Api, _: &str, _: &[u8]) -> Answer {
+    json(&api.admin.stats())
+}
+
+fn reload(api: &Api, _: &str, body: &[u8]) -> Answer {
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(ReloadRequest::default())
+    } else {
+        serde_json::from_slice::<ReloadRequest>(body)
+    };
+    match req {
+        Ok(r) => result(api.ops.reload(r.path.as_deref())),
+        Err(e) => bad(format!("bad reload request: {e}")),
+    }
+}
+
+fn config(api: &Api, _: &str, _: &[u8]) -> Answer {
+    json(&api.ops.config_status())
+}
+
+fn health(api: &Api, _: &str, _: &[u8]) -> Answer {
+    json(&api.ops.health())
+}
+
+fn drain(api: &Api, _: &str, body: &[u8]) -> Answer {
+    match serde_json::from_slice::<DrainRequest>(body) {
+        Ok(r) => result(api.admin.drain(&r)),
+        Err(e) => bad(format!("bad drain request: {e}")),
+    }
+}
+
+fn draining(api: &Api, _: &str, _: &[u8]) -> Answer {
+    json(&api.admin.draining())
+}
+
+fn procfs(api: &Api, _: &str, _: &[u8]) -> Answer {
+    let (status, body) = crate::procfs::route(&api.admin);
+    Answer { status, headers: vec![], body, stream: None }
+}
+
+/// An answer: status, extra headers, JSON body, and the rest of the body when it is streamed.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    pub stream: Option<Producer>,
+}
+
+/// Writes the rest of a streamed body through `send` (false: the client is gone, stop) on a
+/// blocking thread; an error cuts the response short.
+pub type Producer = Box<dyn FnOnce(&mut dyn FnMut(Bytes) -> bool) -> Result<(), String> + Send>;
+
+fn json<T: serde::Serialize>(v: &T) -> Answer {
+    match serde_json::to_vec(v) {
+        Ok(body) => Answer { status: 200, headers: vec![], body, stream: None },
+        Err(e) => fail(ApiError::new(ErrorKind::Internal, e.to_string())),
+    }
+}
+
+/// An error answer; its status is always its kind's (`ErrorKind::http_status`).
+fn fail(e: ApiError) -> Answer {
+    let status = e.kind.http_status();
+    Answer { status, headers: vec![], body: serde_json::to_vec(&e).unwrap_or_else(|_| b"{}".to_vec()), stream: None }
+}
+
+fn refuse(kind: ErrorKind, m: impl Into<String>) -> Answer {
+    fail(ApiError::new(kind, m))
+}
+
+fn bad(m: String) -> Answer {
+    refuse(ErrorKind::BadRequest, m)
+}
+
+fn result<T: serde::Serialize>(r: Result<T, ApiError>) -> Answer {
+    match r {
+        Ok(v) => json(&v),
+        Err(e) => fail(e),
+    }
+}
+
+/// The route for `method` and `target`, or the answer refusing it: 404 for an unknown path,
+/// 405 with `Allow` for another method, 400 for a query parameter the route does not take.
+pub fn find_route(method: &str, target: &str) -> Result<&'static Route, Answer> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let on_path: Vec<&Route> = ROUTES.iter().filter(|r| r.path == path).collect();
+    if on_path.is_empty() {
+        return Err(refuse(ErrorKind::NotFound, format!("no such endpoint: {path}")));
+    }
+    let Some(route) = on_path.iter().find(|r| r.method == method) else {
+        let allow: Vec<&str> = on_path.iter().map(|r| r.method).collect();
+        let mut a = refuse(
+            ErrorKind::MethodNotAllowed,
+            format!("method {method} not allowed on {path} (allowed: {})", allow.join(", ")),
+        );
+        a.headers.push(("Allow", allow.join(", ")));
+        return Err(a);
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        if !route.query.contains(&name) {
+            let takes = if route.query.is_empty() { "none".to_string() } else { route.query.join(", ") };
+            return Err(bad(format!("unknown query parameter '{name}' on {path} (it takes: {takes})")));
+        }
+    }
+    Ok(route)
+}
+
+/// Dispatches one request (the whole target, query included); the answer's status matches
+/// its error kind on every error. (The server does the same in steps: route, body, handler.)
+#[cfg(test)]
+pub fn route(api: &Api, method: &str, target: &str, body: &[u8]) -> Answer {
+    match find_route(method, target) {
+        Ok(r) => (r.handler)(api, target.split_once('?').map_or("", |(_, q)| q), body),
+        Err(a) => a,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Limits and who holds what
+// ---------------------------------------------------------------------------------------
+
+/// What one listener allows (docs/design.md "Control API threat model").
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests served at once.
+    pub slots: usize,
+    /// Of `slots`, kept for uid 0 (Unix socket).
+    pub root_reserve: usize,
+    /// Most slots one peer holds: a uid other than 0 on the socket, a source address on TCP.
+    pub per_peer: usize,
+    /// TCP: connections not yet authenticated, in all; beyond, the oldest is cut.
+    pub unauth: usize,
+    /// TCP: the same per source address.
+    pub unauth_per_peer: usize,
+    /// For the request head, from accept.
+    pub head_timeout: Duration,
+    /// For the body, once the head is in.
+    pub body_timeout: Duration,
+    /// For the whole exchange, the answer included.
+    pub total_timeout: Duration,
+    /// Longest request body (commands, reload and drain requests are a few hundred bytes).
+    pub max_body: usize,
+}
+
+/// The Unix socket's limits: 64 slots, 16 of them root's alone, 8 per other uid.
+pub const UNIX_LIMITS: Limits = Limits {
+    slots: 64,
+    root_reserve: 16,
+    per_peer: 8,
+    unauth: 0,
+    unauth_per_peer: 0,
+    head_timeout: Duration::from_secs(5),
+    body_timeout: Duration::from_secs(10),
+    total_timeout: Duration::from_secs(120),
+    max_body: http::MAX_REQUEST_BODY,
+};
+
+/// The TCP listener's limits: 64 authenticated slots, 16 per source address; 128
+/// connections waiting to authenticate, 64 per source address, 2 s to send the head.
+pub const TCP_LIMITS: Limits = Limits {
+    slots: 64,
+    root_reserve: 0,
+    per_peer: 16,
+    unauth: 128,
+    unauth_per_peer: 64,
+    head_timeout: Duration::from_secs(2),
+    body_timeout: Duration::from_secs(10),
+    total_timeout: Duration::from_secs(120),
+    max_body: http::MAX_REQUEST_BODY,
+};
+
+/// Who is at the other end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Peer {
+    Uid(u32),
+    Ip(IpAddr),
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Uid(u) => write!(f, "uid {u}"),
+            Peer::Ip(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    busy: usize,
+    busy_by_peer: HashMap<Peer, usize>,
+    /// TCP connections waiting to authenticate, oldest first: id -> (source, its task).
+    unauth: BTreeMap<u64, (IpAddr, tokio::task::AbortHandle)>,
+    unauth_by_peer: HashMap<IpAddr, usize>,
+    next_id: u64,
+}
+
+/// One listener's shared part.
+struct Shared {
+    api: Arc<Api>,
+    token: Option<String>,
+    limits: Limits,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A general slot for `peer`, or why not.
+    fn take_slot(self: &Arc<Self>, peer: Peer) -> Result<SlotGuard, String> {
+        let l = &self.limits;
+        let mut st = self.state();
+        let held = st.busy_by_peer.get(&peer).copied().unwrap_or(0);
+        let (cap, per_peer) = match peer {
+            Peer::Uid(0) => (l.slots, l.slots),
+            _ => (l.slots.saturating_sub(l.root_reserve), l.per_peer),
+        };
+        if held >= per_peer {
+            return Err(format!("too many connections from {peer}"));
+        }
+        if st.busy >= cap {
+            return Err(format!(
+                "too many connections ({} in use{})",
+                st.busy,
+                match peer {
+                    Peer::Uid(0) | Peer::Ip(_) => "",
+                    Peer::Uid(_) => ", the rest kept for root",
+                }
+            ));
+        }
+        st.busy += 1;
+        *st.busy_by_peer.entry(peer).or_insert(0) += 1;
+        Ok(SlotGuard { shared: self.clone(), peer })
+    }
+
+    /// Registers a connection waiting to authenticate; cuts the oldest of its source (or of
+    /// all) when the budget is full.
+    fn add_unauth(&self, ip: IpAddr, task: tokio::task::AbortHandle) -> u64 {
+        let l = &self.limits;
+        let mut st = self.state();
+        if st.unauth_by_peer.get(&ip).copied().unwrap_or(0) >= l.unauth_per_peer {
+            let oldest = st.unauth.iter().find(|(_, (a, _))| *a == ip).map(|(id, _)| *id);
+            if let Some(id) = oldest {
+                Self::cut(&mut st, id);
+            }
+        }
+        if st.unauth.len() >= l.unauth
+            && let Some(id) = st.unauth.keys().next().copied()
+        {
+            Self::cut(&mut st, id);
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        st.unauth.insert(id, (ip, task));
+        *st.unauth_by_peer.entry(ip).or_insert(0) += 1;
+        id
+    }
+
+    fn cut(st: &mut State, id: u64) {
+        if let Some((ip, task)) = Self::forget(st, id) {
+            tracing::debug!("api tcp: cutting a connection from {ip} still unauthenticated");
+            task.abort();
+        }
+    }
+
+    fn forget(st: &mut State, id: u64) -> Option<(IpAddr, tokio::task::AbortHandle)> {
+        let (ip, task) = st.unauth.remove(&id)?;
+        if let Some(n) = st.unauth_by_peer.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                st.unauth_by_peer.remove(&ip);
+            }
+        }
+        Some((ip, task))
+    }
+
+    fn authenticated(&self, id: u64) {
+        Self::forget(&mut self.state(), id);
+    }
+}
+
+/// A general slot, given back when the connection ends.
+struct SlotGuard {
+    shared: Arc<Shared>,
+    peer: Peer,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut st = self.shared.state();
+        st.busy -= 1;
+        if let Some(n) = st.busy_by_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                st.busy_by_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Takes a TCP connection out of the waiting budget when its task ends (however it ends).
+struct UnauthGuard {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for UnauthGuard {
+    fn drop(&mut self) {
+        self.shared.authenticated(self.id);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Listeners
+// ---------------------------------------------------------------------------------------
 
 /// Binds the socket: creates the parent directory, replaces a stale socket (refuses if a
 /// daemon still answers on it) and restricts it to its owner (0600).
@@ -67,464 +471,304 @@ pub fn bind(path: &Path) -> Result<UnixListener, Refusal> {
     Ok(l)
 }
 
-/// What a listener allows its connections (control/README.md "Limits").
-#[derive(Clone, Copy, Debug)]
-pub struct Policy {
-    /// Connections served at once; one more is answered 503 and closed.
-    pub max_conns: usize,
-    /// For the whole request, head and body: a peer trickling bytes is cut there.
-    pub deadline: Duration,
-    /// Longest request body (checked against `Content-Length` before reading it).
-    pub max_body: usize,
+/// A current-thread runtime for one listener; its blocking threads run the handlers.
+fn runtime(name: &str, limits: &Limits) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(limits.slots.max(1))
+        .thread_name(format!("{name}-h"))
+        .build()
 }
 
-/// The API listeners' policy: 64 connections, 10 s per request, 1 MiB bodies.
-pub const API_POLICY: Policy =
-    Policy { max_conns: 64, deadline: Duration::from_secs(10), max_body: http::MAX_REQUEST_BODY };
-
-/// Frees a connection slot when the connection's thread ends.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Takes a slot of `used` if fewer than `max` are taken.
-fn take_slot(used: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-    used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
-    Some(Slot(used.clone()))
-}
-
-/// Accepts connections until the listener fails for good, one thread each and at most
-/// `max_conns` at once: the excess is answered 503 from the accepting thread, without waiting
-/// (non-blocking write of a few bytes), and closed.
-pub fn accept_loop<S, I>(incoming: I, what: &str, max_conns: usize, serve_one: Arc<dyn Fn(S) + Send + Sync>)
-where
-    S: Conn + Send + 'static,
-    for<'a> &'a S: Write,
-    I: Iterator<Item = io::Result<S>>,
-{
-    let used = Arc::new(AtomicUsize::new(0));
-    for conn in incoming {
-        match conn {
-            Ok(stream) => {
-                let Some(slot) = take_slot(&used, max_conns) else {
-                    tracing::debug!("{what}: {max_conns} connections open, refusing one more");
-                    let err = ApiError::new(ErrorKind::Internal, "too many connections; try again later");
-                    let body = serde_json::to_vec(&err).unwrap_or_default();
-                    if stream.set_nonblocking(true).is_ok() {
-                        let _ = http::write_response(&mut &stream, 503, "application/json", &body);
-                    }
-                    continue;
-                };
-                let f = serve_one.clone();
-                let spawned = std::thread::Builder::new().name(what.into()).spawn(move || {
-                    let _slot = slot;
-                    f(stream)
-                });
-                if let Err(e) = spawned {
-                    tracing::error!("{what}: cannot start a connection thread: {e}");
-                }
-            }
-            Err(e) => {
-                tracing::error!("{what}: accept: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+/// Lets this process hold as many descriptors as its hard limit allows: held-open
+/// connections must meet the limits above, not `EMFILE`.
+fn raise_nofile() {
+    // SAFETY: plain struct in, plain struct out.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
         }
     }
 }
 
 /// Serves the API on the Unix socket until the process ends.
 pub fn serve(listener: UnixListener, api: Arc<Api>, path: PathBuf) {
-    serve_unix_with(listener, api, path, API_POLICY)
+    serve_unix_with(listener, api, path, UNIX_LIMITS)
 }
 
-fn serve_unix_with(listener: UnixListener, api: Arc<Api>, path: PathBuf, policy: Policy) {
-    let what = format!("api {}", path.display());
-    let f: Arc<dyn Fn(UnixStream) + Send + Sync> = Arc::new(move |stream: UnixStream| {
-        if let Err(e) = handle(&stream, &api, None, &policy) {
-            tracing::debug!("api connection: {e}");
+fn serve_unix_with(listener: UnixListener, api: Arc<Api>, path: PathBuf, limits: Limits) {
+    raise_nofile();
+    let shared = Arc::new(Shared { api, token: None, limits, state: Mutex::default() });
+    let rt = match runtime("rvsd-api", &limits) {
+        Ok(rt) => rt,
+        Err(e) => return tracing::error!("api {}: cannot start its runtime: {e}", path.display()),
+    };
+    rt.block_on(async move {
+        let l = match listener.set_nonblocking(true).and_then(|()| tokio::net::UnixListener::from_std(listener)) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("api {}: {e}", path.display()),
+        };
+        loop {
+            let stream = match l.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::error!("api {}: accept: {e}", path.display());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            // SO_PEERCRED: the uid of the process that connected.
+            let uid = match stream.peer_cred() {
+                Ok(c) => c.uid(),
+                Err(e) => {
+                    tracing::debug!("api: no peer credentials: {e}");
+                    continue;
+                }
+            };
+            match shared.take_slot(Peer::Uid(uid)) {
+                Ok(slot) => {
+                    let sh = shared.clone();
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        connection(stream, sh, None).await
+                    });
+                }
+                Err(why) => {
+                    tracing::debug!("api: refusing uid {uid}: {why}");
+                    tokio::spawn(refuse_raw(stream, why));
+                }
+            }
         }
-    });
-    accept_loop(listener.incoming(), &what, policy.max_conns, f)
+    })
 }
 
 /// The API on TCP (`--api-listen`): every request must carry `Authorization: Bearer TOKEN`.
 pub fn serve_tcp(listener: TcpListener, api: Arc<Api>, token: String) {
-    serve_tcp_with(listener, api, token, API_POLICY)
+    serve_tcp_with(listener, api, token, TCP_LIMITS)
 }
 
-fn serve_tcp_with(listener: TcpListener, api: Arc<Api>, token: String, policy: Policy) {
-    let f: Arc<dyn Fn(TcpStream) + Send + Sync> = Arc::new(move |stream: TcpStream| {
-        if let Err(e) = handle(&stream, &api, Some(&token), &policy) {
-            tracing::debug!("api tcp connection: {e}");
-        }
-    });
-    accept_loop(listener.incoming(), "rvsd-api-tcp", policy.max_conns, f)
-}
-
-/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
-fn same_token(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// True when the request carries `Authorization: Bearer <token>`.
-pub fn authorized(req: &http::RequestHead, token: &str) -> bool {
-    req.header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .is_some_and(|t| same_token(t.trim().as_bytes(), token.as_bytes()))
-}
-
-fn json<T: serde::Serialize>(v: &T) -> (u16, Vec<u8>) {
-    match serde_json::to_vec(v) {
-        Ok(b) => (200, b),
-        Err(e) => error(ApiError::new(ErrorKind::Internal, e.to_string())),
-    }
-}
-
-fn error(e: ApiError) -> (u16, Vec<u8>) {
-    let status = e.kind.http_status();
-    (status, serde_json::to_vec(&e).unwrap_or_else(|_| b"{}".to_vec()))
-}
-
-/// A stream the API is served on.
-pub trait Conn {
-    fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()>;
-    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
-}
-
-impl Conn for UnixStream {
-    fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        UnixStream::set_write_timeout(self, d)
-    }
-    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        UnixStream::set_nonblocking(self, on)
-    }
-}
-
-impl Conn for TcpStream {
-    fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_write_timeout(self, d)
-    }
-    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        TcpStream::set_nonblocking(self, on)
-    }
-}
-
-/// An error answer with its status and JSON body.
-fn failure(status: u16, kind: ErrorKind, message: String) -> (u16, Vec<u8>) {
-    (status, serde_json::to_vec(&ApiError::new(kind, message)).unwrap_or_default())
-}
-
-/// Answers one request (clients send `Connection: close`; one request per connection). The
-/// whole request must arrive within `policy.deadline`. With `token`, the bearer token is
-/// checked right after the headers: a request without it gets 401 before any of its body is
-/// read. A body longer than `policy.max_body` gets 413, also unread.
-fn handle<S: Conn>(stream: &S, api: &Api, token: Option<&str>, policy: &Policy) -> io::Result<()>
-where
-    for<'a> &'a S: http::ReadTimeout + Read + Write,
-{
-    stream.set_write_timeout(Some(policy.deadline))?;
-    let deadline = Instant::now() + policy.deadline;
-    let mut reader = BufReader::new(http::DeadlineReader::new(stream, deadline));
-    let (status, body) = match http::read_request_head(&mut reader) {
-        Ok(head) if token.is_some_and(|t| !authorized(&head, t)) => {
-            failure(401, ErrorKind::PermissionDenied, "missing or wrong bearer token".into())
-        }
-        Ok(head) => match http::read_body(&mut reader, &head, policy.max_body) {
-            Ok(body) => {
-                let (status, body, headers) = route_with_headers(api, &head.method, &head.path, &body);
-                let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let mut w = stream;
-                return http::write_response_with(&mut w, status, "application/json", &headers, &body);
-            }
-            Err(e) => failure(e.status().max(400), ErrorKind::BadRequest, e.to_string()),
-        },
-        Err(http::HttpError::Closed) => return Ok(()),
-        Err(http::HttpError::Io(e)) => return Err(e),
-        Err(e) => failure(e.status(), ErrorKind::BadRequest, e.to_string()),
+fn serve_tcp_with(listener: TcpListener, api: Arc<Api>, token: String, limits: Limits) {
+    raise_nofile();
+    let shared = Arc::new(Shared { api, token: Some(token), limits, state: Mutex::default() });
+    let rt = match runtime("rvsd-api-tcp", &limits) {
+        Ok(rt) => rt,
+        Err(e) => return tracing::error!("api tcp: cannot start its runtime: {e}"),
     };
-    let mut w = stream;
-    http::write_response(&mut w, status, "application/json", &body)
-}
-
-fn bad(m: String) -> (u16, Vec<u8>) {
-    error(ApiError::new(ErrorKind::BadRequest, m))
-}
-
-fn result<T: serde::Serialize>(r: Result<T, ApiError>) -> (u16, Vec<u8>) {
-    match r {
-        Ok(v) => json(&v),
-        Err(e) => error(e),
-    }
-}
-
-/// [`route`], plus the extra response headers: `X-Rvs-Truncated: true` on an incomplete
-/// connection listing.
-pub fn route_with_headers(
-    api: &Api,
-    method: &str,
-    target: &str,
-    body: &[u8],
-) -> (u16, Vec<u8>, Vec<(&'static str, String)>) {
-    let path = target.split('?').next().unwrap_or(target);
-    if (method, path) == ("GET", "/v1/connections") {
-        return match ConnFilter::from_target(target).map(|f| api.admin.connections_filtered(&f)) {
-            Ok(Ok(l)) => {
-                let (status, body) = json(&l.conns);
-                let headers = if l.truncated { vec![(http::TRUNCATED_HEADER, "true".to_string())] } else { vec![] };
-                (status, body, headers)
-            }
-            Ok(Err(e)) => {
-                let (status, body) = error(e);
-                (status, body, vec![])
-            }
-            Err(e) => {
-                let (status, body) = bad(e);
-                (status, body, vec![])
-            }
+    rt.block_on(async move {
+        let l = match listener.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(listener)) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("api tcp: {e}"),
         };
-    }
-    let (status, body) = route(api, method, target, body);
-    (status, body, vec![])
+        loop {
+            let (stream, from) = match l.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!("api tcp: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let sh = shared.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+            let task = tokio::spawn(async move {
+                // The id is sent right after spawning, before this task first runs.
+                let Ok(id) = rx.await else { return };
+                let _waiting = UnauthGuard { shared: sh.clone(), id };
+                connection(stream, sh, Some((from.ip(), id))).await
+            });
+            let id = shared.add_unauth(from.ip(), task.abort_handle());
+            let _ = tx.send(id);
+        }
+    })
 }
 
-/// Dispatch on method and path (the query is passed on to the handlers that take one);
-/// returns the status and JSON body.
-pub fn route(api: &Api, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let path = target.split('?').next().unwrap_or(target);
-    let admin = &api.admin;
-    match (method, path) {
-        ("POST", "/v1/command") => match serde_json::from_slice::<Command>(body) {
-            Ok(cmd) => result(admin.command(&cmd)),
-            Err(e) => bad(format!("bad command: {e}")),
-        },
-        ("GET", "/v1/snapshot") => json(&admin.snapshot()),
-        ("GET", "/v1/connections") => match ConnFilter::from_target(target) {
-            Ok(f) => result(admin.connections_filtered(&f).map(|l| l.conns)),
-            Err(e) => bad(e),
-        },
-        ("GET", "/v1/stats") => json(&admin.stats()),
-        ("POST", "/v1/reload") => {
-            let req = if body.iter().all(u8::is_ascii_whitespace) {
-                Ok(ReloadRequest::default())
-            } else {
-                serde_json::from_slice::<ReloadRequest>(body)
-            };
-            match req {
-                Ok(r) => result(api.ops.reload(r.path.as_deref())),
-                Err(e) => bad(format!("bad reload request: {e}")),
+/// Answers 503 with `why` without reading the request, then lets the peer finish writing (so
+/// it reads the answer rather than a reset) for a moment before closing.
+async fn refuse_raw<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, why: String) {
+    let a = refuse(ErrorKind::Unavailable, why);
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        a.body.len()
+    );
+    let mut answer = head.into_bytes();
+    answer.extend_from_slice(&a.body);
+    let write = async {
+        s.write_all(&answer).await?;
+        s.shutdown().await
+    };
+    if tokio::time::timeout(Duration::from_millis(500), write).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut n = 0;
+        while n < 64 * 1024 {
+            match s.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
             }
         }
-        ("GET", "/v1/config") => json(&api.ops.config_status()),
-        ("GET", "/v1/health") => json(&api.ops.health()),
-        ("POST", "/v1/drain") => match serde_json::from_slice::<DrainRequest>(body) {
-            Ok(r) => result(admin.drain(&r)),
-            Err(e) => bad(format!("bad drain request: {e}")),
-        },
-        ("GET", "/v1/draining") => json(&admin.draining()),
-        ("GET", "/v1/procfs") => crate::procfs::route(admin),
-        _ if ROUTES.iter().any(|(_, p)| *p == path) => {
-            let (_, body) = bad(format!("method {method} not allowed on {path}"));
-            (405, body)
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
+
+/// Serves one connection (one request): `tcp` is the source address and the id in the
+/// waiting budget of a TCP connection, `None` on the socket (already holding a slot).
+async fn connection<S>(stream: S, shared: Arc<Shared>, tcp: Option<(IpAddr, u64)>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = shared.limits;
+    // The TCP connection's slot, taken once its head carried the token; held to the end.
+    let slot: Arc<Mutex<Option<SlotGuard>>> = Arc::default();
+    let slot_in = slot.clone();
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let (shared, slot) = (shared.clone(), slot_in.clone());
+        async move { Ok::<_, Infallible>(respond(req, shared, tcp, slot).await) }
+    });
+    let mut b = http1::Builder::new();
+    b.keep_alive(false).timer(TokioTimer::new()).header_read_timeout(limits.head_timeout).max_buf_size(64 * 1024);
+    let conn = b.serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(limits.total_timeout, conn).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("api connection: {e}"),
+        Err(_) => tracing::debug!("api connection: cut after {:?}", limits.total_timeout),
+    }
+    drop(slot);
+}
+
+/// One request: authentication and the slot (TCP), the route, the body within its limits,
+/// then the handler on a blocking thread.
+async fn respond(
+    req: hyper::Request<Incoming>,
+    shared: Arc<Shared>,
+    tcp: Option<(IpAddr, u64)>,
+    slot: Arc<Mutex<Option<SlotGuard>>>,
+) -> hyper::Response<Body> {
+    let limits = shared.limits;
+    let (parts, mut body) = req.into_parts();
+    if let Some((ip, id)) = tcp {
+        let token = shared.token.as_deref().unwrap_or_default();
+        if !authorized(parts.headers.get(AUTHORIZATION), token) {
+            return to_response(refuse(ErrorKind::Unauthorized, "missing or wrong bearer token"));
         }
-        _ => {
-            let (_, body) = bad(format!("no such endpoint: {method} {path}"));
-            (404, body)
+        shared.authenticated(id);
+        match shared.take_slot(Peer::Ip(ip)) {
+            Ok(g) => *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(g),
+            Err(why) => return to_response(refuse(ErrorKind::Unavailable, why)),
+        }
+    }
+    let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let method = parts.method.as_str().to_string();
+    let route = match find_route(&method, &target) {
+        Ok(r) => r,
+        Err(a) => return to_response(a),
+    };
+    let announced = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limits.max_body as u64) {
+        return to_response(too_large(limits.max_body));
+    }
+    let mut data = Vec::new();
+    let read = async {
+        while let Some(frame) = std::future::poll_fn(|cx| HttpBody::poll_frame(Pin::new(&mut body), cx)).await {
+            let frame = frame.map_err(|e| bad(format!("bad body: {e}")))?;
+            if let Ok(chunk) = frame.into_data() {
+                if data.len() + chunk.len() > limits.max_body {
+                    return Err(too_large(limits.max_body));
+                }
+                data.extend_from_slice(&chunk);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(limits.body_timeout, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(a)) => return to_response(a),
+        Err(_) => return to_response(refuse(ErrorKind::Timeout, "the request body did not arrive in time")),
+    }
+    let api = shared.api.clone();
+    let query = target.split_once('?').map_or("", |(_, q)| q).to_string();
+    let handler = route.handler;
+    match tokio::task::spawn_blocking(move || handler(&api, &query, &data)).await {
+        Ok(a) => to_response(a),
+        Err(e) => to_response(refuse(ErrorKind::Internal, format!("handler failed: {e}"))),
+    }
+}
+
+fn too_large(max: usize) -> Answer {
+    refuse(ErrorKind::TooLarge, format!("request body larger than {max} bytes"))
+}
+
+/// True when `auth` is `Bearer <token>` (compared in constant time).
+fn authorized(auth: Option<&HeaderValue>, token: &str) -> bool {
+    auth.and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .is_some_and(|t| !token.is_empty() && control::token::same(t.trim().as_bytes(), token.as_bytes()))
+}
+
+fn to_response(a: Answer) -> hyper::Response<Body> {
+    let body = match a.stream {
+        None => Body::Full(Some(Bytes::from(a.body))),
+        Some(producer) => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
+            let head = Bytes::from(a.body);
+            tokio::task::spawn_blocking(move || {
+                if tx.blocking_send(Ok(head)).is_err() {
+                    return;
+                }
+                if let Err(e) = producer(&mut |b| tx.blocking_send(Ok(b)).is_ok()) {
+                    tracing::warn!("api: a streamed answer failed half-way: {e}");
+                    let _ = tx.blocking_send(Err(e));
+                }
+            });
+            Body::Stream(rx)
+        }
+    };
+    let mut r = hyper::Response::new(body);
+    *r.status_mut() = hyper::StatusCode::from_u16(a.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in a.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    r
+}
+
+/// A response body: whole, or streamed from a producer on a blocking thread.
+pub enum Body {
+    Full(Option<Bytes>),
+    Stream(tokio::sync::mpsc::Receiver<Result<Bytes, String>>),
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data).map_err(std::io::Error::other))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Body::Full(None) => SizeHint::with_exact(0),
+            Body::Stream(_) => SizeHint::default(),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rates::RateTable;
-    use std::sync::atomic::AtomicUsize;
-
-    pub fn api() -> Arc<Api> {
-        let node = node::Node::new(Arc::new(ipvs::Ipvs::new(100)), node::NetState::default());
-        let sizes: Arc<[AtomicUsize]> = vec![AtomicUsize::new(0)].into();
-        let admin = Arc::new(Admin::new(
-            node,
-            Arc::new(RateTable::default()),
-            Box::new(|_| false),
-            vec![],
-            sizes,
-            None,
-            vec![],
-        ));
-        let ops = Arc::new(Operator::new(admin.clone(), None));
-        Arc::new(Api { admin, ops })
-    }
-
-    #[test]
-    fn serves_the_api_over_a_socket_with_0600() {
-        let dir = std::env::temp_dir().join(format!("rvsd-unit-{}", std::process::id()));
-        let path = dir.join("sub/rvsd.sock");
-        let l = bind(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        // A second daemon on the same path is refused while the first listens.
-        assert!(bind(&path).unwrap_err().0.contains("another daemon"));
-        let a = api();
-        let p2 = path.clone();
-        std::thread::spawn(move || serve(l, a, p2));
-
-        let c = control::client::Client::new(&path);
-        let key = control::api::ServiceKey::Tcp { addr: "10.0.0.100".parse().unwrap(), port: 80 };
-        let spec = control::api::ServiceSpec {
-            key,
-            scheduler: "rr".into(),
-            sched_flags: Default::default(),
-            persistent: None,
-            netmask: u32::MAX,
-            ops: false,
-            pe: None,
-        };
-        c.command(&Command::AddService(spec.clone())).unwrap();
-        match c.command(&Command::AddService(spec.clone())) {
-            Err(control::client::ClientError::Api(e)) => assert_eq!(e.kind, ErrorKind::ServiceExists),
-            other => panic!("{other:?}"),
-        }
-        let s = c.snapshot().unwrap();
-        assert_eq!(s.services[0].spec, spec);
-        assert_eq!(c.connections().unwrap(), vec![]);
-        let (st, body) = c.request("GET", "/v1/stats", None).unwrap();
-        assert_eq!(st, 200);
-        let stats: crate::admin::NodeStats = serde_json::from_slice(&body).unwrap();
-        assert_eq!(stats.rx, 0);
-        assert_eq!(c.request("GET", "/v1/nothing", None).unwrap().0, 404);
-        assert_eq!(c.request("GET", "/v1/command", None).unwrap().0, 405);
-        assert_eq!(c.request("POST", "/v1/command", Some(b"{not json")).unwrap().0, 400);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// One raw HTTP exchange over TCP.
-    fn tcp_request(addr: std::net::SocketAddr, head: &str) -> (u16, Vec<u8>) {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(head.as_bytes()).unwrap();
-        let r = http::read_response(&mut BufReader::new(&s)).unwrap();
-        (r.status, r.body)
-    }
-
-    #[test]
-    fn the_tcp_listener_wants_the_bearer_token() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let a = api();
-        std::thread::spawn(move || serve_tcp(l, a, "s3cret".into()));
-        let get = |auth: &str| tcp_request(addr, &format!("GET /v1/snapshot HTTP/1.1\r\nHost: x\r\n{auth}\r\n"));
-        let (st, body) = get("");
-        assert_eq!(st, 401);
-        let e: ApiError = serde_json::from_slice(&body).unwrap();
-        assert_eq!(e.kind, ErrorKind::PermissionDenied);
-        assert_eq!(get("Authorization: Bearer wrong\r\n").0, 401);
-        assert_eq!(get("Authorization: Bearer s3cre\r\n").0, 401);
-        assert_eq!(get("Authorization: Basic s3cret\r\n").0, 401);
-        let (st, body) = get("Authorization: Bearer s3cret\r\n");
-        assert_eq!(st, 200);
-        assert!(serde_json::from_slice::<control::api::Snapshot>(&body).is_ok());
-        assert!(same_token(b"abc", b"abc") && !same_token(b"abc", b"abd") && !same_token(b"ab", b"abc"));
-    }
-
-    /// A TCP API server with `policy` and token `t0k`.
-    fn tcp_server(policy: Policy) -> std::net::SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let a = api();
-        std::thread::spawn(move || serve_tcp_with(l, a, "t0k".into(), policy));
-        addr
-    }
-
-    fn status_of(s: &TcpStream) -> u16 {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        http::read_response(&mut BufReader::new(s)).map(|r| r.status).unwrap_or(0)
-    }
-
-    #[test]
-    fn a_slow_client_is_cut_at_the_request_deadline() {
-        let addr = tcp_server(Policy { deadline: Duration::from_millis(500), ..API_POLICY });
-        let mut s = TcpStream::connect(addr).unwrap();
-        let t0 = Instant::now();
-        // A byte every 100 ms: far within a per-read timeout, never a whole request.
-        let head = b"GET /v1/snapshot HTTP/1.1\r\nAuthorization: Bearer t0k\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaa";
-        for b in head {
-            if s.write_all(&[*b]).is_err() || t0.elapsed() > Duration::from_secs(3) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            if t0.elapsed() > Duration::from_millis(700) {
-                break;
-            }
-        }
-        assert_eq!(status_of(&s), 408);
-        assert!(t0.elapsed() < Duration::from_secs(2), "cut after {:?}", t0.elapsed());
-    }
-
-    #[test]
-    fn an_unauthenticated_or_oversized_body_is_refused_before_it_is_read() {
-        let addr = tcp_server(API_POLICY);
-        // 50 MB announced, nothing sent: the answer comes at once, without the body.
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"POST /v1/command HTTP/1.1\r\nContent-Length: 50000000\r\n\r\n").unwrap();
-        let t0 = Instant::now();
-        assert_eq!(status_of(&s), 401);
-        assert!(t0.elapsed() < Duration::from_secs(2));
-        // Authenticated but above the 1 MiB body limit: 413, also unread.
-        let mut s = TcpStream::connect(addr).unwrap();
-        let len = http::MAX_REQUEST_BODY + 1;
-        s.write_all(
-            format!("POST /v1/command HTTP/1.1\r\nAuthorization: Bearer t0k\r\nContent-Length: {len}\r\n\r\n")
-                .as_bytes(),
-        )
-        .unwrap();
-        let t0 = Instant::now();
-        assert_eq!(status_of(&s), 413);
-        assert!(t0.elapsed() < Duration::from_secs(2));
-        // Within the limit, the request is served.
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"POST /v1/command HTTP/1.1\r\nAuthorization: Bearer t0k\r\nContent-Length: 7\r\n\r\n\"Clear\"")
-            .unwrap();
-        assert_eq!(status_of(&s), 200);
-    }
-
-    #[test]
-    fn connections_above_the_cap_get_503() {
-        let addr = tcp_server(Policy { max_conns: 3, ..API_POLICY });
-        // Three idle connections hold every slot.
-        let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        std::thread::sleep(Duration::from_millis(200));
-        let s = TcpStream::connect(addr).unwrap();
-        let t0 = Instant::now();
-        assert_eq!(status_of(&s), 503);
-        assert!(t0.elapsed() < Duration::from_secs(2));
-        // One closes: its slot is free again.
-        drop(idle.into_iter().next());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            std::thread::sleep(Duration::from_millis(50));
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(b"GET /v1/stats HTTP/1.1\r\nAuthorization: Bearer t0k\r\n\r\n").unwrap();
-            match status_of(&s) {
-                200 => break,
-                503 if Instant::now() < deadline => continue,
-                other => panic!("status {other}"),
-            }
-        }
-    }
-
-    #[test]
-    fn stale_socket_is_replaced_and_non_sockets_are_refused() {
-        let dir = std::env::temp_dir().join(format!("rvsd-unit-stale-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.sock");
-        drop(UnixListener::bind(&path).unwrap()); // leaves the file, nobody listening
-        assert!(bind(&path).is_ok());
-        let file = dir.join("plain");
-        std::fs::write(&file, b"x").unwrap();
-        assert!(bind(&file).unwrap_err().0.contains("not a socket"));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

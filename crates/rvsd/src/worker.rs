@@ -357,7 +357,7 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
             n.store(lp.cx.ipvs.conns.len(), Ordering::Relaxed);
         }
         while let Ok(req) = setup.conn_requests.try_recv() {
-            let list = crate::listing::collect(&lp.cx.ipvs.conns, lp.cx.ipvs.now(), &req.filter, req.limit);
+            let list = crate::listing::collect(&lp.cx.ipvs.conns, lp.cx.ipvs.now(), &req.filter, req.from, req.limit);
             let _ = req.reply.send(list);
         }
     }

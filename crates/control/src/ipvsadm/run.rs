@@ -51,7 +51,15 @@ pub fn error_text(cmd: &Command, err: &ApiError) -> String {
         ErrorKind::NoMemory => "Memory allocation problem".into(),
         ErrorKind::NotSupported => "Operation not supported with IPv6".into(),
         ErrorKind::AfNotSupported => "Operation not supported with specified address family".into(),
-        ErrorKind::BadRequest | ErrorKind::Internal => err.message.clone(),
+        ErrorKind::BadRequest
+        | ErrorKind::Internal
+        | ErrorKind::Unauthorized
+        | ErrorKind::NotFound
+        | ErrorKind::MethodNotAllowed
+        | ErrorKind::Timeout
+        | ErrorKind::TooLarge
+        | ErrorKind::Unavailable
+        | ErrorKind::Conflict => err.message.clone(),
     }
 }
 
