@@ -241,6 +241,13 @@ impl Admin {
             .map_err(|_| ApiError::new(ErrorKind::Internal, format!("worker {i} did not answer")))
     }
 
+    /// The systemd watchdog's probe: every packet worker answers an empty listing request
+    /// (between two batches) within `within`, so its loop turns.
+    pub fn workers_alive(&self, within: Duration) -> Result<(), String> {
+        let request = |reply| ConnRequest { filter: ConnFilter::default(), from: 0, limit: 0, reply };
+        crate::notify::workers_answer(&self.workers, request, within)
+    }
+
     /// What the steering program needs now: the published table and classifier rules.
     fn steer_set(&self) -> SteerSet {
         SteerSet::of(&self.node.ipvs.services_full(), &self.node.ipvs.fwmark_rules())

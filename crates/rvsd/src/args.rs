@@ -93,8 +93,8 @@ pub enum Parsed {
 
 pub const USAGE: &str = "\
 Usage: rvsd -i IFACE [-i IFACE ...] [options]
-       rvsd --config FILE | --keepalived FILE [-i IFACE ...] [options]
-       rvsd --check --config FILE | --keepalived FILE [--config-id ID]
+   or: rvsd --config FILE | --keepalived FILE [-i IFACE ...] [options]
+   or: rvsd --check --config FILE | --keepalived FILE [--config-id ID]
 
 rvs director daemon: load-balances the VIPs configured with rvsadm (or a configuration
 file) over AF_PACKET rings on the given interfaces, and serves the control API on a Unix
@@ -104,7 +104,9 @@ Options:
   -i, --interface NAME  serve this interface (repeat for each; at least one, unless the
                         configuration file lists [[interfaces]])
       --config FILE     load the native (TOML) configuration; SIGHUP reloads it
-      --keepalived FILE load a keepalived.conf (virtual_server part); SIGHUP reloads it
+      --keepalived FILE
+                        load a keepalived.conf (virtual_server part); SIGHUP
+                        reloads it
       --check           check the configuration file as the daemon would load it, print
                         every warning and error with file:line, and exit: 0 if it can be
                         used, 3 if not (keepalived -t); needs no root and no interface
@@ -114,7 +116,8 @@ Options:
                         current, as the kernel prints /proc/net/ip_vs* (for tools that
                         read them: --path.procfs=DIR)
       --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics
-      --api-listen ADDR also serve the API on TCP (needs a bearer token: from
+      --api-listen ADDR
+                        also serve the API on TCP (needs a bearer token: from
                         --api-token-file or $RVS_API_TOKEN)
       --api-token-file PATH
                         the TCP API's bearer token, read from PATH (mode 0600 or 0400;
@@ -350,6 +353,16 @@ mod tests {
         assert_eq!(a.socket, PathBuf::from("/tmp/env.sock"));
         let Ok(Parsed::Run(a)) = parse(["-i", "x", "--socket", "/tmp/flag.sock"], env) else { panic!() };
         assert_eq!(a.socket, PathBuf::from("/tmp/flag.sock"));
+    }
+
+    /// help2man makes rvsd(8) from USAGE (scripts/build-deb.sh): an option's description
+    /// must stand two spaces after it, or on the next line, to become its own entry.
+    #[test]
+    fn usage_is_help2man_shaped() {
+        for line in USAGE.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let spec = line.trim();
+            assert!(spec.contains("  ") || spec.split(' ').count() <= 3, "description needs two spaces: {line:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod host;
 mod listing;
 mod metrics;
 mod netstate;
+mod notify;
 #[cfg(test)]
 mod openapi;
 mod operate;
@@ -459,6 +460,10 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
                 }
             }
         })?;
+        // systemd (Type=notify): ready now; the watchdog pings while every worker answers.
+        let a = admin.clone();
+        notify::ready(stop.clone(), move || a.workers_alive(Duration::from_secs(5)))
+            .map_err(|e| Refusal(format!("cannot start the watchdog thread: {e}")))?;
         Ok::<Arc<operate::Operator>, Refusal>(ops)
     })();
 
@@ -471,7 +476,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
                     Ok(Event::Reload) => {
                         tracing::info!("SIGHUP: reloading the configuration");
                         // Errors are logged by the operator; the running table stays.
-                        let _ = ops.reload(None);
+                        let _ = notify::reload(|| ops.reload(None));
                     }
                     Ok(Event::Signal(s)) => {
                         tracing::info!("signal {s}: stopping");
@@ -488,6 +493,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         }
         Err(e) => Err(Refusal(e.0.clone())),
     };
+    notify::send("STOPPING=1");
     if let Ok(ops) = &result {
         ops.stop();
     }
