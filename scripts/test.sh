@@ -10,6 +10,7 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== unit, golden fixtures and namespace tests"
 cargo test --workspace --locked
+RVS_FUZZ_SECS=20 cargo test --locked -p rvs-fuzz-targets --test bounded -- --nocapture # fuzz/README.md: every target, seeds + 20 s of mutations
 echo "== engine benchmark builds and runs (small table; numbers are in BENCHMARKS.md)"
 RVS_BENCH_CONNS=20000 RVS_BENCH_RUNS=1 cargo bench --locked --bench engine
 if [ "$(id -u)" = 0 ] && [ -x tests/e2e/run.sh ]; then

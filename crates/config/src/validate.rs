@@ -71,7 +71,7 @@ pub fn check_service(vs: &VirtualService, key: &ServiceKey) -> Result<(), String
 
 /// `-a` checks (ipvsadm-cli.md §5 rule 2, kernel ERANGE checks).
 pub fn check_dest(key: &ServiceKey, rs: &RealServer) -> Result<(), String> {
-    if rs.addr.is_ipv6() != key.is_ipv6() && rs.method != ForwardMethod::Tunnel && key.addr_port().is_some() {
+    if rs.addr.is_ipv6() != key.is_ipv6() && rs.method != ForwardMethod::Tunnel {
         return Err("Different address family is allowed only for tunneling servers".into());
     }
     if rs.weight > MAX_WEIGHT {

@@ -131,6 +131,10 @@ fn ipvsadm_validation_rules() {
     assert!(e.ends_with("You need to supply the 'tun-port' option for the 'gue' tunnel type"), "{e}");
     let e = err(&svc("protocol = \"tcp\"\naddress = \"10.0.0.1:80\"", "address = \"2001:db8::1\"\nmethod = \"nat\""));
     assert!(e.ends_with("Different address family is allowed only for tunneling servers"), "{e}");
+    // A fwmark service has a family too (`-6` or not): found by the keepalived fuzz target,
+    // whose saved `-a -f 7 -r [v6] -m` line ipvsadm refused.
+    let e = err(&svc("fwmark = 7", "address = \"2001:db8::1\"\nmethod = \"nat\""));
+    assert!(e.ends_with("Different address family is allowed only for tunneling servers"), "{e}");
     let e = err(&svc(
         "protocol = \"tcp\"\naddress = \"10.0.0.1:80\"",
         "address = \"10.1.1.1:81\"\n[[services.real_servers]]\naddress = \"10.1.1.1:82\"",
