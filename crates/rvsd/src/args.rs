@@ -129,7 +129,8 @@ Options:
       --log LEVEL       error, warn, info (default), debug or trace
       --no-shortcut     run every packet through the hook chains (no established-flow
                         shortcut; slower, for comparison and debugging)
-      --vip-follow MODE which VIPs this director answers for and forwards: always (all),
+      --vip-follow MODE
+                        which VIPs this director answers for and forwards: always (all),
                         interface (only those on its interfaces: keepalived's VRRP MASTER
                         puts them there), auto (default: interface if the keepalived file
                         has vrrp_instance blocks, else always)
