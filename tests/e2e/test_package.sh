@@ -22,7 +22,8 @@ ok "built $(basename "$deb") ($(($(stat -c %s "$deb") / 1024)) KiB)"
 R="$RVS_WORK/root"
 mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/updates" "$R/var/lib/dpkg/alternatives" "$R/etc/alternatives"
 touch "$R/var/lib/dpkg/status"
-dpkg_r() { dpkg --root="$R" --log=/dev/null --force-script-chrootless --force-depends "$@"; }
+# --path-include: a minimised image's dpkg.cfg.d may exclude /usr/share/{man,doc}.
+dpkg_r() { dpkg --root="$R" --log=/dev/null --force-script-chrootless --force-depends --path-include='/usr/share/*' "$@"; }
 dpkg_r -i "$deb" >"$RVS_WORK/dpkg-install.log" 2>&1 || die "dpkg -i failed: $(tail -n 5 "$RVS_WORK/dpkg-install.log")"
 for f in usr/sbin/rvsd usr/sbin/rvsadm usr/sbin/rvs-decap lib/systemd/system/rvsd.service etc/rvs/rvsd.toml \
     etc/default/rvsd usr/share/bash-completion/completions/rvsd; do
