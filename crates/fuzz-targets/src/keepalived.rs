@@ -19,6 +19,8 @@ fn loader(text: String) -> Loader {
         }),
         list: Box::new(|_| Ok(Vec::new())),
         warnings: Vec::new(),
+        // Fixed, so `@main` / `@^main` lines mean the same on every machine.
+        config_id: Some("main".into()),
     }
 }
 
@@ -44,10 +46,21 @@ fn check_lines(stmts: &[Stmt], lines: usize) {
     }
 }
 
-/// A configuration that imports is a table ipvsadm reads back.
+/// A configuration that imports is a table ipvsadm reads back; `rvsd --check`'s reading
+/// (`check_with`, which goes on after an error) agrees with the daemon's: no error exactly
+/// when the import succeeds, and the import's error among those it prints.
 pub fn import(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(cfg) = rvs_config::keepalived::import_with(loader(text.to_string()), Path::new(FILE)) {
-        crate::save_lines_parse(&cfg);
+    let imported = rvs_config::keepalived::import_with(loader(text.to_string()), Path::new(FILE));
+    let checked = rvs_config::keepalived::check_with(loader(text.to_string()), Path::new(FILE));
+    match &imported {
+        Ok(cfg) => {
+            assert!(checked.errors.is_empty(), "imports, but --check says {:?}", checked.errors);
+            crate::save_lines_parse(cfg);
+        }
+        Err(e) => {
+            let shown: Vec<String> = checked.errors.iter().map(ToString::to_string).collect();
+            assert!(shown.contains(&e.to_string()), "import fails with {e}, --check says {shown:?}");
+        }
     }
 }

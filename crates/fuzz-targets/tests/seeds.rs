@@ -38,6 +38,7 @@ fn keepalived_seeds_import() {
             read: Box::new(read),
             list: Box::new(|_| Ok(Vec::new())),
             warnings: Vec::new(),
+            config_id: Some("main".into()),
         };
         if let Err(e) = rvs_config::keepalived::import_with(loader, Path::new(&name)) {
             panic!("{name}: {e}");
