@@ -39,6 +39,10 @@ pub struct NodeStats {
     /// Of `tx`, frames forwarded by the established-flow shortcut (docs/design.md).
     #[serde(default)]
     pub shortcut: u64,
+    /// Frames held while their next hop was resolved (node/src/neighq.rs); each is later
+    /// counted in `tx`, or as a `no_neighbour` / `neigh_queue_full` drop.
+    #[serde(default)]
+    pub neigh_held: u64,
     /// Drops by reason name (`netfilter::DropReason::name`), every reason listed.
     pub drops: BTreeMap<String, u64>,
     pub workers: usize,
@@ -373,6 +377,7 @@ impl Admin {
             local: c.local,
             arp_replies: c.arp_replies,
             shortcut: c.shortcut,
+            neigh_held: c.neigh_held,
             drops: c.drops.iter().map(|(r, n)| (r.name().to_string(), *n)).collect(),
             workers: self.workers.len(),
             conns_total: conns.iter().sum(),

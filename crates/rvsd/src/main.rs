@@ -229,6 +229,8 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     }
     let node = node::Node::new(ipvs.clone(), net);
     node.set_shortcut(args.shortcut);
+    // Unresolved next hops are asked of the director's kernel (node/src/neighq.rs).
+    node.set_kernel_resolution(true);
     if !args.shortcut {
         tracing::info!("established-flow shortcut off (--no-shortcut): every packet through the hook chains");
     }
