@@ -268,6 +268,7 @@ impl Admin {
     /// Keeps the fanout programs in step with the VIP set and the widest persistence
     /// netmask, before the command returns: a client may send the moment its `-A` succeeded.
     fn update_steering(&self) {
+        crate::isolate::refresh(&self.node.ipvs.services_full(), &self.node.ipvs.fwmark_rules());
         if let Some(s) = &self.steering {
             let set = self.steer_set();
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());

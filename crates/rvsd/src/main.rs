@@ -11,6 +11,7 @@ mod convert;
 mod gso;
 mod handover;
 mod host;
+mod isolate;
 mod listing;
 mod metrics;
 mod netstate;
@@ -265,6 +266,8 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     }
     let mut steering = steer::Steering::new(groups, args.workers);
     steering.update(&steer::SteerSet::default()).map_err(|e| Refusal(format!("steering program: {e}")))?;
+    // AF_PACKET: the kernel must not act on the frames rvs owns (isolate.rs).
+    let isolation = isolate::start(&args.interfaces);
 
     // Another rvsd on this control socket offering a hand-over: take over from it (hot
     // restart); its sockets are replaced once its table is here.
@@ -496,6 +499,12 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();
+    }
+    // A new daemon that took over has installed its own table (isolate.rs): leave it.
+    if handed_over {
+        isolation.keep();
+    } else {
+        drop(isolation);
     }
     if let Some(h) = procfs_thread {
         // After the workers: its last listing fails at once.

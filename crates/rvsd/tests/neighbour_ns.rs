@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use ns::{Netns, fresh_dir, in_netns, ip, skip_unless_root, spawn_daemon, three_namespaces};
+use ns::{Netns, add_v6, fresh_dir, in_netns, skip_unless_root, spawn_daemon, three_namespaces};
 
 const CONFIG: &str = "[[interfaces]]\nname = \"d0\"\n[[interfaces]]\nname = \"d1\"\n\
     [[services]]\nprotocol = \"tcp\"\naddress = \"10.9.1.100:80\"\nscheduler = \"rr\"\n\
@@ -26,22 +26,6 @@ const CONFIG: &str = "[[interfaces]]\nname = \"d0\"\n[[interfaces]]\nname = \"d1
     [[services]]\nprotocol = \"tcp\"\naddress = \"[fd00:91::100]:80\"\nscheduler = \"rr\"\n\
     [[services.real_servers]]\naddress = \"[fd00:92::2]:8080\"\nmethod = \"nat\"\n\
     [[services.real_servers]]\naddress = \"[fd00:92::3]:8080\"\nmethod = \"nat\"\n";
-
-/// Adds the IPv6 side and the second real-server addresses to `three_namespaces`.
-pub fn add_v6(c: &str, d: &str, r: &str) {
-    for (n, dev, a) in [
-        (c, "c0", "fd00:91::2/64"),
-        (d, "d0", "fd00:91::1/64"),
-        (d, "d1", "fd00:92::1/64"),
-        (r, "r0", "fd00:92::2/64"),
-        (r, "r0", "fd00:92::3/64"),
-    ] {
-        ip(&["-n", n, "-6", "addr", "add", a, "dev", dev, "nodad"]);
-    }
-    ip(&["-n", r, "addr", "add", "10.9.2.3/24", "dev", "r0"]);
-    ip(&["-n", r, "-6", "route", "add", "default", "via", "fd00:92::1"]);
-    ip(&["-n", c, "-6", "route", "add", "default", "via", "fd00:91::1"]);
-}
 
 /// A TCP server on [::]:8080 (both families) answering each connection with the address it
 /// was reached at, until `n` connections were served.
