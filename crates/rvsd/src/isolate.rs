@@ -18,6 +18,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -105,9 +106,9 @@ impl Owned {
 /// A firewall-mark rule as an nft match (without the verdict).
 fn fwmark_rule(r: &FwmarkRule) -> String {
     let fam = if r.daddr.is_ipv4() { "ip" } else { "ip6" };
-    let mut m = format!("{fam} daddr {}/{}", r.daddr, r.dprefix);
+    let mut m = format!("{fam} daddr {}", prefix(r.daddr, r.dprefix));
     if let Some((a, p)) = r.saddr {
-        m += &format!(" {fam} saddr {a}/{p}");
+        m += &format!(" {fam} saddr {}", prefix(a, p));
     }
     if r.protocol != 0 {
         m += &format!(" meta l4proto {}", r.protocol);
@@ -116,6 +117,22 @@ fn fwmark_rule(r: &FwmarkRule) -> String {
         }
     }
     m
+}
+
+/// `a/len` with the host bits cleared (nft refuses a prefix with host bits set).
+fn prefix(a: IpAddr, len: u8) -> String {
+    match a {
+        IpAddr::V4(v) => {
+            let len = len.min(32);
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            format!("{}/{len}", Ipv4Addr::from(u32::from(v) & m))
+        }
+        IpAddr::V6(v) => {
+            let len = len.min(128);
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            format!("{}/{len}", Ipv6Addr::from(u128::from(v) & m))
+        }
+    }
 }
 
 /// The table: sets, the shared chain of drop rules, one ingress chain per device.
@@ -227,7 +244,7 @@ pub fn refresh(table: &ServiceTable, rules: &[FwmarkRule]) {
 }
 
 #[cfg(test)]
-fn owns_vip(o: &Owned, a: &std::net::IpAddr, protocol: u8, port: u16) -> bool {
+fn owns_vip(o: &Owned, a: &IpAddr, protocol: u8, port: u16) -> bool {
     o.vip4.contains(&format!("{a} . {protocol} . {port}")) || o.vip6.contains(&format!("{a} . {protocol} . {port}"))
 }
 
@@ -268,7 +285,7 @@ mod tests {
     #[test]
     fn fwmark_rules_become_matches() {
         let r = FwmarkRule {
-            daddr: "10.9.1.128".parse().unwrap(),
+            daddr: "10.9.1.130".parse().unwrap(),
             dprefix: 28,
             saddr: None,
             protocol: 17,
