@@ -58,7 +58,9 @@ for r in r1 r2 r3; do
     start_decap "$r"
     # The UDP sink: counted by the interface, dropped before any socket (no ICMP back).
     in_ns "$r" nft -f - <<NFT
-table inet rvsbench { chain pre { type filter hook prerouting priority -300; udp dport $UDP_PORT drop; } }
+table inet rvsbench {
+  chain pre { type filter hook prerouting priority -300; udp dport $UDP_PORT drop; }
+}
 NFT
 done
 for r in r1 r2 r3; do wait_port "$r" tcp 8080; done
@@ -114,7 +116,7 @@ rs_rx() { # packets received by the real servers' eth0, summed
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 udp_run() { # udp_run RUN NAME [PID]: trafgen for DURATION s; pps at the real servers
-    local run="$1" name="$2" pid="${3:-}" cfg="$RVS_WORK/trafgen.cfg" rx0 rx1 t0 t1 c0 c1 pps
+    local run="$1" name="$2" pid="${3:-}" cfg="$RVS_WORK/trafgen.cfg" rx0 rx1 tx0 tx1 t0 t1 c0 c1 pps
     cat >"$cfg" <<CFG
 {
   eth(da=$DIR_EXT_MAC, sa=$CLIENT_MAC, type=0x0800),
@@ -126,20 +128,23 @@ CFG
     rx0="$(rs_rx)"
     if [ -n "$pid" ]; then c0="$(cpu_ticks "$pid")"; fi
     t0="$(date +%s%N)"
-    in_ns c timeout -s INT "$DURATION" trafgen -o eth0 -i "$cfg" -P 1 -A -C -q >/dev/null 2>&1 || true
-    sleep 0.3
+    tx0="$(in_ns c cat /sys/class/net/eth0/statistics/tx_packets)"
+    in_ns c timeout -s INT "$DURATION" trafgen -o eth0 -i "$cfg" -P 1 --no-sock-mem >>"$RVS_WORK/trafgen.log" 2>&1 || true
     t1="$(date +%s%N)"
+    sleep 0.3 # what is still in flight
     rx1="$(rs_rx)"
+    tx1="$(in_ns c cat /sys/class/net/eth0/statistics/tx_packets)"
     pps=$(((rx1 - rx0) * 1000000000 / (t1 - t0)))
     record "$run" "$name" udp pps "$pps"
+    record "$run" "$name" udp offered $(((tx1 - tx0) * 1000000000 / (t1 - t0)))"
     if [ -n "$pid" ]; then
         c1="$(cpu_ticks "$pid")"
         local cpu_ms_per_m=0
         if [ $((rx1 - rx0)) -gt 0 ]; then cpu_ms_per_m=$(((c1 - c0) * 1000 * 1000000 / CLK_TCK / (rx1 - rx0))); fi
         record "$run" "$name" udp cpu_ms_per_Mpkt "$cpu_ms_per_m"
-        info "run $run $name udp: $pps pkt/s at the real servers, rvsd CPU $cpu_ms_per_m ms per million packets"
+        info "run $run $name udp: $pps pkt/s at the real servers (of $(((tx1 - tx0) * 1000000000 / (t1 - t0))) sent), rvsd CPU $cpu_ms_per_m ms per million packets"
     else
-        info "run $run $name udp: $pps pkt/s at the real servers"
+        info "run $run $name udp: $pps pkt/s at the real servers (of $(((tx1 - tx0) * 1000000000 / (t1 - t0))) sent)"
     fi
 }
 
@@ -193,7 +198,7 @@ proxy_up() {
     local cfg="$RVS_WORK/haproxy.cfg"
     cat >"$cfg" <<CFG
 global
-    maxconn 20000
+    maxconn 4096
 defaults
     mode tcp
     timeout connect 5s
@@ -275,6 +280,8 @@ for path, mode in order:
     if mode == "udp":
         cpu = m(path, mode, "cpu_ms_per_Mpkt")
         runs = " ".join(f"{x:.0f}" for x in vals[(path, mode, "pps")])
+        offered = m(path, mode, "offered")
+        runs += f" (sent {offered:.0f}/s)" if offered is not None else ""
         print(f"| {path} | small UDP | {m(path, mode, 'pps'):.0f} | | | {'' if cpu is None else f'{cpu:.0f}'} | {runs} |")
     else:
         runs = " ".join(f"{x:.0f}" for x in vals[(path, mode, "rps")])
