@@ -134,17 +134,18 @@ CFG
     sleep 0.3 # what is still in flight
     rx1="$(rs_rx)"
     tx1="$(in_ns c cat /sys/class/net/eth0/statistics/tx_packets)"
-    pps=$(((rx1 - rx0) * 1000000000 / (t1 - t0)))
+    pps=$(( (rx1 - rx0) * 1000000000 / (t1 - t0) ))
     record "$run" "$name" udp pps "$pps"
-    record "$run" "$name" udp offered $(((tx1 - tx0) * 1000000000 / (t1 - t0)))"
+    local offered=$(( (tx1 - tx0) * 1000000000 / (t1 - t0) ))
+    record "$run" "$name" udp offered "$offered"
     if [ -n "$pid" ]; then
         c1="$(cpu_ticks "$pid")"
         local cpu_ms_per_m=0
-        if [ $((rx1 - rx0)) -gt 0 ]; then cpu_ms_per_m=$(((c1 - c0) * 1000 * 1000000 / CLK_TCK / (rx1 - rx0))); fi
+        if [ $((rx1 - rx0)) -gt 0 ]; then cpu_ms_per_m=$(( (c1 - c0) * 1000 * 1000000 / CLK_TCK / (rx1 - rx0) )); fi
         record "$run" "$name" udp cpu_ms_per_Mpkt "$cpu_ms_per_m"
-        info "run $run $name udp: $pps pkt/s at the real servers (of $(((tx1 - tx0) * 1000000000 / (t1 - t0))) sent), rvsd CPU $cpu_ms_per_m ms per million packets"
+        info "run $run $name udp: $pps pkt/s at the real servers (of $offered sent), rvsd CPU $cpu_ms_per_m ms per million packets"
     else
-        info "run $run $name udp: $pps pkt/s at the real servers (of $(((tx1 - tx0) * 1000000000 / (t1 - t0))) sent)"
+        info "run $run $name udp: $pps pkt/s at the real servers (of $offered sent)"
     fi
 }
 
