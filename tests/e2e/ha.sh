@@ -36,19 +36,9 @@ ha_topology() {
     done
     for i in $(seq 1 "$nrs"); do wait_port "r$i" tcp "$PORT"; done
     # The kernel of the director that holds the VIP would answer its TCP with RSTs (nothing
-    # listens): an ingress drop for the VIP, after the AF_PACKET tap (rvsd still sees every
-    # frame) and before IP. ARP stays: the kernel answers it with the same MAC as rvsd.
-    for d in d1 d2; do
-        sysctl_ns "$d" net.ipv4.ip_forward=0
-        in_ns "$d" nft -f - <<EOF
-table netdev rvs_e2e_vip {
-    chain in {
-        type filter hook ingress device eth0 priority 0; policy accept;
-        ip daddr $VIP drop
-    }
-}
-EOF
-    done
+    # listens): rvsd installs an nftables netdev ingress drop for its VIPs' ports itself
+    # (crates/rvsd/src/isolate.rs), after the AF_PACKET tap and before IP.
+    for d in d1 d2; do sysctl_ns "$d" net.ipv4.ip_forward=0; done
     ha_write_conf d1 150 "$NET.11" "$NET.12" "$nrs"
     ha_write_conf d2 100 "$NET.12" "$NET.11" "$nrs"
 }

@@ -95,10 +95,13 @@ pub enum DropReason {
     /// A persistence engine could not place a new flow (SIP: no Call-ID in the first
     /// datagram, or not UDP); the kernel drops it too.
     PeNoData,
+    /// The oldest packet waiting for a neighbour's address, dropped for a newer one (the
+    /// per-neighbour queue was full, as the kernel's `unres_qlen`).
+    NeighQueueFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Truncated,
         DropReason::BadL2,
         DropReason::BadIpHeader,
@@ -124,6 +127,7 @@ impl DropReason {
         DropReason::IcmpNoConn,
         DropReason::RxRingFull,
         DropReason::PeNoData,
+        DropReason::NeighQueueFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -153,6 +157,7 @@ impl DropReason {
             DropReason::IcmpNoConn => "icmp_no_conn",
             DropReason::RxRingFull => "rx_ring_full",
             DropReason::PeNoData => "pe_no_data",
+            DropReason::NeighQueueFull => "neigh_queue_full",
         }
     }
 }

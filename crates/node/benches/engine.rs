@@ -106,6 +106,20 @@ fn run(node: &Node, cx: &mut WorkerCtx, pool: &Pool, in_if: u32, expect: Action)
     ns
 }
 
+/// Transparent huge pages for a large table, as the connection table asks (ipvs conn/table.rs).
+fn advise_huge(ptr: *const u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: the range lies inside an allocation we own; MADV_HUGEPAGE does not touch
+        // its contents.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -146,8 +160,9 @@ fn main() {
         std::env::var("RVS_BENCH_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000) / BATCH * BATCH;
     let runs: usize = std::env::var("RVS_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     // RVS_BENCH_ONLY=<scenario> runs just that one (for profiling).
+    // A comma-separated list: RVS_BENCH_ONLY=lookup-baseline,nat-established.
     let only = std::env::var("RVS_BENCH_ONLY").ok();
-    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let want = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == name));
     let data = Pool::new(ack_frames(80, conns), conns, 11);
     let mut entry = 0;
     let mut results: Vec<(&str, f64)> = Vec::new();
@@ -182,6 +197,57 @@ fn main() {
             })
             .collect();
         results.push(("copy-baseline", median(samples)));
+    }
+
+    // lookup-baseline: the copy-baseline plus one random read from a table of the connection
+    // table's size (same bytes per entry, same huge-page advice), indexed by a hash of the
+    // flow as the connection lookup is. Its ratio to nat-established says how much of a
+    // packet's time is the table's memory miss, whatever the processor's caches.
+    if want("lookup-baseline") {
+        let max = conns * 2 + 1024;
+        let per_entry = ipvs::Worker::new(0, Arc::new(ipvs::Ipvs::new(max))).conns.bytes_per_entry();
+        let lines = (max * per_entry / 64).max(1);
+        let table = vec![[0u64; 8]; lines];
+        advise_huge(table.as_ptr() as *const u8, lines * 64);
+        // Touch it all once, as a filled table would be.
+        let mut table = table;
+        for (i, l) in table.iter_mut().enumerate() {
+            l[0] = i as u64;
+        }
+        let mut buf = vec![0u8; 256];
+        let samples = (0..runs)
+            .map(|_| {
+                let mut acc = 0u64;
+                let start = Instant::now();
+                for i in 0..data.count() {
+                    let f = data.frame(i);
+                    let b = &mut buf[HEADROOM..HEADROOM + f.len()];
+                    b.copy_from_slice(f);
+                    let ip = &mut b[14..];
+                    let key = u64::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]])) << 16
+                        | u64::from(u16::from_be_bytes([ip[20], ip[21]]));
+                    let h = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17;
+                    acc = acc.wrapping_add(table[(h as usize) % lines][0]);
+                    ip[10] = 0;
+                    ip[11] = 0;
+                    let c = wire::checksum::checksum(&ip[..20]);
+                    ip[10..12].copy_from_slice(&c.to_be_bytes());
+                    let (s, d) = (
+                        IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
+                        IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
+                    );
+                    let seg = &mut ip[20..];
+                    seg[16] = 0;
+                    seg[17] = 0;
+                    let c = wire::checksum::transport(&s, &d, 6, seg);
+                    seg[16..18].copy_from_slice(&c.to_be_bytes());
+                    black_box(&buf);
+                }
+                black_box(acc);
+                start.elapsed().as_nanos() as f64 / data.count() as f64
+            })
+            .collect();
+        results.push(("lookup-baseline", median(samples)));
     }
 
     if want("nat-established") || want("nat-reply") {
@@ -260,6 +326,9 @@ fn main() {
     let get = |n: &str| results.iter().find(|r| r.0 == n).map(|r| r.1);
     if let (Some(base), Some(nat)) = (get("copy-baseline"), get("nat-established")) {
         println!("nat-established / copy-baseline: {:.2}", nat / base);
+    }
+    if let (Some(base), Some(nat)) = (get("lookup-baseline"), get("nat-established")) {
+        println!("nat-established / lookup-baseline: {:.2}", nat / base);
     }
     println!("conn-entry: {entry} bytes of table memory per connection (at the configured maximum)");
     println!("conns: {conns}, runs: {runs} (median), batch: {BATCH}");

@@ -16,6 +16,8 @@ struct Slot {
     arp_replies: AtomicU64,
     /// Forwarded by the established-flow shortcut (also counted in `tx`).
     shortcut: AtomicU64,
+    /// Held in the neighbour queue (`neighq.rs`) until the next hop resolved.
+    neigh_held: AtomicU64,
     drops: [AtomicU64; REASONS],
 }
 
@@ -27,6 +29,7 @@ impl Default for Slot {
             local: AtomicU64::new(0),
             arp_replies: AtomicU64::new(0),
             shortcut: AtomicU64::new(0),
+            neigh_held: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -53,6 +56,9 @@ pub struct NodeCounts {
     pub arp_replies: u64,
     /// Of `tx`, how many went by the established-flow shortcut.
     pub shortcut: u64,
+    /// Packets held while their next hop was resolved; each later counted in `tx` when sent
+    /// or as a drop (`no_neighbour`, `neigh_queue_full`).
+    pub neigh_held: u64,
     /// (reason, count) for every reason, in `DropReason::ALL` order.
     pub drops: Vec<(DropReason, u64)>,
 }
@@ -97,12 +103,22 @@ impl NodeCounters {
         bump(&self.slot(w).shortcut)
     }
     #[inline]
+    pub fn neigh_held(&self, w: usize) {
+        bump(&self.slot(w).neigh_held)
+    }
+    #[inline]
     pub fn drop(&self, w: usize, r: DropReason) {
         let i = r as usize; // ALL lists the variants in declaration order
         bump(&self.slot(w).drops[i])
     }
 
     /// Count `n` drops at once (e.g. the kernel's receive-ring drops, read per loop turn).
+    /// Count `n` frames sent at once (released from the neighbour queue).
+    pub fn tx_n(&self, w: usize, n: u64) {
+        let c = &self.slot(w).tx;
+        c.store(c.load(Relaxed) + n, Relaxed);
+    }
+
     pub fn drop_n(&self, w: usize, r: DropReason, n: u64) {
         let c = &self.slot(w).drops[r as usize];
         c.store(c.load(Relaxed) + n, Relaxed);
@@ -116,6 +132,7 @@ impl NodeCounters {
             c.local += s.local.load(Relaxed);
             c.arp_replies += s.arp_replies.load(Relaxed);
             c.shortcut += s.shortcut.load(Relaxed);
+            c.neigh_held += s.neigh_held.load(Relaxed);
             for (i, d) in s.drops.iter().enumerate() {
                 c.drops[i].1 += d.load(Relaxed);
             }

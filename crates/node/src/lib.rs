@@ -5,6 +5,7 @@ pub mod announce;
 pub mod counters;
 pub mod io;
 pub mod ndp;
+pub mod neighq;
 pub mod net;
 pub mod netlink;
 pub mod path;

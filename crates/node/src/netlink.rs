@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 mod parse;
+pub mod resolve;
 
 use parse::*;
 

@@ -26,6 +26,9 @@ pub enum Action {
     Tx(u32),
     /// Delivered to the local stack (rvs: nothing to do; the kernel has its own copy).
     Local,
+    /// Copied into the neighbour queue until the next hop resolves (`neighq.rs`); the io
+    /// backend does nothing with the frame. [`Node::neighbour_turn`] sends it later.
+    Held,
 }
 
 /// Neighbours learnt from ARP traffic, shared by all workers (written rarely, read per batch).
@@ -47,6 +50,9 @@ pub struct Node {
     pub(crate) ipvs_v4: [netfilter::HookHandle; 2],
     /// Use the established-flow shortcut (`shortcut.rs`) when the chains allow it.
     pub(crate) shortcut: AtomicBool,
+    /// Also ask the director's kernel to resolve next hops (`neighq.rs`), beside the io
+    /// loop's own ARP/NS from `WorkerCtx::arp_wanted`.
+    pub(crate) kernel_resolution: AtomicBool,
     pub counters: NodeCounters,
 }
 
@@ -60,6 +66,7 @@ impl Node {
             hooks,
             ipvs_v4: [h[0], h[1]],
             shortcut: AtomicBool::new(true),
+            kernel_resolution: AtomicBool::new(false),
             ipvs,
             net: ArcSwap::from_pointee(net),
             learnt: ArcSwap::from_pointee(HashMap::default()),
@@ -208,6 +215,7 @@ impl Node {
                 self.counters.tx(w)
             }
             Action::Local => self.counters.local(w),
+            Action::Held => self.counters.neigh_held(w),
         }
         a
     }
@@ -329,14 +337,14 @@ impl Node {
         let Some(src_mac) = cx.net.interface(out_if).map(|i| i.mac) else {
             return Action::Drop(DropReason::NoRoute);
         };
-        let Some(dst_mac) = cx.neighbour(&next_hop) else {
-            cx.want_neighbour(out_if, next_hop);
-            return Action::Drop(DropReason::NoNeighbour);
+        let etype = if skb.family == Family::Ipv6 { ethertype::IPV6 } else { ethertype::IPV4 };
+        let Some(dst_mac) = self.next_hop_mac(cx, out_if, &next_hop) else {
+            return self.hold(cx, skb, out_if, next_hop, src_mac, etype);
         };
         let mut eth = EthernetFrame::new_unchecked(skb.frame.data_mut());
         eth.set_dst_addr(dst_mac);
         eth.set_src_addr(src_mac);
-        eth.set_ethertype(if skb.family == Family::Ipv6 { ethertype::IPV6 } else { ethertype::IPV4 });
+        eth.set_ethertype(etype);
         Action::Tx(out_if)
     }
 

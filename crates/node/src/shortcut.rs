@@ -6,8 +6,8 @@
 //! drop, an ICMP error or a new connection sends the frame down the full path instead, before
 //! anything was changed (but for what the path's `ip_rcv` checks would do to the frame anyway:
 //! Ethernet padding trimmed, an offloaded transport checksum completed). The exceptions happen
-//! after IPVS has taken the packet, exactly as on the path: a next hop without a known MAC is a
-//! NoNeighbour drop, and a tunnel transmitter's own drop is passed on.
+//! after IPVS has taken the packet, exactly as on the path: a next hop without a known MAC has
+//! the packet held in the neighbour queue, and a tunnel transmitter's own drop is passed on.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -111,9 +111,8 @@ impl Node {
             return Action::Drop(DropReason::NoRoute);
         };
         let next_hop = IpAddr::V4(rt.next_hop.into());
-        let Some(dst_mac) = cx.neighbour(&next_hop) else {
-            cx.want_neighbour(rt.out_if, next_hop);
-            return Action::Drop(DropReason::NoNeighbour);
+        let Some(dst_mac) = self.next_hop_mac(cx, rt.out_if, &next_hop) else {
+            return self.hold(cx, skb, rt.out_if, next_hop, src_mac, ethertype::IPV4);
         };
         let mut eth = EthernetFrame::new_unchecked(skb.frame.data_mut());
         eth.set_dst_addr(dst_mac);

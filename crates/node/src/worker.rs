@@ -16,6 +16,11 @@ pub struct WorkerCtx {
     pub learnt: Arc<HashMap<IpAddr, MacAddr>>,
     /// Next hops that need an ARP request (the io loop sends them), with the time last asked.
     pub arp_wanted: Vec<(u32, IpAddr)>,
+    /// Packets waiting for their next hop's address (`neighq.rs`).
+    pub neighq: crate::neighq::NeighQueue,
+    /// Asks the director's kernel to resolve next hops (opened on first use when the node
+    /// resolves through the kernel, `Node::set_kernel_resolution`).
+    pub(crate) resolver: Option<crate::netlink::resolve::Resolver>,
     /// Direct-mapped IPv4 next hop → MAC cache, cleared when `net` or `learnt` changes.
     neigh_cache: Box<[(u32, MacAddr); NEIGH_CACHE]>,
 }
@@ -35,6 +40,8 @@ impl WorkerCtx {
             net,
             learnt,
             arp_wanted: Vec::with_capacity(16),
+            neighq: crate::neighq::NeighQueue::new(),
+            resolver: None,
             neigh_cache: Box::new([(0, MacAddr::default()); NEIGH_CACHE]),
         }
     }

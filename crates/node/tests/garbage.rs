@@ -65,7 +65,7 @@ fn random_and_mutated_frames_are_survived_and_counted() {
         let (a, _) = lab.send(in_if, f);
         sent += 1;
         outcomes[match a {
-            Action::Drop(_) => 0,
+            Action::Drop(_) | Action::Held => 0,
             Action::Tx(_) => 1,
             Action::Local => 2,
         }] += 1;

@@ -61,6 +61,7 @@ fn send(lab: &mut Lab, client: Ipv4Addr, port: u16, payload: &[u8]) -> Result<u8
         }
         Action::Drop(r) => Err(r),
         Action::Local => panic!("a SIP datagram to the VIP went to the local stack"),
+        Action::Held => panic!("a SIP datagram waited for a neighbour the topology knows"),
     }
 }
 

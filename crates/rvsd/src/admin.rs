@@ -39,6 +39,10 @@ pub struct NodeStats {
     /// Of `tx`, frames forwarded by the established-flow shortcut (docs/design.md).
     #[serde(default)]
     pub shortcut: u64,
+    /// Frames held while their next hop was resolved (node/src/neighq.rs); each is later
+    /// counted in `tx`, or as a `no_neighbour` / `neigh_queue_full` drop.
+    #[serde(default)]
+    pub neigh_held: u64,
     /// Drops by reason name (`netfilter::DropReason::name`), every reason listed.
     pub drops: BTreeMap<String, u64>,
     pub workers: usize,
@@ -271,6 +275,7 @@ impl Admin {
     /// Keeps the fanout programs in step with the VIP set and the widest persistence
     /// netmask, before the command returns: a client may send the moment its `-A` succeeded.
     fn update_steering(&self) {
+        crate::isolate::refresh(&self.node.ipvs.services_full(), &self.node.ipvs.fwmark_rules());
         if let Some(s) = &self.steering {
             let set = self.steer_set();
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
@@ -380,6 +385,7 @@ impl Admin {
             local: c.local,
             arp_replies: c.arp_replies,
             shortcut: c.shortcut,
+            neigh_held: c.neigh_held,
             drops: c.drops.iter().map(|(r, n)| (r.name().to_string(), *n)).collect(),
             workers: self.workers.len(),
             conns_total: conns.iter().sum(),

@@ -11,6 +11,7 @@ mod convert;
 mod gso;
 mod handover;
 mod host;
+mod isolate;
 mod listing;
 mod metrics;
 mod netstate;
@@ -230,6 +231,8 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     }
     let node = node::Node::new(ipvs.clone(), net);
     node.set_shortcut(args.shortcut);
+    // Unresolved next hops are asked of the director's kernel (node/src/neighq.rs).
+    node.set_kernel_resolution(true);
     if !args.shortcut {
         tracing::info!("established-flow shortcut off (--no-shortcut): every packet through the hook chains");
     }
@@ -264,6 +267,8 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     }
     let mut steering = steer::Steering::new(groups, args.workers);
     steering.update(&steer::SteerSet::default()).map_err(|e| Refusal(format!("steering program: {e}")))?;
+    // AF_PACKET: the kernel must not act on the frames rvs owns (isolate.rs).
+    let isolation = isolate::start(&args.interfaces);
 
     // Another rvsd on this control socket offering a hand-over: take over from it (hot
     // restart); its sockets are replaced once its table is here.
@@ -500,6 +505,12 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();
+    }
+    // A new daemon that took over has installed its own table (isolate.rs): leave it.
+    if handed_over {
+        isolation.keep();
+    } else {
+        drop(isolation);
     }
     if let Some(h) = procfs_thread {
         // After the workers: its last listing fails at once.

@@ -258,7 +258,14 @@ impl Loop {
     /// End of a turn: whatever is still staged, ARP requests, a last flush; flush errors
     /// logged at most once a second.
     fn tx(&mut self, now: u64) {
-        let Loop { node, cx, socks, arena, staged, tx_wait, tx_err, .. } = self;
+        let Loop { node, cx, socks, ifs, arena, staged, tx_wait, tx_err, .. } = self;
+        // Packets whose next hop has just resolved (node/src/neighq.rs), staged like the rest.
+        node.neighbour_turn(cx, now, |out, data| {
+            if let Some(j) = ifs.iter().position(|&i| i == out) {
+                staged.push((j, arena.len(), data.len()));
+                arena.extend_from_slice(data);
+            }
+        });
         if let Some(e) = transmit(node, cx.id, socks, arena, staged, tx_wait) {
             *tx_err = Some(e);
         }

@@ -147,12 +147,18 @@ fn jumbo(tag: &str, shortcut: bool) {
 const BURST: u32 = 5000;
 
 /// A burst of small UDP datagrams through NAT, one worker, the daemon stopped (SIGSTOP)
-/// while it is sent so that all of it waits in the RX ring, and a 50 Mbit/s shaper on the
-/// egress holding sent frames like a NIC until TX completion: the worker transmits after
-/// every RX block and waits (bounded) for TX slots to come back, so nothing is dropped as
-/// `tx_ring_full` and every datagram arrives. Before, a whole lap of RX blocks was staged,
-/// the ring flushed once, and the surplus over its 1024 slots dropped (measured: 3799 of
-/// 5000).
+/// while it is sent so that it waits in the RX ring, and a 50 Mbit/s shaper on the egress
+/// holding sent frames like a NIC until TX completion: the worker transmits after every RX
+/// block and waits (bounded) for TX slots to come back, so nothing is dropped as
+/// `tx_ring_full`. Before, a whole lap of RX blocks was staged, the ring flushed once, and the
+/// surplus over its 1024 slots dropped (measured: 3799 of 5000).
+///
+/// What the RX ring guarantees while the daemon is stopped is not the whole burst: a block is
+/// retired after 1 ms however full, so the ring holds 32 blocks' worth of whatever the sender
+/// managed per millisecond (measured under load: 4037 to 4885 of 5000). So the test sends in
+/// `sendmmsg` batches (full blocks), and asserts what is guaranteed: every datagram arrived or
+/// was counted `rx_ring_full`, and what the ring took — more than a TX ring holds, or the test
+/// proves nothing and says so — all got through.
 #[test]
 fn a_burst_larger_than_the_tx_ring_gets_through() {
     if skip_unless_root("a_burst_larger_than_the_tx_ring_gets_through") {
@@ -204,24 +210,64 @@ fn a_burst_larger_than_the_tx_ring_gets_through() {
         // Resolve the VIP's ARP and the real server's first: one datagram, then a pause.
         s.send_to(&u32::MAX.to_be_bytes(), (VIP, PORT)).unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        let mut msg = [0u8; 200];
+        s.connect((VIP, PORT)).unwrap();
         paused(true);
-        for i in 0..BURST {
-            msg[..4].copy_from_slice(&i.to_be_bytes());
-            while s.send_to(&msg, (VIP, PORT)).is_err() {
+        let mut i = 0;
+        while i < BURST {
+            let n = send_batch(&s, i, (BURST - i).min(64));
+            if n == 0 {
                 std::thread::yield_now();
             }
+            i += n;
         }
         paused(false);
     })
     .join()
     .unwrap();
     let seen = rs.join().unwrap();
-    let got = (0..BURST).filter(|i| seen.contains(i)).count() as u32;
+    let got = (0..BURST).filter(|i| seen.contains(i)).count() as u64;
     let d = drops(&client);
-    let full = d["tx_ring_full"];
+    let (full, ring_full) = (d["tx_ring_full"], d["rx_ring_full"]);
+    let taken = u64::from(BURST).saturating_sub(ring_full);
+    println!("burst of {BURST}: {got} arrived, rx_ring_full {ring_full}, tx_ring_full {full}");
+    assert!(
+        taken > 1024,
+        "the RX ring took only {taken} of {BURST} (rx_ring_full {ring_full}): not more than a TX ring holds, the test shows nothing"
+    );
     assert!(full <= u64::from(BURST / 100), "{full} tx_ring_full drops of {BURST}; {got} arrived; {d:?}");
-    assert!(got >= BURST * 99 / 100, "{got} of {BURST} arrived; drops {d:?}\n{}", daemon.log());
+    assert!(
+        got + ring_full >= u64::from(BURST) * 99 / 100,
+        "{got} of {BURST} arrived, {ring_full} counted rx_ring_full: {} lost without a count; drops {d:?}\n{}",
+        u64::from(BURST) - got - ring_full,
+        daemon.log()
+    );
+}
+
+/// Sends datagrams `first..first + n` (numbered in their first 4 bytes, 200 bytes each) on the
+/// connected socket `s` with one `sendmmsg`; returns how many went.
+fn send_batch(s: &UdpSocket, first: u32, n: u32) -> u32 {
+    let mut bufs: Vec<[u8; 200]> = (0..n)
+        .map(|k| {
+            let mut b = [0u8; 200];
+            b[..4].copy_from_slice(&(first + k).to_be_bytes());
+            b
+        })
+        .collect();
+    let mut iov: Vec<libc::iovec> =
+        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: 200 }).collect();
+    // SAFETY: all-zero mmsghdr is valid; each points to one live iovec.
+    let mut msgs: Vec<libc::mmsghdr> = iov
+        .iter_mut()
+        .map(|v| {
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: `msgs` holds `n` valid headers whose buffers outlive the call.
+    let r = unsafe { libc::sendmmsg(s.as_raw_fd(), msgs.as_mut_ptr(), n, 0) };
+    r.max(0) as u32
 }
 
 /// Frames the kernel cannot put in the RX ring (every block still with the daemon, here

@@ -100,6 +100,24 @@ pub fn three_namespaces(netns: &mut Netns, tag: &str, mtu: Option<u32>) -> (Stri
     (c, d, r)
 }
 
+/// Adds an IPv6 side to `three_namespaces` (fd00:91::/64 client side, fd00:92::/64 real-server
+/// side, the director ::1 on both, the client ::2, the real server ::2 and ::3, default routes
+/// via the director) and a second real-server address 10.9.2.3.
+pub fn add_v6(c: &str, d: &str, r: &str) {
+    for (n, dev, a) in [
+        (c, "c0", "fd00:91::2/64"),
+        (d, "d0", "fd00:91::1/64"),
+        (d, "d1", "fd00:92::1/64"),
+        (r, "r0", "fd00:92::2/64"),
+        (r, "r0", "fd00:92::3/64"),
+    ] {
+        ip(&["-n", n, "-6", "addr", "add", a, "dev", dev, "nodad"]);
+    }
+    ip(&["-n", r, "addr", "add", "10.9.2.3/24", "dev", "r0"]);
+    ip(&["-n", r, "-6", "route", "add", "default", "via", "fd00:92::1"]);
+    ip(&["-n", c, "-6", "route", "add", "default", "via", "fd00:91::1"]);
+}
+
 /// Client addresses 10.9.1.3 ..= 10.9.1.(1 + `clients`) on c0, next to 10.9.1.2.
 pub fn add_client_addrs(c_ns: &str, clients: u8) {
     for k in 1..clients {

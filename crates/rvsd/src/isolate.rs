@@ -1,0 +1,308 @@
+//! The director's kernel kept away from rvs's frames on the AF_PACKET backend. An AF_PACKET
+//! tap sees a frame beside the kernel, which then acts on it too: IPv6 to a VIP it has no
+//! route for is answered with ICMPv6 unreachable (the client's first connections abort), and
+//! kernel sockets for a VIP:port (a proxy that ran on the director) interfere with rvs's
+//! connections (DESIGN.md, "Traps measured").
+//!
+//! An nftables table of the `netdev` family hooks the ingress of every served device. That
+//! hook runs after the taps (`ptype_all`) have their copy, so rvs still gets every frame,
+//! while the kernel never sees the ones dropped: exactly the frames rvs owns, matched by
+//! named sets kept in step with the published service table —
+//! - to a VIP: (address, protocol, port), or (address, protocol) for port-0 services;
+//! - from a NAT real server: (address, protocol, port) as source, unless addressed to the
+//!   director itself (`fib daddr type local`: its own health checks of that server);
+//! - to a firewall-mark rule's prefix (protocol and ports as the rule says).
+//!
+//! Each change is a diff (`nft -f -` with element add/delete in one transaction), never a
+//! reload. The table is removed on exit; one left by a killed daemon is replaced at start.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use ipvs::ForwardMethod;
+use ipvs::fwmark::FwmarkRule;
+use ipvs::service::{ServiceKey, ServiceTable};
+
+/// The table's name in the `netdev` family of the daemon's network namespace.
+pub const TABLE: &str = "rvsd";
+
+/// What the sets and the firewall-mark chain hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owned {
+    pub vip4: BTreeSet<String>,
+    pub vip6: BTreeSet<String>,
+    pub vip4any: BTreeSet<String>,
+    pub vip6any: BTreeSet<String>,
+    pub rs4: BTreeSet<String>,
+    pub rs6: BTreeSet<String>,
+    /// Rules of the `fwmark` chain, in order.
+    pub fwmark: Vec<String>,
+}
+
+impl Owned {
+    /// What a published table and the classifier's rules own.
+    pub fn of(table: &ServiceTable, rules: &[FwmarkRule]) -> Owned {
+        let mut o = Owned::default();
+        for s in &table.order {
+            if let ServiceKey::Addr { protocol, addr, port } = s.config.key {
+                let (exact, any) =
+                    if addr.is_ipv4() { (&mut o.vip4, &mut o.vip4any) } else { (&mut o.vip6, &mut o.vip6any) };
+                if port == 0 {
+                    any.insert(format!("{addr} . {protocol}"));
+                } else {
+                    exact.insert(format!("{addr} . {protocol} . {port}"));
+                }
+            }
+            let protocols = match s.config.key {
+                ServiceKey::Addr { protocol, .. } => vec![protocol],
+                // A firewall-mark service takes whatever its rules send it.
+                ServiceKey::Fwmark { .. } => vec![6, 17, 132],
+            };
+            for d in s.dests.iter().filter(|d| d.method() == ForwardMethod::Masq) {
+                let set = if d.addr.is_ipv4() { &mut o.rs4 } else { &mut o.rs6 };
+                for p in &protocols {
+                    set.insert(format!("{} . {p} . {}", d.addr, d.port));
+                }
+            }
+        }
+        o.fwmark = rules.iter().map(fwmark_rule).collect();
+        o
+    }
+
+    /// The nft commands that turn `self` into `next`; empty when nothing changed.
+    pub fn diff(&self, next: &Owned) -> String {
+        let mut s = String::new();
+        let sets = [
+            ("vip4", &self.vip4, &next.vip4),
+            ("vip6", &self.vip6, &next.vip6),
+            ("vip4any", &self.vip4any, &next.vip4any),
+            ("vip6any", &self.vip6any, &next.vip6any),
+            ("rs4", &self.rs4, &next.rs4),
+            ("rs6", &self.rs6, &next.rs6),
+        ];
+        for (name, old, new) in sets {
+            let gone: Vec<&str> = old.difference(new).map(String::as_str).collect();
+            let added: Vec<&str> = new.difference(old).map(String::as_str).collect();
+            if !gone.is_empty() {
+                s += &format!("delete element netdev {TABLE} {name} {{ {} }}\n", gone.join(", "));
+            }
+            if !added.is_empty() {
+                s += &format!("add element netdev {TABLE} {name} {{ {} }}\n", added.join(", "));
+            }
+        }
+        if self.fwmark != next.fwmark {
+            s += &format!("flush chain netdev {TABLE} fwmark\n");
+            for r in &next.fwmark {
+                s += &format!("add rule netdev {TABLE} fwmark {r} drop\n");
+            }
+        }
+        s
+    }
+}
+
+/// A firewall-mark rule as an nft match (without the verdict).
+fn fwmark_rule(r: &FwmarkRule) -> String {
+    let fam = if r.daddr.is_ipv4() { "ip" } else { "ip6" };
+    let mut m = format!("{fam} daddr {}", prefix(r.daddr, r.dprefix));
+    if let Some((a, p)) = r.saddr {
+        m += &format!(" {fam} saddr {}", prefix(a, p));
+    }
+    if r.protocol != 0 {
+        m += &format!(" meta l4proto {}", r.protocol);
+        if r.dports != (0, 65535) && matches!(r.protocol, 6 | 17 | 132) {
+            m += &format!(" th dport {}-{}", r.dports.0, r.dports.1);
+        }
+    }
+    m
+}
+
+/// `a/len` with the host bits cleared (nft refuses a prefix with host bits set).
+fn prefix(a: IpAddr, len: u8) -> String {
+    match a {
+        IpAddr::V4(v) => {
+            let len = len.min(32);
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            format!("{}/{len}", Ipv4Addr::from(u32::from(v) & m))
+        }
+        IpAddr::V6(v) => {
+            let len = len.min(128);
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            format!("{}/{len}", Ipv6Addr::from(u128::from(v) & m))
+        }
+    }
+}
+
+/// The table: sets, the shared chain of drop rules, one ingress chain per device.
+pub fn table(devices: &[String]) -> String {
+    let mut s = format!("add table netdev {TABLE}\ndelete table netdev {TABLE}\ntable netdev {TABLE} {{\n");
+    for (name, ty) in [
+        ("vip4", "ipv4_addr . inet_proto . inet_service"),
+        ("vip6", "ipv6_addr . inet_proto . inet_service"),
+        ("vip4any", "ipv4_addr . inet_proto"),
+        ("vip6any", "ipv6_addr . inet_proto"),
+        ("rs4", "ipv4_addr . inet_proto . inet_service"),
+        ("rs6", "ipv6_addr . inet_proto . inet_service"),
+    ] {
+        s += &format!("  set {name} {{ type {ty}; }}\n");
+    }
+    s += "  chain fwmark {\n  }\n";
+    s += "  chain owned {\n\
+         \x20   ip daddr . meta l4proto . th dport @vip4 drop\n\
+         \x20   ip6 daddr . meta l4proto . th dport @vip6 drop\n\
+         \x20   ip daddr . meta l4proto @vip4any drop\n\
+         \x20   ip6 daddr . meta l4proto @vip6any drop\n\
+         \x20   fib daddr type != local ip saddr . meta l4proto . th sport @rs4 drop\n\
+         \x20   fib daddr type != local ip6 saddr . meta l4proto . th sport @rs6 drop\n\
+         \x20   jump fwmark\n  }\n";
+    for (k, d) in devices.iter().enumerate() {
+        s += &format!(
+            "  chain in{k} {{ type filter hook ingress device \"{d}\" priority 0; policy accept; jump owned; }}\n"
+        );
+    }
+    s += "}\n";
+    s
+}
+
+fn nft(script: &str) -> Result<(), String> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(script.as_bytes()).map_err(|e| format!("nft stdin: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) }
+}
+
+struct Isolation {
+    current: Owned,
+}
+
+static ACTIVE: Mutex<Option<Isolation>> = Mutex::new(None);
+
+/// Removes the table when dropped (daemon exit).
+pub struct Guard(bool);
+
+impl Guard {
+    /// Leaves the table in place (a hot restart: the new daemon has installed its own).
+    pub fn keep(mut self) {
+        ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.0 = false;
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.0 {
+            return;
+        }
+        ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match nft(&format!("delete table netdev {TABLE}\n")) {
+            Ok(()) => tracing::info!("kernel isolation removed (nftables table netdev {TABLE})"),
+            Err(e) => tracing::warn!("removing nftables table netdev {TABLE}: {e}"),
+        }
+    }
+}
+
+/// Installs the (empty) table on `devices`. Without nftables the daemon still runs, with the
+/// kernel seeing rvs's frames as before; the log says so.
+pub fn start(devices: &[String]) -> Guard {
+    match nft(&table(devices)) {
+        Ok(()) => {
+            tracing::info!("kernel isolation: nftables netdev ingress drop of rvs's frames on {}", devices.join(", "));
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Isolation { current: Owned::default() });
+            Guard(true)
+        }
+        Err(e) => {
+            tracing::warn!("kernel isolation off (the director's kernel also sees VIP traffic): {e}");
+            Guard(false)
+        }
+    }
+}
+
+/// Brings the sets in step with the published table and classifier rules (after every
+/// publish). A failed update leaves the previous sets (nft applies a script all or nothing).
+pub fn refresh(table: &ServiceTable, rules: &[FwmarkRule]) {
+    let mut g = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(iso) = g.as_mut() else { return };
+    let next = Owned::of(table, rules);
+    let script = iso.current.diff(&next);
+    if script.is_empty() {
+        return;
+    }
+    match nft(&script) {
+        Ok(()) => iso.current = next,
+        Err(e) => tracing::error!("kernel isolation update failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+fn owns_vip(o: &Owned, a: &IpAddr, protocol: u8, port: u16) -> bool {
+    o.vip4.contains(&format!("{a} . {protocol} . {port}")) || o.vip6.contains(&format!("{a} . {protocol} . {port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipvs::{DestConfig, ServiceConfig};
+
+    fn table_of(ipvs: &ipvs::Ipvs) -> std::sync::Arc<ServiceTable> {
+        ipvs.services_full()
+    }
+
+    #[test]
+    fn sets_follow_services_and_changes_are_diffs() {
+        let ipvs = ipvs::Ipvs::new(64);
+        let web = ServiceKey::tcp("10.0.0.1".parse().unwrap(), 80);
+        ipvs.add_service(ServiceConfig::new(web, "rr")).unwrap();
+        ipvs.add_dest(&web, DestConfig::new("192.168.1.11".parse().unwrap(), 8080).method(ForwardMethod::Masq))
+            .unwrap();
+        ipvs.add_dest(&web, DestConfig::new("192.168.1.12".parse().unwrap(), 80).method(ForwardMethod::Route)).unwrap();
+        let v6 = ServiceKey::Addr { protocol: 17, addr: "2001:db8::1".parse().unwrap(), port: 0 };
+        let mut c = ServiceConfig::new(v6, "rr");
+        c.persistent = Some(300);
+        ipvs.add_service(c).unwrap();
+        let a = Owned::of(&table_of(&ipvs), &[]);
+        assert!(owns_vip(&a, &"10.0.0.1".parse().unwrap(), 6, 80));
+        assert_eq!(a.vip6any.iter().collect::<Vec<_>>(), ["2001:db8::1 . 17"]);
+        // Only the NAT real server's replies are the node's; DR replies bypass the director.
+        assert_eq!(a.rs4.iter().collect::<Vec<_>>(), ["192.168.1.11 . 6 . 8080"]);
+        assert_eq!(Owned::default().diff(&a).lines().count(), 3);
+        assert_eq!(a.diff(&a), "");
+
+        ipvs.delete_service(&v6).unwrap();
+        let b = Owned::of(&table_of(&ipvs), &[]);
+        assert_eq!(a.diff(&b), format!("delete element netdev {TABLE} vip6any {{ 2001:db8::1 . 17 }}\n"));
+    }
+
+    #[test]
+    fn fwmark_rules_become_matches() {
+        let r = FwmarkRule {
+            daddr: "10.9.1.130".parse().unwrap(),
+            dprefix: 28,
+            saddr: None,
+            protocol: 17,
+            dports: (5000, 5000),
+            mark: 1,
+        };
+        assert_eq!(fwmark_rule(&r), "ip daddr 10.9.1.128/28 meta l4proto 17 th dport 5000-5000");
+        let o = Owned { fwmark: vec![fwmark_rule(&r)], ..Owned::default() };
+        let d = Owned::default().diff(&o);
+        assert!(d.starts_with(&format!("flush chain netdev {TABLE} fwmark\nadd rule")), "{d}");
+    }
+
+    #[test]
+    fn one_ingress_chain_per_device() {
+        let t = table(&["ext".into(), "int".into()]);
+        assert!(t.contains("hook ingress device \"ext\""));
+        assert!(t.contains("hook ingress device \"int\""));
+        assert!(t.starts_with(&format!("add table netdev {TABLE}\ndelete table netdev {TABLE}\n")));
+    }
+}
