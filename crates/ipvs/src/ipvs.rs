@@ -69,6 +69,8 @@ pub struct Sysctls {
     pub am_droprate: AtomicU32,
     /// Free table entries below which the automatic defences engage (0 = max/16).
     pub amemthresh: AtomicU32,
+    /// rvs: RSTs per second per worker for strays (0 = off; `xmit::rst`).
+    pub stray_rst: AtomicU32,
 }
 
 impl Default for Sysctls {
@@ -86,6 +88,7 @@ impl Default for Sysctls {
             drop_packet: AtomicU32::new(0),
             am_droprate: AtomicU32::new(10),
             amemthresh: AtomicU32::new(0),
+            stray_rst: AtomicU32::new(1000),
         }
     }
 }
@@ -115,7 +118,7 @@ pub struct Ipvs {
 /// back with its counters (§9). Live connections hold their own reference anyway. Draining
 /// dests wait here too, with their deadline.
 #[derive(Debug, Default)]
-struct Trash(Vec<(ServiceKey, Arc<Dest>)>, Vec<Draining>);
+pub(crate) struct Trash(Vec<(ServiceKey, Arc<Dest>)>, Vec<Draining>);
 
 /// A real server being removed gracefully (rvs, lvs-semantics.md §21.2).
 #[derive(Clone, Debug)]
@@ -238,7 +241,7 @@ impl Ipvs {
         self.timeouts.store(Arc::new(t));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Trash> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Trash> {
         self.admin.lock().unwrap_or_else(|e| e.into_inner())
     }
 

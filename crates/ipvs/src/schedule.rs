@@ -44,8 +44,8 @@ impl Worker {
         };
         let sloppy = self.ipvs.sysctl.sloppy_tcp.load(Relaxed) != 0;
         if t.protocol == wire::ip::protocol::TCP && !tcp::schedules(t.tcp_flags, sloppy) {
-            // Not a connection opener: the local stack gets it (the kernel would answer RST).
-            return Err(Verdict::Accept);
+            // Not a connection opener: the kernel's stack would answer it with a RST.
+            return Err(self.stray(skb, t, routing));
         }
         if t.protocol == wire::ip::protocol::SCTP {
             let sloppy = self.ipvs.sysctl.sloppy_sctp.load(Relaxed) != 0;
@@ -78,6 +78,20 @@ impl Worker {
         let dest = self.pick(skb, t, routing, svc)?;
         let dport = if dest.port != 0 { dest.port } else { t.dport };
         self.new_conn(skb, t, svc, &dest, dport, None, extra)
+    }
+
+    /// A stray TCP segment (no entry, opens none): a RST back, within the `stray_rst` rate
+    /// (xmit/rst.rs); with `stray_rst` 0, left to the local stack as before.
+    fn stray(&mut self, skb: &mut Skb<'_>, t: &Tuple, routing: &dyn Routing) -> Verdict {
+        let rate = self.ipvs.sysctl.stray_rst.load(Relaxed);
+        if rate == 0 || t.tcp_flags & 0x04 != 0 {
+            return Verdict::Accept;
+        }
+        let now = self.now();
+        if !self.rst_bucket.take(now, rate) {
+            return skb.drop_with(DropReason::StrayRstLimited);
+        }
+        xmit::rst::send(skb, t, routing).unwrap_or(Verdict::Accept)
     }
 
     fn pick(

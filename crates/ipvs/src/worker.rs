@@ -29,6 +29,8 @@ pub struct Worker {
     pub(crate) defense: crate::defense::DefenseState,
     /// IP identification for outer tunnel headers without DF.
     pub(crate) ip_id: u16,
+    /// Stray RSTs this worker may still send (`stray_rst` per second).
+    pub(crate) rst_bucket: crate::xmit::rst::RstBucket,
 }
 
 /// The tuple of a packet that opens a connection.
@@ -63,6 +65,7 @@ impl Worker {
             timeouts,
             services,
             ip_id: (id as u16).wrapping_mul(0x9e37),
+            rst_bucket: Default::default(),
         };
         if !restored.is_empty() {
             // A hot restart's share of the previous process's table (restore.rs).

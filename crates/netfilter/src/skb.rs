@@ -98,10 +98,14 @@ pub enum DropReason {
     /// The oldest packet waiting for a neighbour's address, dropped for a newer one (the
     /// per-neighbour queue was full, as the kernel's `unres_qlen`).
     NeighQueueFull,
+    /// A stray TCP segment for a service (no entry, opens none), answered with a RST.
+    StrayRst,
+    /// The same, over the stray RST rate: dropped without an answer.
+    StrayRstLimited,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::Truncated,
         DropReason::BadL2,
         DropReason::BadIpHeader,
@@ -128,6 +132,8 @@ impl DropReason {
         DropReason::RxRingFull,
         DropReason::PeNoData,
         DropReason::NeighQueueFull,
+        DropReason::StrayRst,
+        DropReason::StrayRstLimited,
     ];
 
     pub fn name(self) -> &'static str {
@@ -158,6 +164,8 @@ impl DropReason {
             DropReason::RxRingFull => "rx_ring_full",
             DropReason::PeNoData => "pe_no_data",
             DropReason::NeighQueueFull => "neigh_queue_full",
+            DropReason::StrayRst => "stray_rst",
+            DropReason::StrayRstLimited => "stray_rst_limited",
         }
     }
 }

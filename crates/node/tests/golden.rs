@@ -254,10 +254,16 @@ fn fixtures() -> Vec<Fixture> {
             ),
         },
         Fixture {
-            desc: "a mid-stream ACK without connection is not scheduled (local stack)",
+            desc: "a mid-stream ACK without connection is not scheduled: a RST answers it (stray_rst)",
             before: vec![],
             input: (EXT, Pkt::tcp(C, 40602, VIP, 80, ACK).build()),
-            expect: Expect::Local,
+            expect: Expect::Tx(EXT, {
+                // RFC 793: the RST's sequence is the segment's ACK (1); VIP:80 → client, DF.
+                let mut r = Pkt::tcp(VIP, 80, C, 40602, RST).macs(EXT_MAC, CLIENT_MAC);
+                r.id = 0;
+                r.l4 = L4::Tcp { flags: RST, seq: 1, ack: 0, win: 0 };
+                r.build()
+            }),
         },
         Fixture {
             desc: "a reply from a real server with no connection is not forwarded",

@@ -6,6 +6,7 @@ mod dr;
 pub(crate) mod encap;
 pub(crate) mod icmp;
 mod nat;
+pub(crate) mod rst;
 pub(crate) mod tun;
 
 use netfilter::{DropReason, Family, Output, Route, RouteKind, Skb, Verdict};
