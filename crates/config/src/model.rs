@@ -29,6 +29,9 @@ pub struct Config {
     /// Names of the keepalived file's `vrrp_instance` blocks: keepalived runs them, rvsd
     /// follows the VIPs they put on the interfaces (`--vip-follow auto`).
     pub vrrp_instances: Vec<String>,
+    /// Run-time settings (native `[sysctl]`): full `net.ipv4.vs.` name and value, checked
+    /// against the setting's range. A reload sets these and leaves the others as they are.
+    pub sysctl: Vec<(String, String)>,
     pub warnings: Vec<Warning>,
 }
 

@@ -6,4 +6,5 @@ pub mod client;
 pub mod http;
 pub mod ipvsadm;
 pub mod ops;
+pub mod sysctl;
 pub mod token;

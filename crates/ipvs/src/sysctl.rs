@@ -61,12 +61,7 @@ const INT_MAX: u32 = i32::MAX as u32;
 
 /// Every setting rvs implements, sorted by name.
 pub static TABLE: &[Sysctl] = &[
-    one!(
-        am_droprate,
-        0,
-        INT_MAX,
-        "drop_packet mode 3 drops one in am_droprate new-connection packets (0 counts as 1)"
-    ),
+    one!(am_droprate, 0, INT_MAX, "drop_packet mode 3 drops one in am_droprate new-connection packets (0 counts as 1)"),
     one!(
         amemthresh,
         0,

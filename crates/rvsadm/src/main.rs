@@ -4,6 +4,7 @@
 
 mod ext;
 mod resolver;
+mod sysctl;
 mod top;
 
 use control::api::{ApiError, Command, ConnView, ErrorKind, Snapshot};
@@ -127,6 +128,9 @@ fn main() {
     let res = resolver::SystemResolver::new();
     if argv.get(1).map(String::as_str) == Some("top") {
         std::process::exit(run_top(&client, &argv[2..]));
+    }
+    if argv.get(1).map(String::as_str) == Some("--sysctl") {
+        std::process::exit(sysctl::run(&Client::new(socket), &argv[2..]));
     }
     let ext = match ext::split(argv, &res) {
         Ok(e) => e,

@@ -23,6 +23,7 @@ mod procfs;
 mod rates;
 mod server;
 mod steer;
+mod sysctl;
 mod vipfollow;
 mod worker;
 

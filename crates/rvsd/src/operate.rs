@@ -117,6 +117,7 @@ impl Operator {
         };
         let down = cfg.states_after(&prior).iter().flat_map(|s| s.alive.clone()).filter(|a| !a).count();
         self.admin.install(&plan)?;
+        crate::sysctl::apply_config(&self.admin.node.ipvs, &cfg.sysctl);
         let admin = self.admin.clone();
         let apply = move |cmd: &Command| admin.command(cmd).map(|_| ()).map_err(|e| e.message);
         let checks = cfgload::check_count(&cfg);

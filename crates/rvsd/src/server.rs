@@ -77,6 +77,9 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", path: "/v1/drain", query: &[], handler: drain },
     Route { method: "GET", path: "/v1/draining", query: &[], handler: draining },
     Route { method: "GET", path: "/v1/procfs", query: &[], handler: procfs },
+    Route { method: "GET", path: control::sysctl::PATH, query: &[], handler: crate::sysctl::get },
+    Route { method: "PUT", path: control::sysctl::PATH, query: &[], handler: crate::sysctl::set },
+    Route { method: "POST", path: control::sysctl::PATH, query: &[], handler: crate::sysctl::set },
 ];
 
 fn command(api: &Api, _: &str, body: &[u8]) -> Answer {

@@ -74,6 +74,9 @@ fn parse_inner(text: &str, file_name: &str, mut errors: Option<&mut Vec<ConfigEr
     if let Some(t) = top.table("timeouts")? {
         cfg.timeouts = timeouts(t)?;
     }
+    if let Some(t) = top.table("sysctl")? {
+        cfg.sysctl = sysctl(t)?;
+    }
     for t in top.tables("sync_daemons")? {
         cfg.sync_daemons.push(sync_daemon(t)?);
     }
@@ -217,6 +220,26 @@ fn timeouts(mut t: Tbl) -> R<StateTimeouts> {
             }
             st.finish()?;
         }
+    }
+    t.finish()?;
+    Ok(out)
+}
+
+/// `[sysctl]`: `drop_entry = 1`, `"net.ipv4.vs.amemthresh" = 512`, or a string for a value of
+/// several numbers; names and ranges as `rvsadm --sysctl` checks them.
+fn sysctl(mut t: Tbl) -> R<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (name, n) in t.rest() {
+        let value = match &n.value {
+            node::Value::Int(i) => i.to_string(),
+            node::Value::Str(s) => s.clone(),
+            other => {
+                let msg = format!("expected a number or a string, got {}", other.type_name());
+                return Err(t.src.err(&n.span, &t.field(&name), msg));
+            }
+        };
+        let full = control::sysctl::check(&name, &value).map_err(|m| t.src.err(&n.span, &t.field(&name), m))?;
+        out.push((full, value));
     }
     t.finish()?;
     Ok(out)

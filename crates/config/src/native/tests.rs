@@ -254,3 +254,21 @@ fn fwmark_range_may_not_be_too_wide() {
     let e = err("[[fwmark]]\nmark = 1\ndaddr = \"0.0.0.0/0\"\n");
     assert!(e.starts_with("rvs.toml:3: fwmark[0].daddr: prefix /0 is too wide"), "{e}");
 }
+
+#[test]
+fn sysctl_table_takes_lvs_names_checked_with_their_ranges() {
+    let cfg =
+        parse("[sysctl]\ndrop_entry = 1\n\"net.ipv4.vs.amemthresh\" = 512\nstray_rst = \"0\"\n", "rvs.toml").unwrap();
+    let want: Vec<(String, String)> =
+        [("net.ipv4.vs.drop_entry", "1"), ("net.ipv4.vs.amemthresh", "512"), ("net.ipv4.vs.stray_rst", "0")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    assert_eq!(cfg.sysctl, want);
+    let e = err("[sysctl]\ndrop_entry = 1\ndrop_packet = 4\n");
+    assert!(e.contains("rvs.toml:3") && e.contains("sysctl.drop_packet") && e.contains("out of range 0..3"), "{e}");
+    let e = err("[sysctl]\nno_such = 1\n");
+    assert!(e.contains("rvs.toml:2") && e.contains("unknown setting"), "{e}");
+    let e = err("[sysctl]\nsloppy_tcp = true\n");
+    assert!(e.contains("expected a number or a string"), "{e}");
+}
