@@ -4,6 +4,15 @@
 //! and `amemthresh` is counted in entries (default: a sixteenth of the maximum). The state is
 //! evaluated once per second per worker, as the kernel does, and each worker judges its own
 //! table (the sysctls are not rewritten to 2; [`DefenseState`] says what is active).
+//!
+//! The kernel's table has no count limit, so a SYN flood costs it memory and drop_entry's slow
+//! scan (1/32 of the table a second) is enough. rvs's table has a maximum, and a flood that
+//! fills it would lock every new client out until the half-open entries time out (60 s). So
+//! while drop_entry is active, a new connection that finds the table full takes the place of
+//! a half-open entry picked at random ([`Worker::evict_half_open`]): a legitimate client's
+//! SYN gets in, and its own half-open entry survives the few milliseconds until its ACK with
+//! high probability (a flood of F SYN/s evicts a given entry within t seconds with
+//! probability about F·t / table size).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -23,6 +32,22 @@ pub struct DefenseState {
     last: u64,
     /// Next bucket of the table the drop_entry scan visits.
     scan: usize,
+    /// xorshift state for picking eviction victims (seeded from the clock at the first tick).
+    rng: u64,
+    /// Half-open entries evicted to make room for a new connection.
+    pub evicted: u64,
+}
+
+/// Random slots tried for a half-open victim before the new connection is refused.
+const EVICT_PROBES: usize = 16;
+
+/// Is this entry half-open (drop_entry's first kind of candidate, §19)?
+fn half_open(protocol: u8, state: u8) -> bool {
+    match protocol {
+        6 => matches!(state, tcp::SYN_RECV | tcp::SYNACK),
+        132 => matches!(state, sctp::INIT1 | sctp::INIT),
+        _ => false,
+    }
 }
 
 /// Idle time before an ESTABLISHED or UDP entry may be dropped by drop_entry (§19).
@@ -36,6 +61,9 @@ impl Worker {
             return;
         }
         self.defense.last = sec;
+        if self.defense.rng == 0 {
+            self.defense.rng = (self.now() ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(self.id as u64 * 2 + 1) | 1;
+        }
         let s = &self.ipvs.sysctl;
         let max = self.conns.max();
         let thresh = match s.amemthresh.load(Relaxed) as usize {
@@ -99,11 +127,7 @@ impl Worker {
             if c.flags & ConnFlags::TEMPLATE != 0 {
                 continue;
             }
-            let half_open = match c.protocol {
-                6 => matches!(c.state, tcp::SYN_RECV | tcp::SYNACK),
-                132 => matches!(c.state, sctp::INIT1 | sctp::INIT),
-                _ => false,
-            };
+            let half_open = half_open(c.protocol, c.state);
             let idle_candidate = match c.protocol {
                 6 => c.state == tcp::ESTABLISHED,
                 132 => c.state == sctp::ESTABLISHED,
@@ -131,6 +155,33 @@ impl Worker {
                 self.remove(control);
             }
         }
+    }
+
+    /// rvs: the table is full and drop_entry is active: remove a half-open entry picked at
+    /// random (up to [`EVICT_PROBES`] slots tried), so that the new connection fits. True if
+    /// one was removed.
+    pub(crate) fn evict_half_open(&mut self) -> bool {
+        let n = self.conns.capacity_used();
+        if n == 0 {
+            return false;
+        }
+        for _ in 0..EVICT_PROBES {
+            let mut x = self.defense.rng.max(1);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.defense.rng = x;
+            let id = (x % n as u64) as ConnId;
+            let victim = self.conns.get(id).is_some_and(|c| {
+                c.flags & ConnFlags::TEMPLATE == 0 && c.n_control == 0 && half_open(c.protocol, c.state)
+            });
+            if victim {
+                self.remove(id);
+                self.defense.evicted += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// What is active on this worker.

@@ -143,6 +143,10 @@ impl Worker {
         control: Option<ConnId>,
         extra_flags: u32,
     ) -> Result<ConnId, TableFull> {
+        if self.conns.len() >= self.conns.max() && self.defense.drop_entry {
+            // rvs: a full table under drop_entry makes room from a half-open entry (defense.rs).
+            self.evict_half_open();
+        }
         let method = dest.method();
         let mut flags = method as u32 | ConnFlags::INACTIVE | extra_flags;
         if method != ForwardMethod::Masq {
