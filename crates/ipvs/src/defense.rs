@@ -40,6 +40,8 @@ pub struct DefenseState {
 
 /// Random slots tried for a half-open victim before the new connection is refused.
 const EVICT_PROBES: usize = 16;
+/// Half-open entries compared to pick the one idle longest.
+const EVICT_CANDIDATES: usize = 4;
 
 /// Is this entry half-open (drop_entry's first kind of candidate, §19)?
 fn half_open(protocol: u8, state: u8) -> bool {
@@ -157,14 +159,18 @@ impl Worker {
         }
     }
 
-    /// rvs: the table is full and drop_entry is active: remove a half-open entry picked at
-    /// random (up to [`EVICT_PROBES`] slots tried), so that the new connection fits. True if
-    /// one was removed.
+    /// rvs: the table is full and drop_entry is active: remove a half-open entry so that the
+    /// new connection fits. Of [`EVICT_CANDIDATES`] half-open entries found at random slots
+    /// (at most [`EVICT_PROBES`] tried), the one idle longest goes: a flood entry is older
+    /// than a legitimate client's, whose ACK follows its SYN within a round trip, so the
+    /// freshest entries are almost never the victims. True if one was removed.
     pub(crate) fn evict_half_open(&mut self) -> bool {
         let n = self.conns.capacity_used();
         if n == 0 {
             return false;
         }
+        let mut best: Option<(u64, ConnId)> = None;
+        let mut found = 0;
         for _ in 0..EVICT_PROBES {
             let mut x = self.defense.rng.max(1);
             x ^= x << 13;
@@ -172,16 +178,24 @@ impl Worker {
             x ^= x << 17;
             self.defense.rng = x;
             let id = (x % n as u64) as ConnId;
-            let victim = self.conns.get(id).is_some_and(|c| {
-                c.flags & ConnFlags::TEMPLATE == 0 && c.n_control == 0 && half_open(c.protocol, c.state)
-            });
-            if victim {
-                self.remove(id);
-                self.defense.evicted += 1;
-                return true;
+            let Some(c) = self.conns.get(id) else { continue };
+            if c.flags & ConnFlags::TEMPLATE != 0 || c.n_control != 0 || !half_open(c.protocol, c.state) {
+                continue;
+            }
+            // Time of its last packet: the timer is re-armed with the state's timeout.
+            let last = c.expires.saturating_sub(c.timeout as u64 * 1000);
+            if best.is_none_or(|(t, _)| last < t) {
+                best = Some((last, id));
+            }
+            found += 1;
+            if found == EVICT_CANDIDATES {
+                break;
             }
         }
-        false
+        let Some((_, id)) = best else { return false };
+        self.remove(id);
+        self.defense.evicted += 1;
+        true
     }
 
     /// What is active on this worker.
