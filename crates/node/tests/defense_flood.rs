@@ -97,28 +97,3 @@ fn the_victim_is_the_half_open_entry_idle_longest() {
     assert_eq!(lab.state_of(CLIENT, 53000), Some("SYN_RECV"), "the freshest entry is kept");
     assert_eq!(lab.cx.ipvs.conns.len(), MAX);
 }
-
-#[test]
-fn scratch_flood_with_synacks() {
-    let mut lab = lab();
-    let mut full = 0;
-    let mut fl = |lab: &mut Lab, from: u32, n: u32, full: &mut usize| {
-        for i in from..from + n {
-            let a = lab.send(EXT, &spoofed(i)).0;
-            if a != Action::Tx(INT) { *full += 1; }
-            let [_, _, x, y] = i.to_be_bytes();
-            let mut synack = Pkt::tcp(rs(1), 8080, Ipv4Addr::new(10, 66, x, y), 1024 + (i % 60000) as u16, SYN | ACK).macs(rs_mac(1), INT_MAC);
-            synack.ttl = 64;
-            lab.send(INT, &synack.build());
-            if i % 10 == 0 { lab.now += 10; lab.node.begin_batch(&mut lab.cx, lab.now); }
-        }
-    };
-    fl(&mut lab, 0, 3000, &mut full);
-    eprintln!("phase1 full {full}");
-    full = 0;
-    lab.ipvs().sysctl.drop_entry.store(1, Relaxed);
-    lab.advance(2);
-    fl(&mut lab, 10000, 3000, &mut full);
-    let states: std::collections::BTreeMap<u8, usize> = { let t = &lab.cx.ipvs.conns; let mut m = std::collections::BTreeMap::new(); for id in t.ids() { if let Some(c) = t.get(id) { *m.entry(c.state).or_default() += 1; } } m };
-    panic!("full {full} evicted {} states {states:?} defense {:?}", lab.cx.ipvs.defense().evicted, lab.cx.ipvs.defense());
-}
