@@ -84,7 +84,7 @@ impl Worker {
         let c = self.conns.get(id)?;
         let method = c.method();
         let (Some([_, _, rip]), Some(d)) = (c.v4_addrs(), c.dest.as_ref()) else { return None };
-        if c.flags & ConnFlags::ONE_PACKET != 0 || !d.is_available() || ttl <= 1 {
+        if c.flags & (ConnFlags::ONE_PACKET | ConnFlags::SYNPROXY) != 0 || !d.is_available() || ttl <= 1 {
             return None;
         }
         let (rt, tunnel) = match method {
@@ -160,6 +160,9 @@ impl Worker {
         let (raddr, caddr) = (IpAddr::V4(saddr.into()), IpAddr::V4(daddr.into()));
         let id = self.conns.lookup_out_hashed(hash, protocol, &raddr, sport, &caddr, dport)?;
         let c = self.conns.get(id)?;
+        if c.flags & ConnFlags::SYNPROXY != 0 {
+            return None; // sequence numbers shifted: the hooks (synproxy.rs)
+        }
         let nat = c.flags & ConnFlags::FWD_MASK == 0;
         let vport = c.vport;
         let [_, vaddr, _] = c.v4_addrs()?;

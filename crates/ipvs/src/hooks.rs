@@ -11,6 +11,7 @@ use crate::conn::{ConnFlags, ConnId};
 use crate::ctx::{IpvsContext, Routing};
 use crate::packet::{Parsed, Tuple, parse};
 use crate::proto::{Dir, tcp};
+use crate::synproxy::Proxied;
 use crate::worker::Worker;
 use crate::xmit;
 
@@ -80,8 +81,8 @@ impl<C: IpvsContext> Hook<C> for OutHook {
             Parsed::Other => return Verdict::Accept,
             Parsed::Bad(r) => return skb.drop_with(r),
         };
-        let (w, _) = cx.ipvs();
-        w.out_packet(skb, &t)
+        let (w, routing) = cx.ipvs();
+        w.out_packet(skb, &t, routing)
     }
 }
 
@@ -106,6 +107,20 @@ impl Worker {
                 Existing::Drop(r) => return skb.drop_with(r),
             }
         }
+        let mut proxied = None;
+        let mut rewritten;
+        let mut t = t;
+        if found.is_none() {
+            rewritten = *t;
+            match self.synproxy_in(skb, &mut rewritten, routing) {
+                Proxied::Pass => {}
+                Proxied::Answered(v) => return v,
+                Proxied::Validated(cookie) => {
+                    proxied = Some(cookie);
+                    t = &rewritten;
+                }
+            }
+        }
         let id = match found {
             Some(id) => id,
             None => match self.schedule(skb, t, routing) {
@@ -113,6 +128,13 @@ impl Worker {
                 Err(v) => return v,
             },
         };
+        if let Some(cookie) = proxied {
+            self.synproxy_bind(id, cookie);
+        } else if self.conns.get(id).is_some_and(|c| c.flags & ConnFlags::SYNPROXY != 0)
+            && !self.synproxy_client_packet(id, skb, t)
+        {
+            return skb.drop_with(DropReason::Defense);
+        }
         let w = self.id;
         if let Some(c) = self.conns.get(id)
             && let Some(d) = &c.dest
@@ -185,7 +207,7 @@ impl Worker {
     }
 
     /// The out-path of §3 for a TCP/UDP packet being forwarded.
-    pub fn out_packet(&mut self, skb: &mut Skb<'_>, t: &Tuple) -> Verdict {
+    pub fn out_packet(&mut self, skb: &mut Skb<'_>, t: &Tuple, routing: &dyn Routing) -> Verdict {
         let h = if skb.hash != 0 { skb.hash } else { self.conns.hash(t.protocol, &t.daddr, t.dport) };
         let Some(id) = self.conns.lookup_out_hashed(h, t.protocol, &t.saddr, t.sport, &t.daddr, t.dport) else {
             return Verdict::Accept;
@@ -201,6 +223,12 @@ impl Worker {
             d.stats.count_out(w, t.ip_len);
             d.svc_stats.count_out(w, t.ip_len);
             self.ipvs.total.count_out(w, t.ip_len);
+        }
+        if nat
+            && c.flags & ConnFlags::SYNPROXY != 0
+            && let Some(v) = self.synproxy_server_packet(id, skb, t, routing)
+        {
+            return v;
         }
         if nat {
             xmit::nat_out_rewrite(skb, t, &vaddr, vport);

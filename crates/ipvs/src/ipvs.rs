@@ -71,6 +71,8 @@ pub struct Sysctls {
     pub amemthresh: AtomicU32,
     /// rvs: RSTs per second per worker for strays (0 = off; `xmit::rst`).
     pub stray_rst: AtomicU32,
+    /// rvs: 1 = SYN cookies and a proxied handshake for IPv4 NAT services (synproxy.rs).
+    pub syn_proxy: AtomicU32,
 }
 
 impl Default for Sysctls {
@@ -89,6 +91,7 @@ impl Default for Sysctls {
             am_droprate: AtomicU32::new(10),
             amemthresh: AtomicU32::new(0),
             stray_rst: AtomicU32::new(1000),
+            syn_proxy: AtomicU32::new(0),
         }
     }
 }
@@ -112,6 +115,8 @@ pub struct Ipvs {
     vips_frozen: std::sync::atomic::AtomicBool,
     /// Connection entries from the previous process, waiting for their worker (restore.rs).
     pub(crate) restore: crate::restore::Stash,
+    /// The SYN proxy's cookie key (SipHash with a random key, per process).
+    pub(crate) synproxy_key: std::collections::hash_map::RandomState,
 }
 
 /// Deleted dests (the kernel's trash): re-adding the same dest to the same service takes it
@@ -142,6 +147,7 @@ impl Ipvs {
             vip_gate: Mutex::new(None),
             vips_frozen: std::sync::atomic::AtomicBool::new(false),
             restore: Default::default(),
+            synproxy_key: Default::default(),
         }
     }
 

@@ -103,6 +103,12 @@ pub static TABLE: &[Sysctl] = &[
         1_000_000,
         "rvs: answer a TCP packet for a service that matches no entry and opens none with a RST, at most this many per second per worker (0 = silence)"
     ),
+    one!(
+        syn_proxy,
+        0,
+        1,
+        "rvs: answer SYNs to IPv4 NAT services with SYN cookies; a connection is created only when the client's ACK proves its address"
+    ),
 ];
 
 /// The setting called `name`, with or without the `net.ipv4.vs.` prefix (or `/` separators,
@@ -194,6 +200,7 @@ mod tests {
             ("sloppy_sctp", "0"),
             ("sloppy_tcp", "0"),
             ("stray_rst", "1000"),
+            ("syn_proxy", "0"),
         ];
         let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         assert_eq!(got, want);

@@ -31,6 +31,9 @@ pub struct Worker {
     pub(crate) ip_id: u16,
     /// Stray RSTs this worker may still send (`stray_rst` per second).
     pub(crate) rst_bucket: crate::xmit::rst::RstBucket,
+    /// SYN proxy: per entry, the cookie until the real server answers, then the sequence
+    /// shift (synproxy.rs). Zeroed pages, committed as entries use them.
+    pub(crate) synproxy_seq: Vec<u32>,
 }
 
 /// The tuple of a packet that opens a connection.
@@ -47,6 +50,7 @@ pub struct NewConn {
 
 impl Worker {
     pub fn new(id: usize, ipvs: Arc<Ipvs>) -> Self {
+        let max_conns = ipvs.max_conns;
         let mut conns = ConnTable::new(ipvs.max_conns);
         // Address space for the whole table up front (pages are committed as used), so the
         // slab never reallocates on the packet path.
@@ -66,6 +70,7 @@ impl Worker {
             services,
             ip_id: (id as u16).wrapping_mul(0x9e37),
             rst_bucket: Default::default(),
+            synproxy_seq: vec![0; max_conns],
         };
         if !restored.is_empty() {
             // A hot restart's share of the previous process's table (restore.rs).

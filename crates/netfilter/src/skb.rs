@@ -102,6 +102,8 @@ pub enum DropReason {
     StrayRst,
     /// The same, over the stray RST rate: dropped without an answer.
     StrayRstLimited,
+    /// A SYN answered by the SYN proxy with a cookie (no entry created).
+    SynCookie,
 }
 
 impl DropReason {
@@ -134,6 +136,7 @@ impl DropReason {
         DropReason::NeighQueueFull,
         DropReason::StrayRst,
         DropReason::StrayRstLimited,
+        DropReason::SynCookie,
     ];
 
     pub fn name(self) -> &'static str {
@@ -166,6 +169,7 @@ impl DropReason {
             DropReason::NeighQueueFull => "neigh_queue_full",
             DropReason::StrayRst => "stray_rst",
             DropReason::StrayRstLimited => "stray_rst_limited",
+            DropReason::SynCookie => "syn_cookie",
         }
     }
 }

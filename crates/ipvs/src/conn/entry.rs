@@ -14,6 +14,10 @@ impl ConnFlags {
     pub const NO_CPORT: u32 = 0x0800;
     pub const TEMPLATE: u32 = 0x1000;
     pub const ONE_PACKET: u32 = 0x2000;
+    /// rvs: opened by the SYN proxy; sequence numbers are shifted (synproxy.rs).
+    pub const SYNPROXY: u32 = 0x0100_0000;
+    /// rvs: the SYN proxy waits for the real server's SYN-ACK.
+    pub const SYNPROXY_PENDING: u32 = 0x0200_0000;
 }
 
 /// A connection entry (`struct ip_vs_conn`) — or a persistence template when TEMPLATE is set.
