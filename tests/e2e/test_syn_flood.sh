@@ -19,6 +19,8 @@ LEGIT="${LEGIT:-20}"
 start_rs_servers r1 --tcp 8080
 wait_port r1 tcp 8080
 in_ns r1 ping -c1 -W1 "$DIR_INT_IP" >/dev/null || true
+# Answers to the spoofed sources leave towards the client's side, as they would on the Internet.
+ip -n "$(ns d)" route add 10.66.0.0/16 via "$CLIENT_IP"
 RVSD_ARGS="--workers 1 --max-conns $TABLE" start_rvsd d
 adm -A -t "$VIP:80" -s rr
 adm -a -t "$VIP:80" -r "$(rs_ip r1):8080" -m

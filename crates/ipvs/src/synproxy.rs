@@ -11,10 +11,13 @@
 //! 2. Client ACK (no entry) whose ACK number is a valid cookie + 1: the ACK is rewritten in
 //!    place into the client's SYN (its ISN, the MSS the cookie kept) and scheduled as any SYN;
 //!    the NAT transmitter sends it to the real server. The entry is marked `SYNPROXY` and
-//!    `SYNPROXY_PENDING`; client packets are dropped until the real server answers.
+//!    `SYNPROXY_PENDING`. The client's first data segment (sent right after its ACK, before
+//!    the real server can have answered) is held in a fixed per-worker slot (no allocation);
+//!    later ones are dropped until the real server answers (the client sends them again).
 //! 3. Real server's SYN-ACK: the sequence delta (its ISN − the cookie) is kept, and the
 //!    SYN-ACK becomes the ACK that completes the real server's handshake (sent from the
-//!    client's address, as NAT does); the client never sees it.
+//!    client's address, as NAT does) — the held data segment, if there is one, which carries
+//!    that ACK; the client never sees the SYN-ACK.
 //! 4. For the life of the connection: client → real server ACK numbers + delta, real server →
 //!    client sequence numbers − delta, incremental checksums (RFC 1624); the established-flow
 //!    shortcut leaves these connections to the hooks.
@@ -43,6 +46,20 @@ const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
+
+/// Client segments held while their connection waits for the real server's SYN-ACK, per
+/// worker, and the longest IP packet a slot holds.
+pub(crate) const PARK_SLOTS: usize = 64;
+pub(crate) const PARK_BYTES: usize = 2048;
+
+/// One held segment: its entry, its sequence number (the client's ISN + 1, to recognise it)
+/// and its length; `len == 0` is a free slot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Parked {
+    id: ConnId,
+    seq: u32,
+    len: u16,
+}
 
 /// MSS values a cookie can carry (Linux's `msstab` plus jumbo sizes).
 const MSS: [u16; 8] = [536, 1300, 1440, 1460, 4312, 8960, 8960, 8960];
@@ -138,6 +155,17 @@ fn write_segment(
     total
 }
 
+/// Make the packet in `skb` `len` bytes long: shorter in place, longer into the tailroom or,
+/// when a ring frame has none, into the headroom (the Ethernet header moves back).
+fn fit(skb: &mut Skb<'_>, len: usize) -> bool {
+    let net = skb.network;
+    let cur = skb.frame.len().saturating_sub(net);
+    if len <= cur || skb.frame.set_len(net + len).is_ok() {
+        return skb.frame.set_len(net + len).is_ok();
+    }
+    skb.frame.insert_gap(net, len - cur).is_ok()
+}
+
 /// Send what `skb` now holds towards `to` through LOCAL_OUT.
 fn steal_to(skb: &mut Skb<'_>, routing: &dyn Routing, to: IpAddr) -> Verdict {
     let Some(rt) = routing.route(&to) else { return skb.drop_with(DropReason::NoRoute) };
@@ -182,8 +210,7 @@ impl Worker {
                 return Proxied::Answered(skb.drop_with(DropReason::NoRoute));
             };
             let our_mss = rt.mtu.saturating_sub(40).max(536);
-            let net = skb.network;
-            if skb.frame.set_len(net + 44).is_err() {
+            if !fit(skb, 44) {
                 return Proxied::Pass;
             }
             let m = skb.network_bytes_mut();
@@ -210,8 +237,7 @@ impl Worker {
         }
         let mss = MSS[(cookie & 7) as usize];
         let win = u16::from_be_bytes([seg[14], seg[15]]);
-        let net = skb.network;
-        if skb.frame.set_len(net + 44).is_err() {
+        if !fit(skb, 44) {
             return Proxied::Pass;
         }
         let m = skb.network_bytes_mut();
@@ -242,10 +268,12 @@ impl Worker {
     }
 
     /// Client → real server, before the NAT transmitter: ACK number (real server's space)
-    /// = client's + delta. `false`: drop (the real server has not answered yet).
+    /// = client's + delta. `false`: not to be sent now (the real server has not answered yet;
+    /// a first data segment is held for then).
     pub(crate) fn synproxy_client_packet(&mut self, id: ConnId, skb: &mut Skb<'_>, t: &Tuple) -> bool {
         let Some(c) = self.conns.get(id) else { return true };
         if c.flags & ConnFlags::SYNPROXY_PENDING != 0 {
+            self.synproxy_park(id, skb, t);
             return false;
         }
         let delta = self.synproxy_seq.get(id as usize).copied().unwrap_or(0);
@@ -260,6 +288,26 @@ impl Worker {
             tcp[16..18].copy_from_slice(&c.to_be_bytes());
         }
         true
+    }
+
+    /// Hold a data segment of a pending entry in a free slot (one per entry).
+    fn synproxy_park(&mut self, id: ConnId, skb: &Skb<'_>, t: &Tuple) {
+        let ip = skb.network_bytes();
+        let Some(seg) = ip.get(t.l4..t.ip_len) else { return };
+        let data = seg.len() > (seg[12] >> 4) as usize * 4;
+        if !data
+            || t.ip_len > PARK_BYTES
+            || self.synproxy_parked.iter().any(|p| p.len != 0 && p.id == id && p.seq == u32_at(seg, 4))
+        {
+            return;
+        }
+        // A slot is free when empty or when its entry no longer waits (answered or gone).
+        let conns = &self.conns;
+        let free =
+            |p: &Parked| p.len == 0 || !conns.get(p.id).is_some_and(|c| c.flags & ConnFlags::SYNPROXY_PENDING != 0);
+        let Some(slot) = self.synproxy_parked.iter().position(free) else { return };
+        self.synproxy_park[slot * PARK_BYTES..slot * PARK_BYTES + t.ip_len].copy_from_slice(&ip[..t.ip_len]);
+        self.synproxy_parked[slot] = Parked { id, seq: u32_at(seg, 4), len: t.ip_len as u16 };
     }
 
     /// Real server → client on a proxied entry (out-hook, before the NAT rewrite). A SYN-ACK
@@ -290,12 +338,34 @@ impl Worker {
                 *slot = seq.wrapping_sub(*slot);
             }
             let (IpAddr::V4(client), IpAddr::V4(rs)) = (caddr, t.saddr) else { return None };
-            let net = skb.network;
-            if skb.frame.set_len(net + 40).is_err() {
-                return None;
+            let held = self.synproxy_parked.iter().position(|p| p.len != 0 && p.id == id && p.seq == ack);
+            if let Some(slot) = held {
+                // The held segment completes the handshake: its ACK number in the real
+                // server's space, NAT to the real server, as the transmitter would.
+                let p = std::mem::take(&mut self.synproxy_parked[slot]);
+                let len = p.len as usize;
+                let c = self.conns.get(id)?;
+                let (vaddr, vport) = (self.conns.vaddr(c), c.vport);
+                let IpAddr::V4(vaddr) = vaddr else { return None };
+                if !fit(skb, len) {
+                    return None;
+                }
+                let m = skb.network_bytes_mut();
+                m[..len].copy_from_slice(&self.synproxy_park[slot * PARK_BYTES..slot * PARK_BYTES + len]);
+                let tcp = &mut m[20..40];
+                let old = u32_at(tcp, 8);
+                let new = seq.wrapping_add(1);
+                tcp[8..12].copy_from_slice(&new.to_be_bytes());
+                let c = checksum::update32(u16::from_be_bytes([tcp[16], tcp[17]]), old, new);
+                tcp[16..18].copy_from_slice(&c.to_be_bytes());
+                crate::xmit::rewrite_v4(m, false, false, true, (vaddr.into(), vport), (rs.into(), t.sport));
+            } else {
+                if !fit(skb, 40) {
+                    return None;
+                }
+                let m = skb.network_bytes_mut();
+                write_segment(m, client, rs, t.dport, t.sport, ack, seq.wrapping_add(1), ACK, 65535, None);
             }
-            let m = skb.network_bytes_mut();
-            write_segment(m, client, rs, t.dport, t.sport, ack, seq.wrapping_add(1), ACK, 65535, None);
             if let Some(c) = self.conns.get_mut(id) {
                 c.flags &= !ConnFlags::SYNPROXY_PENDING;
             }

@@ -124,9 +124,6 @@ fn cookie_handshake_then_shifted_sequence_numbers() {
         }
     );
     assert_eq!(lab.cx.ipvs.conns.len(), 1);
-    // Client data before the real server answered: dropped (the client sends it again).
-    let (a, _) = lab.send(EXT, &seg(40000, ACK | PSH, isn + 1, cookie.wrapping_add(1), b"early"));
-    assert_eq!(a, Action::Drop(DropReason::Defense));
     // 3. The real server's SYN-ACK → the director's ACK to it, from the client's address.
     let rs_isn = 7_000_000u32;
     let (a, out) = lab.send(INT, &from_rs(40000, SYN | ACK, rs_isn, isn + 1, b""));
@@ -165,4 +162,41 @@ fn a_spoofed_syn_flood_creates_no_entry() {
     lab.ipvs().sysctl.syn_proxy.store(0, Relaxed);
     assert_eq!(lab.send(EXT, &seg(40001, SYN, 5, 0, b"")).0, Action::Tx(INT));
     assert_eq!(lab.cx.ipvs.conns.len(), 1);
+}
+
+#[test]
+fn data_sent_before_the_real_server_answered_completes_its_handshake() {
+    let mut lab = lab();
+    let isn = 50u32;
+    let (_, out) = lab.send(EXT, &seg(40002, SYN, isn, 0, b""));
+    let cookie = seen(&out).seq;
+    assert_eq!(lab.send(EXT, &seg(40002, ACK, isn + 1, cookie.wrapping_add(1), b"")).0, Action::Tx(INT));
+    // The request right behind the ACK is held, a second segment is not.
+    let (a, _) = lab.send(EXT, &seg(40002, ACK | PSH, isn + 1, cookie.wrapping_add(1), b"GET /"));
+    assert_eq!(a, Action::Drop(DropReason::Defense));
+    let (a, _) = lab.send(EXT, &seg(40002, ACK | PSH, isn + 6, cookie.wrapping_add(1), b" HTTP"));
+    assert_eq!(a, Action::Drop(DropReason::Defense));
+    // The real server's SYN-ACK: the held segment goes to it, carrying the handshake's ACK.
+    let rs_isn = u32::MAX - 2; // the shift wraps
+    let (a, out) = lab.send(INT, &from_rs(40002, SYN | ACK, rs_isn, isn + 1, b""));
+    assert_eq!(a, Action::Tx(INT));
+    let s = seen(&out);
+    assert_eq!(
+        s,
+        Seen {
+            src: CLIENT.octets(),
+            dst: rs(1).octets(),
+            sport: 40002,
+            dport: 8080,
+            flags: ACK | PSH,
+            seq: isn + 1,
+            ack: rs_isn.wrapping_add(1),
+            mss: None,
+            payload: b"GET /".to_vec()
+        }
+    );
+    // The answer comes back in the cookie's sequence space.
+    let (a, out) = lab.send(INT, &from_rs(40002, ACK | PSH, rs_isn.wrapping_add(1), isn + 6, b"200"));
+    assert_eq!(a, Action::Tx(EXT));
+    assert_eq!(seen(&out).seq, cookie.wrapping_add(1));
 }
