@@ -304,7 +304,7 @@ impl Worker {
         // A slot is free when empty or when its entry no longer waits (answered or gone).
         let conns = &self.conns;
         let free =
-            |p: &Parked| p.len == 0 || !conns.get(p.id).is_some_and(|c| c.flags & ConnFlags::SYNPROXY_PENDING != 0);
+            |p: &Parked| p.len == 0 || conns.get(p.id).is_none_or(|c| c.flags & ConnFlags::SYNPROXY_PENDING == 0);
         let Some(slot) = self.synproxy_parked.iter().position(free) else { return };
         self.synproxy_park[slot * PARK_BYTES..slot * PARK_BYTES + t.ip_len].copy_from_slice(&ip[..t.ip_len]);
         self.synproxy_parked[slot] = Parked { id, seq: u32_at(seg, 4), len: t.ip_len as u16 };
