@@ -51,7 +51,7 @@ assert_eq "nothing changed by the refused sets" "$before" "$(adm --sysctl)"
 # The API: PUT is all or nothing too, and the answer is the listing.
 code="$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$(sock_of d)" -X PUT \
     -d '[{"name":"drop_entry","value":"0"},{"name":"bogus","value":"1"}]' http://rvsd/v1/sysctl)"
-assert_eq "API PUT with an unknown name" 400 "$code"
+assert_eq "API PUT with an unknown name (422: understood, refused)" 422 "$code"
 assert_eq "nothing changed by the refused PUT" "$before" "$(adm --sysctl)"
 
 say "reload keeps what the file does not name"
