@@ -130,7 +130,7 @@ fn main() {
         std::process::exit(run_top(&client, &argv[2..]));
     }
     if argv.get(1).map(String::as_str) == Some("--sysctl") {
-        std::process::exit(sysctl::run(&Client::new(socket), &argv[2..]));
+        std::process::exit(sysctl::run(&client, &argv[2..]));
     }
     let ext = match ext::split(argv, &res) {
         Ok(e) => e,
