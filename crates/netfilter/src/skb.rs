@@ -107,7 +107,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::Truncated,
         DropReason::BadL2,
         DropReason::BadIpHeader,
