@@ -37,7 +37,9 @@ curls() { # curls N: successes of N sequential curl requests answered "r1"
 
 say "syn_proxy without a flood"
 assert_eq "curl through the SYN proxy" 5 "$(curls 5)"
-assert_ge "SYNs answered with a cookie" 5 "$(drop syn_cookie)"
+# (A reply that waits for the client's address to resolve is counted when it leaves the
+# neighbour queue as a plain transmission, so the first one may not count here.)
+assert_ge "SYNs answered with a cookie" 4 "$(drop syn_cookie)"
 rss0="$(rss_kb)"
 
 say "flood: $FLOOD_PPS SYN/s from spoofed sources, table $TABLE"
