@@ -116,6 +116,8 @@ impl Worker {
         self.transition(id, Dir::Input, flags);
         if let Some(c) = self.conns.get_mut(id) {
             c.in_pkts = c.in_pkts.wrapping_add(1);
+            let pkts = c.in_pkts;
+            self.sync_conn(id, pkts);
         }
         if let Some((full, pmtu)) = tunnel {
             let Worker { conns, ip_id, .. } = self;

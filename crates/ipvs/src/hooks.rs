@@ -146,11 +146,13 @@ impl Worker {
         }
         self.transition(id, Dir::Input, t.tcp_flags);
         let pmtu = self.ipvs.sysctl.pmtu_disc.load(Relaxed) != 0;
-        let Worker { conns, ip_id, .. } = self;
-        let Some(c) = conns.get_mut(id) else {
+        let Some(c) = self.conns.get_mut(id) else {
             return skb.drop_with(DropReason::NoDestConn);
         };
         c.in_pkts = c.in_pkts.wrapping_add(1);
+        let pkts = c.in_pkts;
+        self.sync_conn(id, pkts);
+        let Worker { conns, ip_id, .. } = self;
         let Some(c) = conns.get(id) else {
             return skb.drop_with(DropReason::NoDestConn);
         };

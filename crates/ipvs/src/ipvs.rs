@@ -103,6 +103,8 @@ pub struct Ipvs {
     timeouts: ArcSwap<Timeouts>,
     fwmark_rules: ArcSwap<Vec<crate::fwmark::FwmarkRule>>,
     pub sysctl: Sysctls,
+    /// Connection sync: whether a master runs, and the sync sysctls (§18).
+    pub sync: crate::sync::SyncControl,
     pub total: Stats,
     /// Configured connection-table maximum per worker.
     pub max_conns: usize,
@@ -141,6 +143,7 @@ impl Ipvs {
             timeouts: ArcSwap::from_pointee(Timeouts::default()),
             fwmark_rules: ArcSwap::from_pointee(Vec::new()),
             sysctl: Sysctls::default(),
+            sync: Default::default(),
             total: Stats::default(),
             max_conns,
             admin: Mutex::new(Trash::default()),

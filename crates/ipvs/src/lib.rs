@@ -18,6 +18,7 @@ pub mod sched;
 mod schedule;
 pub mod service;
 pub mod stats;
+pub mod sync;
 mod synproxy;
 pub mod sysctl;
 pub mod worker;

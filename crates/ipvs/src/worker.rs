@@ -37,6 +37,8 @@ pub struct Worker {
     /// SYN proxy: held client segments (synproxy.rs), allocated once.
     pub(crate) synproxy_park: Vec<u8>,
     pub(crate) synproxy_parked: Vec<crate::synproxy::Parked>,
+    /// Entries to send to the sync backups (empty unless a master runs).
+    pub sync: crate::sync::master::SyncOut,
 }
 
 /// The tuple of a packet that opens a connection.
@@ -76,6 +78,7 @@ impl Worker {
             synproxy_seq: vec![0; max_conns],
             synproxy_park: vec![0; crate::synproxy::PARK_SLOTS * crate::synproxy::PARK_BYTES],
             synproxy_parked: vec![Default::default(); crate::synproxy::PARK_SLOTS],
+            sync: Default::default(),
         };
         if !restored.is_empty() {
             // A hot restart's share of the previous process's table (restore.rs).
@@ -101,6 +104,7 @@ impl Worker {
             self.fwmark_rules = rules.clone();
         }
         self.defense_tick();
+        self.sync_tick();
     }
 
     /// The classifier rules as of this batch.
@@ -171,6 +175,7 @@ impl Worker {
         conn.fwmark = t.fwmark;
         let addrs = ConnAddrs { caddr: t.caddr, vaddr: t.vaddr, daddr: dest.addr };
         let id = self.conns.insert(addrs, conn)?;
+        self.sync_forget(id);
         dest.bind(flags & ConnFlags::TEMPLATE != 0);
         if let Some(c) = control
             && let Some(ct) = self.conns.get_mut(c)
@@ -245,6 +250,9 @@ impl Worker {
             132 => sctp::is_active(new_state),
             _ => false,
         };
+        if new_state != c.state {
+            c.flags |= ConnFlags::SYNC_STATE_CHANGED;
+        }
         c.state = new_state;
         c.timeout = timeout;
         c.expires = now + timeout as u64 * 1000;
@@ -332,6 +340,9 @@ impl Worker {
             // Still controls live entries: defer in 60 s steps (§9).
             c.timeout = DEFER_TIMEOUT;
             c.expires = now + DEFER_TIMEOUT as u64 * 1000;
+            // The kernel syncs a deferred entry (with in_pkts = sync_threshold).
+            let threshold = self.sync.threshold();
+            self.sync_conn(id, threshold);
             return false;
         }
         self.remove(id);

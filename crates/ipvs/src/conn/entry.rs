@@ -18,6 +18,12 @@ impl ConnFlags {
     pub const SYNPROXY: u32 = 0x0100_0000;
     /// rvs: the SYN proxy waits for the real server's SYN-ACK.
     pub const SYNPROXY_PENDING: u32 = 0x0200_0000;
+    /// rvs-internal: the state changed since the entry was last synced (the kernel keeps
+    /// `old_state` for this). Never sent.
+    pub const SYNC_STATE_CHANGED: u32 = 0x4000_0000;
+    /// Bits of rvs's own (SYN proxy, sync bookkeeping), masked off whatever leaves the
+    /// engine: the kernel's flags end at 0x10000.
+    pub const INTERNAL: u32 = 0xFF00_0000;
 }
 
 /// A connection entry (`struct ip_vs_conn`) — or a persistence template when TEMPLATE is set.

@@ -1,0 +1,124 @@
+//! The backup's half in a worker: a received entry is created or updated in this worker's
+//! table (`ip_vs_proc_conn`), bound to this director's own dest of the same service and real
+//! server when there is one, with the synced state and timeout, flagged SYNC.
+
+use super::{BACKUP_MASK, BACKUP_UPD_MASK, SyncConn};
+use crate::conn::{Conn, ConnAddrs, ConnFlags};
+use crate::dest::ForwardMethod;
+use crate::proto::{sctp, tcp};
+use crate::worker::Worker;
+
+/// Timeout of a version 0 template (the message carries none): 3 minutes, as the kernel.
+const V0_TEMPLATE_TIMEOUT: u32 = 180;
+
+/// What became of one received entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// A new entry bound to one of our dests.
+    Bound,
+    /// A new entry with no matching service or real server here (kept unbound, as the
+    /// kernel keeps it, and counted).
+    Unbound,
+    /// An entry we had, updated.
+    Updated,
+    /// The expiry message of an entry already replaced by a newer one: ignored.
+    Stale,
+    /// The table is full.
+    Full,
+}
+
+impl Worker {
+    /// Takes one synced entry; `threshold` is our `sync_threshold` (the entry's in_pkts).
+    pub fn sync_apply(&mut self, s: &SyncConn, threshold: u32) -> Applied {
+        let mut flags = (s.flags & BACKUP_MASK) | ConnFlags::SYNC;
+        let template = flags & ConnFlags::TEMPLATE != 0;
+        let existing = if template {
+            self.conns.lookup_template(s.protocol, &s.caddr, &s.vaddr, s.vport, s.fwmark)
+        } else {
+            match self.conns.lookup_in(s.protocol, &s.caddr, s.cport, &s.vaddr, s.vport) {
+                Some(id) => {
+                    let moved =
+                        self.conns.get(id).is_some_and(|c| c.dport != s.dport || self.conns.daddr(c) != s.daddr);
+                    if !moved {
+                        Some(id)
+                    } else if flags & ConnFlags::INACTIVE == 0 {
+                        // The master moved the client to another real server.
+                        self.remove(id);
+                        None
+                    } else {
+                        return Applied::Stale;
+                    }
+                }
+                None => None,
+            }
+        };
+        let timeout = match s.timeout {
+            0 if template => V0_TEMPLATE_TIMEOUT,
+            0 => {
+                let t = self.timeouts();
+                match s.protocol {
+                    6 => t.tcp[usize::from(s.state).min(tcp::STATES - 1)],
+                    132 => t.sctp[usize::from(s.state).min(sctp::STATES - 1)],
+                    _ => t.udp,
+                }
+            }
+            t => t,
+        };
+        let now = self.now();
+        let outcome;
+        let id = match existing {
+            Some(id) => {
+                let Some(c) = self.conns.get_mut(id) else { return Applied::Full };
+                if (c.flags ^ flags) & ConnFlags::INACTIVE != 0
+                    && !template
+                    && let Some(d) = &c.dest
+                {
+                    d.set_active(flags & ConnFlags::INACTIVE == 0);
+                }
+                c.flags = (flags & BACKUP_UPD_MASK) | (c.flags & !BACKUP_UPD_MASK);
+                outcome = Applied::Updated;
+                id
+            }
+            None => {
+                let svc = self.services().lookup(s.fwmark, s.protocol, &s.vaddr, s.vport).cloned();
+                let dest = svc.as_ref().and_then(|svc| {
+                    svc.find_dest(&s.daddr, s.dport)
+                        .or_else(|| (s.fwmark != 0).then(|| svc.find_dest(&s.daddr, 0)).flatten())
+                        .cloned()
+                });
+                if let Some(d) = &dest {
+                    // The entry forwards as our dest does; activity comes from the message.
+                    let method = d.method();
+                    flags &= !(ConnFlags::FWD_MASK | ConnFlags::NOOUTPUT);
+                    flags |= method as u32;
+                    if method != ForwardMethod::Masq {
+                        flags |= ConnFlags::NOOUTPUT;
+                    }
+                }
+                let mut conn = Conn::new(s.protocol, s.cport, s.vport, s.dport);
+                conn.flags = flags;
+                conn.fwmark = s.fwmark;
+                conn.dest = dest.clone();
+                let addrs = ConnAddrs { caddr: s.caddr, vaddr: s.vaddr, daddr: s.daddr };
+                let Ok(id) = self.conns.insert(addrs, conn) else { return Applied::Full };
+                self.sync_forget(id);
+                if let Some(d) = &dest {
+                    d.bind(template);
+                    if !template && flags & ConnFlags::INACTIVE == 0 {
+                        d.set_active(true);
+                    }
+                }
+                outcome = if dest.is_some() { Applied::Bound } else { Applied::Unbound };
+                id
+            }
+        };
+        if let Some(c) = self.conns.get_mut(id) {
+            c.in_pkts = threshold;
+            c.state = s.state as u8;
+            c.flags &= !ConnFlags::SYNC_STATE_CHANGED;
+            c.timeout = timeout;
+            c.expires = now + u64::from(timeout) * 1000;
+        }
+        outcome
+    }
+}
