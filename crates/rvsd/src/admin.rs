@@ -51,6 +51,9 @@ pub struct NodeStats {
     pub conns_total: usize,
     pub max_conns_per_worker: usize,
     pub interfaces: Vec<String>,
+    /// Connection sync counters by name (`sync::SyncStats`).
+    #[serde(default)]
+    pub sync: BTreeMap<String, u64>,
 }
 
 /// Everything a request handler needs; shared by the connection threads.
@@ -67,6 +70,8 @@ pub struct Admin {
     interfaces: Vec<String>,
     /// Serialises commands so logs and steering updates follow the order of changes.
     serial: Mutex<()>,
+    /// The connection sync daemons (none wired to workers until [`Admin::with_sync`]).
+    sync: Arc<crate::sync::SyncDaemons>,
 }
 
 pub const VERSION: &str = "1.2.1";
@@ -84,7 +89,9 @@ impl Admin {
         steering: Option<Steering>,
         interfaces: Vec<String>,
     ) -> Self {
+        let sync = crate::sync::SyncDaemons::new(node.ipvs.clone(), 0).0;
         Admin {
+            sync,
             node,
             rates,
             kernel_local,
@@ -94,6 +101,12 @@ impl Admin {
             interfaces,
             serial: Mutex::new(()),
         }
+    }
+
+    /// The sync daemons wired to the workers.
+    pub fn with_sync(mut self, sync: Arc<crate::sync::SyncDaemons>) -> Self {
+        self.sync = sync;
+        self
     }
 
     /// `POST /v1/command`.
@@ -323,12 +336,8 @@ impl Admin {
                 }
             }
             Command::SetTimeouts(t) => ipvs.set_timeouts(t.tcp, t.tcpfin, t.udp),
-            Command::StartDaemon(_) | Command::StopDaemon { .. } => {
-                return Err(ApiError::new(
-                    ErrorKind::NotSupported,
-                    "connection synchronisation (sync daemons) is not supported by rvsd yet",
-                ));
-            }
+            Command::StartDaemon(d) => self.sync.start(d)?,
+            Command::StopDaemon { role, .. } => self.sync.stop(*role)?,
         }
         Ok(Reply::Done)
     }
@@ -365,7 +374,7 @@ impl Admin {
             conn_tab_size: tab.min(u32::MAX as usize) as u32,
             services,
             timeouts: Timeouts { tcp, tcpfin, udp },
-            daemons: Vec::new(),
+            daemons: self.sync.views(),
         }
     }
 
@@ -392,6 +401,7 @@ impl Admin {
             conns,
             max_conns_per_worker: self.node.ipvs.max_conns,
             interfaces: self.interfaces.clone(),
+            sync: self.sync.stats.list().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         }
     }
 }
@@ -511,15 +521,17 @@ mod tests {
         assert_eq!(kind(Command::Zero(Some(tcp(VIP, 81)))), ErrorKind::NoSuchService);
         let sync = api::DaemonConfig {
             role: api::SyncRole::Master,
-            mcast_ifn: "eth0".into(),
+            mcast_ifn: "rvs-no-such-if0".into(),
             syncid: 0,
             sync_maxlen: 0,
             mcast_group: None,
             mcast_port: 0,
             mcast_ttl: 0,
         };
-        assert_eq!(kind(Command::StartDaemon(sync)), ErrorKind::NotSupported);
-        assert_eq!(kind(Command::StopDaemon { role: api::SyncRole::Backup, syncid: 0 }), ErrorKind::NotSupported);
+        let e = a.command(&Command::StartDaemon(sync)).unwrap_err();
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Internal, "No such device (rvs-no-such-if0)"));
+        assert_eq!(kind(Command::StopDaemon { role: api::SyncRole::Backup, syncid: 0 }), ErrorKind::NoDaemon);
+        assert!(a.snapshot().daemons.is_empty());
         // Nothing changed by the failures.
         assert_eq!(a.snapshot().services.len(), 1);
         assert_eq!(a.snapshot().services[0].dests.len(), 1);

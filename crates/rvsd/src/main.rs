@@ -23,6 +23,7 @@ mod procfs;
 mod rates;
 mod server;
 mod steer;
+mod sync;
 mod sysctl;
 mod vipfollow;
 mod worker;
@@ -182,17 +183,10 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
 
     let config = load_config(args)?;
     let mut args = args.clone();
-    if let Some((cfg, _)) = &config {
-        if args.interfaces.is_empty() {
-            args.interfaces = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
-        }
-        for d in &cfg.sync_daemons {
-            tracing::warn!(
-                "sync daemon {:?} {}: connection synchronisation is not supported yet; ignored",
-                d.role,
-                d.mcast_ifn
-            );
-        }
+    if let Some((cfg, _)) = &config
+        && args.interfaces.is_empty()
+    {
+        args.interfaces = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
     }
     if args.interfaces.is_empty() {
         return Err(Refusal("no interface to serve: give -i NAME or [[interfaces]] in the configuration".into()));
@@ -306,12 +300,13 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     let mut conn_txs = Vec::with_capacity(args.workers);
     let mut workers = Vec::with_capacity(args.workers);
     let mut procfs_thread = None;
+    let (sync_daemons, sync_links) = sync::SyncDaemons::new(ipvs.clone(), args.workers);
     let result = (|| {
         let mut setups = Vec::with_capacity(args.workers);
-        for (id, socks) in per_worker.into_iter().enumerate() {
+        for ((id, socks), sync) in per_worker.into_iter().enumerate().zip(sync_links) {
             let (tx, rx) = mpsc::channel();
             conn_txs.push(tx);
-            setups.push(worker::WorkerSetup { id, socks, conn_requests: rx, table_sizes: table_sizes.clone() });
+            setups.push(worker::WorkerSetup { id, socks, conn_requests: rx, table_sizes: table_sizes.clone(), sync });
         }
         let start_worker = |setup: worker::WorkerSetup| {
             let (node, stop, id) = (node.clone(), stop.clone(), setup.id);
@@ -356,17 +351,27 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
                 false
             }
         });
-        let admin = Arc::new(admin::Admin::new(
-            node.clone(),
-            rates,
-            kernel_local,
-            std::mem::take(&mut conn_txs),
-            table_sizes.clone(),
-            Some(steering),
-            args.interfaces.clone(),
-        ));
+        let admin = Arc::new(
+            admin::Admin::new(
+                node.clone(),
+                rates,
+                kernel_local,
+                std::mem::take(&mut conn_txs),
+                table_sizes.clone(),
+                Some(steering),
+                args.interfaces.clone(),
+            )
+            .with_sync(sync_daemons.clone()),
+        );
         let ops = Arc::new(operate::Operator::new(admin.clone(), args.config.clone()));
         if let Some((cfg, path)) = config {
+            // The configuration's sync daemons (`[[sync_daemon]]`, keepalived's lvs_sync_daemon)
+            // start with it; a reload leaves running daemons alone.
+            for d in &cfg.sync_daemons {
+                sync_daemons
+                    .start(d)
+                    .map_err(|e| Refusal(format!("{}: sync daemon: {}", path.display(), e.message)))?;
+            }
             ops.activate(cfg, &path).map_err(|e| Refusal(format!("{}: {}", path.display(), e.message)))?;
         }
         if let Some(mut conn) = takeover.take() {

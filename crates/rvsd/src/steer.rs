@@ -91,7 +91,8 @@ const ICMP_QUOTED_DST: i32 = 20 + 8 + 16;
 const MIX_MUL: u32 = 0x045d_9f3b;
 
 /// The hash the program computes, for tests and documentation: xor-shift, multiply,
-/// xor-shift. Consecutive client addresses spread over the workers.
+/// xor-shift. Consecutive client addresses spread over the workers. (The sync backup uses it
+/// too: a synced entry goes to the worker that the client's packets will reach.)
 pub fn mix(addr: u32) -> u32 {
     let h = (addr ^ (addr >> 16)).wrapping_mul(MIX_MUL);
     h ^ (h >> 16)

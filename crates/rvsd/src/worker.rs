@@ -49,6 +49,8 @@ pub struct WorkerSetup {
     pub socks: Vec<AfPacket>,
     pub conn_requests: mpsc::Receiver<ConnRequest>,
     pub table_sizes: Arc<[AtomicUsize]>,
+    /// This worker's end of the sync queues.
+    pub sync: crate::sync::WorkerLink,
 }
 
 /// Pins the calling thread to the `n`-th CPU it may run on (mod their number).
@@ -348,6 +350,7 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
         lp.rx(now);
         lp.tx(now);
         lp.cx.ipvs.expire(EXPIRE_BUDGET);
+        crate::sync::worker_turn(&mut lp.cx.ipvs, &setup.sync);
         if now >= ring_stats_at + RING_STATS_MS {
             ring_stats_at = now;
             // Frames the kernel dropped because every RX block was still with us: invisible to

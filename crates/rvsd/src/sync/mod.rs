@@ -1,0 +1,336 @@
+//! The connection sync daemons (`ipvsadm --start-daemon master|backup`, keepalived's
+//! `lvs_sync_daemon`; lvs-semantics.md §18): a master thread that multicasts the entries the
+//! workers decided to send, and a backup thread that receives them and hands each to the worker
+//! that owns its client. Both may run at once.
+//!
+//! Queues, all bounded, none waited on by a worker:
+//! - worker → master: each worker fills its own record buffer on the packet path
+//!   (`ipvs::sync::master`) and, once per loop turn, `try_send`s the whole buffer here
+//!   ([`OUT_BATCHES`] buffers queued at most); a full queue drops the batch, counted. The master
+//!   gives emptied buffers back through a per-worker channel, so buffers are reused.
+//! - master → network: encoded datagrams wait in a queue of at most `sync_qlen_max`; the socket
+//!   is non-blocking and a datagram beyond the cap is dropped, counted.
+//! - backup → worker: one bounded channel per worker ([`APPLY_BATCHES`]), taken once per loop
+//!   turn; a full one drops the datagram's entries for that worker, counted.
+
+mod backup;
+mod master;
+pub mod sock;
+
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use control::api::{ApiError, DaemonConfig, DaemonView, ErrorKind, SyncRole};
+use ipvs::Ipvs;
+use ipvs::sync::SyncConn;
+use ipvs::sync::backup::Applied;
+
+/// Record buffers a worker may have queued for the master.
+pub const OUT_BATCHES: usize = 64;
+/// Batches of received entries queued for one worker.
+pub const APPLY_BATCHES: usize = 256;
+
+/// A batch of entries from worker `.0`.
+type Batch = (usize, Vec<SyncConn>);
+
+/// Counters of both daemons (summed over workers where it applies), as `GET /v1/stats`
+/// reports them under `sync`.
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    /// Master: datagrams sent, entries in them.
+    pub sent_msgs: AtomicU64,
+    pub sent_conns: AtomicU64,
+    /// Master: entries dropped in a worker (its buffer full, or the queue to the master full).
+    pub worker_dropped: AtomicU64,
+    /// Master: datagrams dropped because `sync_qlen_max` were waiting, or a send failed.
+    pub queue_dropped: AtomicU64,
+    pub send_errors: AtomicU64,
+    /// Backup: datagrams received and used, entries in them.
+    pub recv_msgs: AtomicU64,
+    pub recv_conns: AtomicU64,
+    /// Backup: datagrams dropped by reason.
+    pub truncated: AtomicU64,
+    pub bad_size: AtomicU64,
+    pub malformed: AtomicU64,
+    pub other_syncid: AtomicU64,
+    /// Backup: datagrams from one of this host's own addresses, ignored.
+    pub own: AtomicU64,
+    /// Backup: records skipped (unknown protocol, state or mandatory option).
+    pub skipped: AtomicU64,
+    /// Backup: entries created bound to one of our real servers / left unbound / updated /
+    /// ignored as stale / refused by a full table / dropped on the way to their worker.
+    pub bound: AtomicU64,
+    pub unbound: AtomicU64,
+    pub updated: AtomicU64,
+    pub stale: AtomicU64,
+    pub table_full: AtomicU64,
+    pub apply_dropped: AtomicU64,
+}
+
+impl SyncStats {
+    /// Every counter by name (for the stats listing and metrics).
+    pub fn list(&self) -> Vec<(&'static str, u64)> {
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        vec![
+            ("sent_msgs", g(&self.sent_msgs)),
+            ("sent_conns", g(&self.sent_conns)),
+            ("worker_dropped", g(&self.worker_dropped)),
+            ("queue_dropped", g(&self.queue_dropped)),
+            ("send_errors", g(&self.send_errors)),
+            ("recv_msgs", g(&self.recv_msgs)),
+            ("recv_conns", g(&self.recv_conns)),
+            ("truncated", g(&self.truncated)),
+            ("bad_size", g(&self.bad_size)),
+            ("malformed", g(&self.malformed)),
+            ("other_syncid", g(&self.other_syncid)),
+            ("own", g(&self.own)),
+            ("skipped", g(&self.skipped)),
+            ("bound", g(&self.bound)),
+            ("unbound", g(&self.unbound)),
+            ("updated", g(&self.updated)),
+            ("stale", g(&self.stale)),
+            ("table_full", g(&self.table_full)),
+            ("apply_dropped", g(&self.apply_dropped)),
+        ]
+    }
+}
+
+/// A worker's end of the sync queues.
+pub struct WorkerLink {
+    id: usize,
+    out: SyncSender<Batch>,
+    spare: Receiver<Vec<SyncConn>>,
+    apply: Receiver<Vec<SyncConn>>,
+    stats: Arc<SyncStats>,
+    ipvs: Arc<Ipvs>,
+    /// The worker's own drop count already added to `stats`.
+    reported: Cell<u64>,
+}
+
+/// Once per worker loop turn: hand this batch's records to the master, apply what the backup
+/// received for this worker. Never blocks.
+pub fn worker_turn(w: &mut ipvs::Worker, link: &WorkerLink) {
+    if !w.sync.records.is_empty() {
+        let spare = link.spare.try_recv().unwrap_or_else(|_| ipvs::sync::master::SyncOut::buffer());
+        let full = std::mem::replace(&mut w.sync.records, spare);
+        let n = full.len() as u64;
+        if let Err(e) = link.out.try_send((link.id, full)) {
+            let (mpsc::TrySendError::Full((_, mut back)) | mpsc::TrySendError::Disconnected((_, mut back))) = e;
+            back.clear();
+            w.sync.records = back;
+            link.stats.worker_dropped.fetch_add(n, Relaxed);
+        }
+    }
+    if w.sync.dropped != link.reported.get() {
+        link.stats.worker_dropped.fetch_add(w.sync.dropped - link.reported.get(), Relaxed);
+        link.reported.set(w.sync.dropped);
+    }
+    let mut threshold = None;
+    while let Ok(batch) = link.apply.try_recv() {
+        let t = *threshold.get_or_insert_with(|| link.ipvs.sync.sysctl.params().threshold);
+        for c in &batch {
+            let counter = match w.sync_apply(c, t) {
+                Applied::Bound => &link.stats.bound,
+                Applied::Unbound => &link.stats.unbound,
+                Applied::Updated => &link.stats.updated,
+                Applied::Stale => &link.stats.stale,
+                Applied::Full => &link.stats.table_full,
+            };
+            counter.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// One running daemon.
+struct Running<T> {
+    view: DaemonView,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<T>,
+}
+
+struct Inner {
+    master: Option<Running<Receiver<Batch>>>,
+    backup: Option<Running<()>>,
+    /// The workers' queue while no master reads it.
+    out_rx: Option<Receiver<Batch>>,
+    spares: Vec<SyncSender<Vec<SyncConn>>>,
+    apply: Vec<SyncSender<Vec<SyncConn>>>,
+}
+
+/// The sync daemons of this director: started and stopped by the API, listed by
+/// `ipvsadm -L --daemon`.
+pub struct SyncDaemons {
+    ipvs: Arc<Ipvs>,
+    workers: usize,
+    pub stats: Arc<SyncStats>,
+    inner: Mutex<Inner>,
+}
+
+/// The settings a daemon runs with, defaults filled in as the kernel fills them (what
+/// `-L --daemon` prints).
+pub fn effective(cfg: &DaemonConfig) -> DaemonView {
+    let group = cfg.mcast_group.unwrap_or(IpAddr::V4(ipvs::sync::DEFAULT_GROUP));
+    let hlen: u16 = if group.is_ipv4() { 28 } else { 48 };
+    let maxlen = match (cfg.role, cfg.sync_maxlen) {
+        (SyncRole::Master, 0) => {
+            if group.is_ipv4() {
+                ipvs::sync::DEFAULT_MAXLEN_V4
+            } else {
+                ipvs::sync::DEFAULT_MAXLEN_V6
+            }
+        }
+        (SyncRole::Master, n) => n.clamp(1, 65535 - hlen),
+        (SyncRole::Backup, 0) => {
+            let mtu = sock::mtu(&cfg.mcast_ifn).unwrap_or(1500).clamp(1500, 65535) as u16;
+            mtu - hlen
+        }
+        (SyncRole::Backup, n) => n.clamp(1024, 65535 - hlen),
+    };
+    DaemonView {
+        role: cfg.role,
+        mcast_ifn: cfg.mcast_ifn.clone(),
+        syncid: cfg.syncid,
+        sync_maxlen: maxlen,
+        mcast_group: Some(group),
+        mcast_port: if cfg.mcast_port == 0 { ipvs::sync::DEFAULT_PORT } else { cfg.mcast_port },
+        mcast_ttl: if cfg.mcast_ttl == 0 { 1 } else { cfg.mcast_ttl },
+    }
+}
+
+impl SyncDaemons {
+    /// The daemons' side of `workers` workers, and each worker's end.
+    pub fn new(ipvs: Arc<Ipvs>, workers: usize) -> (Arc<SyncDaemons>, Vec<WorkerLink>) {
+        let stats = Arc::new(SyncStats::default());
+        let (out_tx, out_rx) = mpsc::sync_channel(OUT_BATCHES);
+        let mut links = Vec::with_capacity(workers);
+        let (mut spares, mut apply) = (Vec::new(), Vec::new());
+        for id in 0..workers {
+            let (spare_tx, spare_rx) = mpsc::sync_channel(OUT_BATCHES);
+            let (apply_tx, apply_rx) = mpsc::sync_channel(APPLY_BATCHES);
+            spares.push(spare_tx);
+            apply.push(apply_tx);
+            links.push(WorkerLink {
+                id,
+                out: out_tx.clone(),
+                spare: spare_rx,
+                apply: apply_rx,
+                stats: stats.clone(),
+                ipvs: ipvs.clone(),
+                reported: Cell::new(0),
+            });
+        }
+        let inner = Inner { master: None, backup: None, out_rx: Some(out_rx), spares, apply };
+        (Arc::new(SyncDaemons { ipvs, workers, stats, inner: Mutex::new(inner) }), links)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `--start-daemon`: `DaemonRunning` when that role runs already; the interface must exist
+    /// (and, for an IPv4 master, have an address).
+    pub fn start(&self, cfg: &DaemonConfig) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        let running = match cfg.role {
+            SyncRole::Master => inner.master.is_some(),
+            SyncRole::Backup => inner.backup.is_some(),
+        };
+        if running {
+            return Err(ApiError::new(ErrorKind::DaemonRunning, "Daemon has already run"));
+        }
+        let view = effective(cfg);
+        let group = view.mcast_group.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let sock_size = self.ipvs.sync.sysctl.sync_sock_size.load(Relaxed);
+        let fail = |e: std::io::Error| {
+            let kind = if e.raw_os_error() == Some(libc::ENODEV) { ErrorKind::Internal } else { ErrorKind::Invalid };
+            let msg = if e.raw_os_error() == Some(libc::ENODEV) { "No such device".to_string() } else { e.to_string() };
+            ApiError::new(kind, format!("{msg} ({})", cfg.mcast_ifn))
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        match cfg.role {
+            SyncRole::Master => {
+                let s =
+                    sock::sender(&cfg.mcast_ifn, group, view.mcast_port, view.mcast_ttl, sock_size).map_err(fail)?;
+                let Some(rx) = inner.out_rx.take() else {
+                    return Err(ApiError::new(ErrorKind::Internal, "sync queue missing"));
+                };
+                // Whatever waited from an earlier run is stale.
+                while rx.try_recv().is_ok() {}
+                let m = master::Master {
+                    sock: s,
+                    view: view.clone(),
+                    rx,
+                    spares: inner.spares.clone(),
+                    ipvs: self.ipvs.clone(),
+                    stats: self.stats.clone(),
+                    stop: stop.clone(),
+                };
+                let handle = spawn("rvsd-sync-m", move || m.run())?;
+                self.ipvs.sync.master.store(true, Relaxed);
+                inner.master = Some(Running { view, stop, handle });
+            }
+            SyncRole::Backup => {
+                let s =
+                    sock::receiver(&cfg.mcast_ifn, group, view.mcast_port, sock_size, backup::TICK).map_err(fail)?;
+                let b = backup::Backup {
+                    sock: s,
+                    view: view.clone(),
+                    apply: inner.apply.clone(),
+                    workers: self.workers,
+                    ipvs: self.ipvs.clone(),
+                    stats: self.stats.clone(),
+                    stop: stop.clone(),
+                };
+                let handle = spawn("rvsd-sync-b", move || b.run())?;
+                inner.backup = Some(Running { view, stop, handle });
+            }
+        }
+        tracing::info!("sync daemon started: {}", control::ipvsadm::format::list_daemons(&[effective(cfg)]).trim());
+        Ok(())
+    }
+
+    /// `--stop-daemon`: `NoDaemon` when that role does not run.
+    pub fn stop(&self, role: SyncRole) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        match role {
+            SyncRole::Master => {
+                let Some(r) = inner.master.take() else {
+                    return Err(ApiError::new(ErrorKind::NoDaemon, "No daemon is running"));
+                };
+                self.ipvs.sync.master.store(false, Relaxed);
+                r.stop.store(true, Relaxed);
+                match r.handle.join() {
+                    Ok(rx) => inner.out_rx = Some(rx),
+                    Err(_) => tracing::error!("sync master thread panicked"),
+                }
+            }
+            SyncRole::Backup => {
+                let Some(r) = inner.backup.take() else {
+                    return Err(ApiError::new(ErrorKind::NoDaemon, "No daemon is running"));
+                };
+                r.stop.store(true, Relaxed);
+                let _ = r.handle.join();
+            }
+        }
+        tracing::info!("sync daemon {role:?} stopped");
+        Ok(())
+    }
+
+    /// The running daemons, master first.
+    pub fn views(&self) -> Vec<DaemonView> {
+        let inner = self.lock();
+        inner.master.iter().map(|r| r.view.clone()).chain(inner.backup.iter().map(|r| r.view.clone())).collect()
+    }
+}
+
+fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, ApiError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("cannot start {name}: {e}")))
+}

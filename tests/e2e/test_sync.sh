@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Connection sync between two directors (lvs-semantics.md §18): d runs the master, d2 (on the
+# real servers' switch, the sync link) the backup, both with the same DR service. Long-lived
+# TCP connections through d appear in d2's `-L -n -c` with the same state and real server;
+# Wireshark's IPVS dissector reads the captured sync datagrams as the same connections.
+# SYNC_LOSS=10 puts netem loss on the sync link and reports what survived (a measurement,
+# docs/semantics.md §18); SYNC_STREAMS sets the number of connections (default 20).
+source "$(dirname "$0")/lib.sh"
+install_cleanup
+need_base_packages tshark:tshark tcpdump:tcpdump
+build_rvs
+
+STREAMS="${SYNC_STREAMS:-20}"
+LOSS="${SYNC_LOSS:-0}"
+SYNCID=7
+
+say "topology: director d (master) and d2 (backup) on the real servers' switch"
+setup_topology 3
+add_ns d2
+add_link d2 int sw dir2
+ip -n "$(ns sw)" link set dev dir2 master br0
+ip -n "$(ns d2)" addr add 192.168.77.2/24 dev int
+sysctl_ns d2 net.ipv4.ip_forward=0
+if [ "$LOSS" != 0 ]; then
+    # Loss on the way into the backup only: the sync datagrams, not the client's traffic.
+    ip netns exec "$(ns sw)" tc qdisc add dev dir2 root netem loss "$LOSS%"
+    info "netem: ${LOSS}% loss towards the backup"
+fi
+for r in r1 r2 r3; do start_rs_servers "$r" --tcp 80; done
+for r in r1 r2 r3; do wait_port "$r" tcp 80; done
+start_rvsd d ext int
+start_rvsd d2 int
+for n in d d2; do
+    RVSADM_NS=$n adm -A -t "$VIP:80" -s rr
+    for r in r1 r2 r3; do RVSADM_NS=$n adm -a -t "$VIP:80" -r "$(rs_ip "$r"):80" -g; done
+done
+start_bg sw tcpdump tcpdump -i dir2 -n -U -w "$RVS_WORK/sync.pcap" udp port 8848
+TCPDUMP_PID=$BG_PID
+sleep 0.5
+
+say "sync daemons"
+RVSADM_NS=d2 adm --start-daemon backup --mcast-interface int --syncid "$SYNCID"
+RVSADM_NS=d adm --start-daemon master --mcast-interface int --syncid "$SYNCID"
+assert_eq "master -L --daemon" \
+    "master sync daemon (mcast=int, syncid=$SYNCID, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" \
+    "$(RVSADM_NS=d adm -L --daemon)"
+assert_eq "backup -L --daemon" \
+    "backup sync daemon (mcast=int, syncid=$SYNCID, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" \
+    "$(RVSADM_NS=d2 adm -L --daemon)"
+out="$(RVSADM_NS=d adm --start-daemon master --mcast-interface int 2>&1 || true)"
+assert_eq "a second master" "Daemon has already run" "$out"
+
+say "$STREAMS long-lived connections through the master"
+start_bg c streams "$PY" -u "$RVSNET" streams "$VIP" 80 --streams "$STREAMS" --victim none \
+    --duration 6 --chunk 64 --pace 0.1 --ready "$RVS_WORK/ready"
+STREAMS_PID=$BG_PID
+for _ in $(seq 1 100); do [ -f "$RVS_WORK/ready" ] && break; sleep 0.1; done
+[ -f "$RVS_WORK/ready" ] || die "streams not up: $(cat "$RVS_WORK/streams.log")"
+# Entries are sent from their third packet; a message waits at most 2 s.
+sleep 3
+
+# pro state source virtual destination of the ESTABLISHED entries (the expiry column differs).
+established() { RVSADM_NS=$1 adm -L -n -c | awk '$3 == "ESTABLISHED" { print $1, $3, $4, $5, $6 }' | sort; }
+master="$(established d)"
+backup="$(established d2)"
+assert_eq "master's established connections" "$STREAMS" "$(grep -c . <<<"$master")"
+if [ "$LOSS" = 0 ]; then
+    assert_eq "backup's table = master's (state, client, VIP, real server)" "$master" "$backup"
+    stats="$(stats_json d2)"
+    assert_eq "backup entries bound to its own real servers" "$STREAMS" "$(jget "$stats" 'd["sync"]["bound"]')"
+    assert_eq "backup entries it could not bind" 0 "$(jget "$stats" 'd["sync"]["unbound"]')"
+    assert_eq "sync entries dropped in the master's workers" 0 "$(jget "$(stats_json d)" 'd["sync"]["worker_dropped"]')"
+else
+    got="$(comm -12 <(echo "$master") <(echo "$backup") | grep -c . || true)"
+    info "loss ${LOSS}%: the backup holds $got of $STREAMS established connections after the first sync"
+    echo "sync-loss loss=${LOSS}% streams=$STREAMS synced=$got" >>"${SYNC_LOSS_REPORT:-/dev/null}"
+fi
+
+wait "$STREAMS_PID" || fail "streams through the master: $(tail -c 300 "$RVS_WORK/streams.log")"
+if [ "$LOSS" = 0 ]; then
+    # The closes are state changes, sent at once (within the 2 s a message may wait).
+    sleep 2.5
+    every() { RVSADM_NS=$1 adm -L -n -c | awk 'NR > 2 { print $1, $3, $4, $5, $6 }' | sort; }
+    closing="$(every d)"
+    assert_eq "master's entries after the closes (none ESTABLISHED)" 0 "$(grep -c ESTABLISHED <<<"$closing" || true)"
+    assert_eq "backup's table follows the closes" "$closing" "$(every d2)"
+fi
+
+say "the capture, decoded by Wireshark's IPVS dissector"
+kill -INT "$TCPDUMP_PID" 2>/dev/null || true
+wait "$TCPDUMP_PID" 2>/dev/null || true
+# One line per record: syncid version proto state caddr:cport vaddr:vport daddr:dport timeout.
+decoded="$(tshark -r "$RVS_WORK/sync.pcap" -d udp.port==8848,ipvs -T fields -E occurrence=a -E aggregator=';' \
+    -e ipvs.syncid -e ipvs.version -e ipvs.proto -e ipvs.state -e ipvs.caddr -e ipvs.cport \
+    -e ipvs.vaddr -e ipvs.vport -e ipvs.daddr -e ipvs.dport -e ipvs.timeout 2>/dev/null |
+    "$PY" -c 'import sys
+for line in sys.stdin:
+    f = [c.split(";") for c in line.rstrip("\n").split("\t")]
+    sid, ver = f[0][0], f[1][0]
+    for p, st, ca, cp, va, vp, da, dp, to in zip(*f[2:]):
+        print(sid, ver, int(p, 0), int(st, 0), f"{ca}:{cp}", f"{va}:{vp}", f"{da}:{dp}", to)' | sort -u)"
+info "$(grep -c . <<<"$decoded" || true) distinct records decoded"
+# The master's established connections, as the dissector should show them (state 1 =
+# ESTABLISHED, protocol 6, timeout 900 s).
+want="$(awk -v s="$SYNCID" '{ print s, 1, 6, 1, $3, $4, $5, 900 }' <<<"$master" | sort)"
+got="$(awk '$4 == 1' <<<"$decoded" | sort)"
+if [ "$LOSS" = 0 ]; then
+    assert_eq "dissected ESTABLISHED records = the master's connections" "$want" "$got"
+fi
+finish
