@@ -334,3 +334,104 @@ fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) 
         .spawn(f)
         .map_err(|e| ApiError::new(ErrorKind::Internal, format!("cannot start {name}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn rec(cport: u16) -> SyncConn {
+        SyncConn {
+            protocol: 6,
+            flags: 3,
+            state: 1,
+            cport,
+            vport: 80,
+            dport: 80,
+            fwmark: 0,
+            timeout: 900,
+            caddr: "10.0.0.1".parse().unwrap(),
+            vaddr: "10.0.0.100".parse().unwrap(),
+            daddr: "192.168.0.11".parse().unwrap(),
+            seq: None,
+            pe_data: vec![],
+            pe_name: vec![],
+        }
+    }
+
+    #[test]
+    fn a_worker_hands_its_records_over_without_waiting_and_counts_what_the_queue_refuses() {
+        let ipvs = Arc::new(Ipvs::new(100));
+        let (daemons, links) = SyncDaemons::new(ipvs.clone(), 1);
+        let mut w = ipvs::Worker::new(0, ipvs.clone());
+        // Nobody reads the queue (no master): it takes OUT_BATCHES batches, then refuses.
+        for i in 0..OUT_BATCHES + 3 {
+            w.sync.records.push(rec(i as u16));
+            worker_turn(&mut w, &links[0]);
+            assert!(w.sync.records.is_empty(), "the buffer is emptied every turn");
+        }
+        assert_eq!(daemons.stats.worker_dropped.load(Relaxed), 3);
+        let rx = daemons.lock().out_rx.take().unwrap();
+        let (id, first) = rx.try_recv().unwrap();
+        assert_eq!((id, first[0].cport), (0, 0));
+    }
+
+    #[test]
+    fn a_worker_applies_what_the_backup_received_for_it() {
+        let ipvs = Arc::new(Ipvs::new(100));
+        let key = ipvs::ServiceKey::tcp("10.0.0.100".parse().unwrap(), 80);
+        ipvs.add_service(ipvs::ServiceConfig::new(key, "rr")).unwrap();
+        ipvs.add_dest(&key, ipvs::DestConfig::new("192.168.0.11".parse().unwrap(), 80)).unwrap();
+        let (daemons, links) = SyncDaemons::new(ipvs.clone(), 1);
+        let mut w = ipvs::Worker::new(0, ipvs.clone());
+        w.set_now(1000);
+        let mut other = rec(2);
+        other.daddr = "192.168.0.99".parse().unwrap();
+        daemons.lock().apply[0].try_send(vec![rec(1), other]).unwrap();
+        worker_turn(&mut w, &links[0]);
+        assert_eq!(w.conns.len(), 2);
+        assert_eq!(daemons.stats.bound.load(Relaxed), 1);
+        assert_eq!(daemons.stats.unbound.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn the_backup_puts_an_entry_where_the_steering_puts_its_client() {
+        let c: IpAddr = "198.51.100.7".parse().unwrap();
+        for workers in [1, 2, 3, 8] {
+            let want = if workers == 1 {
+                0
+            } else {
+                crate::steer::worker_for_masked("198.51.100.7".parse().unwrap(), u32::MAX, workers)
+            };
+            assert_eq!(backup::owner(&c, u32::MAX, workers), want);
+        }
+        // Under a persistence mask, a whole client network goes to one worker.
+        let a = backup::owner(&"198.51.100.7".parse().unwrap(), 0xffff_ff00, 4);
+        let b = backup::owner(&"198.51.100.200".parse().unwrap(), 0xffff_ff00, 4);
+        assert_eq!(a, b);
+        assert_eq!(backup::owner(&"2001:db8::1".parse().unwrap(), u32::MAX, 4), 0);
+    }
+
+    #[test]
+    fn effective_settings_fill_the_kernel_defaults() {
+        let cfg = |role, maxlen, group: Option<&str>| DaemonConfig {
+            role,
+            mcast_ifn: "rvs-none0".into(),
+            syncid: 3,
+            sync_maxlen: maxlen,
+            mcast_group: group.map(|g| g.parse().unwrap()),
+            mcast_port: 0,
+            mcast_ttl: 0,
+        };
+        let v = effective(&cfg(SyncRole::Master, 0, None));
+        assert_eq!(
+            (v.sync_maxlen, v.mcast_group, v.mcast_port, v.mcast_ttl),
+            (1472, Some("224.0.0.81".parse().unwrap()), 8848, 1)
+        );
+        assert_eq!(effective(&cfg(SyncRole::Master, 0, Some("ff02::81"))).sync_maxlen, 1452);
+        assert_eq!(effective(&cfg(SyncRole::Master, 9000, None)).sync_maxlen, 9000);
+        // The backup: the interface MTU (at least 1500) less the headers; given values ≥ 1024.
+        assert_eq!(effective(&cfg(SyncRole::Backup, 0, None)).sync_maxlen, 1472);
+        assert_eq!(effective(&cfg(SyncRole::Backup, 100, None)).sync_maxlen, 1024);
+    }
+}
