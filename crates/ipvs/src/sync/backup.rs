@@ -25,11 +25,17 @@ pub enum Applied {
     Stale,
     /// The table is full.
     Full,
+    /// The entry needs a persistence engine (PE data) and rvs has none: skipped, as the
+    /// kernel skips an entry whose engine is not loaded.
+    NoEngine,
 }
 
 impl Worker {
     /// Takes one synced entry; `threshold` is our `sync_threshold` (the entry's in_pkts).
     pub fn sync_apply(&mut self, s: &SyncConn, threshold: u32) -> Applied {
+        if !s.pe_data.is_empty() {
+            return Applied::NoEngine;
+        }
         let mut flags = (s.flags & BACKUP_MASK) | ConnFlags::SYNC;
         let template = flags & ConnFlags::TEMPLATE != 0;
         let existing = if template {
@@ -76,24 +82,17 @@ impl Worker {
                     d.set_active(flags & ConnFlags::INACTIVE == 0);
                 }
                 c.flags = (flags & BACKUP_UPD_MASK) | (c.flags & !BACKUP_UPD_MASK);
+                if c.dest.is_none() {
+                    // `ip_vs_try_bind_dest`: the real server may have been configured since.
+                    self.sync_bind(id, s);
+                }
                 outcome = Applied::Updated;
                 id
             }
             None => {
-                let svc = self.services().lookup(s.fwmark, s.protocol, &s.vaddr, s.vport).cloned();
-                let dest = svc.as_ref().and_then(|svc| {
-                    svc.find_dest(&s.daddr, s.dport)
-                        .or_else(|| (s.fwmark != 0).then(|| svc.find_dest(&s.daddr, 0)).flatten())
-                        .cloned()
-                });
+                let dest = self.sync_find_dest(s);
                 if let Some(d) = &dest {
-                    // The entry forwards as our dest does; activity comes from the message.
-                    let method = d.method();
-                    flags &= !(ConnFlags::FWD_MASK | ConnFlags::NOOUTPUT);
-                    flags |= method as u32;
-                    if method != ForwardMethod::Masq {
-                        flags |= ConnFlags::NOOUTPUT;
-                    }
+                    flags = with_method(flags, d.method());
                 }
                 let mut conn = Conn::new(s.protocol, s.cport, s.vport, s.dport);
                 conn.flags = flags;
@@ -121,4 +120,37 @@ impl Worker {
         }
         outcome
     }
+
+    /// Our dest for a synced entry (`ip_vs_find_dest`): the service by fwmark or address,
+    /// then the real server by address and port (port 0 too for a fwmark service).
+    fn sync_find_dest(&self, s: &SyncConn) -> Option<std::sync::Arc<crate::dest::Dest>> {
+        let svc = self.services().lookup(s.fwmark, s.protocol, &s.vaddr, s.vport)?;
+        svc.find_dest(&s.daddr, s.dport)
+            .or_else(|| (s.fwmark != 0).then(|| svc.find_dest(&s.daddr, 0)).flatten())
+            .cloned()
+    }
+
+    /// Binds an unbound synced entry to our dest if there is one now.
+    fn sync_bind(&mut self, id: crate::conn::ConnId, s: &SyncConn) {
+        let Some(d) = self.sync_find_dest(s) else { return };
+        let Some(c) = self.conns.get_mut(id) else { return };
+        let template = c.is_template();
+        c.flags = with_method(c.flags, d.method());
+        d.bind(template);
+        if !template && c.flags & ConnFlags::INACTIVE == 0 {
+            d.set_active(true);
+        }
+        c.dest = Some(d);
+    }
+}
+
+/// The entry forwards as our dest does (method, and NOOUTPUT unless NAT); activity and the
+/// rest come from the message.
+fn with_method(flags: u32, method: ForwardMethod) -> u32 {
+    let mut f = flags & !(ConnFlags::FWD_MASK | ConnFlags::NOOUTPUT);
+    f |= method as u32;
+    if method != ForwardMethod::Masq {
+        f |= ConnFlags::NOOUTPUT;
+    }
+    f
 }

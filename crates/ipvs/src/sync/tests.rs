@@ -534,4 +534,17 @@ fn a_backup_worker_binds_synced_entries_to_its_own_dests_and_counts_the_rest() {
     other.cport = 1;
     other.daddr = v4([172, 16, 0, 99]);
     assert_eq!(w.sync_apply(&other, 3), backup::Applied::Unbound);
+    // Once that real server is configured here, the next sync of the entry binds it.
+    ipvs.add_dest(&key, crate::DestConfig::new(v4([172, 16, 0, 99]), 8080).method(crate::ForwardMethod::Masq)).unwrap();
+    w.set_now(11_000);
+    assert_eq!(w.sync_apply(&other, 3), backup::Applied::Updated);
+    let id = w.conns.lookup_in(6, &other.caddr, other.cport, &other.vaddr, other.vport).unwrap();
+    let bound = w.conns.get(id).unwrap().dest.as_ref().map(|d| d.addr);
+    assert_eq!(bound, Some(v4([172, 16, 0, 99])));
+    // An entry of a persistence engine rvs does not have: skipped.
+    let mut pe = conn_v4();
+    pe.cport = 2;
+    pe.pe_data = b"call".to_vec();
+    pe.pe_name = b"sip".to_vec();
+    assert_eq!(w.sync_apply(&pe, 3), backup::Applied::NoEngine);
 }

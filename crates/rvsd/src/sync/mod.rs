@@ -140,6 +140,7 @@ pub fn worker_turn(w: &mut ipvs::Worker, link: &WorkerLink) {
                 Applied::Updated => &link.stats.updated,
                 Applied::Stale => &link.stats.stale,
                 Applied::Full => &link.stats.table_full,
+                Applied::NoEngine => &link.stats.skipped,
             };
             counter.fetch_add(1, Relaxed);
         }
