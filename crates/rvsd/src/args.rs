@@ -80,6 +80,21 @@ pub struct Args {
     pub config_id: Option<String>,
     /// `--procfs-dir`: keep the kernel's `/proc/net/ip_vs*` views under `DIR/net/`.
     pub procfs_dir: Option<PathBuf>,
+    /// The bulk resync and the readiness file (`sync/resync.rs`).
+    pub resync: Resync,
+}
+
+/// `--resync-listen`, `--resync-from`, `--resync-key`, `--ready-file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resync {
+    /// Serve this director's table to a peer that pulls it.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Pull the peer's table at start, before the ready file says ready.
+    pub from: Option<std::net::SocketAddr>,
+    /// File holding the shared key of both directors.
+    pub key: Option<PathBuf>,
+    /// "1" until this director knows the table, then "0" (keepalived `track_file`).
+    pub ready_file: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -134,6 +149,10 @@ Options:
                         interface (only those on its interfaces: keepalived's VRRP MASTER
                         puts them there), auto (default: interface if the keepalived file
                         has vrrp_instance blocks, else always)
+      --resync-listen ADDR  serve this director's connection table to a restarting peer
+      --resync-from ADDR    pull the peer's table at start (bulk resync), then say ready
+      --resync-key FILE     shared key of the two directors (both resync options need it)
+      --ready-file PATH     write 1 until the table is known, then 0 (keepalived track_file)
   -h, --help            show this help
       --version         show the version
 
@@ -173,6 +192,7 @@ where
     let mut check = false;
     let mut config_id = None;
     let mut procfs_dir = None;
+    let mut resync = Resync::default();
     let addr = |flag: &str, v: String| -> Result<std::net::SocketAddr, String> {
         v.parse().map_err(|_| format!("{flag}: '{v}' is not ADDR:PORT"))
     };
@@ -234,6 +254,10 @@ where
                 config_id = Some(id);
             }
             "--procfs-dir" => procfs_dir = Some(PathBuf::from(value(&mut it)?)),
+            "--resync-listen" => resync.listen = Some(addr(&flag, value(&mut it)?)?),
+            "--resync-from" => resync.from = Some(addr(&flag, value(&mut it)?)?),
+            "--resync-key" => resync.key = Some(PathBuf::from(value(&mut it)?)),
+            "--ready-file" => resync.ready_file = Some(PathBuf::from(value(&mut it)?)),
             "--log" => {
                 let v = value(&mut it)?;
                 log = LogLevel::parse(&v)
@@ -251,6 +275,12 @@ where
     }
     if api_token_file.is_some() && api_listen.is_none() {
         return Err("--api-token-file is only used with --api-listen".into());
+    }
+    if (resync.listen.is_some() || resync.from.is_some()) && resync.key.is_none() {
+        return Err("--resync-listen and --resync-from need --resync-key (the peers authenticate)".into());
+    }
+    if resync.key.is_some() && resync.listen.is_none() && resync.from.is_none() {
+        return Err("--resync-key is only used with --resync-listen or --resync-from".into());
     }
     let socket = socket
         .or_else(|| env_socket.filter(|s| !s.is_empty()).map(PathBuf::from))
@@ -271,6 +301,7 @@ where
         check,
         config_id,
         procfs_dir,
+        resync,
     }))
 }
 
@@ -345,6 +376,19 @@ mod tests {
         assert!(err(&["-i", "x", "--api-token-file", "/t"]).contains("only used with --api-listen"));
         assert!(err(&["--config", "a", "--keepalived", "b"]).contains("only one of"));
         assert!(err(&["-i", "x", "--metrics", "9100"]).contains("--metrics: '9100' is not ADDR:PORT"));
+    }
+
+    #[test]
+    fn resync_options() {
+        let a = run(&["-i", "x", "--resync-listen", "10.0.0.1:8849", "--resync-key", "/k", "--ready-file", "/r"]);
+        assert_eq!(a.resync.listen, Some("10.0.0.1:8849".parse().unwrap()));
+        assert_eq!((a.resync.key, a.resync.ready_file), (Some("/k".into()), Some("/r".into())));
+        let a = run(&["-i", "x", "--resync-from=10.0.0.2:8849", "--resync-key=/k"]);
+        assert_eq!(a.resync.from, Some("10.0.0.2:8849".parse().unwrap()));
+        assert!(run(&["-i", "x", "--ready-file", "/r"]).resync.key.is_none());
+        assert!(err(&["-i", "x", "--resync-from", "10.0.0.2:1"]).contains("need --resync-key"));
+        assert!(err(&["-i", "x", "--resync-key", "/k"]).contains("only used with"));
+        assert!(err(&["-i", "x", "--resync-listen", "8849", "--resync-key", "/k"]).contains("not ADDR:PORT"));
     }
 
     #[test]

@@ -174,6 +174,59 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::J
     std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Refusal(format!("cannot start {name}: {e}")))
 }
 
+/// How long a starting director tries to pull its peer's table before it says ready anyway
+/// (the peer may be down: the first director of a pair to start has nobody to ask).
+const RESYNC_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The bulk resync: serve our table to peers, and pull the peer's before saying ready.
+fn start_resync(
+    r: &args::Resync,
+    key: Option<Arc<Vec<u8>>>,
+    daemons: &Arc<sync::SyncDaemons>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), Refusal> {
+    if let (Some(addr), Some(k)) = (r.listen, key.clone()) {
+        let l = std::net::TcpListener::bind(addr).map_err(|e| Refusal(format!("--resync-listen {addr}: {e}")))?;
+        tracing::info!("resync: serving the table on {addr}");
+        let (d, st) = (daemons.clone(), stop.clone());
+        spawn("rvsd-resync", move || sync::resync::serve(l, k, d, st))?;
+    }
+    let ready = r.ready_file.clone();
+    match (r.from, key) {
+        (Some(peer), Some(k)) => {
+            let d = daemons.clone();
+            spawn("rvsd-resync-c", move || {
+                let t0 = Instant::now();
+                loop {
+                    match sync::resync::pull(peer, &k, &d, Duration::from_secs(2)) {
+                        Ok(n) => {
+                            tracing::info!("resync: {n} entries from {peer} in {:?}", t0.elapsed());
+                            break;
+                        }
+                        Err(e) if t0.elapsed() < RESYNC_DEADLINE => {
+                            tracing::warn!("resync from {peer}: {e}; retrying");
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        Err(e) => {
+                            tracing::error!("resync from {peer}: {e}; ready without the peer's table");
+                            break;
+                        }
+                    }
+                }
+                if let Some(p) = ready {
+                    sync::resync::write_ready(&p, true);
+                }
+            })?;
+        }
+        _ => {
+            if let Some(p) = ready {
+                sync::resync::write_ready(&p, true);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     let clock = Instant::now();
     let set = handled_signals();
@@ -182,6 +235,11 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 
     let config = load_config(args)?;
+    // Not ready until the table is known (keepalived's track_file keeps the VIPs away).
+    if let Some(p) = &args.resync.ready_file {
+        sync::resync::write_ready(p, false);
+    }
+    let resync_key = args.resync.key.as_deref().map(sync::resync::read_key).transpose().map_err(Refusal)?.map(Arc::new);
     let mut args = args.clone();
     if let Some((cfg, _)) = &config
         && args.interfaces.is_empty()
@@ -416,6 +474,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
             let (a, st) = (admin.clone(), stop.clone());
             procfs_thread = Some(spawn("rvsd-procfs", move || procfs::run(a, dir, st))?);
         }
+        start_resync(&args.resync, resync_key.clone(), &sync_daemons, &stop)?;
 
         // Drains finish (every second) and health events are logged and counted.
         let (i, o, st) = (ipvs.clone(), ops.clone(), stop.clone());

@@ -124,16 +124,23 @@ impl Worker {
         let Some(c) = self.conns.get_mut(id) else { return };
         c.flags &= !ConnFlags::SYNC_STATE_CHANGED;
         let Some(c) = self.conns.get(id) else { return };
-        let a = self.conns.addrs(c);
-        if a.caddr.is_ipv6() != a.vaddr.is_ipv6() || a.caddr.is_ipv6() != a.daddr.is_ipv6() {
-            // A mixed-family (TUN) entry: the format has one family per record.
-            return;
-        }
         if self.sync.records.len() >= RECORDS_PER_BATCH {
             self.sync.dropped += 1;
             return;
         }
-        self.sync.records.push(SyncConn {
+        if let Some(r) = self.sync_conn_record(c) {
+            self.sync.records.push(r);
+        }
+    }
+
+    /// An entry as a sync record; `None` for a mixed-family (TUN) entry: the format has one
+    /// family per record.
+    pub(crate) fn sync_conn_record(&self, c: &crate::conn::Conn) -> Option<SyncConn> {
+        let a = self.conns.addrs(c);
+        if a.caddr.is_ipv6() != a.vaddr.is_ipv6() || a.caddr.is_ipv6() != a.daddr.is_ipv6() {
+            return None;
+        }
+        Some(SyncConn {
             protocol: c.protocol,
             flags: c.flags,
             state: u16::from(c.state),
@@ -148,6 +155,6 @@ impl Worker {
             seq: None,
             pe_data: Vec::new(),
             pe_name: Vec::new(),
-        });
+        })
     }
 }

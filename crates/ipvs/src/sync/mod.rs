@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod master;
 pub mod rules;
+pub mod snapshot;
 pub mod v0;
 pub mod v1;
 

@@ -72,11 +72,7 @@ impl Backup {
             self.stats.recv_msgs.fetch_add(1, Relaxed);
             self.stats.recv_conns.fetch_add(m.conns.len() as u64, Relaxed);
             self.stats.skipped.fetch_add(m.skipped.len() as u64, Relaxed);
-            let mask = if self.workers > 1 {
-                crate::steer::SteerSet::of(&self.ipvs.services_full(), &self.ipvs.fwmark_rules()).client_mask
-            } else {
-                u32::MAX
-            };
+            let mask = self.mask();
             for c in m.conns {
                 let w = owner(&c.caddr, mask, self.workers);
                 per_worker[w].push(c);
@@ -90,6 +86,16 @@ impl Backup {
                     self.stats.apply_dropped.fetch_add(n, Relaxed);
                 }
             }
+        }
+    }
+}
+
+impl Backup {
+    fn mask(&self) -> u32 {
+        if self.workers > 1 {
+            crate::steer::SteerSet::of(&self.ipvs.services_full(), &self.ipvs.fwmark_rules()).client_mask
+        } else {
+            u32::MAX
         }
     }
 }

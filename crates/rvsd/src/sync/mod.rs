@@ -15,6 +15,7 @@
 
 mod backup;
 mod master;
+pub mod resync;
 pub mod sock;
 
 use std::cell::Cell;
@@ -100,12 +101,20 @@ impl SyncStats {
     }
 }
 
+/// A request for a slice of a worker's table (the bulk resync): records of the slab positions
+/// from `from`, answered with the next position (`None`: done).
+pub struct SnapReq {
+    pub from: usize,
+    pub reply: SyncSender<(Vec<SyncConn>, Option<usize>)>,
+}
+
 /// A worker's end of the sync queues.
 pub struct WorkerLink {
     id: usize,
     out: SyncSender<Batch>,
     spare: Receiver<Vec<SyncConn>>,
     apply: Receiver<Vec<SyncConn>>,
+    snap: Receiver<SnapReq>,
     stats: Arc<SyncStats>,
     ipvs: Arc<Ipvs>,
     /// The worker's own drop count already added to `stats`.
@@ -129,6 +138,11 @@ pub fn worker_turn(w: &mut ipvs::Worker, link: &WorkerLink) {
     if w.sync.dropped != link.reported.get() {
         link.stats.worker_dropped.fetch_add(w.sync.dropped - link.reported.get(), Relaxed);
         link.reported.set(w.sync.dropped);
+    }
+    while let Ok(req) = link.snap.try_recv() {
+        let mut records = Vec::new();
+        let next = w.sync_snapshot(req.from, resync::SNAP_SLICE, &mut records);
+        let _ = req.reply.try_send((records, next));
     }
     let mut threshold = None;
     while let Ok(batch) = link.apply.try_recv() {
@@ -161,6 +175,7 @@ struct Inner {
     out_rx: Option<Receiver<Batch>>,
     spares: Vec<SyncSender<Vec<SyncConn>>>,
     apply: Vec<SyncSender<Vec<SyncConn>>>,
+    snaps: Vec<SyncSender<SnapReq>>,
 }
 
 /// The sync daemons of this director: started and stopped by the API, listed by
@@ -209,23 +224,26 @@ impl SyncDaemons {
         let stats = Arc::new(SyncStats::default());
         let (out_tx, out_rx) = mpsc::sync_channel(OUT_BATCHES);
         let mut links = Vec::with_capacity(workers);
-        let (mut spares, mut apply) = (Vec::new(), Vec::new());
+        let (mut spares, mut apply, mut snaps) = (Vec::new(), Vec::new(), Vec::new());
         for id in 0..workers {
             let (spare_tx, spare_rx) = mpsc::sync_channel(OUT_BATCHES);
             let (apply_tx, apply_rx) = mpsc::sync_channel(APPLY_BATCHES);
+            let (snap_tx, snap_rx) = mpsc::sync_channel(4);
             spares.push(spare_tx);
             apply.push(apply_tx);
+            snaps.push(snap_tx);
             links.push(WorkerLink {
                 id,
                 out: out_tx.clone(),
                 spare: spare_rx,
                 apply: apply_rx,
+                snap: snap_rx,
                 stats: stats.clone(),
                 ipvs: ipvs.clone(),
                 reported: Cell::new(0),
             });
         }
-        let inner = Inner { master: None, backup: None, out_rx: Some(out_rx), spares, apply };
+        let inner = Inner { master: None, backup: None, out_rx: Some(out_rx), spares, apply, snaps };
         (Arc::new(SyncDaemons { ipvs, workers, stats, inner: Mutex::new(inner) }), links)
     }
 
@@ -320,6 +338,25 @@ impl SyncDaemons {
         }
         tracing::info!("sync daemon {role:?} stopped");
         Ok(())
+    }
+
+    /// Each worker's queue of received entries (the bulk resync's client waits on them).
+    pub fn apply_senders(&self) -> Vec<SyncSender<Vec<SyncConn>>> {
+        self.lock().apply.clone()
+    }
+
+    /// Each worker's queue of snapshot requests (the bulk resync's server).
+    pub fn snap_senders(&self) -> Vec<SyncSender<SnapReq>> {
+        self.lock().snaps.clone()
+    }
+
+    /// The steering program's client mask for the current services (which worker owns a client).
+    pub fn client_mask(&self) -> u32 {
+        if self.workers > 1 {
+            crate::steer::SteerSet::of(&self.ipvs.services_full(), &self.ipvs.fwmark_rules()).client_mask
+        } else {
+            u32::MAX
+        }
     }
 
     /// The running daemons, master first.
