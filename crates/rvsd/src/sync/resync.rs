@@ -161,18 +161,25 @@ fn serve_one(s: TcpStream, key: &[u8], daemons: &SyncDaemons) -> io::Result<u64>
     let session = mac(key, &[b"session", &ns, nc]);
     let mut fw = FrameWriter { out: w, session, seq: 0, msg: v1::Writer::new(0, MAX_MESSAGE) };
     let mut sent = 0u64;
-    for snap in daemons.snap_senders() {
-        let mut from = Some(0usize);
-        while let Some(at) = from {
-            let (tx, rx) = mpsc::sync_channel(1);
-            snap.send(SnapReq { from: at, reply: tx }).map_err(|_| io::Error::other("worker gone"))?;
+    // Every worker cuts its next slice while the slices already here are encoded and sent.
+    let ask = |snap: &mpsc::SyncSender<SnapReq>, from: usize| {
+        let (tx, rx) = mpsc::sync_channel(1);
+        snap.send(SnapReq { from, reply: tx }).map(|_| rx).map_err(|_| io::Error::other("worker gone"))
+    };
+    let snaps = daemons.snap_senders();
+    let mut pending = snaps.iter().map(|s| ask(s, 0).map(Some)).collect::<io::Result<Vec<_>>>()?;
+    while pending.iter().any(Option::is_some) {
+        for (i, slot) in pending.iter_mut().enumerate() {
+            let Some(rx) = slot.take() else { continue };
             let (records, next) =
                 rx.recv_timeout(Duration::from_secs(5)).map_err(|_| io::Error::other("worker did not answer"))?;
+            if let Some(at) = next {
+                *slot = Some(ask(&snaps[i], at)?);
+            }
             for c in &records {
                 fw.push(c)?;
             }
             sent += records.len() as u64;
-            from = next;
         }
     }
     fw.finish()?;
@@ -383,12 +390,22 @@ mod tests {
         assert!(peer.wait_total(n / 2 * 2, Duration::from_secs(120)));
         let addr = server(&peer, key);
         let fresh = Director::new(2, 0, n);
-        let t0 = Instant::now();
+        let cpu = || {
+            // SAFETY: getrusage fills the struct given.
+            let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+            unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+            let t = |v: libc::timeval| Duration::from_secs(v.tv_sec as u64) + Duration::from_micros(v.tv_usec as u64);
+            t(u.ru_utime) + t(u.ru_stime)
+        };
+        let (t0, c0) = (Instant::now(), cpu());
         let got = pull(addr, key, &fresh.daemons, Duration::from_secs(30)).unwrap();
         let pulled = t0.elapsed();
         assert!(fresh.wait_total(n / 2 * 2, Duration::from_secs(60)));
-        let applied = t0.elapsed();
-        println!("resync of {got} entries: received in {pulled:?}, in the tables after {applied:?}");
+        let (applied, used) = (t0.elapsed(), cpu() - c0);
+        println!(
+            "resync of {got} entries: received in {pulled:?}, in the tables after {applied:?}; \
+             CPU time of both directors meanwhile {used:?} (1 ms idle sleeps of 4 worker threads included)"
+        );
     }
 
     #[test]
