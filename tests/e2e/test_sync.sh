@@ -40,8 +40,12 @@ NFT
 fi
 for r in r1 r2 r3; do start_rs_servers "$r" --tcp 80; done
 for r in r1 r2 r3; do wait_port "$r" tcp 80; done
-start_rvsd d ext int
+# The master also serves its table for the bulk resync (an rvs addition).
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RVS_WORK/resync.key"
+RESYNC="--resync-key $RVS_WORK/resync.key"
+RVSD_ARGS="--resync-listen $DIR_INT_IP:8849 $RESYNC" start_rvsd d ext int
 start_rvsd d2 int
+D2_PID=$RVSD_PID
 for n in d d2; do
     RVSADM_NS=$n adm -A -t "$VIP:80" -s rr
     for r in r1 r2 r3; do RVSADM_NS=$n adm -a -t "$VIP:80" -r "$(rs_ip "$r"):80" -g; done
@@ -83,6 +87,28 @@ if [ "$LOSS" = 0 ]; then
     assert_eq "backup entries bound to its own real servers" "$STREAMS" "$(jget "$stats" 'd["sync"]["bound"]')"
     assert_eq "backup entries it could not bind" 0 "$(jget "$stats" 'd["sync"]["unbound"]')"
     assert_eq "sync entries dropped in the master's workers" 0 "$(jget "$(stats_json d)" 'd["sync"]["worker_dropped"]')"
+
+    say "bulk resync: the backup restarts and pulls the master's table before it says ready"
+    kill -TERM "$D2_PID"
+    wait "$D2_PID" 2>/dev/null || true
+    # Its configuration file holds the services and the backup daemon (as keepalived's would).
+    {
+        printf '[[sync_daemons]]\nrole = "backup"\ninterface = "int"\nsyncid = %s\n\n' "$SYNCID"
+        printf '[[services]]\nprotocol = "tcp"\naddress = "%s:80"\nscheduler = "rr"\n' "$VIP"
+        for r in r1 r2 r3; do printf '[[services.real_servers]]\naddress = "%s:80"\nmethod = "dr"\n' "$(rs_ip "$r")"; done
+    } >"$RVS_WORK/d2.toml"
+    READY="$RVS_WORK/d2.ready"
+    RVSD_ARGS="--config $RVS_WORK/d2.toml --resync-from $DIR_INT_IP:8849 $RESYNC --ready-file $READY" start_rvsd d2 int
+    for _ in $(seq 1 50); do [ "$(cat "$READY" 2>/dev/null)" = 0 ] && break; sleep 0.1; done
+    assert_eq "ready file of the restarted backup" 0 "$(cat "$READY" 2>/dev/null)"
+    sleep 0.1 # the workers take the pulled entries at their next turn
+    assert_eq "restarted backup's table = master's" "$(established d)" "$(established d2)"
+    # ... from the pull (the next regular sync of these entries is due at their 53rd packet).
+    pulled="$(sed -n 's/.*resync: \([0-9]*\) entries from.*/\1/p' "$RVS_WORK/rvsd-d2.log")"
+    assert_eq "entries the restarted backup pulled" "$STREAMS" "$pulled"
+    assert_eq "-L --daemon of the restarted backup (from its configuration)" \
+        "backup sync daemon (mcast=int, syncid=$SYNCID, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" \
+        "$(RVSADM_NS=d2 adm -L --daemon)"
 else
     first="$(comm -12 <(echo "$master") <(echo "$backup") | grep -c . || true)"
     info "loss ${LOSS}%: the backup holds $first of $STREAMS connections after their first sync (packet 3)"
