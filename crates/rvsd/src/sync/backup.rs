@@ -52,20 +52,10 @@ impl Backup {
                 own = super::sock::host_addrs().into_iter().map(|(_, a)| a).collect();
                 own_at = Some(Instant::now());
             }
-            if own.contains(&from.ip()) {
-                self.stats.own.fetch_add(1, Relaxed);
-                continue;
-            }
-            let m = match ipvs::sync::decode(&buf[..n], self.view.syncid) {
+            let m = match take(&buf[..n], from.ip(), &own, self.view.syncid) {
                 Ok(m) => m,
-                Err(d) => {
-                    let c = match d {
-                        Drop::Truncated => &self.stats.truncated,
-                        Drop::BadSize => &self.stats.bad_size,
-                        Drop::Malformed => &self.stats.malformed,
-                        Drop::OtherSyncId => &self.stats.other_syncid,
-                    };
-                    c.fetch_add(1, Relaxed);
+                Err(c) => {
+                    self.stats.count(c);
                     continue;
                 }
             };
@@ -87,6 +77,36 @@ impl Backup {
                 }
             }
         }
+    }
+}
+
+/// Why a datagram was not used, by counter name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// From one of this host's own addresses.
+    Own,
+    Drop(Drop),
+}
+
+/// The backup's checks on one datagram from `from`: not from this host, then the kernel's
+/// (size, syncid, version, records).
+pub fn take(buf: &[u8], from: IpAddr, own: &[IpAddr], syncid: u8) -> Result<ipvs::sync::Message, Refused> {
+    if own.contains(&from) {
+        return Err(Refused::Own);
+    }
+    ipvs::sync::decode(buf, syncid).map_err(Refused::Drop)
+}
+
+impl SyncStats {
+    fn count(&self, r: Refused) {
+        let c = match r {
+            Refused::Own => &self.own,
+            Refused::Drop(Drop::Truncated) => &self.truncated,
+            Refused::Drop(Drop::BadSize) => &self.bad_size,
+            Refused::Drop(Drop::Malformed) => &self.malformed,
+            Refused::Drop(Drop::OtherSyncId) => &self.other_syncid,
+        };
+        c.fetch_add(1, Relaxed);
     }
 }
 

@@ -451,6 +451,21 @@ mod tests {
     }
 
     #[test]
+    fn the_backup_ignores_its_own_host_other_groups_and_bad_datagrams() {
+        let mut w = ipvs::sync::v1::Writer::new(7, 1472);
+        w.push(&rec(1));
+        let msg = w.as_bytes();
+        let own: Vec<IpAddr> = vec!["192.168.77.2".parse().unwrap()];
+        let peer: IpAddr = "192.168.77.1".parse().unwrap();
+        assert_eq!(backup::take(msg, peer, &own, 7).unwrap().conns, vec![rec(1)]);
+        assert_eq!(backup::take(msg, own[0], &own, 7), Err(backup::Refused::Own));
+        assert_eq!(backup::take(msg, peer, &own, 8), Err(backup::Refused::Drop(ipvs::sync::Drop::OtherSyncId)));
+        assert!(backup::take(msg, peer, &own, 0).is_ok(), "syncid 0 takes every group");
+        let r = backup::take(&msg[..msg.len() - 1], peer, &own, 7);
+        assert_eq!(r, Err(backup::Refused::Drop(ipvs::sync::Drop::BadSize)));
+    }
+
+    #[test]
     fn effective_settings_fill_the_kernel_defaults() {
         let cfg = |role, maxlen, group: Option<&str>| DaemonConfig {
             role,
