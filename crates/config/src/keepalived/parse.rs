@@ -294,7 +294,7 @@ impl Importer {
             self.warn(
                 s,
                 format!(
-                    "VRRP is not supported: the sync daemons do not follow instance {inst}; both master and backup run"
+                    "sync daemons run as master and backup at once instead of following instance {inst} (a standby director forwards nothing, so its master sends nothing)"
                 ),
             );
         }
