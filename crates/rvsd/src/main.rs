@@ -203,6 +203,11 @@ fn start_resync(
                             tracing::info!("resync: {n} entries from {peer} in {:?}", t0.elapsed());
                             break;
                         }
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                            // The peer's host answers but no rvsd listens: it has no table.
+                            tracing::info!("resync from {peer}: {e}; nobody to pull from, ready");
+                            break;
+                        }
                         Err(e) if t0.elapsed() < RESYNC_DEADLINE => {
                             tracing::warn!("resync from {peer}: {e}; retrying");
                             std::thread::sleep(Duration::from_millis(500));
