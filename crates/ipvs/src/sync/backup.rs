@@ -25,20 +25,26 @@ pub enum Applied {
     Stale,
     /// The table is full.
     Full,
-    /// The entry needs a persistence engine (PE data) and rvs has none: skipped, as the
-    /// kernel skips an entry whose engine is not loaded.
+    /// The entry needs a persistence engine rvs does not have (only "sip" exists): skipped,
+    /// as the kernel skips an entry whose engine is not loaded.
     NoEngine,
 }
 
 impl Worker {
     /// Takes one synced entry; `threshold` is our `sync_threshold` (the entry's in_pkts).
     pub fn sync_apply(&mut self, s: &SyncConn, threshold: u32) -> Applied {
-        if !s.pe_data.is_empty() {
-            return Applied::NoEngine;
-        }
         let mut flags = (s.flags & BACKUP_MASK) | ConnFlags::SYNC;
         let template = flags & ConnFlags::TEMPLATE != 0;
-        let existing = if template {
+        // A SIP template is found by its Call-ID; the kernel keeps engine data on templates
+        // only, so a connection's is dropped.
+        let pe = match (s.pe_data.is_empty(), template) {
+            (true, _) | (false, false) => None,
+            (false, true) if s.pe_name == crate::pe_sip::NAME.as_bytes() => Some(&s.pe_data[..]),
+            (false, true) => return Applied::NoEngine,
+        };
+        let existing = if let Some(d) = pe {
+            self.conns.lookup_template_pe(s.protocol, &s.caddr, &s.vaddr, s.vport, d)
+        } else if template {
             self.conns.lookup_template(s.protocol, &s.caddr, &s.vaddr, s.vport, s.fwmark)
         } else {
             match self.conns.lookup_in(s.protocol, &s.caddr, s.cport, &s.vaddr, s.vport) {
@@ -94,13 +100,17 @@ impl Worker {
                 if let Some(d) = &dest {
                     flags = with_method(flags, d.method());
                 }
-                let mut conn = Conn::new(s.protocol, s.cport, s.vport, s.dport);
+                let cport = pe.map_or(s.cport, |d| self.conns.pe_port(d));
+                let mut conn = Conn::new(s.protocol, cport, s.vport, s.dport);
                 conn.flags = flags;
                 conn.fwmark = s.fwmark;
                 conn.dest = dest.clone();
                 let addrs = ConnAddrs { caddr: s.caddr, vaddr: s.vaddr, daddr: s.daddr };
                 let Ok(id) = self.conns.insert(addrs, conn) else { return Applied::Full };
                 self.sync_forget(id);
+                if let Some(d) = pe {
+                    self.conns.set_pe_data(id, d);
+                }
                 if let Some(d) = &dest {
                     d.bind(template);
                     if !template && flags & ConnFlags::INACTIVE == 0 {

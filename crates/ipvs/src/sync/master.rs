@@ -128,14 +128,16 @@ impl Worker {
             self.sync.dropped += 1;
             return;
         }
-        if let Some(r) = self.sync_conn_record(c) {
+        if let Some(r) = self.sync_conn_record(id, c) {
             self.sync.records.push(r);
         }
     }
 
     /// An entry as a sync record; `None` for a mixed-family (TUN) entry: the format has one
-    /// family per record.
-    pub(crate) fn sync_conn_record(&self, c: &crate::conn::Conn) -> Option<SyncConn> {
+    /// family per record. A SIP template carries its Call-ID (PE_DATA, PE_NAME "sip") and
+    /// client port 0, as the kernel's (rvs indexes it under a port of its own); those two
+    /// options are the one allocation a record can make.
+    pub(crate) fn sync_conn_record(&self, id: ConnId, c: &crate::conn::Conn) -> Option<SyncConn> {
         let a = self.conns.addrs(c);
         if a.caddr.is_ipv6() != a.vaddr.is_ipv6() || a.caddr.is_ipv6() != a.daddr.is_ipv6() {
             return None;
@@ -155,6 +157,16 @@ impl Worker {
             seq: None,
             pe_data: Vec::new(),
             pe_name: Vec::new(),
+        })
+        .map(|mut r| {
+            if c.is_template()
+                && let Some(d) = self.conns.pe_data(id)
+            {
+                r.cport = 0;
+                r.pe_data = d.to_vec();
+                r.pe_name = crate::pe_sip::NAME.as_bytes().to_vec();
+            }
+            r
         })
     }
 }

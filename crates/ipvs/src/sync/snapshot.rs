@@ -15,7 +15,7 @@ impl Worker {
         let to = from.saturating_add(max).min(end);
         for id in from..to {
             let Some(c) = self.conns.get(id as ConnId) else { continue };
-            if let Some(r) = self.sync_conn_record(c) {
+            if let Some(r) = self.sync_conn_record(id as ConnId, c) {
                 out.push(r);
             }
         }

@@ -541,10 +541,41 @@ fn a_backup_worker_binds_synced_entries_to_its_own_dests_and_counts_the_rest() {
     let id = w.conns.lookup_in(6, &other.caddr, other.cport, &other.vaddr, other.vport).unwrap();
     let bound = w.conns.get(id).unwrap().dest.as_ref().map(|d| d.addr);
     assert_eq!(bound, Some(v4([172, 16, 0, 99])));
-    // An entry of a persistence engine rvs does not have: skipped.
+    // A template of a persistence engine rvs does not have: skipped.
     let mut pe = conn_v4();
-    pe.cport = 2;
+    pe.flags |= ConnFlags::TEMPLATE;
+    pe.cport = 0;
     pe.pe_data = b"call".to_vec();
-    pe.pe_name = b"sip".to_vec();
+    pe.pe_name = b"xyz".to_vec();
     assert_eq!(w.sync_apply(&pe, 3), backup::Applied::NoEngine);
+}
+
+#[test]
+fn sip_templates_cross_with_their_call_id() {
+    let (ipvs, _) = director(crate::ForwardMethod::Masq);
+    let mut w = crate::Worker::new(0, ipvs.clone());
+    w.set_now(1000);
+    let mut t = conn_v4();
+    t.protocol = 17;
+    t.state = 0;
+    t.cport = 0;
+    t.dport = 80;
+    t.fwmark = 0;
+    t.flags = ConnFlags::TEMPLATE;
+    t.vport = 80;
+    t.pe_data = b"a84b4c76e66710@pc33.example.com".to_vec();
+    t.pe_name = b"sip".to_vec();
+    // The director's service is TCP; the template still enters the table (unbound).
+    assert_eq!(w.sync_apply(&t, 3), backup::Applied::Unbound);
+    let id = w.conns.lookup_template_pe(17, &t.caddr, &t.vaddr, t.vport, &t.pe_data).expect("found by Call-ID");
+    assert_eq!(w.conns.pe_data(id), Some(&t.pe_data[..]));
+    // Synced again (as the master would send it): the same template, updated.
+    assert_eq!(w.sync_apply(&t, 3), backup::Applied::Updated);
+    // And it goes out as the kernel sends it: client port 0, PE_DATA and PE_NAME.
+    let c = w.conns.get(id).unwrap();
+    let r = w.sync_conn_record(id, c).unwrap();
+    assert_eq!((r.cport, &r.pe_data, &r.pe_name[..]), (0, &t.pe_data, &b"sip"[..]));
+    let mut wr = v1::Writer::new(0, 1472);
+    assert!(wr.push(&r));
+    assert_eq!(decode(wr.as_bytes(), 0).unwrap().conns[0].pe_data, t.pe_data);
 }
