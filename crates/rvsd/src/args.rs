@@ -98,8 +98,6 @@ pub struct Resync {
 }
 
 /// What the command line asks for.
-// Parsed once at start: the size of the `Run` variant costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // made once per run; boxing buys nothing
 pub enum Parsed {
