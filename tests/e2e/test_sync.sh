@@ -44,7 +44,7 @@ for r in r1 r2 r3; do wait_port "$r" tcp 80; done
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RVS_WORK/resync.key"
 RESYNC="--resync-key $RVS_WORK/resync.key"
 RVSD_ARGS="--resync-listen $DIR_INT_IP:8849 $RESYNC" start_rvsd d ext int
-start_rvsd d2 int
+RVSD_ARGS="--procfs-dir $RVS_WORK/proc-d2" start_rvsd d2 int
 D2_PID=$RVSD_PID
 for n in d d2; do
     RVSADM_NS=$n adm -A -t "$VIP:80" -s rr
@@ -87,6 +87,9 @@ if [ "$LOSS" = 0 ]; then
     assert_eq "backup entries bound to its own real servers" "$STREAMS" "$(jget "$stats" 'd["sync"]["bound"]')"
     assert_eq "backup entries it could not bind" 0 "$(jget "$stats" 'd["sync"]["unbound"]')"
     assert_eq "sync entries dropped in the master's workers" 0 "$(jget "$(stats_json d)" 'd["sync"]["worker_dropped"]')"
+    sleep 1.1 # the procfs views are refreshed every second
+    assert_eq "backup's ip_vs_conn_sync entries of Origin SYNC" "$STREAMS" \
+        "$(awk '$9 == "SYNC"' "$RVS_WORK/proc-d2/net/ip_vs_conn_sync" | grep -c . || true)"
 
     say "bulk resync: the backup restarts and pulls the master's table before it says ready"
     kill -TERM "$D2_PID"

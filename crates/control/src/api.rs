@@ -300,6 +300,9 @@ pub struct ConnView {
     pub pe_name: Option<String>,
     #[serde(default)]
     pub pe_data: Option<String>,
+    /// Created by the sync backup (`IP_VS_CONN_F_SYNC`): `ip_vs_conn_sync`'s Origin SYNC.
+    #[serde(default)]
+    pub synced: bool,
 }
 
 /// Configuration changes (`POST /v1/command`).

@@ -264,6 +264,7 @@ mod tests {
             fwmark: 0,
             pe_name: None,
             pe_data: None,
+            synced: false,
         }
     }
 

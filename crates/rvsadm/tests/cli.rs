@@ -136,6 +136,7 @@ fn rvs_extensions_filter_drain_and_top() {
                 fwmark: 0,
                 pe_name: None,
                 pe_data: None,
+                synced: false,
             };
             (200, serde_json::to_vec(&vec![c]).unwrap())
         } else if target == "/v1/drain" {

@@ -162,6 +162,7 @@ pub fn conn_view(c: &ipvs::conn::Conn, a: ipvs::conn::ConnAddrs, now_ms: u64) ->
         fwmark: c.fwmark,
         pe_name: None,
         pe_data: None,
+        synced: false,
     }
 }
 

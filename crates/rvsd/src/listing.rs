@@ -129,6 +129,7 @@ impl ConnRecord {
             fwmark: self.fwmark,
             pe_name: None,
             pe_data: None,
+            synced: self.flags & ConnFlags::SYNC != 0,
         }
     }
 }

@@ -166,14 +166,15 @@ pub fn ip_vs_conn(conns: &[ConnView]) -> String {
     o
 }
 
-/// `/proc/net/ip_vs_conn_sync` (`ip_vs_conn_sync_seq_show`): every entry is LOCAL (rvs
-/// has no connection synchronisation yet).
+/// `/proc/net/ip_vs_conn_sync` (`ip_vs_conn_sync_seq_show`): Origin SYNC for the entries the
+/// sync backup created, LOCAL for the others.
 pub fn ip_vs_conn_sync(conns: &[ConnView]) -> String {
     let mut o = String::with_capacity(96 + 96 * conns.len());
     o.push_str("Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Origin Expires\n");
     for c in listed(conns) {
         conn_head(&mut o, c);
-        let _ = writeln!(o, " {:<6} {:>7}", "LOCAL", c.expires_secs);
+        let origin = if c.synced { "SYNC" } else { "LOCAL" };
+        let _ = writeln!(o, " {:<6} {:>7}", origin, c.expires_secs);
     }
     o
 }
@@ -375,6 +376,7 @@ mod tests {
             fwmark: 0,
             pe_name: None,
             pe_data: None,
+            synced: false,
         }
     }
 
@@ -385,6 +387,7 @@ mod tests {
         let tcp = conn("10.0.0.2", 40000, "10.0.0.100", 80, "192.168.1.11", 8080, "ESTABLISHED");
         let mut udp = conn("10.0.0.2", 5353, "10.0.0.100", 53, "192.168.1.13", 53, "UDP");
         udp.proto = 17;
+        udp.synced = true; // created by the sync backup
         udp.expires_secs = 5;
         let mut tpl = conn("10.0.0.2", 0, "0.0.0.7", 0, "2001:db8::5", 0, "ASSURED");
         (tpl.proto, tpl.template, tpl.expires_secs) = (0, true, 300);
@@ -406,7 +409,7 @@ TCP 2001:0db8:0000:0000:0000:0000:0000:0002 9C41 2001:0db8:0000:0000:0000:0000:0
         assert_eq!(ip_vs_conn(&conns), want);
         let want_sync = "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Origin Expires\n\
 TCP 0A000002 9C40 0A000064 0050 C0A8010B 1F90 ESTABLISHED LOCAL      897\n\
-UDP 0A000002 14E9 0A000064 0035 C0A8010D 0035 UDP         LOCAL        5\n\
+UDP 0A000002 14E9 0A000064 0035 C0A8010D 0035 UDP         SYNC         5\n\
 IP  0A000002 0000 00000007 0000 2001:0db8:0000:0000:0000:0000:0000:0005 0000 ASSURED     LOCAL      300\n\
 UDP 0A000003 0000 0A000064 13C4 C0A8010E 13C4 NONE        LOCAL      897\n\
 TCP 2001:0db8:0000:0000:0000:0000:0000:0002 9C41 2001:0db8:0000:0000:0000:0000:0000:0100 0050 \

@@ -346,6 +346,7 @@ fn connection_listing() {
         fwmark: 0,
         pe_name: None,
         pe_data: None,
+        synced: false,
     };
     let mut tpl = c(6, 585, "ASSURED", ("198.51.100.0", 0), ("10.0.0.200", 443), ("172.16.0.5", 443));
     tpl.template = true;
@@ -401,6 +402,7 @@ fn connection_listing_with_pe_data() {
         fwmark: 0,
         pe_name: Some("sip".into()),
         pe_data: Some("call-1@x".into()),
+        synced: false,
     };
     let f = ListFormat { persistent_conn: true, ..fmt() };
     let plain = ConnView { pe_name: None, pe_data: None, ..sip.clone() };
