@@ -294,7 +294,7 @@ impl Importer {
             self.warn(
                 s,
                 format!(
-                    "sync daemons run as master and backup at once instead of following instance {inst} (a standby director forwards nothing, so its master sends nothing)"
+                    "sync daemons run as master and backup at once instead of following instance {inst} (a standby director forwards nothing, so its master sends nothing); keepalived --vrrp acts on this line itself and crashes without the kernel's ip_vs: keep it out of the file keepalived reads"
                 ),
             );
         }
