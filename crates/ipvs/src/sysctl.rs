@@ -56,6 +56,21 @@ macro_rules! one {
     };
 }
 
+/// A single-number sync setting, backed by one atomic of [`crate::sync::SyncSysctls`].
+macro_rules! sync_one {
+    ($field:ident, $min:expr, $max:expr, $meaning:expr) => {
+        Sysctl {
+            name: stringify!($field),
+            min: $min,
+            max: $max,
+            width: 1,
+            get: |i: &Ipvs| [i.sync.sysctl.$field.load(Relaxed), 0],
+            set: |i: &Ipvs, v: [u32; 2]| i.sync.sysctl.$field.store(v[0], Relaxed),
+            meaning: $meaning,
+        }
+    };
+}
+
 /// The kernel's `proc_dointvec` settings accept any non-negative int here.
 const INT_MAX: u32 = i32::MAX as u32;
 
@@ -109,6 +124,44 @@ pub static TABLE: &[Sysctl] = &[
         1,
         "rvs: answer SYNs to IPv4 NAT services with SYN cookies; a connection is created only when the client's ACK proves its address"
     ),
+    sync_one!(
+        sync_persist_mode,
+        0,
+        1,
+        "1: of persistent services only the templates are synced, not their connections"
+    ),
+    sync_one!(
+        sync_qlen_max,
+        1,
+        INT_MAX,
+        "rvs: sync messages waiting to be sent before more are dropped (the kernel counts buffers, default a share of RAM)"
+    ),
+    sync_one!(
+        sync_refresh_period,
+        0,
+        INT_MAX,
+        "seconds: an entry is sent again only when its expiry moved this much (or half its timeout); 0 off"
+    ),
+    sync_one!(sync_retries, 0, 3, "resends of an entry within sync_refresh_period, spaced a eighth of it"),
+    sync_one!(
+        sync_sock_size,
+        0,
+        INT_MAX,
+        "send/receive buffer of the sync sockets in bytes, at daemon start (0 = system default)"
+    ),
+    Sysctl {
+        name: "sync_threshold",
+        min: 0,
+        max: INT_MAX,
+        width: 2,
+        get: |i: &Ipvs| [i.sync.sysctl.sync_threshold.load(Relaxed), i.sync.sysctl.sync_period.load(Relaxed)],
+        set: |i: &Ipvs, v: [u32; 2]| {
+            i.sync.sysctl.sync_threshold.store(v[0], Relaxed);
+            i.sync.sysctl.sync_period.store(v[1], Relaxed);
+        },
+        meaning: "\"T P\": an entry is synced when its packet count % P == T (P = 0: once, at T); T < P",
+    },
+    sync_one!(sync_version, 0, 1, "the sync message format the master sends (0: the legacy IPv4-only one)"),
 ];
 
 /// The setting called `name`, with or without the `net.ipv4.vs.` prefix (or `/` separators,
@@ -147,6 +200,10 @@ pub fn parse(s: &Sysctl, text: &str) -> Result<[u32; 2], String> {
             return Err(format!("{PREFIX}{}: {n} is out of range {}..{}", s.name, s.min, s.max));
         }
         *slot = n as u32;
+    }
+    // The kernel refuses a sync threshold that the period can never reach.
+    if s.name == "sync_threshold" && v[1] != 0 && v[0] >= v[1] {
+        return Err(format!("{PREFIX}sync_threshold: {} {}: the threshold must be below the period", v[0], v[1]));
     }
     Ok(v)
 }
@@ -201,6 +258,13 @@ mod tests {
             ("sloppy_tcp", "0"),
             ("stray_rst", "1000"),
             ("syn_proxy", "0"),
+            ("sync_persist_mode", "0"),
+            ("sync_qlen_max", "4096"),
+            ("sync_refresh_period", "0"),
+            ("sync_retries", "0"),
+            ("sync_sock_size", "0"),
+            ("sync_threshold", "3\t50"),
+            ("sync_version", "1"),
         ];
         let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         assert_eq!(got, want);

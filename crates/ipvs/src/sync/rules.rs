@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use crate::proto::{sctp, tcp};
 
-/// The sync sysctls, by their kernel names, settable while packets flow.
+/// The sync sysctls, by their kernel names, settable while packets flow (rows of the
+/// registry, `crate::sysctl`: `rvsadm --sysctl`, the `[sysctl]` table).
 #[derive(Debug)]
 pub struct SyncSysctls {
     /// `sync_threshold` "T P": first value.
@@ -44,92 +45,7 @@ impl Default for SyncSysctls {
     }
 }
 
-/// A sync sysctl by kernel name, with how to check and store it (`rvsadm --sysctl`).
-pub struct SyncSysctlDef {
-    pub name: &'static str,
-    pub help: &'static str,
-}
-
-/// The sync sysctls this module owns (for the daemon's sysctl registry).
-pub const SYSCTLS: [SyncSysctlDef; 7] = [
-    SyncSysctlDef { name: "sync_threshold", help: "\"T P\": send an entry when in_pkts % P == T (default \"3 50\")" },
-    SyncSysctlDef {
-        name: "sync_refresh_period",
-        help: "seconds; resend only when the expiry moved this much (0 = off)",
-    },
-    SyncSysctlDef { name: "sync_retries", help: "0..3 resends spaced sync_refresh_period/8" },
-    SyncSysctlDef { name: "sync_persist_mode", help: "1 = only templates of persistent services are synced" },
-    SyncSysctlDef { name: "sync_version", help: "0 or 1: the message format the master sends" },
-    SyncSysctlDef { name: "sync_qlen_max", help: "sync messages queued for sending before entries are dropped" },
-    SyncSysctlDef { name: "sync_sock_size", help: "send/receive buffer of the sync sockets, bytes (0 = default)" },
-];
-
 impl SyncSysctls {
-    /// Sets a sync sysctl from its text, as the kernel parses it; `Err` names the problem and
-    /// changes nothing.
-    pub fn set(&self, name: &str, value: &str) -> Result<(), String> {
-        let num = |v: &str| v.trim().parse::<u32>().map_err(|_| format!("{name}: {v:?} is not a number"));
-        match name {
-            "sync_threshold" => {
-                let mut it = value.split_whitespace();
-                let (Some(t), Some(p), None) = (it.next(), it.next(), it.next()) else {
-                    return Err("sync_threshold: expected two numbers \"THRESHOLD PERIOD\"".into());
-                };
-                let (t, p) = (num(t)?, num(p)?);
-                // The kernel refuses a threshold ≥ period unless the period is 0.
-                if p != 0 && t >= p {
-                    return Err(format!("sync_threshold: {t} {p}: the threshold must be below the period"));
-                }
-                self.sync_threshold.store(t, Relaxed);
-                self.sync_period.store(p, Relaxed);
-            }
-            "sync_refresh_period" => self.sync_refresh_period.store(num(value)?, Relaxed),
-            "sync_retries" => {
-                let v = num(value)?;
-                if v > 3 {
-                    return Err("sync_retries: 0..3".into());
-                }
-                self.sync_retries.store(v, Relaxed);
-            }
-            "sync_persist_mode" | "sync_version" => {
-                let v = num(value)?;
-                if v > 1 {
-                    return Err(format!("{name}: 0 or 1"));
-                }
-                if name == "sync_version" {
-                    self.sync_version.store(v, Relaxed);
-                } else {
-                    self.sync_persist_mode.store(v, Relaxed);
-                }
-            }
-            "sync_qlen_max" => {
-                let v = num(value)?;
-                if v == 0 {
-                    return Err("sync_qlen_max: at least 1".into());
-                }
-                self.sync_qlen_max.store(v, Relaxed);
-            }
-            "sync_sock_size" => self.sync_sock_size.store(num(value)?, Relaxed),
-            _ => return Err(format!("{name}: not a sync sysctl")),
-        }
-        Ok(())
-    }
-
-    /// The value as `sysctl` prints it.
-    pub fn get(&self, name: &str) -> Option<String> {
-        let g = |a: &AtomicU32| a.load(Relaxed).to_string();
-        Some(match name {
-            "sync_threshold" => format!("{}\t{}", g(&self.sync_threshold), g(&self.sync_period)),
-            "sync_refresh_period" => g(&self.sync_refresh_period),
-            "sync_retries" => g(&self.sync_retries),
-            "sync_persist_mode" => g(&self.sync_persist_mode),
-            "sync_version" => g(&self.sync_version),
-            "sync_qlen_max" => g(&self.sync_qlen_max),
-            "sync_sock_size" => g(&self.sync_sock_size),
-            _ => return None,
-        })
-    }
-
     pub fn params(&self) -> Params {
         Params {
             threshold: self.sync_threshold.load(Relaxed),

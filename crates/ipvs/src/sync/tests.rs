@@ -439,18 +439,22 @@ fn rules_period_zero_sends_once_and_refresh_period_limits_resends() {
 }
 
 #[test]
-fn sysctls_parse_as_the_kernel_and_refuse_bad_values() {
-    let s = SyncSysctls::default();
-    assert_eq!(s.get("sync_threshold").unwrap(), "3\t50");
-    s.set("sync_threshold", "2 10").unwrap();
-    assert_eq!((s.params().threshold, s.params().period), (2, 10));
-    assert!(s.set("sync_threshold", "10 10").is_err());
-    assert!(s.set("sync_threshold", "5").is_err());
-    s.set("sync_threshold", "7 0").unwrap();
-    assert!(s.set("sync_retries", "4").is_err());
-    assert!(s.set("sync_version", "2").is_err());
-    assert!(s.set("sync_nothing", "1").is_err());
-    assert_eq!(s.get("sync_threshold").unwrap(), "7\t0", "a refused value changes nothing");
+fn the_sync_sysctls_are_in_the_registry_with_the_kernels_checks() {
+    use crate::sysctl::{set_many, value};
+    let i = crate::Ipvs::new(10);
+    assert_eq!(value(&i, "sync_threshold").unwrap(), "3\t50");
+    set_many(&i, &[("net.ipv4.vs.sync_threshold", "2 10"), ("sync_retries", "3")]).unwrap();
+    assert_eq!(
+        (i.sync.sysctl.params().threshold, i.sync.sysctl.params().period, i.sync.sysctl.params().retries),
+        (2, 10, 3)
+    );
+    for bad in [("sync_threshold", "10 10"), ("sync_threshold", "5"), ("sync_retries", "4"), ("sync_version", "2")] {
+        assert!(set_many(&i, &[bad]).is_err(), "{bad:?}");
+    }
+    set_many(&i, &[("sync_threshold", "7 0")]).unwrap();
+    assert_eq!(value(&i, "sync_threshold").unwrap(), "7\t0", "period 0: sent once, at 7");
+    set_many(&i, &[("sync_version", "0"), ("sync_qlen_max", "16")]).unwrap();
+    assert_eq!(value(&i, "sync_version").unwrap(), "0");
 }
 
 // ---- a worker as master and as backup ----
