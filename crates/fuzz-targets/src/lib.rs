@@ -11,6 +11,7 @@ pub mod harness;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod node_path;
+pub mod sync_message;
 
 /// A target: any bytes in, a panic on a broken invariant.
 pub type Target = fn(&[u8]);
@@ -23,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config_toml", config_toml::run),
     ("ipvsadm_args", ipvsadm::run),
     ("api_request", api::run),
+    ("sync_message", sync_message::run),
 ];
 
 /// The table a parsed configuration describes, as `ipvsadm -S -n` lines, must read back as

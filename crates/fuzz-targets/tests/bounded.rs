@@ -69,6 +69,11 @@ fn api_request() {
 }
 
 #[test]
+fn sync_message() {
+    bounded("sync_message");
+}
+
+#[test]
 fn every_target_has_a_test_here() {
     let src = include_str!("bounded.rs");
     for (name, _) in TARGETS {

@@ -265,5 +265,9 @@ fn record(r: &[u8]) -> Result<Result<SyncConn, Skip>, Drop> {
     if !c.pe_data.is_empty() && c.pe_name.is_empty() {
         return Ok(Err(Skip::PeParams));
     }
+    if c.pe_data.is_empty() {
+        // A name without data means nothing (the kernel looks the engine up only for data).
+        c.pe_name.clear();
+    }
     Ok(Ok(c))
 }
