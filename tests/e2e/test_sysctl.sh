@@ -19,7 +19,7 @@ say "listing"
 list="$(adm --sysctl)"
 echo "$list" | sed 's/^/      /'
 assert_eq "listed like sysctl, sorted by name" "$(echo "$list" | LC_ALL=C sort)" "$list"
-assert_eq "every line is net.ipv4.vs.NAME = VALUE" 0 "$(echo "$list" | grep -cvE '^net\.ipv4\.vs\.[a-z_]+ = [0-9]+$' || true)"
+assert_eq "every line is net.ipv4.vs.NAME = VALUE" 0 "$(echo "$list" | grep -cvE '^net\.ipv4\.vs\.[a-z_]+ = [0-9]+([[:space:]][0-9]+)?$' || true)"
 for name in am_droprate amemthresh conn_reuse_mode drop_entry drop_packet expire_nodest_conn \
     expire_quiescent_template secure_tcp sloppy_tcp stray_rst; do
     echo "$list" | grep -q "^net.ipv4.vs.$name = " || fail "net.ipv4.vs.$name is not listed"

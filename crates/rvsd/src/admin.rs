@@ -529,7 +529,7 @@ mod tests {
             mcast_ttl: 0,
         };
         let e = a.command(&Command::StartDaemon(sync)).unwrap_err();
-        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Internal, "No such device (rvs-no-such-if0)"));
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::NotFound, "No such device (rvs-no-such-if0)"));
         assert_eq!(kind(Command::StopDaemon { role: api::SyncRole::Backup, syncid: 0 }), ErrorKind::NoDaemon);
         assert!(a.snapshot().daemons.is_empty());
         // Nothing changed by the failures.

@@ -20,12 +20,22 @@ fn answer((status, body): (u16, Vec<u8>)) -> Answer {
     Answer { status, headers: vec![], body, stream: None }
 }
 
+/// The body of a set: a JSON array of objects (not of arrays, which serde's derived structs
+/// would also take).
+fn setting_list(body: &[u8]) -> Result<Vec<SysctlSetting>, serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_slice(body)?;
+    match v.as_array() {
+        Some(items) if items.iter().all(serde_json::Value::is_object) => serde_json::from_value(v),
+        _ => Err(serde::de::Error::custom("expected a JSON array of {\"name\", \"value\"} objects")),
+    }
+}
+
 /// Answers a request on [`sysctl::PATH`] by method.
 pub fn handle(api: &Api, method: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let ipvs = &api.admin.node.ipvs;
     let answer = match method {
         "GET" => Ok(sysctl::views(ipvs)),
-        "PUT" | "POST" => match serde_json::from_slice::<Vec<SysctlSetting>>(body) {
+        "PUT" | "POST" => match setting_list(body) {
             Ok(set) => sysctl::apply(ipvs, &set).inspect(|_| {
                 let shown: Vec<String> = set.iter().map(|s| format!("{}={}", s.name, s.value)).collect();
                 tracing::info!("sysctl: {}", shown.join(" "));

@@ -266,7 +266,7 @@ impl SyncDaemons {
         let group = view.mcast_group.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let sock_size = self.ipvs.sync.sysctl.sync_sock_size.load(Relaxed);
         let fail = |e: std::io::Error| {
-            let kind = if e.raw_os_error() == Some(libc::ENODEV) { ErrorKind::Internal } else { ErrorKind::Invalid };
+            let kind = if e.raw_os_error() == Some(libc::ENODEV) { ErrorKind::NotFound } else { ErrorKind::Invalid };
             let msg = if e.raw_os_error() == Some(libc::ENODEV) { "No such device".to_string() } else { e.to_string() };
             ApiError::new(kind, format!("{msg} ({})", cfg.mcast_ifn))
         };
