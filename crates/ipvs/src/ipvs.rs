@@ -119,6 +119,8 @@ pub struct Ipvs {
     pub(crate) restore: crate::restore::Stash,
     /// The SYN proxy's cookie key (SipHash with a random key, per process).
     pub(crate) synproxy_key: std::collections::hash_map::RandomState,
+    /// Inside [`Ipvs::batch`]: the table the commands change in place, published at its end.
+    staged: Mutex<Option<Arc<ServiceTable>>>,
 }
 
 /// Deleted dests (the kernel's trash): re-adding the same dest to the same service takes it
@@ -151,6 +153,52 @@ impl Ipvs {
             vips_frozen: std::sync::atomic::AtomicBool::new(false),
             restore: Default::default(),
             synproxy_key: Default::default(),
+            staged: Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` (a batch of commands, e.g. `ipvsadm -R`) with one publish at the end: inside,
+    /// every change is made in place in one private copy of the table, so a service or dest
+    /// added costs O(1) amortised instead of a copy of the whole table. Workers see the table
+    /// before the batch until it ends. Not nested (an inner call just runs `f`).
+    pub fn batch<R>(&self, f: impl FnOnce() -> R) -> R {
+        {
+            let mut st = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+            if st.is_some() {
+                drop(st);
+                return f();
+            }
+            *st = Some(self.table.load_full());
+        }
+        let r = f();
+        let _w = self.lock();
+        if let Some(t) = self.staged.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            self.table.store(t);
+        }
+        r
+    }
+
+    /// The table commands read: the staged one inside a batch, else the published one. Drop
+    /// it before [`Ipvs::edit`] (a batch's table is changed in place only when unshared).
+    fn current(&self) -> Arc<ServiceTable> {
+        match &*self.staged.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(t) => t.clone(),
+            None => self.table.load_full(),
+        }
+    }
+
+    /// Changes the table: in place inside a batch, else on a copy that is then published.
+    fn edit<R>(&self, f: impl FnOnce(&mut ServiceTable, Option<&[IpAddr]>) -> R) -> R {
+        let gate = self.vip_gate.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        match st.as_mut() {
+            Some(t) => f(Arc::make_mut(t), gate.as_deref()),
+            None => {
+                let mut t = ServiceTable::clone(&self.table.load());
+                let r = f(&mut t, gate.as_deref());
+                self.table.store(Arc::new(t));
+                r
+            }
         }
     }
 
@@ -192,11 +240,16 @@ impl Ipvs {
             return false;
         }
         *g = gate;
-        let cur = self.table.load_full();
+        let cur = self.current();
         let next = ServiceTable::build_gated(cur.order.clone(), g.as_deref());
         let changed = !next.active_vips().eq(cur.active_vips());
+        drop(cur);
         if changed {
-            self.table.store(Arc::new(next));
+            let mut st = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+            match st.as_mut() {
+                Some(t) => *t = Arc::new(next),
+                None => self.table.store(Arc::new(next)),
+            }
         }
         changed
     }
@@ -255,8 +308,7 @@ impl Ipvs {
     }
 
     fn publish(&self, services: Vec<Arc<Service>>) {
-        let gate = self.vip_gate.lock().unwrap_or_else(|e| e.into_inner());
-        self.table.store(Arc::new(ServiceTable::build_gated(services, gate.as_deref())));
+        self.edit(|t, gate| *t = ServiceTable::build_gated(services, gate));
     }
 
     fn validate_service(cfg: &ServiceConfig) -> Result<(), AdminError> {
@@ -281,8 +333,7 @@ impl Ipvs {
     pub fn add_service(&self, cfg: ServiceConfig) -> Result<(), AdminError> {
         Self::validate_service(&cfg)?;
         let _w = self.lock();
-        let cur = self.table.load();
-        if cur.get(&cfg.key).is_some() {
+        if self.current().get(&cfg.key).is_some() {
             return Err(AdminError::ServiceExists);
         }
         let scheduler = sched::new_scheduler(&cfg.scheduler, cfg.sched_flags).ok_or(AdminError::SchedulerNotFound)?;
@@ -296,9 +347,7 @@ impl Ipvs {
             stats: Arc::new(Stats::default()),
             timeouts,
         });
-        let mut list = cur.order.clone();
-        list.push(svc);
-        self.publish(list);
+        self.edit(|t, gate| t.insert(svc, gate));
         Ok(())
     }
 
@@ -309,12 +358,9 @@ impl Ipvs {
         missing: AdminError,
         f: impl FnOnce(&Service) -> Result<Service, AdminError>,
     ) -> Result<(), AdminError> {
-        let cur = self.table.load();
-        let pos = cur.order.iter().position(|s| s.config.key == *key).ok_or(missing)?;
-        let new = Arc::new(f(&cur.order[pos])?);
-        let mut list = cur.order.clone();
-        list[pos] = new;
-        self.publish(list);
+        let old = self.current().get(key).cloned().ok_or(missing)?;
+        let new = Arc::new(f(&old)?);
+        self.edit(|t, _| t.replace(new));
         Ok(())
     }
 
@@ -372,21 +418,19 @@ impl Ipvs {
     /// `-D`: the service and its dests go; their connections stay until they expire (§9).
     pub fn delete_service(&self, key: &ServiceKey) -> Result<(), AdminError> {
         let mut trash = self.lock();
-        let cur = self.table.load();
-        let svc = cur.get(key).ok_or(AdminError::NoSuchService)?;
+        let svc = self.current().get(key).cloned().ok_or(AdminError::NoSuchService)?;
         for d in &svc.dests {
             d.set_available(false);
         }
         trash.0.retain(|(k, _)| k != key);
-        let list = cur.order.iter().filter(|s| s.config.key != *key).cloned().collect();
-        self.publish(list);
+        self.edit(|t, gate| t.remove(key, gate));
         Ok(())
     }
 
     /// `-C`.
     pub fn clear(&self) {
         let mut trash = self.lock();
-        for s in self.table.load().order.iter() {
+        for s in self.current().order.iter() {
             for d in &s.dests {
                 d.set_available(false);
             }
@@ -434,7 +478,7 @@ impl Ipvs {
         let cfg = Self::normalise_dest(key, cfg);
         Self::validate_dest(key, &cfg)?;
         let mut trash = self.lock();
-        let cur = self.table.load();
+        let cur = self.current();
         let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
         if svc.find_dest(&cfg.addr, cfg.port).is_some() {
             return Err(AdminError::DestExists);
@@ -462,7 +506,7 @@ impl Ipvs {
         let cfg = Self::normalise_dest(key, cfg);
         Self::validate_dest(key, &cfg)?;
         let _w = self.lock();
-        let cur = self.table.load();
+        let cur = self.current();
         let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
         let d = svc.find_dest(&cfg.addr, cfg.port).ok_or(AdminError::NoSuchDest)?;
         d.apply(&cfg);
@@ -474,7 +518,7 @@ impl Ipvs {
     /// bound to it until they expire (§9), or are expired with `expire_nodest_conn`.
     pub fn delete_dest(&self, key: &ServiceKey, addr: &IpAddr, port: u16) -> Result<(), AdminError> {
         let mut trash = self.lock();
-        let cur = self.table.load();
+        let cur = self.current();
         let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
         let d = Self::named_dest(svc, key, addr, port).ok_or(AdminError::NoSuchDest)?;
         d.set_available(false);
@@ -509,7 +553,7 @@ impl Ipvs {
             }
         }
         let mut trash = self.lock();
-        let cur = self.table.load_full();
+        let cur = self.current();
         let mut list = Vec::with_capacity(new.len());
         let mut kept: Vec<Arc<Dest>> = Vec::new();
         for (cfg, dests) in new {
@@ -555,6 +599,7 @@ impl Ipvs {
                 }
             }
         }
+        drop(cur);
         self.publish(list);
         Ok(())
     }
@@ -570,7 +615,7 @@ impl Ipvs {
         deadline: std::time::Instant,
     ) -> Result<(), AdminError> {
         let mut trash = self.lock();
-        let cur = self.table.load();
+        let cur = self.current();
         let svc = cur.get(key).ok_or(AdminError::ServiceNotDefined)?;
         let d = Self::named_dest(svc, key, addr, port).ok_or(AdminError::NoSuchDest)?;
         d.set_draining(true);
@@ -603,7 +648,7 @@ impl Ipvs {
     /// `-Z [service]`.
     pub fn zero(&self, key: Option<&ServiceKey>) -> Result<(), AdminError> {
         let _w = self.lock();
-        let cur = self.table.load();
+        let cur = self.current();
         match key {
             Some(k) => {
                 let s = cur.get(k).ok_or(AdminError::NoSuchService)?;

@@ -112,7 +112,12 @@ impl Service {
 }
 
 /// Everything the workers need to schedule: the services by key, in a snapshot.
-#[derive(Debug, Default)]
+///
+/// Cloning copies the maps of `Arc`s, not the services. Adding or replacing one service in
+/// a table that is not shared ([`ServiceTable::insert`], [`ServiceTable::replace`]) costs
+/// O(1) amortised, so a batch of commands (`Ipvs::batch`) builds its table in place and
+/// publishes once; removing one rebuilds the maps (O(n)).
+#[derive(Clone, Debug, Default)]
 pub struct ServiceTable {
     by_addr: FastMap<(u8, IpAddr, u16), Arc<Service>>,
     by_mark: FastMap<(u32, bool), Arc<Service>>,
@@ -124,6 +129,10 @@ pub struct ServiceTable {
     vips: VipSet,
     /// Every VIP of every address service, active or standby (listings, warnings).
     configured: Vec<IpAddr>,
+    /// Services per configured VIP (a VIP goes when its last service does).
+    vip_services: FastMap<IpAddr, u32>,
+    /// Where each service sits in `order`.
+    pos: FastMap<ServiceKey, usize>,
 }
 
 impl ServiceTable {
@@ -137,25 +146,61 @@ impl ServiceTable {
     /// its packets, so the director that owns it in VRRP is the only one that forwards.
     pub fn build_gated(services: Vec<Arc<Service>>, gate: Option<&[IpAddr]>) -> Self {
         let mut t = ServiceTable::default();
-        for s in &services {
-            match s.config.key {
-                ServiceKey::Addr { protocol, addr, port } => {
-                    t.by_addr.insert((protocol, addr, port), s.clone());
-                    if !t.configured.contains(&addr) {
-                        t.configured.push(addr);
-                    }
-                    if gate.is_none_or(|g| g.contains(&addr)) {
-                        t.vips.insert(addr);
-                    }
-                    t.port_zero |= port == 0;
+        t.order.reserve(services.len());
+        for s in services {
+            t.insert(s, gate);
+        }
+        t
+    }
+
+    /// Appends a service whose key is not in the table yet (`gate` as in
+    /// [`ServiceTable::build_gated`]). O(1) amortised.
+    pub fn insert(&mut self, s: Arc<Service>, gate: Option<&[IpAddr]>) {
+        let key = s.config.key;
+        match key {
+            ServiceKey::Addr { protocol, addr, port } => {
+                self.by_addr.insert((protocol, addr, port), s.clone());
+                let n = self.vip_services.entry(addr).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    self.configured.push(addr);
                 }
-                ServiceKey::Fwmark { mark, ipv6 } => {
-                    t.by_mark.insert((mark, ipv6), s.clone());
+                if gate.is_none_or(|g| g.contains(&addr)) {
+                    self.vips.insert(addr);
                 }
+                self.port_zero |= port == 0;
+            }
+            ServiceKey::Fwmark { mark, ipv6 } => {
+                self.by_mark.insert((mark, ipv6), s.clone());
             }
         }
-        t.order = services;
-        t
+        self.pos.insert(key, self.order.len());
+        self.order.push(s);
+    }
+
+    /// Puts `s` in the place of the service with the same key (edit, dest changes); its VIP
+    /// is unchanged. O(1). Returns false (and changes nothing) when the key is not here.
+    pub fn replace(&mut self, s: Arc<Service>) -> bool {
+        let key = s.config.key;
+        let Some(&i) = self.pos.get(&key) else { return false };
+        match key {
+            ServiceKey::Addr { protocol, addr, port } => {
+                self.by_addr.insert((protocol, addr, port), s.clone());
+            }
+            ServiceKey::Fwmark { mark, ipv6 } => {
+                self.by_mark.insert((mark, ipv6), s.clone());
+            }
+        }
+        self.order[i] = s;
+        true
+    }
+
+    /// Removes the service `key`, keeping the others' order. O(n): the maps are rebuilt.
+    pub fn remove(&mut self, key: &ServiceKey, gate: Option<&[IpAddr]>) {
+        if self.pos.contains_key(key) {
+            let rest = std::mem::take(&mut self.order).into_iter().filter(|s| s.config.key != *key).collect();
+            *self = ServiceTable::build_gated(rest, gate);
+        }
     }
 
     /// Service lookup for a packet in the kernel's order: fwmark, exact, port 0 (§4).
@@ -229,7 +274,7 @@ impl ServiceTable {
 
 /// The VIPs, asked about for every packet: a short list is scanned (a few compares beat
 /// hashing), a long one hashed.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct VipSet {
     all: Vec<IpAddr>,
     v4: Vec<u32>,
@@ -240,14 +285,13 @@ const VIP_SCAN_MAX: usize = 16;
 
 impl VipSet {
     fn insert(&mut self, a: IpAddr) {
-        if self.all.contains(&a) {
+        if self.map.insert(a, ()).is_some() {
             return;
         }
         self.all.push(a);
         if let IpAddr::V4(v) = a {
             self.v4.push(v.into());
         }
-        self.map.insert(a, ());
     }
 
     #[inline]
