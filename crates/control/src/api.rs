@@ -325,12 +325,21 @@ pub enum Command {
         role: SyncRole,
         syncid: u8,
     },
+    /// rvs extension: several commands applied in order, as one publish of the table
+    /// (`rvsadm -R`, up to [`MAX_BATCH`] commands); each succeeds or fails on its own, as if
+    /// sent alone. Answered with [`Reply::Batch`]. A batch inside a batch is refused.
+    Batch(Vec<Command>),
 }
+
+/// The most commands one [`Command::Batch`] holds.
+pub const MAX_BATCH: usize = 10_000;
 
 /// Successful answer to a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     Done,
+    /// One result per command of a [`Command::Batch`], in order (`None`: done).
+    Batch(Vec<Option<ApiError>>),
 }
 
 /// Error classes, one per errno that ipvsadm distinguishes (ipvsadm-cli.md §6).

@@ -77,6 +77,10 @@ fn is_refusal(status: u16) -> bool {
     matches!(status, 401 | 408 | 413 | 429 | 431 | 503)
 }
 
+/// The largest request body [`Client::commands`] sends (the server takes up to
+/// `http::MAX_REQUEST_BODY`).
+pub const BATCH_BODY: usize = 512 * 1024;
+
 impl Client {
     /// The API on the Unix socket at `path`.
     pub fn new(path: impl AsRef<Path>) -> Self {
@@ -149,6 +153,43 @@ impl Client {
         let body =
             serde_json::to_vec(cmd).map_err(|e| ClientError::Transport(format!("cannot encode command: {e}")))?;
         self.call("POST", "/v1/command", Some(&body))
+    }
+
+    /// Several commands as [`Command::Batch`] requests (one table publish each): split so
+    /// that each request body stays under [`BATCH_BODY`] bytes and [`crate::api::MAX_BATCH`]
+    /// commands. One result per command, in order (`None`: done).
+    pub fn commands(&self, cmds: &[Command]) -> Result<Vec<Option<ApiError>>, ClientError> {
+        let enc = |c: &Command| {
+            serde_json::to_vec(c).map_err(|e| ClientError::Transport(format!("cannot encode command: {e}")))
+        };
+        let mut out = Vec::with_capacity(cmds.len());
+        let mut body = Vec::new();
+        let mut n = 0;
+        let send = |body: &mut Vec<u8>, n: &mut usize, out: &mut Vec<Option<ApiError>>| {
+            if *n == 0 {
+                return Ok(());
+            }
+            body.extend_from_slice(b"]}");
+            let r: Reply = self.call("POST", "/v1/command", Some(body))?;
+            match r {
+                Reply::Batch(rs) if rs.len() == *n => out.extend(rs),
+                _ => return Err(ClientError::Transport("the daemon did not answer the batch command by command".into())),
+            }
+            body.clear();
+            *n = 0;
+            Ok(())
+        };
+        for c in cmds {
+            let one = enc(c)?;
+            if n > 0 && (body.len() + one.len() + 3 > BATCH_BODY || n == crate::api::MAX_BATCH) {
+                send(&mut body, &mut n, &mut out)?;
+            }
+            body.extend_from_slice(if n == 0 { b"{\"Batch\":[" as &[u8] } else { b"," });
+            body.extend_from_slice(&one);
+            n += 1;
+        }
+        send(&mut body, &mut n, &mut out)?;
+        Ok(out)
     }
 
     /// `GET /v1/snapshot`.

@@ -43,6 +43,12 @@ impl Backend for Daemon {
     fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
         self.client.snapshot().map_err(|e| self.map(e))
     }
+    fn commands(&mut self, cmds: &[Command]) -> Vec<Result<(), BackendError>> {
+        match self.client.commands(cmds) {
+            Ok(rs) => rs.into_iter().map(|r| r.map_or(Ok(()), |e| Err(BackendError::Api(e)))).collect(),
+            Err(e) => vec![Err(self.map(e))],
+        }
+    }
     fn connections(&mut self) -> Result<Vec<ConnView>, BackendError> {
         let (conns, truncated) = self.client.connections_listing(&self.filter).map_err(|e| self.map(e))?;
         if truncated {

@@ -111,6 +111,9 @@ impl Admin {
 
     /// `POST /v1/command`.
     pub fn command(&self, cmd: &Command) -> Result<Reply, ApiError> {
+        if let Command::Batch(cmds) = cmd {
+            return self.batch(cmds);
+        }
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         if let Command::AddService(spec) | Command::EditService(spec) = cmd
             && let Ok(c) = service_config(spec)
@@ -125,6 +128,42 @@ impl Admin {
         // Also after a failure: drops what `steer_ahead` added.
         self.update_steering();
         r
+    }
+
+    /// `Command::Batch` (`rvsadm -R`): the commands in order, each succeeding or failing on
+    /// its own, with one publish of the table (`Ipvs::batch`) and one steering update for
+    /// all of them, so a restore of n services costs O(n), not O(n²). Refused whole (nothing
+    /// changed) when too long or nested.
+    fn batch(&self, cmds: &[Command]) -> Result<Reply, ApiError> {
+        if cmds.len() > control::api::MAX_BATCH {
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!("a batch holds at most {} commands, not {}", control::api::MAX_BATCH, cmds.len()),
+            ));
+        }
+        if cmds.iter().any(|c| matches!(c, Command::Batch(_))) {
+            return Err(ApiError::new(ErrorKind::Invalid, "a batch cannot hold a batch"));
+        }
+        let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let ahead: Vec<_> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                Command::AddService(spec) | Command::EditService(spec) => service_config(spec).ok(),
+                _ => None,
+            })
+            .collect();
+        if !ahead.is_empty() {
+            self.steer_ahead(&SteerSet::of_services(&ahead));
+        }
+        let results: Vec<Option<ApiError>> =
+            self.node.ipvs.batch(|| cmds.iter().map(|c| self.apply(c).err()).collect());
+        let failed = results.iter().filter(|r| r.is_some()).count();
+        for (c, e) in cmds.iter().zip(&results).filter_map(|(c, r)| Some((c, r.as_ref()?))).take(10) {
+            tracing::warn!("command {c:?}: {:?}: {}", e.kind, e.message);
+        }
+        tracing::info!("batch of {} commands: {} done, {failed} failed", cmds.len(), cmds.len() - failed);
+        self.update_steering();
+        Ok(Reply::Batch(results))
     }
 
     /// Installs a configuration's table in one step (`Ipvs::replace_table`: packets see the
@@ -338,6 +377,7 @@ impl Admin {
             Command::SetTimeouts(t) => ipvs.set_timeouts(t.tcp, t.tcpfin, t.udp),
             Command::StartDaemon(d) => self.sync.start(d)?,
             Command::StopDaemon { role, .. } => self.sync.stop(*role)?,
+            Command::Batch(_) => return Err(ApiError::new(ErrorKind::Invalid, "a batch cannot hold a batch")),
         }
         Ok(Reply::Done)
     }
@@ -535,6 +575,35 @@ mod tests {
         // Nothing changed by the failures.
         assert_eq!(a.snapshot().services.len(), 1);
         assert_eq!(a.snapshot().services[0].dests.len(), 1);
+    }
+
+    #[test]
+    fn a_batch_applies_each_command_on_its_own_and_publishes_once() {
+        let a = admin();
+        let k = tcp(VIP, 80);
+        let before = a.node.ipvs.services_full();
+        let r = a
+            .command(&Command::Batch(vec![
+                Command::AddService(spec(k, "rr")),
+                Command::AddDest(k, dest("192.168.1.11", 80, 1)),
+                Command::AddService(spec(k, "rr")),
+                Command::AddService(spec(tcp("198.51.100.7", 80), "nosuch")),
+                Command::AddDest(k, dest("192.168.1.12", 80, 2)),
+            ]))
+            .unwrap();
+        let Reply::Batch(rs) = r else { panic!("{r:?}") };
+        let kinds: Vec<_> = rs.iter().map(|r| r.as_ref().map(|e| e.kind)).collect();
+        assert_eq!(kinds, [None, None, Some(ErrorKind::ServiceExists), Some(ErrorKind::SchedulerNotFound), None]);
+        assert!(!Arc::ptr_eq(&before, &a.node.ipvs.services_full()));
+        let s = a.snapshot();
+        assert_eq!(s.services.len(), 1);
+        assert_eq!(s.services[0].dests.len(), 2);
+        // Nested or too long: refused whole, nothing changed.
+        let nested = Command::Batch(vec![Command::Clear, Command::Batch(vec![])]);
+        assert_eq!(a.command(&nested).unwrap_err().kind, ErrorKind::Invalid);
+        let long = Command::Batch(vec![Command::Clear; control::api::MAX_BATCH + 1]);
+        assert_eq!(a.command(&long).unwrap_err().kind, ErrorKind::Invalid);
+        assert_eq!(a.snapshot().services.len(), 1);
     }
 
     #[test]

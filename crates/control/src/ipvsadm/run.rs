@@ -24,7 +24,25 @@ pub trait Backend {
     fn command(&mut self, cmd: &Command) -> Result<(), BackendError>;
     fn snapshot(&mut self) -> Result<Snapshot, BackendError>;
     fn connections(&mut self) -> Result<Vec<ConnView>, BackendError>;
+    /// Several commands in order, one result each (`-R`). The daemon applies them as one
+    /// batch; this default sends them one by one. After an `Unavailable` nothing more is
+    /// sent (fewer results than commands).
+    fn commands(&mut self, cmds: &[Command]) -> Vec<Result<(), BackendError>> {
+        let mut out = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            let r = self.command(c);
+            let stop = matches!(r, Err(BackendError::Unavailable(_)));
+            out.push(r);
+            if stop {
+                break;
+            }
+        }
+        out
+    }
 }
+
+/// Commands `-R` gathers before sending them as one batch.
+const RESTORE_BATCH: usize = 10_000;
 
 /// ipvsadm's `ipvs_strerror` for the daemon's error kinds (§6). ESRCH reads
 /// "Service not defined" for dest commands and "No such service" otherwise.
@@ -152,9 +170,13 @@ pub fn run_action(
 
 /// `-R`: every stdin line is a command line; parse errors end the run at once,
 /// daemon errors are reported and the run goes on; the status is the last line's.
+/// Consecutive configuration commands go to the daemon as batches (one table publish per
+/// batch instead of per line); a line of another kind (a listing) first sends what is
+/// gathered, so output keeps the order of the lines.
 pub fn restore(program: &str, backend: &mut dyn Backend, stdin: &mut dyn BufRead, io: &mut Io<'_>) -> Flow {
     let mut result = 0;
     let mut buf = Vec::new();
+    let mut pending: Vec<Command> = Vec::new();
     loop {
         buf.clear();
         match stdin.read_until(b'\n', &mut buf) {
@@ -166,10 +188,47 @@ pub fn restore(program: &str, backend: &mut dyn Backend, stdin: &mut dyn BufRead
         if argv.len() <= 1 {
             continue;
         }
+        if let Ok(Parsed::Action(Action::Command(cmd))) = args::parse(&argv, true, io.res) {
+            pending.push(cmd);
+            if pending.len() >= RESTORE_BATCH {
+                match send_batch(backend, &mut pending, io) {
+                    Flow::Done(c) => result = c,
+                    Flow::Exit(c) => return Flow::Exit(c),
+                }
+            }
+            continue;
+        }
+        if !pending.is_empty()
+            && let Flow::Exit(c) = send_batch(backend, &mut pending, io)
+        {
+            return Flow::Exit(c);
+        }
         match run_argv(&argv, true, backend, stdin, io) {
             Flow::Done(c) => result = c,
             Flow::Exit(c) => return Flow::Exit(c),
         }
+    }
+    if !pending.is_empty() {
+        return send_batch(backend, &mut pending, io);
+    }
+    Flow::Done(result)
+}
+
+/// Sends the gathered `-R` commands, printing each failure as the single command would;
+/// the status is the last command's.
+fn send_batch(backend: &mut dyn Backend, pending: &mut Vec<Command>, io: &mut Io<'_>) -> Flow {
+    let cmds = std::mem::take(pending);
+    let mut result = 0;
+    let results = backend.commands(&cmds);
+    for (cmd, r) in cmds.iter().zip(results) {
+        result = match r {
+            Ok(()) => 0,
+            Err(BackendError::Unavailable(m)) => return unavailable(io, &m),
+            Err(BackendError::Api(e)) => {
+                let _ = writeln!(io.err, "{}", error_text(cmd, &e));
+                255
+            }
+        };
     }
     Flow::Done(result)
 }
