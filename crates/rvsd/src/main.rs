@@ -300,8 +300,20 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     // TX slots hold a frame of the largest served MTU (a jumbo frame must not be dropped as
     // "does not fit"); RX blocks (128 KiB) already hold any frame up to 64 KiB.
     let max_mtu = max_served_mtu(&node.net(), &args.interfaces);
+    // VIPs in a BPF map where the kernel allows it (steer.rs), else a classic program.
+    let vip_map = match steer::ebpf_available(args.workers) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(
+                "eBPF fanout unavailable ({e}): classic BPF steering, NAT replies steered for at most {} VIPs",
+                steer::MAX_VIPS
+            );
+            None
+        }
+    };
+    let mode = if vip_map.is_some() { FanoutMode::Ebpf } else { FanoutMode::Cbpf };
     let ring = |k: usize| {
-        RingConfig { rx_block_count: 32, fanout: Some((group_id(k), FanoutMode::Cbpf)), ..RingConfig::default() }
+        RingConfig { rx_block_count: 32, fanout: Some((group_id(k), mode)), ..RingConfig::default() }
             .with_tx_mtu(max_mtu, node::io::afpacket::page_size_bytes())
     };
     tracing::info!("TX slots sized for MTU {max_mtu} ({} bytes)", ring(0).tx_frame_size);
@@ -323,7 +335,10 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
             .map_err(|e| Refusal(format!("dup: {e}")))?;
         groups.push(Box::new(steer::Group { name: name.clone(), fd }) as Box<dyn steer::Target>);
     }
-    let mut steering = steer::Steering::new(groups, args.workers);
+    let mut steering = match vip_map {
+        Some(m) => steer::Steering::with_map(groups, args.workers, m),
+        None => steer::Steering::new(groups, args.workers),
+    };
     steering.update(&steer::SteerSet::default()).map_err(|e| Refusal(format!("steering program: {e}")))?;
     // AF_PACKET: the kernel must not act on the frames rvs owns (isolate.rs).
     let isolation = isolate::start(&args.interfaces);

@@ -18,10 +18,22 @@
 //! - everything else (ARP, IPv6, ...): worker 0. ARP replies teach neighbours to the shared
 //!   node cache, so which worker reads them does not matter.
 //!
-//! The result is `mix(addr & client_mask) % N`. The VIP list is compiled into the program as
-//! one `jeq` per VIP, so the program is regenerated and re-attached whenever the [`SteerSet`]
-//! of the published service table changes ([`Steering::update`]). Until a VIP exists, no
-//! frame can belong to a service and hashing the destination is as good as anything.
+//! The result is `mix(addr & client_mask) % N`. Until a VIP exists, no frame can belong to a
+//! service and hashing the destination is as good as anything.
+//!
+//! **Where the VIP list lives.** The classifier needs one answer per frame: is the destination
+//! a VIP? By default the groups are `PACKET_FANOUT_EBPF` groups and the VIPs are keys of a
+//! BPF hash map that the program looks up (`node::io::fanout_ebpf`): adding or removing a VIP
+//! is one map update, O(1) whatever the number of services, nothing is re-attached, and there
+//! is no limit on VIPs (100 000 services measured, BENCHMARKS.md). Only the persistence mask
+//! and the firewall-mark prefixes (few, rarely changed) are compiled into that program, so a
+//! change of those loads a new one. Steering without a VIP list was considered and refused:
+//! the two directions of a NAT connection share only the client address, and telling which
+//! end of a frame is the client needs to know the VIPs (or every NAT real server, a list as
+//! long), or a guess from ports that services on high ports break. Where the kernel refuses
+//! BPF maps or programs, the groups fall back to a classic program with one `jeq` per VIP,
+//! regenerated and re-attached whenever the [`SteerSet`] changes ([`Steering::update`]),
+//! which holds at most [`MAX_VIPS`] VIPs (the rest is logged as mis-steered).
 //!
 //! The program runs at the fanout hook, where the packet starts at its network header, so it
 //! reads the EtherType through the `SKF_AD_PROTOCOL` ancillary load and the addresses
@@ -45,6 +57,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use ipvs::fwmark::FwmarkRule;
 use ipvs::{ServiceConfig, ServiceKey, ServiceTable};
 use libc::sock_filter;
+use node::io::fanout_ebpf::VipMap;
 
 /// Classic BPF opcodes (linux/bpf_common.h, linux/filter.h).
 pub mod op {
@@ -284,6 +297,10 @@ fn attach(fd: BorrowedFd<'_>, prog: &[sock_filter]) -> io::Result<()> {
 /// Where a steering program goes: a fanout group (tests record instead).
 pub trait Target: Send {
     fn attach(&self, set: &SteerSet, prog: &[sock_filter]) -> io::Result<()>;
+    /// Sets the eBPF program of an eBPF fanout group.
+    fn attach_ebpf(&self, _prog: BorrowedFd<'_>) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 /// A fanout group, through a duplicate of one of its member sockets (the workers own the
@@ -297,6 +314,24 @@ impl Target for Group {
     fn attach(&self, _set: &SteerSet, prog: &[sock_filter]) -> io::Result<()> {
         attach(self.fd.as_fd(), prog).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.name)))
     }
+
+    fn attach_ebpf(&self, prog: BorrowedFd<'_>) -> io::Result<()> {
+        node::io::fanout_ebpf::attach(self.fd.as_fd(), prog)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.name)))
+    }
+}
+
+/// The eBPF side of [`Steering`]: the VIP map and the program now attached.
+struct Ebpf {
+    map: VipMap,
+    prog: Option<OwnedFd>,
+}
+
+/// Can this process steer with an eBPF program and a VIP map? The map to use, or why not.
+pub fn ebpf_available(workers: usize) -> io::Result<VipMap> {
+    let map = VipMap::new()?;
+    map.load(u32::MAX, &[], workers as u32)?;
+    Ok(map)
 }
 
 /// Keeps the steering programs of every fanout group in step with the [`SteerSet`].
@@ -304,11 +339,71 @@ pub struct Steering {
     groups: Vec<Box<dyn Target>>,
     workers: usize,
     current: Option<SteerSet>,
+    ebpf: Option<Ebpf>,
 }
 
 impl Steering {
+    /// Classic BPF groups (`FanoutMode::Cbpf`).
     pub fn new(groups: Vec<Box<dyn Target>>, workers: usize) -> Self {
-        Steering { groups, workers, current: None }
+        Steering { groups, workers, current: None, ebpf: None }
+    }
+
+    /// eBPF groups (`FanoutMode::Ebpf`) steered with `map` ([`ebpf_available`]).
+    pub fn with_map(groups: Vec<Box<dyn Target>>, workers: usize, map: VipMap) -> Self {
+        Steering { groups, workers, current: None, ebpf: Some(Ebpf { map, prog: None }) }
+    }
+
+    /// The eBPF update: VIPs that came or went change the map (O(changes) system calls); a
+    /// new mask, new prefixes or the first call load and attach a program.
+    fn update_ebpf(&mut self, set: &SteerSet) -> io::Result<bool> {
+        let Some(e) = &mut self.ebpf else { return Ok(false) };
+        let empty = SteerSet::default();
+        let old = self.current.as_ref().unwrap_or(&empty);
+        // Both lists are sorted: one merge walk. New VIPs go in before the program that
+        // may need them; the map is shared by every program.
+        let (mut i, mut j, mut added, mut removed) = (0, 0, 0usize, 0usize);
+        let (a, b) = (&old.vips, &set.vips);
+        while i < a.len() || j < b.len() {
+            if j == b.len() || (i < a.len() && a[i] < b[j]) {
+                e.map.remove(u32::from(a[i]))?;
+                removed += 1;
+                i += 1;
+            } else if i == a.len() || b[j] < a[i] {
+                e.map.insert(u32::from(b[j]))?;
+                added += 1;
+                j += 1;
+            } else {
+                i += 1;
+                j += 1;
+            }
+        }
+        if added + removed > 0 {
+            tracing::debug!("steering map: {added} VIPs added, {removed} removed, {} now", set.vips.len());
+        }
+        if e.prog.is_none() || old.client_mask != set.client_mask || old.prefixes != set.prefixes {
+            let prefixes: Vec<(u32, u32)> = set
+                .prefixes
+                .iter()
+                .take(MAX_PREFIXES)
+                .map(|(net, len)| {
+                    let mask = if *len == 0 { 0 } else { u32::MAX << (32 - u32::from(*len)) };
+                    (u32::from(*net), mask)
+                })
+                .collect();
+            let prog = e.map.load(set.client_mask, &prefixes, self.workers as u32)?;
+            for g in &self.groups {
+                g.attach_ebpf(prog.as_fd())?;
+            }
+            e.prog = Some(prog);
+            tracing::info!(
+                "steering: eBPF program attached ({} fwmark prefixes, client mask {}, {} workers; VIPs in a map, now {})",
+                prefixes.len(),
+                Ipv4Addr::from(set.client_mask),
+                self.workers,
+                set.vips.len()
+            );
+        }
+        Ok(true)
     }
 
     /// Re-attaches the program if `set` differs from the last one attached. Returns whether
@@ -316,6 +411,22 @@ impl Steering {
     pub fn update(&mut self, set: &SteerSet) -> io::Result<bool> {
         if self.current.as_ref() == Some(set) {
             return Ok(false);
+        }
+        if self.ebpf.is_some() {
+            if let Some(old) = &self.current
+                && old.client_mask != set.client_mask
+            {
+                tracing::warn!(
+                    "steering: client mask {} → {} (widest persistence netmask changed): connections of clients moved to another worker are not found there",
+                    Ipv4Addr::from(old.client_mask),
+                    Ipv4Addr::from(set.client_mask)
+                );
+            }
+            let r = self.update_ebpf(set);
+            if r.is_ok() {
+                self.current = Some(set.clone());
+            }
+            return r;
         }
         let (np, nv) = fitting(set);
         if nv < set.vips.len() || np < set.prefixes.len() {

@@ -99,6 +99,8 @@ pub enum FanoutMode {
     QueueMapping,
     /// A classic BPF program chooses the socket: see [`AfPacket::attach_fanout_cbpf`].
     Cbpf,
+    /// An eBPF program chooses the socket (`super::fanout_ebpf`).
+    Ebpf,
 }
 
 impl FanoutMode {
@@ -109,6 +111,7 @@ impl FanoutMode {
             FanoutMode::Cpu => 2,
             FanoutMode::QueueMapping => 5,
             FanoutMode::Cbpf => 6,
+            FanoutMode::Ebpf => 7,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! checksum that the node must complete before forwarding them.
 
 pub mod afpacket;
+pub mod fanout_ebpf;
 pub mod ifinfo;
 
 pub use afpacket::{AfPacket, FanoutMode, PktType, RingConfig, RingStats, RxFrame};
