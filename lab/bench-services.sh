@@ -8,13 +8,14 @@
 # rvsd serves one veth in a namespace this script creates (removed on exit). Every service has
 # its own VIP (the worst case for steering: one VIP per service), 10.x.y.z:80, NAT real
 # servers 172.16-31.x.y:8080. Prints:
+#   - memory (first, on the fresh daemon: freed memory is not given back): rvsd's VmRSS
+#     (/proc/PID/status) after N services, after N real servers more, as bytes per service and
+#     per real server;
 #   - adds/s: `rvsadm -R` of N services (then of N real servers, one each) on an empty table,
 #     for N = 1 000, 10 000, 100 000 (commands per second of wall time, client included);
 #   - one `rvsadm -A` (a process per command) at 0 and at N services: per-command latency;
 #   - the full restore of N services x 2 real servers (target: < 10 s at 100 000) and
-#     `rvsadm -L -n` of it (target: < 2 s), with the line count checked;
-#   - memory: rvsd's VmRSS (/proc/PID/status) after N services, after N real servers more,
-#     as bytes per service and per real server.
+#     `rvsadm -L -n` of it (target: < 2 s), with the line count checked.
 set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "bench-services.sh: run as root (it creates network namespaces)" >&2; exit 1; }
 RVS_ID="${RVS_ID:-bsvc$$}"
@@ -67,23 +68,7 @@ say "machine: $(nproc) CPUs, $(awk '/MemTotal/ { print $2 / 1024 " MiB" }' /proc
 info "load: $(cut -d' ' -f1-3 /proc/loadavg) (shared with other builds)"
 info "steering: $(grep -m1 -o 'steering: eBPF program attached\|eBPF fanout unavailable' "$RVS_WORK/rvsd-d.log" || echo classic)"
 
-say "adds per second by table size (one VIP per service)"
-for n in 1000 10000 100000; do
-    [ "$n" -le "$MAX" ] || continue
-    gen "$n" svc "$RVS_WORK/svc.$n"
-    gen "$n" rs1 "$RVS_WORK/rs1.$n"
-    adm -C
-    ts=$(restore_timed "$RVS_WORK/svc.$n")
-    tr=$(restore_timed "$RVS_WORK/rs1.$n")
-    info "$(printf '%6d services: -R %7s s (%6s services/s); %6d real servers: -R %7s s (%6s /s)' \
-        "$n" "$ts" "$(rate "$n" "$ts")" "$n" "$tr" "$(rate "$n" "$tr")")"
-    info "$(printf '        one rvsadm -A process at %6d services: %s ms' "$n" "$(single_adds 1 50)")"
-done
-adm -C
-info "$(printf '        one rvsadm -A process at %6d services: %s ms' 0 "$(single_adds 1 50)")"
-
 say "memory per service and per real server ($MAX services, rvsd VmRSS)"
-adm -C
 gen "$MAX" svc "$RVS_WORK/svc"
 gen "$MAX" rs1 "$RVS_WORK/rs1"
 gen "$MAX" rs2 "$RVS_WORK/rs2"
@@ -114,5 +99,20 @@ saved=$(adm -S -n | wc -l)
 t1=$(now)
 info "rvsadm -S -n: $(secs "$t0" "$t1") s, $saved lines"
 info "VmRSS now: $(rss_kb) kB; rvsd CPU time: $(awk '{ printf "%.1f s", ($14 + $15) / 100 }' "/proc/$PID/stat")"
+say "adds per second by table size (one VIP per service)"
+for n in 1000 10000 100000; do
+    [ "$n" -le "$MAX" ] || continue
+    gen "$n" svc "$RVS_WORK/svc.$n"
+    gen "$n" rs1 "$RVS_WORK/rs1.$n"
+    adm -C
+    ts=$(restore_timed "$RVS_WORK/svc.$n")
+    tr=$(restore_timed "$RVS_WORK/rs1.$n")
+    info "$(printf '%6d services: -R %7s s (%6s services/s); %6d real servers: -R %7s s (%6s /s)' \
+        "$n" "$ts" "$(rate "$n" "$ts")" "$n" "$tr" "$(rate "$n" "$tr")")"
+    info "$(printf '        one rvsadm -A process at %6d services: %s ms' "$n" "$(single_adds 1 50)")"
+done
+adm -C
+info "$(printf '        one rvsadm -A process at %6d services: %s ms' 0 "$(single_adds 1 50)")"
+
 assert_alive "$PID" rvsd
 finish

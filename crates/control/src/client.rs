@@ -79,7 +79,7 @@ fn is_refusal(status: u16) -> bool {
 
 /// The largest request body [`Client::commands`] sends (the server takes up to
 /// `http::MAX_REQUEST_BODY`).
-pub const BATCH_BODY: usize = 512 * 1024;
+pub const BATCH_BODY: usize = 1000 * 1024;
 
 impl Client {
     /// The API on the Unix socket at `path`.

@@ -162,7 +162,12 @@ impl Admin {
             tracing::warn!("command {c:?}: {:?}: {}", e.kind, e.message);
         }
         tracing::info!("batch of {} commands: {} done, {failed} failed", cmds.len(), cmds.len() - failed);
-        self.update_steering();
+        // Only service commands change VIPs or persistence masks (real servers do not).
+        if cmds.iter().any(|c| {
+            matches!(c, Command::AddService(_) | Command::EditService(_) | Command::DeleteService(_) | Command::Clear)
+        }) {
+            self.update_steering();
+        }
         Ok(Reply::Batch(results))
     }
 
