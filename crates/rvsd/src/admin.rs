@@ -391,13 +391,14 @@ impl Admin {
     pub fn snapshot(&self) -> Snapshot {
         let ipvs = &self.node.ipvs;
         let table = ipvs.services_full();
+        let rate_of = self.rates.reader();
         let services = table
             .order
             .iter()
             .map(|s| ServiceView {
                 spec: service_spec(&s.config),
                 stats: counters(s.stats.read()),
-                rates: rates(self.rates.rates(&s.stats)),
+                rates: rates(rate_of(&s.stats)),
                 dests: s
                     .dests
                     .iter()
@@ -407,7 +408,7 @@ impl Admin {
                         inactive: d.inactconns(),
                         persistent: d.persistconns(),
                         stats: counters(d.stats.read()),
-                        rates: rates(self.rates.rates(&d.stats)),
+                        rates: rates(rate_of(&d.stats)),
                     })
                     .collect(),
             })
