@@ -173,7 +173,9 @@ impl Client {
             let r: Reply = self.call("POST", "/v1/command", Some(body))?;
             match r {
                 Reply::Batch(rs) if rs.len() == *n => out.extend(rs),
-                _ => return Err(ClientError::Transport("the daemon did not answer the batch command by command".into())),
+                _ => {
+                    return Err(ClientError::Transport("the daemon did not answer the batch command by command".into()));
+                }
             }
             body.clear();
             *n = 0;
