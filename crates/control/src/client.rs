@@ -174,7 +174,9 @@ impl Client {
             match r {
                 Reply::Batch(rs) if rs.len() == *n => out.extend(rs),
                 _ => {
-                    return Err(ClientError::Transport("the daemon did not answer the batch command by command".into()));
+                    return Err(ClientError::Transport(
+                        "the daemon did not answer the batch command by command".into(),
+                    ));
                 }
             }
             body.clear();
