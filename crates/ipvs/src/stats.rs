@@ -3,10 +3,20 @@
 //! Like the kernel's per-CPU stats: each worker writes only its own cache-line slot with a plain
 //! load + store (no locked instruction on the packet path); readers sum the slots.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Upper bound on data-plane workers; each owns one slot of every [`Stats`].
 pub const MAX_WORKERS: usize = 32;
+
+/// Slots that readers sum: [`MAX_WORKERS`] unless the daemon said how many workers it runs
+/// ([`set_workers`]). With 300 000 services and real servers, summing 32 slots where 2 are
+/// used was most of a listing's and of the rate estimator's time.
+static SLOTS_IN_USE: AtomicUsize = AtomicUsize::new(MAX_WORKERS);
+
+/// The number of workers that count (ids `0..n`); set once at start, before any worker runs.
+pub fn set_workers(n: usize) {
+    SLOTS_IN_USE.store(n.clamp(1, MAX_WORKERS), Relaxed);
+}
 
 /// A snapshot of the five IPVS counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,7 +94,8 @@ impl Stats {
     /// Sum of every worker's slot since creation (ignores `-Z`).
     pub fn raw(&self) -> Counters {
         let mut c = Counters::default();
-        for s in self.slots.iter() {
+        let n = SLOTS_IN_USE.load(Relaxed).min(MAX_WORKERS);
+        for s in self.slots[..n].iter() {
             c.conns += s.conns.load(Relaxed);
             c.inpkts += s.inpkts.load(Relaxed);
             c.outpkts += s.outpkts.load(Relaxed);

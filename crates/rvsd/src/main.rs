@@ -301,6 +301,8 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     // "does not fit"); RX blocks (128 KiB) already hold any frame up to 64 KiB.
     let max_mtu = max_served_mtu(&node.net(), &args.interfaces);
     // VIPs in a BPF map where the kernel allows it (steer.rs), else a classic program.
+    // Worker ids are 0..workers: readers of the counters sum only those slots.
+    ipvs::stats::set_workers(args.workers);
     let vip_map = match steer::ebpf_available(args.workers) {
         Ok(m) => Some(m),
         Err(e) => {
