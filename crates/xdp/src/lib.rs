@@ -1,0 +1,12 @@
+//! rvs's AF_XDP data path: the XDP steering program (kernel side, `bpf/steer.bpf.c`), its
+//! loader and maps, AF_XDP sockets over `libc`, and the worker loop that runs the node over
+//! them (crate README).
+
+pub mod csum;
+pub mod maps;
+pub mod program;
+pub mod sys;
+pub mod xsk;
+
+pub use maps::SteerMaps;
+pub use program::{AttachMode, ProgramStats, Steering};
