@@ -186,7 +186,7 @@ static __always_inline int has_ports(__u8 proto)
 
 // The packet quoted in an ICMP error, IPv4: owned if it came from a service or went to a
 // service or real server.
-static __always_inline int quoted_v4(void *q, void *end)
+static __attribute__((noinline)) int quoted_v4(void *q, void *end)
 {
 	__u8 *ip = q;
 	if ((void *)(ip + 20) > end)
@@ -210,7 +210,7 @@ static __always_inline int quoted_v4(void *q, void *end)
 	       is_real(daddr, proto, dport);
 }
 
-static __always_inline int quoted_v6(void *q, void *end)
+static __attribute__((noinline)) int quoted_v6(void *q, void *end)
 {
 	__u8 *ip = q;
 	if ((void *)(ip + 40) > end)
@@ -228,7 +228,7 @@ static __always_inline int quoted_v6(void *q, void *end)
 	       is_real(ip + 24, proto, dport);
 }
 
-static __always_inline int owned_ipv4(__u8 *ip, void *end)
+static __attribute__((noinline)) int owned_ipv4(__u8 *ip, void *end)
 {
 	if ((void *)(ip + 20) > end)
 		return 0;
@@ -270,7 +270,7 @@ static __always_inline int owned_ipv4(__u8 *ip, void *end)
 	return 0;
 }
 
-static __always_inline int owned_ipv6(__u8 *ip, void *end)
+static __attribute__((noinline)) int owned_ipv6(__u8 *ip, void *end)
 {
 	if ((void *)(ip + 40) > end)
 		return 0;
@@ -300,7 +300,7 @@ static __always_inline int owned_ipv6(__u8 *ip, void *end)
 	return 0;
 }
 
-static __always_inline int owned_arp(__u8 *arp, void *end)
+static __attribute__((noinline)) int owned_arp(__u8 *arp, void *end)
 {
 	// Ethernet/IPv4 ARP: htype 1, ptype 0x0800, hlen 6, plen 4, op, sha, spa, tha, tpa.
 	if ((void *)(arp + 28) > end)

@@ -6,6 +6,7 @@ pub mod csum;
 pub mod maps;
 pub mod program;
 pub mod sys;
+pub mod worker;
 pub mod xsk;
 
 pub use maps::SteerMaps;

@@ -1,0 +1,312 @@
+//! The packet worker on AF_XDP: ring to ring, run to completion.
+//!
+//! One turn: take what the kernel finished sending (completion rings → free frames), then for
+//! every socket take up to [`BATCH`] received descriptors, wrap each frame where it lies in
+//! the UMEM (headroom in front, no copy), run the batch through `Node::process_batch`, and put
+//! every frame to send on the TX ring of a socket of its egress interface (a frame received
+//! on one device leaves by another device's socket sharing the UMEM: no copy in user space);
+//! frames not sent go back to the free list. Each TX ring is published once per batch, with
+//! at most one `sendto` wake-up; the fill rings are topped up from the free list. Waiting is
+//! `poll()` (≤ [`POLL_MS`]) unless busy polling is asked for, so an idle worker costs nothing.
+//!
+//! Nothing here allocates per packet or per batch: the batch vectors are reused, and the
+//! frames of a batch are borrowed from the UMEM for the batch only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use netfilter::{CsumState, DropReason, Family, Skb};
+use node::{Action, Node, WorkerCtx};
+
+use crate::xsk::{FRAME_SIZE, Socket, Umem};
+
+/// Descriptors taken from one RX ring per batch.
+pub const BATCH: u32 = 64;
+/// Poll timeout: the bound on expiry and housekeeping latency when no traffic arrives.
+pub const POLL_MS: i32 = 10;
+/// Connection-table slots the expiry sweep visits per turn.
+const EXPIRE_BUDGET: usize = 4096;
+/// At most one neighbour resolution per next hop per this many ms.
+const RESOLVE_INTERVAL_MS: u64 = 1000;
+/// Socket drop counters are read this often.
+const STATS_MS: u64 = 100;
+
+/// How the worker waits for frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Spin on the rings instead of sleeping in `poll()` (lower latency, a full CPU).
+    pub busy_poll: bool,
+}
+
+/// What a worker owns: its UMEM and one socket per served (interface, queue).
+pub struct Setup {
+    pub id: usize,
+    pub umem: Umem,
+    /// Sockets sharing `umem`; the first registered it.
+    pub socks: Vec<Socket>,
+    pub opts: Options,
+}
+
+/// Asks for a neighbour to be resolved (the kernel resolves it for rvs: its ARP replies and
+/// neighbour advertisements to the director's addresses stay with the kernel, which
+/// publishes the result over netlink).
+pub type Resolver = Box<dyn FnMut(u32, std::net::IpAddr) + Send>;
+
+struct Loop {
+    node: Arc<Node>,
+    cx: WorkerCtx,
+    umem: Umem,
+    socks: Vec<Socket>,
+    /// TX descriptors queued per socket this batch.
+    pending: Vec<u32>,
+    /// Free frames (chunk addresses).
+    free: Vec<u64>,
+    skbs: Vec<Skb<'static>>,
+    chunks: Vec<u64>,
+    actions: Vec<Action>,
+    /// The kernel's drop counters last read, per socket (rx_dropped + rx_ring_full, tx invalid).
+    last_drops: Vec<(u64, u64)>,
+    resolve_last: std::collections::HashMap<std::net::IpAddr, u64>,
+    resolver: Resolver,
+    last_err_log: u64,
+}
+
+impl Loop {
+    /// The socket to transmit on for interface `ifindex`: the one on the same queue as the
+    /// receiving socket if there is one, else the first of that interface.
+    #[inline]
+    fn egress(&self, ifindex: u32, queue: u32) -> Option<usize> {
+        let mut first = None;
+        for (j, s) in self.socks.iter().enumerate() {
+            if s.ifindex == ifindex {
+                if s.queue == queue {
+                    return Some(j);
+                }
+                first = first.or(Some(j));
+            }
+        }
+        first
+    }
+
+    /// Completed transmissions back to the free list.
+    fn complete(&mut self) {
+        for s in &mut self.socks {
+            s.complete(&mut self.free);
+        }
+    }
+
+    /// Tops every fill ring up from the free list.
+    fn refill(&mut self) {
+        for s in &mut self.socks {
+            if self.free.is_empty() {
+                break;
+            }
+            s.fill(&mut self.free);
+        }
+    }
+
+    /// One batch from socket `k`. Returns the number of frames received.
+    fn rx(&mut self, k: usize, tr: &netfilter::Traversal<WorkerCtx>) -> u32 {
+        let n = self.socks[k].rx_ready(BATCH);
+        if n == 0 {
+            return 0;
+        }
+        let (in_if, in_queue) = (self.socks[k].ifindex, self.socks[k].queue);
+        for i in 0..n {
+            let (addr, len) = self.socks[k].rx_desc(i);
+            let chunk = addr & !(FRAME_SIZE as u64 - 1);
+            // SAFETY: the descriptor hands this frame to us until we put it on a ring or
+            // the free list; `skbs` is cleared before that, so no slice outlives ownership.
+            let Some(buf) = (unsafe { self.umem.chunk(addr) }) else {
+                continue;
+            };
+            let Ok(frame) = wire::Frame::new(buf, (addr - chunk) as usize, len as usize) else {
+                self.free.push(chunk);
+                self.node.counters.drop(self.cx.id, DropReason::Truncated);
+                continue;
+            };
+            let csum = if crate::csum::partial_l4(frame.data()) { CsumState::Partial } else { CsumState::None };
+            let mut skb = Skb::new(frame, wire::ethernet::HEADER_LEN, Family::Ipv4);
+            skb.in_if = in_if;
+            skb.csum = csum;
+            self.skbs.push(skb);
+            self.chunks.push(chunk);
+        }
+        self.socks[k].rx_release(n);
+        let m = self.skbs.len();
+        self.actions.clear();
+        self.actions.resize(m, Action::Local);
+        self.node.process_batch(tr, &mut self.cx, &mut self.skbs, &mut self.actions);
+        for i in 0..m {
+            let chunk = self.chunks[i];
+            if let Action::Tx(out) = self.actions[i] {
+                let (start, len) = (self.skbs[i].frame.start() as u64, self.skbs[i].frame.len() as u32);
+                match self.egress(out, in_queue) {
+                    Some(j) => {
+                        if self.socks[j].tx_push(&mut self.pending[j], chunk + start, len) {
+                            continue;
+                        }
+                        self.node.counters.drop(self.cx.id, DropReason::TxRingFull);
+                    }
+                    None => self.node.counters.drop(self.cx.id, DropReason::NoRoute),
+                }
+            }
+            self.free.push(chunk);
+        }
+        self.skbs.clear();
+        self.chunks.clear();
+        n
+    }
+
+    /// Publishes every socket's queued TX descriptors, one wake-up each at most.
+    fn flush(&mut self, now: u64) {
+        let mut err = None;
+        for (s, p) in self.socks.iter_mut().zip(self.pending.iter_mut()) {
+            if *p > 0 {
+                if let Err(e) = s.tx_submit(*p) {
+                    err = Some((s.ifindex, e));
+                }
+                *p = 0;
+            } else if s.tx_outstanding() > 0
+                && let Err(e) = s.kick()
+            {
+                err = Some((s.ifindex, e));
+            }
+        }
+        if let Some((ifindex, e)) = err
+            && now.saturating_sub(self.last_err_log) >= 1000
+        {
+            self.last_err_log = now;
+            tracing::error!("xdp worker {}: transmit on ifindex {ifindex}: {e}", self.cx.id);
+        }
+    }
+
+    /// Next hops the node found no MAC for: asked of the resolver, once a second each.
+    fn resolve(&mut self, now: u64) {
+        if self.cx.arp_wanted.is_empty() {
+            return;
+        }
+        if self.resolve_last.len() > 4096 {
+            self.resolve_last.clear();
+        }
+        for i in 0..self.cx.arp_wanted.len() {
+            let (out_if, ip) = self.cx.arp_wanted[i];
+            if self.resolve_last.get(&ip).is_some_and(|&t| now.saturating_sub(t) < RESOLVE_INTERVAL_MS) {
+                continue;
+            }
+            self.resolve_last.insert(ip, now);
+            tracing::debug!("xdp worker {}: resolving {ip} on ifindex {out_if}", self.cx.id);
+            (self.resolver)(out_if, ip);
+        }
+        self.cx.arp_wanted.clear();
+    }
+
+    /// Frames the kernel could not give us (RX ring or fill ring empty), counted as
+    /// `rx_ring_full`.
+    fn ring_stats(&mut self) {
+        for (s, last) in self.socks.iter().zip(self.last_drops.iter_mut()) {
+            if let Ok(st) = s.statistics() {
+                let rx = st.rx_dropped + st.rx_ring_full;
+                if rx > last.0 {
+                    self.node.counters.drop_n(self.cx.id, DropReason::RxRingFull, rx - last.0);
+                }
+                last.0 = rx;
+                last.1 = st.tx_invalid_descs;
+            }
+        }
+    }
+}
+
+/// Runs the worker until `stop` is set. `housekeeping` runs once per turn with the worker's
+/// context (connection listings, table sizes: the daemon's business).
+pub fn run(
+    node: Arc<Node>,
+    setup: Setup,
+    clock: Instant,
+    stop: Arc<AtomicBool>,
+    resolver: Resolver,
+    mut housekeeping: impl FnMut(&mut WorkerCtx),
+) {
+    let id = setup.id;
+    let nsocks = setup.socks.len();
+    let mut free: Vec<u64> = Vec::with_capacity(setup.umem.frames() as usize);
+    for f in (0..setup.umem.frames()).rev() {
+        free.push(u64::from(f) * FRAME_SIZE as u64);
+    }
+    let mut lp = Loop {
+        cx: node.worker(id),
+        node,
+        umem: setup.umem,
+        socks: setup.socks,
+        pending: vec![0; nsocks],
+        free,
+        skbs: Vec::with_capacity(BATCH as usize),
+        chunks: Vec::with_capacity(BATCH as usize),
+        actions: Vec::with_capacity(BATCH as usize),
+        last_drops: vec![(0, 0); nsocks],
+        resolve_last: std::collections::HashMap::new(),
+        resolver,
+        last_err_log: 0,
+    };
+    lp.refill();
+    let mut pfds: Vec<libc::pollfd> = lp
+        .socks
+        .iter()
+        .map(|s| libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(s), events: libc::POLLIN, revents: 0 })
+        .collect();
+    let mut stats_at = 0u64;
+    let mut idle_turns = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        if !setup.opts.busy_poll || idle_turns > 1_000_000 {
+            // SAFETY: valid pollfd array of the given length.
+            let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, POLL_MS) };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!("xdp worker {id}: poll: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+            idle_turns = 0;
+        }
+        let now = clock.elapsed().as_millis() as u64;
+        let tr = lp.node.begin_batch(&mut lp.cx, now);
+        let mut got = 0;
+        // Up to a few batches per socket per turn, then housekeeping.
+        for _ in 0..8 {
+            lp.complete();
+            let mut n = 0;
+            for k in 0..nsocks {
+                n += lp.rx(k, &tr);
+            }
+            lp.flush(now);
+            lp.refill();
+            got += n;
+            if n == 0 {
+                break;
+            }
+        }
+        if setup.opts.busy_poll {
+            if got == 0 {
+                idle_turns += 1;
+                std::hint::spin_loop();
+            } else {
+                idle_turns = 0;
+            }
+            for s in &lp.socks {
+                if s.fill_needs_wakeup() {
+                    s.wake_rx();
+                }
+            }
+        }
+        lp.resolve(now);
+        lp.cx.ipvs.expire(EXPIRE_BUDGET);
+        if now >= stats_at + STATS_MS {
+            stats_at = now;
+            lp.ring_stats();
+        }
+        housekeeping(&mut lp.cx);
+    }
+    tracing::debug!("xdp worker {id} stopped");
+}

@@ -1,0 +1,215 @@
+//! The XDP steering program and an AF_XDP socket against a real kernel: a veth pair between
+//! two fresh namespaces, the program on the director's side. Needs root; without it every
+//! test prints a note and passes.
+//!
+//!   ns D (director): d0 10.79.0.1/24  <── veth ──>  ns C (client): c0 10.79.0.2/24
+//!
+//! Asserted: a frame for a VIP reaches the socket and the director kernel's IP input counter
+//! (`Ip InReceives` in D's /proc/net/snmp) does not move for it; a ping to the director's own
+//! address still works; map updates change steering without re-attaching (VIP removed: the
+//! kernel sees it again); a frame rvs owns on a queue without a socket is dropped and counted.
+
+#[path = "../../node/tests/nsutil/mod.rs"]
+mod nsutil;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nsutil::{Netns, in_netns, ip, skip_unless_root};
+use xdp::maps::{SteerMaps, SvcKey, addr16};
+use xdp::xsk::{FRAME_SIZE, Socket, SocketConfig, Umem};
+use xdp::{AttachMode, Steering};
+
+const NEEDS: &str = "network namespaces, XDP, AF_XDP";
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 100);
+const D_IP: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 1);
+
+struct Topo {
+    _ns: Netns,
+    d: String,
+    c: String,
+}
+
+fn topo() -> Topo {
+    let mut ns = Netns(vec![]);
+    let d = ns.add("xd");
+    let c = ns.add("xc");
+    ip(&["-n", &d, "link", "add", "d0", "type", "veth", "peer", "name", "c0", "netns", &c]);
+    for (n, dev, addr) in [(&d, "d0", "10.79.0.1/24"), (&c, "c0", "10.79.0.2/24")] {
+        ip(&["-n", n, "link", "set", dev, "addrgenmode", "none"]);
+        ip(&["-n", n, "addr", "add", addr, "dev", dev]);
+        ip(&["-n", n, "link", "set", dev, "up"]);
+    }
+    let out = Command::new("ip").args(["-n", &d, "-o", "link", "show", "d0"]).output().expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mac = text.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("d0 mac").to_string();
+    // The client knows where the VIP is (rvs would answer its ARP; no rvs here).
+    ip(&["-n", &c, "neigh", "add", &VIP.to_string(), "lladdr", mac.trim(), "dev", "c0"]);
+    Topo { _ns: ns, d, c }
+}
+
+/// `Ip InReceives` of namespace `ns`.
+fn in_receives(ns: &str) -> u64 {
+    let out = Command::new("ip").args(["netns", "exec", ns, "cat", "/proc/net/snmp"]).output().expect("snmp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("Ip:"));
+    let (names, values) = (lines.next().expect("Ip names"), lines.next().expect("Ip values"));
+    let i = names.split_whitespace().position(|n| n == "InReceives").expect("InReceives");
+    values.split_whitespace().nth(i).and_then(|v| v.parse().ok()).expect("value")
+}
+
+fn send_udp(ns: &str, to: Ipv4Addr, port: u16, n: usize) {
+    in_netns(ns, || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        for i in 0..n {
+            s.send_to(format!("rvs-xdp {i}").as_bytes(), (to, port)).expect("send");
+        }
+    });
+}
+
+/// The director side: program attached to d0, one socket on queue 0 registered.
+struct Director {
+    steering: Steering,
+    sock: Socket,
+    umem: Umem,
+    free: Vec<u64>,
+    ifindex: u32,
+}
+
+fn director(ns: &str) -> Director {
+    in_netns(ns, || {
+        let mut steering = Steering::load().expect("load program");
+        let mode = steering.attach("d0", false).expect("attach");
+        assert_eq!(mode, AttachMode::Native, "veth has native XDP on this kernel");
+        let ifindex = xdp::sys::if_index("d0").expect("ifindex");
+        let cfg = SocketConfig { fill: 256, comp: 256, rx: 256, tx: 256 };
+        let umem = Umem::new(512).expect("umem");
+        let sock = Socket::open(&umem, ifindex, 0, cfg, None).expect("AF_XDP socket");
+        assert!(!sock.zero_copy(), "veth binds in copy mode");
+        steering.set_socket(ifindex, 0, &sock).expect("register socket");
+        let mut free: Vec<u64> = (0..512u64).map(|f| f * FRAME_SIZE as u64).collect();
+        let mut sock = sock;
+        sock.fill(&mut free);
+        Director { steering, sock, umem, free, ifindex }
+    })
+}
+
+fn vip_maps(port: u16) -> SteerMaps {
+    let mut m = SteerMaps::default();
+    m.services.insert(SvcKey::new(&IpAddr::V4(VIP), 17, port));
+    m.vip_addrs.insert(addr16(&IpAddr::V4(VIP)));
+    m.locals.insert(addr16(&IpAddr::V4(D_IP)));
+    m
+}
+
+impl Director {
+    /// Destination addresses of the frames the socket received within `wait`.
+    fn receive(&mut self, want: usize, wait: Duration) -> Vec<Ipv4Addr> {
+        let mut got = Vec::new();
+        let t0 = Instant::now();
+        while got.len() < want && t0.elapsed() < wait {
+            let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&self.sock), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 20) };
+            let n = self.sock.rx_ready(64);
+            for i in 0..n {
+                let (addr, len) = self.sock.rx_desc(i);
+                // SAFETY: the frame is ours until it goes back on the fill ring below.
+                let chunk = unsafe { self.umem.chunk(addr) }.expect("chunk");
+                let off = (addr as usize) & (FRAME_SIZE - 1);
+                let f = &chunk[off..off + len as usize];
+                assert!(off >= 256, "headroom in front of the frame ({off})");
+                if f.len() >= 34 && f[12..14] == [8, 0] {
+                    got.push(Ipv4Addr::new(f[30], f[31], f[32], f[33]));
+                }
+                self.free.push(addr & !(FRAME_SIZE as u64 - 1));
+            }
+            self.sock.rx_release(n);
+            self.sock.fill(&mut self.free);
+        }
+        got
+    }
+}
+
+fn ping(ns: &str, to: Ipv4Addr) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "2", &to.to_string()])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn vip_frames_reach_the_socket_and_not_the_kernel_other_traffic_passes() {
+    if skip_unless_root("vip_frames_reach_the_socket_and_not_the_kernel_other_traffic_passes", NEEDS) {
+        return;
+    }
+    let t = topo();
+    let mut d = director(&t.d);
+    d.steering.sync(&vip_maps(5000)).expect("maps");
+
+    let before = in_receives(&t.d);
+    send_udp(&t.c, VIP, 5000, 20);
+    let got = d.receive(20, Duration::from_secs(3));
+    let after = in_receives(&t.d);
+    assert_eq!(got.iter().filter(|a| **a == VIP).count(), 20, "every VIP frame reaches the socket: {got:?}");
+    assert_eq!(after, before, "the director kernel saw none of them (Ip InReceives)");
+    assert!(d.steering.stats().steered >= 20, "{:?}", d.steering.stats());
+
+    // The director's own traffic still goes to its kernel (ARP for its address, ICMP echo).
+    assert!(ping(&t.c, D_IP), "ping to the director's own address");
+    assert!(in_receives(&t.d) > after, "the kernel received the ping");
+    assert!(d.steering.stats().passed > 0);
+}
+
+#[test]
+fn map_updates_change_steering_without_reattaching() {
+    if skip_unless_root("map_updates_change_steering_without_reattaching", NEEDS) {
+        return;
+    }
+    let t = topo();
+    let mut d = director(&t.d);
+    // Only port 6000 is a service: frames to VIP:5000 are still the VIP's (the kernel does
+    // not own the address), so they are steered too.
+    d.steering.sync(&vip_maps(6000)).expect("maps");
+    send_udp(&t.c, VIP, 5000, 5);
+    assert_eq!(d.receive(5, Duration::from_secs(3)).len(), 5, "any frame to a VIP address is rvs's");
+
+    // The VIP goes: its frames go to the kernel again (map update, same attachment).
+    d.steering.sync(&SteerMaps::default()).expect("maps");
+    let before = in_receives(&t.d);
+    send_udp(&t.c, VIP, 6000, 5);
+    let got = d.receive(1, Duration::from_millis(500));
+    assert!(got.is_empty(), "nothing steered after the VIP left: {got:?}");
+    assert!(in_receives(&t.d) >= before + 5, "the kernel received them");
+
+    // A service on one of the director's own addresses takes only its port.
+    let mut m = SteerMaps::default();
+    m.services.insert(SvcKey::new(&IpAddr::V4(D_IP), 17, 7000));
+    m.vip_addrs.insert(addr16(&IpAddr::V4(D_IP)));
+    m.locals.insert(addr16(&IpAddr::V4(D_IP)));
+    d.steering.sync(&m).expect("maps");
+    send_udp(&t.c, D_IP, 7000, 3);
+    send_udp(&t.c, D_IP, 7001, 3);
+    let got: HashSet<_> = d.receive(6, Duration::from_secs(1)).into_iter().collect();
+    assert_eq!(got.len(), 1, "only the service port reached rvs");
+    assert!(ping(&t.c, D_IP), "the director's address still answers");
+}
+
+#[test]
+fn owned_frames_without_a_socket_are_dropped_and_counted_not_passed() {
+    if skip_unless_root("owned_frames_without_a_socket_are_dropped_and_counted_not_passed", NEEDS) {
+        return;
+    }
+    let t = topo();
+    let mut d = director(&t.d);
+    d.steering.sync(&vip_maps(5000)).expect("maps");
+    d.steering.clear_socket(d.ifindex, 0).expect("unregister");
+    let before = in_receives(&t.d);
+    send_udp(&t.c, VIP, 5000, 10);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(in_receives(&t.d), before, "not passed to the kernel");
+    assert_eq!(d.steering.stats().no_socket, 10, "{:?}", d.steering.stats());
+}
