@@ -301,6 +301,7 @@ wait_port() { # wait_port NS tcp|udp PORT
 
 # Starts rvsd in namespace $1 (default d) on the given interfaces (default ext int) with the
 # control socket $RVS_WORK/$1.sock; waits until it answers. Sets RVSD_PID.
+# RVS_IO=auto|xdp|afpacket passes --io (the suite can be run once per I/O backend).
 start_rvsd() {
     local n="${1:-d}"
     shift || true
@@ -308,6 +309,7 @@ start_rvsd() {
     [ "${#ifaces[@]}" -gt 0 ] || ifaces=(ext int)
     local args=() i
     for i in "${ifaces[@]}"; do args+=(-i "$i"); done
+    [ -z "${RVS_IO:-}" ] || args+=(--io "$RVS_IO")
     local sock="$RVS_WORK/$n.sock"
     start_bg "$n" "rvsd-$n" "$RVSD" "${args[@]}" --socket "$sock" ${RVSD_ARGS:-}
     RVSD_PID=$BG_PID

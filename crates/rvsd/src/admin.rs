@@ -54,6 +54,49 @@ pub struct NodeStats {
     /// Connection sync counters by name (`sync::SyncStats`).
     #[serde(default)]
     pub sync: BTreeMap<String, u64>,
+    /// Per served interface: which I/O backend moves its frames (rvs extension).
+    #[serde(default)]
+    pub io: Vec<IfIo>,
+    /// The XDP steering program's counters (`None` on AF_PACKET).
+    #[serde(default)]
+    pub xdp: Option<XdpCounters>,
+}
+
+/// The I/O backend of one served interface (`rvsd --io`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IfIo {
+    pub name: String,
+    /// `xdp` (XDP steering + AF_XDP) or `afpacket`.
+    pub backend: String,
+    /// `native` or `generic` (XDP only).
+    #[serde(default)]
+    pub xdp_mode: Option<String>,
+    /// AF_XDP sockets in zero-copy mode (else copy mode; XDP only).
+    #[serde(default)]
+    pub zero_copy: Option<bool>,
+    /// Receive queues served.
+    #[serde(default)]
+    pub queues: u32,
+}
+
+/// Counters of the XDP steering program (summed over CPUs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpCounters {
+    /// Frames redirected to rvs's AF_XDP sockets.
+    pub steered: u64,
+    /// Frames rvs owns that arrived on a queue without a socket: dropped, never passed.
+    pub no_socket: u64,
+    /// Frames left to the director's kernel.
+    pub passed: u64,
+}
+
+/// What the I/O side reports and is told (set once at start, `Admin::set_io`).
+pub trait IoHooks: Send + Sync {
+    /// Per-interface backend and the XDP program's counters.
+    fn report(&self) -> (Vec<IfIo>, Option<XdpCounters>);
+    /// Services are about to change (`extra`: keys about to be published) or changed
+    /// (`extra` empty): bring steering in step before the command returns.
+    fn services_changed(&self, extra: &[ipvs::ServiceKey]);
 }
 
 /// Everything a request handler needs; shared by the connection threads.
@@ -72,6 +115,7 @@ pub struct Admin {
     serial: Mutex<()>,
     /// The connection sync daemons (none wired to workers until [`Admin::with_sync`]).
     sync: Arc<crate::sync::SyncDaemons>,
+    io: std::sync::OnceLock<Arc<dyn IoHooks>>,
 }
 
 pub const VERSION: &str = "1.2.1";
@@ -100,6 +144,7 @@ impl Admin {
             steering: steering.map(Mutex::new),
             interfaces,
             serial: Mutex::new(()),
+            io: std::sync::OnceLock::new(),
         }
     }
 
@@ -107,6 +152,11 @@ impl Admin {
     pub fn with_sync(mut self, sync: Arc<crate::sync::SyncDaemons>) -> Self {
         self.sync = sync;
         self
+    }
+
+    /// The I/O backend's hooks (XDP steering maps, status); set once at start.
+    pub fn set_io(&self, hooks: Arc<dyn IoHooks>) {
+        let _ = self.io.set(hooks);
     }
 
     /// `POST /v1/command`.
@@ -119,6 +169,9 @@ impl Admin {
             && let Ok(c) = service_config(spec)
         {
             self.steer_ahead(&SteerSet::of_services([&c]));
+            if let Some(io) = self.io.get() {
+                io.services_changed(&[c.key]);
+            }
         }
         let r = self.apply(cmd);
         match &r {
@@ -180,6 +233,9 @@ impl Admin {
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         self.check_vips(plan)?;
         self.steer_ahead(&SteerSet::of_services(plan.table.iter().map(|(c, _)| c)).with_rules(&plan.fwmark_rules));
+        if let Some(io) = self.io.get() {
+            io.services_changed(&plan.table.iter().map(|(c, _)| c.key).collect::<Vec<_>>());
+        }
         let r = self.node.ipvs.replace_table(plan.table.clone()).map_err(admin_error);
         if r.is_ok() {
             self.node.ipvs.set_all_timeouts(plan.timeouts);
@@ -333,6 +389,9 @@ impl Admin {
     /// netmask, before the command returns: a client may send the moment its `-A` succeeded.
     fn update_steering(&self) {
         crate::isolate::refresh(&self.node.ipvs.services_full(), &self.node.ipvs.fwmark_rules());
+        if let Some(io) = self.io.get() {
+            io.services_changed(&[]);
+        }
         if let Some(s) = &self.steering {
             let set = self.steer_set();
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
@@ -434,6 +493,7 @@ impl Admin {
     pub fn stats(&self) -> NodeStats {
         let c = self.node.counters.read();
         let conns: Vec<usize> = self.table_sizes.iter().map(|n| n.load(Ordering::Relaxed)).collect();
+        let io = self.io.get().map(|h| h.report()).unwrap_or_default();
         NodeStats {
             rx: c.rx,
             tx: c.tx,
@@ -448,6 +508,8 @@ impl Admin {
             max_conns_per_worker: self.node.ipvs.max_conns,
             interfaces: self.interfaces.clone(),
             sync: self.sync.stats.list().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            io: io.0,
+            xdp: io.1,
         }
     }
 }

@@ -47,6 +47,28 @@ impl ConfigFormat {
     }
 }
 
+/// Which I/O backend moves the frames (`--io`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    /// XDP steering + AF_XDP when the program attaches, else AF_PACKET (logged).
+    Auto,
+    /// XDP steering + AF_XDP, or refuse to start.
+    Xdp,
+    /// AF_PACKET rings (no XDP).
+    AfPacket,
+}
+
+impl IoMode {
+    fn parse(s: &str) -> Option<IoMode> {
+        Some(match s {
+            "auto" => IoMode::Auto,
+            "xdp" => IoMode::Xdp,
+            "afpacket" => IoMode::AfPacket,
+            _ => return None,
+        })
+    }
+}
+
 /// The daemon's configuration from its command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Args {
@@ -82,6 +104,10 @@ pub struct Args {
     pub procfs_dir: Option<PathBuf>,
     /// The bulk resync and the readiness file (`sync/resync.rs`).
     pub resync: Resync,
+    /// I/O backend (`--io`, default auto).
+    pub io: IoMode,
+    /// AF_XDP workers spin on their rings instead of sleeping in poll() (`--busy-poll`).
+    pub busy_poll: bool,
 }
 
 /// `--resync-listen`, `--resync-from`, `--resync-key`, `--ready-file`.
@@ -153,6 +179,10 @@ Options:
       --resync-from ADDR    pull the peer's table at start (bulk resync), then say ready
       --resync-key FILE     shared key of the two directors (both resync options need it)
       --ready-file PATH     write 1 until the table is known, then 0 (keepalived track_file)
+      --io MODE         I/O backend: auto (default: XDP steering + AF_XDP when the
+                        program attaches, else AF_PACKET), xdp, or afpacket
+      --busy-poll       AF_XDP workers spin on their rings (lower latency, a full CPU
+                        each) instead of sleeping in poll()
   -h, --help            show this help
       --version         show the version
 
@@ -193,6 +223,8 @@ where
     let mut config_id = None;
     let mut procfs_dir = None;
     let mut resync = Resync::default();
+    let mut io = IoMode::Auto;
+    let mut busy_poll = false;
     let addr = |flag: &str, v: String| -> Result<std::net::SocketAddr, String> {
         v.parse().map_err(|_| format!("{flag}: '{v}' is not ADDR:PORT"))
     };
@@ -258,6 +290,12 @@ where
             "--resync-from" => resync.from = Some(addr(&flag, value(&mut it)?)?),
             "--resync-key" => resync.key = Some(PathBuf::from(value(&mut it)?)),
             "--ready-file" => resync.ready_file = Some(PathBuf::from(value(&mut it)?)),
+            "--io" => {
+                let v = value(&mut it)?;
+                io = IoMode::parse(&v).ok_or_else(|| format!("--io: unknown backend '{v}' (auto, xdp, afpacket)"))?;
+            }
+            "--busy-poll" if inline.is_none() => busy_poll = true,
+            "--busy-poll" => return Err("--busy-poll takes no value".into()),
             "--log" => {
                 let v = value(&mut it)?;
                 log = LogLevel::parse(&v)
@@ -302,6 +340,8 @@ where
         config_id,
         procfs_dir,
         resync,
+        io,
+        busy_poll,
     }))
 }
 
@@ -346,6 +386,17 @@ mod tests {
         assert!(!run(&["-i", "a0", "--no-shortcut"]).shortcut);
         let e = err(&["-i", "a0", "--no-shortcut=yes"]);
         assert!(e.contains("--no-shortcut takes no value"), "{e}");
+    }
+
+    #[test]
+    fn io_backend() {
+        assert_eq!(run(&["-i", "a0"]).io, IoMode::Auto, "auto by default");
+        assert_eq!(run(&["-i", "a0", "--io", "xdp"]).io, IoMode::Xdp);
+        assert_eq!(run(&["-i", "a0", "--io=afpacket"]).io, IoMode::AfPacket);
+        assert!(!run(&["-i", "a0"]).busy_poll);
+        assert!(run(&["-i", "a0", "--busy-poll"]).busy_poll);
+        assert!(err(&["-i", "a0", "--io", "dpdk"]).contains("--io: unknown backend 'dpdk'"));
+        assert!(err(&["-i", "a0", "--busy-poll=1"]).contains("takes no value"));
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod sync;
 mod sysctl;
 mod vipfollow;
 mod worker;
+mod xdpio;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::ExitCode;
@@ -254,15 +255,10 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     if args.interfaces.is_empty() {
         return Err(Refusal("no interface to serve: give -i NAME or [[interfaces]] in the configuration".into()));
     }
-    let max_conns = max_conns_per_worker(&args, config.as_ref().map(|(c, _)| c));
-    let args = &args;
-
     tracing::info!(
-        "rvsd {} starting: interfaces {:?}, {} workers, {} connections per worker, socket {}",
+        "rvsd {} starting: interfaces {:?}, socket {}",
         env!("CARGO_PKG_VERSION"),
         args.interfaces,
-        args.workers,
-        max_conns,
         args.socket.display()
     );
     host::check_ip_forward_sysctl()?;
@@ -279,6 +275,34 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     }
     let net = netstate::build(&snap, &args.interfaces);
     netstate::log_initial(&net);
+
+    // The I/O backend (`--io`): XDP steering + AF_XDP, or AF_PACKET rings.
+    let xdp_started = match args.io {
+        args::IoMode::AfPacket => {
+            tracing::info!("I/O: AF_PACKET rings (--io afpacket)");
+            None
+        }
+        args::IoMode::Xdp => {
+            Some(xdpio::start(&args.interfaces, args.busy_poll).map_err(|e| Refusal(format!("--io xdp: {e}")))?)
+        }
+        args::IoMode::Auto => match xdpio::start(&args.interfaces, args.busy_poll) {
+            Ok(s) => {
+                tracing::info!("I/O: XDP steering + AF_XDP (--io auto: the program attached)");
+                Some(s)
+            }
+            Err(e) => {
+                tracing::warn!("I/O: AF_PACKET rings (--io auto: XDP not available: {e})");
+                None
+            }
+        },
+    };
+    if xdp_started.is_some() && args.workers > 1 {
+        tracing::info!("AF_XDP: one worker serves every interface queue (--workers {} does not apply)", args.workers);
+        args.workers = 1;
+    }
+    let max_conns = max_conns_per_worker(&args, config.as_ref().map(|(c, _)| c));
+    let args = &args;
+    tracing::info!("{} workers, {} connections per worker", args.workers, max_conns);
 
     let ipvs = Arc::new(ipvs::Ipvs::new(max_conns));
     let follow = args.vip_follow.follows(config.as_ref().map(|(c, _)| c));
@@ -319,8 +343,16 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
             .with_tx_mtu(max_mtu, node::io::afpacket::page_size_bytes())
     };
     tracing::info!("TX slots sized for MTU {max_mtu} ({} bytes)", ring(0).tx_frame_size);
-    let mut per_worker: Vec<Vec<AfPacket>> = Vec::with_capacity(args.workers);
-    for w in 0..args.workers {
+    let (xdp_hooks, xdp_worker) = match xdp_started {
+        Some(s) => {
+            let (h, w) = s.hooks(node.clone());
+            (Some(h), Some(w))
+        }
+        None => (None, None),
+    };
+    let afpacket_workers = if xdp_worker.is_some() { 0 } else { args.workers };
+    let mut per_worker: Vec<Vec<AfPacket>> = Vec::with_capacity(afpacket_workers);
+    for w in 0..afpacket_workers {
         let mut socks = Vec::with_capacity(args.interfaces.len());
         for (k, name) in args.interfaces.iter().enumerate() {
             let s = AfPacket::open(name, &ring(k))
@@ -330,20 +362,26 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         per_worker.push(socks);
     }
     let mut groups = Vec::new();
-    for (k, name) in args.interfaces.iter().enumerate() {
+    for (k, name) in args.interfaces.iter().enumerate().filter(|_| !per_worker.is_empty()) {
         // SAFETY: the socket is open (owned by `per_worker`) for the duration of the borrow.
         let fd = unsafe { BorrowedFd::borrow_raw(per_worker[0][k].as_raw_fd()) }
             .try_clone_to_owned()
             .map_err(|e| Refusal(format!("dup: {e}")))?;
         groups.push(Box::new(steer::Group { name: name.clone(), fd }) as Box<dyn steer::Target>);
     }
-    let mut steering = match vip_map {
-        Some(m) => steer::Steering::with_map(groups, args.workers, m),
-        None => steer::Steering::new(groups, args.workers),
+    let steering = if per_worker.is_empty() {
+        None
+    } else {
+        let mut steering = match vip_map {
+            Some(m) => steer::Steering::with_map(groups, args.workers, m),
+            None => steer::Steering::new(groups, args.workers),
+        };
+        steering.update(&steer::SteerSet::default()).map_err(|e| Refusal(format!("steering program: {e}")))?;
+        Some(steering)
     };
-    steering.update(&steer::SteerSet::default()).map_err(|e| Refusal(format!("steering program: {e}")))?;
-    // AF_PACKET: the kernel must not act on the frames rvs owns (isolate.rs).
-    let isolation = isolate::start(&args.interfaces);
+    // AF_PACKET: the kernel must not act on the frames rvs owns (isolate.rs); on XDP the
+    // steering program already keeps them from it.
+    let isolation = steering.is_some().then(|| isolate::start(&args.interfaces));
 
     // Another rvsd on this control socket offering a hand-over: take over from it (hot
     // restart); its sockets are replaced once its table is here.
@@ -404,6 +442,31 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
                 workers.push(start_worker(setup)?);
             }
         }
+        if let Some(setup) = xdp_worker {
+            let (tx, rx) = mpsc::channel();
+            conn_txs.push(tx);
+            let (node, stop, sizes) = (node.clone(), stop.clone(), table_sizes.clone());
+            workers.push(spawn("rvsd-xdp0", move || {
+                let mut resolver = xdp::neigh::KernelResolver::new().ok();
+                let resolve: xdp::worker::Resolver = Box::new(move |ifindex, ip| {
+                    if let Some(r) = resolver.as_mut()
+                        && let Err(e) = r.resolve(ifindex, ip)
+                    {
+                        tracing::debug!("asking the kernel to resolve {ip}: {e}");
+                    }
+                });
+                let housekeeping = move |cx: &mut node::WorkerCtx| {
+                    if let Some(n) = sizes.first() {
+                        n.store(cx.ipvs.conns.len(), Ordering::Relaxed);
+                    }
+                    while let Ok(req) = rx.try_recv() {
+                        let list = listing::collect(&cx.ipvs.conns, cx.ipvs.now(), &req.filter, req.from, req.limit);
+                        let _ = req.reply.send(list);
+                    }
+                };
+                xdp::worker::run(node, setup, clock, stop, resolve, housekeeping)
+            })?);
+        }
 
         let (n, names, st) = (node.clone(), args.interfaces.clone(), stop.clone());
         let follower = follow.then(|| vipfollow::Follower::new(args.interfaces.clone()));
@@ -449,11 +512,25 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
                 kernel_local,
                 std::mem::take(&mut conn_txs),
                 table_sizes.clone(),
-                Some(steering),
+                steering,
                 args.interfaces.clone(),
             )
             .with_sync(sync_daemons.clone()),
         );
+        match &xdp_hooks {
+            Some(h) => {
+                admin.set_io(h.clone());
+                // Addresses of the director change without a command: follow them.
+                let (h, st) = (h.clone(), stop.clone());
+                spawn("rvsd-xdpmaps", move || {
+                    while !st.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(500));
+                        admin::IoHooks::services_changed(&*h, &[]);
+                    }
+                })?;
+            }
+            None => admin.set_io(Arc::new(xdpio::AfPacketIo(args.interfaces.clone()))),
+        }
         let ops = Arc::new(operate::Operator::new(admin.clone(), args.config.clone()));
         if let Some((cfg, path)) = config {
             // The configuration's sync daemons (`[[sync_daemon]]`, keepalived's lvs_sync_daemon)
@@ -605,10 +682,12 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         let _ = w.join();
     }
     // A new daemon that took over has installed its own table (isolate.rs): leave it.
-    if handed_over {
-        isolation.keep();
-    } else {
-        drop(isolation);
+    if let Some(isolation) = isolation {
+        if handed_over {
+            isolation.keep();
+        } else {
+            drop(isolation);
+        }
     }
     if let Some(h) = procfs_thread {
         // After the workers: its last listing fails at once.

@@ -13,7 +13,11 @@
 //     (same condition as the node's fwmark classifier reaching rvs at all);
 //   - replies from NAT real servers (source address, protocol, source port) not addressed
 //     to one of the director's own addresses (the director's health checks stay with it);
-//   - ARP requests and IPv6 neighbour solicitations for a VIP or a fwmark prefix;
+//   - ARP requests and IPv6 neighbour solicitations for a VIP, a fwmark prefix or one of the
+//     director's own addresses: rvs answers them (as on AF_PACKET) and learns the requester
+//     at once; left to the kernel, rvs would learn a client's MAC only a netlink round trip
+//     later and drop the first reply to it. ARP replies and neighbour advertisements stay
+//     with the kernel (it resolves its own next hops, and rvs's through crates/xdp/src/neigh.rs);
 //   - ICMP/ICMPv6 errors quoting a packet of the above (quoted source a VIP service, or
 //     quoted destination a VIP service or real server: frag-needed, tunnel errors).
 //
@@ -282,7 +286,7 @@ static __attribute__((noinline)) int owned_ipv6(__u8 *ip, void *end)
 		if ((void *)(l4 + 24) <= end && l4[0] == 135) {
 			// Neighbour solicitation: the target follows the 8-byte ICMPv6 header.
 			__u8 *target = l4 + 8;
-			return !is_local(target) && (is_vip_addr(target) || in_prefix(target));
+			return is_local(target) || is_vip_addr(target) || in_prefix(target);
 		}
 	} else if (has_ports(proto)) {
 		if ((void *)(l4 + 4) > end)
@@ -309,7 +313,7 @@ static __attribute__((noinline)) int owned_arp(__u8 *arp, void *end)
 		return 0; // not a request: replies stay with the kernel
 	__u8 tpa[16];
 	map4(tpa, arp + 24);
-	return !is_local(tpa) && (is_vip_addr(tpa) || in_prefix(tpa));
+	return is_local(tpa) || is_vip_addr(tpa) || in_prefix(tpa);
 }
 
 SEC("xdp")

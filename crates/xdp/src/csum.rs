@@ -59,7 +59,8 @@ mod tests {
     use super::*;
 
     fn udp4(payload: &[u8]) -> Vec<u8> {
-        let b = etherparse::PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1000, 53);
+        let b =
+            etherparse::PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1000, 53);
         let mut v = Vec::new();
         b.write(&mut v, payload).unwrap();
         v

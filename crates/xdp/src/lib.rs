@@ -4,6 +4,7 @@
 
 pub mod csum;
 pub mod maps;
+pub mod neigh;
 pub mod program;
 pub mod sys;
 pub mod worker;

@@ -196,13 +196,17 @@ impl Steering {
     /// Registers the AF_XDP socket bound to (ifindex, queue): frames rvs owns arriving there
     /// go to it.
     pub fn set_socket(&mut self, ifindex: u32, queue: u32, fd: &impl AsRawFd) -> Result<(), Error> {
-        let slot = self.slot(ifindex, queue).ok_or_else(|| Error(format!("no XDP slot for ifindex {ifindex} queue {queue}")))?;
+        let slot = self
+            .slot(ifindex, queue)
+            .ok_or_else(|| Error(format!("no XDP slot for ifindex {ifindex} queue {queue}")))?;
         self.xsks.set(slot, fd.as_raw_fd(), 0).map_err(|e| map_err("rvs_xsks", e))
     }
 
     /// Unregisters the socket of (ifindex, queue): frames rvs owns there are dropped.
     pub fn clear_socket(&mut self, ifindex: u32, queue: u32) -> Result<(), Error> {
-        let slot = self.slot(ifindex, queue).ok_or_else(|| Error(format!("no XDP slot for ifindex {ifindex} queue {queue}")))?;
+        let slot = self
+            .slot(ifindex, queue)
+            .ok_or_else(|| Error(format!("no XDP slot for ifindex {ifindex} queue {queue}")))?;
         self.xsks.unset(slot).map_err(|e| map_err("rvs_xsks", e))
     }
 

@@ -304,7 +304,13 @@ impl Socket {
         let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
         // SAFETY: valid out-pointer and length.
         let rc = unsafe {
-            libc::getsockopt(raw, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, (&mut off as *mut libc::xdp_mmap_offsets).cast(), &mut len)
+            libc::getsockopt(
+                raw,
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
+                &mut len,
+            )
         };
         if rc < 0 {
             return Err(with_context(io::Error::last_os_error(), "XDP_MMAP_OFFSETS"));
@@ -451,7 +457,8 @@ impl Socket {
             return Ok(());
         }
         // SAFETY: zero-length send on our socket.
-        let rc = unsafe { libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+        let rc =
+            unsafe { libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
         if rc >= 0 {
             return Ok(());
         }

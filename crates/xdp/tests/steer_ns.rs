@@ -45,8 +45,10 @@ fn topo() -> Topo {
     let out = Command::new("ip").args(["-n", &d, "-o", "link", "show", "d0"]).output().expect("ip link");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mac = text.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("d0 mac").to_string();
-    // The client knows where the VIP is (rvs would answer its ARP; no rvs here).
+    // The client knows where the VIP and the director are (rvs would answer its ARP requests
+    // for both; no rvs here).
     ip(&["-n", &c, "neigh", "add", &VIP.to_string(), "lladdr", mac.trim(), "dev", "c0"]);
+    ip(&["-n", &c, "neigh", "add", &D_IP.to_string(), "lladdr", mac.trim(), "dev", "c0"]);
     Topo { _ns: ns, d, c }
 }
 
@@ -105,12 +107,14 @@ fn vip_maps(port: u16) -> SteerMaps {
 }
 
 impl Director {
-    /// Destination addresses of the frames the socket received within `wait`.
+    /// Destination addresses of the IPv4 frames the socket received within `wait` (ARP
+    /// requests: their target address).
     fn receive(&mut self, want: usize, wait: Duration) -> Vec<Ipv4Addr> {
         let mut got = Vec::new();
         let t0 = Instant::now();
         while got.len() < want && t0.elapsed() < wait {
-            let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&self.sock), events: libc::POLLIN, revents: 0 };
+            let mut pfd =
+                libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&self.sock), events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(&mut pfd, 1, 20) };
             let n = self.sock.rx_ready(64);
@@ -123,6 +127,8 @@ impl Director {
                 assert!(off >= 256, "headroom in front of the frame ({off})");
                 if f.len() >= 34 && f[12..14] == [8, 0] {
                     got.push(Ipv4Addr::new(f[30], f[31], f[32], f[33]));
+                } else if f.len() >= 42 && f[12..14] == [8, 6] && f[20..22] == [0, 1] {
+                    got.push(Ipv4Addr::new(f[38], f[39], f[40], f[41]));
                 }
                 self.free.push(addr & !(FRAME_SIZE as u64 - 1));
             }
@@ -162,6 +168,12 @@ fn vip_frames_reach_the_socket_and_not_the_kernel_other_traffic_passes() {
     assert!(ping(&t.c, D_IP), "ping to the director's own address");
     assert!(in_receives(&t.d) > after, "the kernel received the ping");
     assert!(d.steering.stats().passed > 0);
+
+    // ARP requests for the director's own address go to rvs (it answers them and learns
+    // the requester at once); here nobody answers, so the client's ping fails.
+    ip(&["-n", &t.c, "neigh", "del", &D_IP.to_string(), "dev", "c0"]);
+    assert!(!ping(&t.c, D_IP), "no answer without rvs");
+    assert!(d.receive(1, Duration::from_secs(2)).contains(&D_IP), "the ARP request reached the socket");
 }
 
 #[test]
@@ -212,4 +224,27 @@ fn owned_frames_without_a_socket_are_dropped_and_counted_not_passed() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(in_receives(&t.d), before, "not passed to the kernel");
     assert_eq!(d.steering.stats().no_socket, 10, "{:?}", d.steering.stats());
+}
+
+#[test]
+fn the_kernel_resolves_a_next_hop_when_asked() {
+    if skip_unless_root("the_kernel_resolves_a_next_hop_when_asked", NEEDS) {
+        return;
+    }
+    let t = topo();
+    in_netns(&t.d, || {
+        let ifindex = xdp::sys::if_index("d0").expect("ifindex");
+        let mut r = xdp::neigh::KernelResolver::new().expect("netlink");
+        r.resolve(ifindex, IpAddr::V4(Ipv4Addr::new(10, 79, 0, 2))).expect("request");
+    });
+    let t0 = Instant::now();
+    loop {
+        let out = Command::new("ip").args(["-n", &t.d, "neigh", "show", "10.79.0.2"]).output().expect("ip neigh");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("lladdr") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "not resolved: {text:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

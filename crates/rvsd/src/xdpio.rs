@@ -1,0 +1,131 @@
+//! The XDP backend's wiring (`--io xdp|auto`): attach the steering program to every served
+//! interface, open one AF_XDP socket per (interface, receive queue) sharing one UMEM, and keep
+//! the program's maps in step with the services (`IoHooks`, called by the admin before a
+//! command returns, and once a second for address changes).
+//!
+//! One worker serves every socket (docs/design.md "AF_XDP: one worker"): the connection table
+//! is per worker without locks, and the two directions of a NAT connection can arrive on
+//! different queues or devices, so a single worker is what keeps them together today.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use node::Node;
+use xdp::xsk::{Socket, SocketConfig, Umem};
+
+use crate::admin::{IfIo, IoHooks, XdpCounters};
+
+/// Ring sizes of every socket.
+const RINGS: SocketConfig = SocketConfig { fill: 2048, comp: 1024, rx: 2048, tx: 1024 };
+
+/// The attached program and what rvsd reports about it.
+pub struct XdpIo {
+    steering: Mutex<xdp::Steering>,
+    node: Arc<Node>,
+    ifs: Vec<IfIo>,
+}
+
+/// Everything `--io xdp` needs to start: the attached program and the worker's sockets.
+pub struct Started {
+    steering: xdp::Steering,
+    ifs: Vec<IfIo>,
+    pub worker: xdp::worker::Setup,
+}
+
+impl Started {
+    /// The hooks the admin calls (maps follow the node's services from now on).
+    pub fn hooks(self, node: Arc<Node>) -> (Arc<XdpIo>, xdp::worker::Setup) {
+        let io = Arc::new(XdpIo { steering: Mutex::new(self.steering), node, ifs: self.ifs });
+        io.services_changed(&[]);
+        (io, self.worker)
+    }
+}
+
+/// The director's own addresses (frames to them stay with its kernel).
+fn locals(node: &Node) -> Vec<IpAddr> {
+    node.net().interfaces.iter().flat_map(|i| i.addrs.iter().map(|(a, _)| *a)).collect()
+}
+
+/// Attaches and binds; on any error everything done so far is undone (dropping the program
+/// detaches it) and the error says what failed.
+pub fn start(interfaces: &[String], busy_poll: bool) -> Result<Started, String> {
+    let mut steering = xdp::Steering::load().map_err(|e| e.to_string())?;
+    let mut ifs = Vec::new();
+    let mut queues = Vec::new();
+    for name in interfaces {
+        let mode = steering.attach(name, false).map_err(|e| e.to_string())?;
+        let ifindex = xdp::sys::if_index(name).map_err(|e| format!("{name}: {e}"))?;
+        let n = xdp::sys::rx_queues(name).min(xdp::program::QUEUES_PER_IF);
+        if mode == xdp::AttachMode::Generic {
+            tracing::warn!(
+                "{name}: XDP in generic mode (the driver has no native XDP): slower, and GSO super-frames from a peer with TSO are dropped"
+            );
+        }
+        queues.extend((0..n).map(|q| (ifindex, name.clone(), q)));
+        ifs.push(IfIo {
+            name: name.clone(),
+            backend: "xdp".into(),
+            xdp_mode: Some(mode.name().into()),
+            zero_copy: None,
+            queues: n,
+        });
+    }
+    let umem = Umem::new(RINGS.frames() * queues.len() as u32 + 1024).map_err(|e| format!("AF_XDP UMEM: {e}"))?;
+    let mut socks: Vec<Socket> = Vec::with_capacity(queues.len());
+    for (ifindex, name, q) in &queues {
+        let s = Socket::open(&umem, *ifindex, *q, RINGS, socks.first())
+            .map_err(|e| format!("{name} queue {q}: AF_XDP socket: {e}"))?;
+        steering.set_socket(*ifindex, *q, &s).map_err(|e| e.to_string())?;
+        if let Some(i) = ifs.iter_mut().find(|i| i.name == *name) {
+            i.zero_copy = Some(s.zero_copy());
+        }
+        socks.push(s);
+    }
+    for i in &ifs {
+        tracing::info!(
+            "{}: XDP steering attached ({} mode), {} AF_XDP socket(s), {}",
+            i.name,
+            i.xdp_mode.as_deref().unwrap_or("?"),
+            i.queues,
+            if i.zero_copy == Some(true) { "zero-copy" } else { "copy mode" }
+        );
+    }
+    let worker = xdp::worker::Setup { id: 0, umem, socks, opts: xdp::worker::Options { busy_poll } };
+    Ok(Started { steering, ifs, worker })
+}
+
+impl IoHooks for XdpIo {
+    fn report(&self) -> (Vec<IfIo>, Option<XdpCounters>) {
+        let st = self.steering.lock().unwrap_or_else(|e| e.into_inner()).stats();
+        (self.ifs.clone(), Some(XdpCounters { steered: st.steered, no_socket: st.no_socket, passed: st.passed }))
+    }
+
+    fn services_changed(&self, extra: &[ipvs::ServiceKey]) {
+        let ipvs = &self.node.ipvs;
+        let want = xdp::SteerMaps::of(&ipvs.services_full(), &ipvs.fwmark_rules(), extra, &locals(&self.node));
+        let mut s = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        if *s.current() == want {
+            return;
+        }
+        match s.sync(&want) {
+            Ok(n) => tracing::debug!("XDP steering maps: {n} entries changed"),
+            Err(e) => tracing::error!("XDP steering maps: {e}"),
+        }
+    }
+}
+
+/// The AF_PACKET backend's report (no program).
+pub struct AfPacketIo(pub Vec<String>);
+
+impl IoHooks for AfPacketIo {
+    fn report(&self) -> (Vec<IfIo>, Option<XdpCounters>) {
+        let ifs = self
+            .0
+            .iter()
+            .map(|n| IfIo { name: n.clone(), backend: "afpacket".into(), xdp_mode: None, zero_copy: None, queues: 0 })
+            .collect();
+        (ifs, None)
+    }
+
+    fn services_changed(&self, _extra: &[ipvs::ServiceKey]) {}
+}
