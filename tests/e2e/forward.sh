@@ -40,6 +40,9 @@ forward_test() {
     # No ping first: nobody has resolved the real servers; the first packet to each waits in
     # rvsd's neighbour queue (node/src/neighq.rs), and UDP below asserts no retry was needed.
     start_rvsd d
+    if [ -n "${RVS_IO:-}" ] && [ "$RVS_IO" != auto ]; then
+        assert_eq "rvsadm status: backend of ext" "$RVS_IO" "$(adm status | awk '$1 == "ext" { print $2 }')"
+    fi
 
     adm -A "${svc[@]}" -s rr
     for r in r1 r2 r3; do adm -a "${svc[@]}" -r "$(rs_ip $r):$rport" "$flag"; done

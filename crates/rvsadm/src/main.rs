@@ -4,6 +4,7 @@
 
 mod ext;
 mod resolver;
+mod status;
 mod sysctl;
 mod top;
 
@@ -138,6 +139,9 @@ fn main() {
     if argv.get(1).map(String::as_str) == Some("--sysctl") {
         std::process::exit(sysctl::run(&client, &argv[2..]));
     }
+    if argv.get(1).map(String::as_str) == Some("status") {
+        std::process::exit(run_status(&client));
+    }
     let ext = match ext::split(argv, &res) {
         Ok(e) => e,
         Err(m) => {
@@ -177,6 +181,30 @@ fn main() {
     };
     let _ = out.flush();
     std::process::exit(code);
+}
+
+/// `rvsadm status`: the I/O backend per interface (status.rs).
+fn run_status(client: &Client) -> i32 {
+    match client.request("GET", "/v1/stats", None) {
+        Ok((200, body)) => match serde_json::from_slice(&body) {
+            Ok(v) => {
+                print!("{}", status::render(&v));
+                0
+            }
+            Err(e) => {
+                eprintln!("rvsadm: status: bad answer from the daemon: {e}");
+                1
+            }
+        },
+        Ok((code, _)) => {
+            eprintln!("rvsadm: status: the daemon answered {code}");
+            1
+        }
+        Err(e) => {
+            eprintln!("rvsadm: status: cannot reach the daemon at {}: {e:?}", client.path().display());
+            2
+        }
+    }
 }
 
 /// `rvsadm top`: redraws every interval until interrupted; `--once` prints one frame.

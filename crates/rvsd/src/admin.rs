@@ -57,8 +57,8 @@ pub struct NodeStats {
     /// Per served interface: which I/O backend moves its frames (rvs extension).
     #[serde(default)]
     pub io: Vec<IfIo>,
-    /// The XDP steering program's counters (`None` on AF_PACKET).
-    #[serde(default)]
+    /// The XDP steering program's counters (absent on AF_PACKET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp: Option<XdpCounters>,
 }
 
