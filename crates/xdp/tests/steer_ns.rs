@@ -248,3 +248,19 @@ fn the_kernel_resolves_a_next_hop_when_asked() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_mtu_too_large_for_xdp_is_refused_at_attach_with_a_clear_message() {
+    if skip_unless_root("an_mtu_too_large_for_xdp_is_refused_at_attach_with_a_clear_message", NEEDS) {
+        return;
+    }
+    let t = topo();
+    ip(&["-n", &t.d, "link", "set", "d0", "mtu", "9000"]);
+    ip(&["-n", &t.c, "link", "set", "c0", "mtu", "9000"]);
+    let e = in_netns(&t.d, || {
+        let mut s = Steering::load().expect("load");
+        s.attach("d0", false).err().map(|e| e.to_string())
+    });
+    let e = e.expect("veth refuses native XDP at MTU 9000");
+    assert!(e.contains("d0") && e.contains("MTU"), "{e}");
+}
