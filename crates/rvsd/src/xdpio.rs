@@ -15,8 +15,10 @@ use xdp::xsk::{Socket, SocketConfig, Umem};
 
 use crate::admin::{IfIo, IoHooks, XdpCounters};
 
-/// Ring sizes of every socket.
-const RINGS: SocketConfig = SocketConfig { fill: 2048, comp: 1024, rx: 2048, tx: 1024 };
+/// Ring sizes of every socket. The fill and RX rings hold a burst of 8192 frames while the
+/// worker is away (descheduled on a busy machine): 16 MiB of UMEM per socket at MTU 1500
+/// (2 KiB frames), 32 MiB above.
+const RINGS: SocketConfig = SocketConfig { fill: 8192, comp: 2048, rx: 8192, tx: 2048 };
 
 /// The attached program and what rvsd reports about it.
 pub struct XdpIo {
@@ -70,7 +72,11 @@ pub fn start(interfaces: &[String], busy_poll: bool) -> Result<Started, String> 
             queues: n,
         });
     }
-    let umem = Umem::new(RINGS.frames() * queues.len() as u32 + 1024).map_err(|e| format!("AF_XDP UMEM: {e}"))?;
+    let mtu = interfaces.iter().filter_map(|n| node::io::if_mtu(n).ok()).max().unwrap_or(1500);
+    let frame = xdp::xsk::frame_size_for_mtu(mtu);
+    let umem =
+        Umem::new(RINGS.frames() * queues.len() as u32 + 1024, frame).map_err(|e| format!("AF_XDP UMEM: {e}"))?;
+    tracing::info!("AF_XDP UMEM: {} frames of {frame} bytes (largest MTU {mtu})", umem.frames());
     let mut socks: Vec<Socket> = Vec::with_capacity(queues.len());
     for (ifindex, name, q) in &queues {
         let s = Socket::open(&umem, *ifindex, *q, RINGS, socks.first())

@@ -19,7 +19,7 @@ use std::time::Instant;
 use netfilter::{CsumState, DropReason, Family, Skb};
 use node::{Action, Node, WorkerCtx};
 
-use crate::xsk::{FRAME_SIZE, Socket, Umem};
+use crate::xsk::{Socket, Umem};
 
 /// Descriptors taken from one RX ring per batch.
 pub const BATCH: u32 = 64;
@@ -31,6 +31,9 @@ const EXPIRE_BUDGET: usize = 4096;
 const RESOLVE_INTERVAL_MS: u64 = 1000;
 /// Socket drop counters are read this often.
 const STATS_MS: u64 = 100;
+/// Most time a turn spends waiting for TX slots to come back (a slower egress, a shaper):
+/// the worker paces itself to it for that long before it drops (`tx_ring_full`).
+const TX_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How the worker waits for frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,9 +73,35 @@ struct Loop {
     resolve_last: std::collections::HashMap<std::net::IpAddr, u64>,
     resolver: Resolver,
     last_err_log: u64,
+    /// Time spent waiting for TX slots this turn.
+    tx_spent: std::time::Duration,
 }
 
 impl Loop {
+    /// Socket `j`'s TX ring is full: publish what is queued, wake the kernel and take
+    /// completions until a slot is free, within what is left of [`TX_WAIT_MAX`] this turn.
+    fn tx_wait(&mut self, j: usize) -> bool {
+        let _ = self.socks[j].tx_submit(self.pending[j]);
+        self.pending[j] = 0;
+        let t0 = Instant::now();
+        loop {
+            self.socks[j].complete(&self.umem, &mut self.free);
+            if self.socks[j].tx_free() > 0 {
+                self.tx_spent += t0.elapsed();
+                return true;
+            }
+            if self.tx_spent + t0.elapsed() >= TX_WAIT_MAX {
+                self.tx_spent = TX_WAIT_MAX;
+                return false;
+            }
+            let mut pfd =
+                libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&self.socks[j]), events: libc::POLLOUT, revents: 0 };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 1) };
+            let _ = self.socks[j].kick();
+        }
+    }
+
     /// The socket to transmit on for interface `ifindex`: the one on the same queue as the
     /// receiving socket if there is one, else the first of that interface.
     #[inline]
@@ -92,7 +121,7 @@ impl Loop {
     /// Completed transmissions back to the free list.
     fn complete(&mut self) {
         for s in &mut self.socks {
-            s.complete(&mut self.free);
+            s.complete(&self.umem, &mut self.free);
         }
     }
 
@@ -115,7 +144,7 @@ impl Loop {
         let (in_if, in_queue) = (self.socks[k].ifindex, self.socks[k].queue);
         for i in 0..n {
             let (addr, len) = self.socks[k].rx_desc(i);
-            let chunk = addr & !(FRAME_SIZE as u64 - 1);
+            let chunk = self.umem.chunk_of(addr);
             // SAFETY: the descriptor hands this frame to us until we put it on a ring or
             // the free list; `skbs` is cleared before that, so no slice outlives ownership.
             let Some(buf) = (unsafe { self.umem.chunk(addr) }) else {
@@ -144,7 +173,9 @@ impl Loop {
                 let (start, len) = (self.skbs[i].frame.start() as u64, self.skbs[i].frame.len() as u32);
                 match self.egress(out, in_queue) {
                     Some(j) => {
-                        if self.socks[j].tx_push(&mut self.pending[j], chunk + start, len) {
+                        if self.socks[j].tx_push(&mut self.pending[j], chunk + start, len)
+                            || (self.tx_wait(j) && self.socks[j].tx_push(&mut self.pending[j], chunk + start, len))
+                        {
                             continue;
                         }
                         self.node.counters.drop(self.cx.id, DropReason::TxRingFull);
@@ -232,7 +263,7 @@ pub fn run(
     let nsocks = setup.socks.len();
     let mut free: Vec<u64> = Vec::with_capacity(setup.umem.frames() as usize);
     for f in (0..setup.umem.frames()).rev() {
-        free.push(u64::from(f) * FRAME_SIZE as u64);
+        free.push(u64::from(f) * setup.umem.frame_size() as u64);
     }
     let mut lp = Loop {
         cx: node.worker(id),
@@ -248,6 +279,7 @@ pub fn run(
         resolve_last: std::collections::HashMap::new(),
         resolver,
         last_err_log: 0,
+        tx_spent: std::time::Duration::ZERO,
     };
     lp.refill();
     let mut pfds: Vec<libc::pollfd> = lp
@@ -271,6 +303,7 @@ pub fn run(
             idle_turns = 0;
         }
         let now = clock.elapsed().as_millis() as u64;
+        lp.tx_spent = std::time::Duration::ZERO;
         let tr = lp.node.begin_batch(&mut lp.cx, now);
         let mut got = 0;
         // Up to a few batches per socket per turn, then housekeeping.

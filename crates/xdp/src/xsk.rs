@@ -1,11 +1,11 @@
-//! AF_XDP sockets over `libc`: one UMEM (frames of [`FRAME_SIZE`] bytes) shared by every
+//! AF_XDP sockets over `libc`: one UMEM (frames of 2 or 4 KiB) shared by every
 //! socket of a worker, one socket per (interface, queue), each with its own fill, completion,
 //! RX and TX rings. The first socket registers the UMEM; the others bind with
 //! `XDP_SHARED_UMEM` alone (DESIGN.md "AF_XDP on this kind of machine": copy or need-wakeup
 //! flags beside it fail with EINVAL; they inherit the first socket's), so a frame received on
 //! one device can be handed to another device's TX ring without a copy in user space.
 //!
-//! A frame's chunk is `addr & !(FRAME_SIZE - 1)`; the kernel writes received data after
+//! A frame's chunk is `addr & !(frame size - 1)`; the kernel writes received data after
 //! `XDP_PACKET_HEADROOM` (256 bytes), which is the headroom the tunnel transmitter prepends
 //! its outer header into.
 
@@ -14,22 +14,36 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Bytes per UMEM frame (one page: aligned chunk mode).
+/// Bytes per UMEM frame: one page, for links with an MTU above 1500 (XDP on veth takes up
+/// to about 3500).
 pub const FRAME_SIZE: usize = 4096;
+/// Bytes per UMEM frame for links with an MTU of at most 1500: 256 bytes of headroom, a
+/// 1514-byte frame and room behind it, and twice the frames in the same memory.
+pub const FRAME_SIZE_SMALL: usize = 2048;
+
+/// The frame size for the largest MTU served.
+pub fn frame_size_for_mtu(mtu: u32) -> usize {
+    if mtu <= 1500 { FRAME_SIZE_SMALL } else { FRAME_SIZE }
+}
 
 /// A memory area registered with the kernel, carved into frames.
 pub struct Umem {
     base: NonNull<u8>,
     len: usize,
+    frame: usize,
 }
 
 // SAFETY: the area is plain memory owned by this value; access is coordinated by the rings.
 unsafe impl Send for Umem {}
 
 impl Umem {
-    /// An area of `frames` frames (anonymous, populated up front).
-    pub fn new(frames: u32) -> io::Result<Self> {
-        let len = frames as usize * FRAME_SIZE;
+    /// An area of `frames` frames of `frame_size` bytes ([`FRAME_SIZE`] or
+    /// [`FRAME_SIZE_SMALL`]), anonymous, populated up front.
+    pub fn new(frames: u32, frame_size: usize) -> io::Result<Self> {
+        if frame_size != FRAME_SIZE && frame_size != FRAME_SIZE_SMALL {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "UMEM frame size must be 2048 or 4096"));
+        }
+        let len = frames as usize * frame_size;
         // SAFETY: anonymous private mapping, checked for failure.
         let p = unsafe {
             libc::mmap(
@@ -44,11 +58,26 @@ impl Umem {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Umem { base: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap gave NULL"))?, len })
+        Ok(Umem {
+            base: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap gave NULL"))?,
+            len,
+            frame: frame_size,
+        })
     }
 
     pub fn frames(&self) -> u32 {
-        (self.len / FRAME_SIZE) as u32
+        (self.len / self.frame) as u32
+    }
+
+    /// Bytes per frame.
+    pub fn frame_size(&self) -> usize {
+        self.frame
+    }
+
+    /// The start of the frame holding `addr`.
+    #[inline]
+    pub fn chunk_of(&self, addr: u64) -> u64 {
+        addr & !(self.frame as u64 - 1)
     }
 
     pub fn len(&self) -> usize {
@@ -67,12 +96,12 @@ impl Umem {
     #[inline]
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn chunk<'a>(&self, addr: u64) -> Option<&'a mut [u8]> {
-        let start = (addr as usize) & !(FRAME_SIZE - 1);
-        if start + FRAME_SIZE > self.len {
+        let start = self.chunk_of(addr) as usize;
+        if start + self.frame > self.len {
             return None;
         }
         // SAFETY: within the mapping; exclusivity is the caller's promise.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(start), FRAME_SIZE) })
+        Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(start), self.frame) })
     }
 }
 
@@ -224,10 +253,10 @@ impl Default for SocketConfig {
 }
 
 impl SocketConfig {
-    /// Frames a socket can hold at once: what the kernel has (fill + RX) plus what is being
-    /// sent (TX + completion).
+    /// Frames a socket needs: what the kernel holds for receiving (the fill ring's worth,
+    /// moving to the RX ring as frames arrive) plus what is being sent.
     pub fn frames(&self) -> u32 {
-        self.fill + self.rx + self.tx + self.comp
+        self.fill.max(self.rx) + self.tx.max(self.comp)
     }
 }
 
@@ -288,7 +317,7 @@ impl Socket {
             let reg = libc::xdp_umem_reg {
                 addr: umem.base.as_ptr() as u64,
                 len: umem.len as u64,
-                chunk_size: FRAME_SIZE as u32,
+                chunk_size: umem.frame as u32,
                 headroom: 0,
                 flags: 0,
                 tx_metadata_len: 0,
@@ -404,10 +433,10 @@ impl Socket {
 
     /// Takes completed transmissions: their frames are pushed to `free`.
     #[inline]
-    pub fn complete(&mut self, free: &mut Vec<u64>) -> u32 {
+    pub fn complete(&mut self, umem: &Umem, free: &mut Vec<u64>) -> u32 {
         let n = self.comp.ready();
         for i in 0..n {
-            free.push(self.comp.get(i) & !(FRAME_SIZE as u64 - 1));
+            free.push(umem.chunk_of(self.comp.get(i)));
         }
         if n > 0 {
             self.comp.release(n);

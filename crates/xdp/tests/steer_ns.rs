@@ -87,7 +87,7 @@ fn director(ns: &str) -> Director {
         assert_eq!(mode, AttachMode::Native, "veth has native XDP on this kernel");
         let ifindex = xdp::sys::if_index("d0").expect("ifindex");
         let cfg = SocketConfig { fill: 256, comp: 256, rx: 256, tx: 256 };
-        let umem = Umem::new(512).expect("umem");
+        let umem = Umem::new(512, FRAME_SIZE).expect("umem");
         let sock = Socket::open(&umem, ifindex, 0, cfg, None).expect("AF_XDP socket");
         assert!(!sock.zero_copy(), "veth binds in copy mode");
         steering.set_socket(ifindex, 0, &sock).expect("register socket");
