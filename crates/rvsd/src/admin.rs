@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::*;
 use crate::rates::RateTable;
-use crate::steer::{SteerSet, Steering};
+use node::io::fanout::{SteerSet, Steering};
 
 pub use crate::listing::ConnRequest;
 
@@ -764,7 +764,7 @@ mod tests {
         log: Arc<Mutex<Vec<(bool, bool)>>>,
     }
 
-    impl crate::steer::Target for Recorder {
+    impl node::io::fanout::Target for Recorder {
         fn attach(&self, set: &SteerSet, _prog: &[libc::sock_filter]) -> std::io::Result<()> {
             let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
             let published = self.ipvs.services_full().is_vip(&IpAddr::V4(vip));
@@ -820,7 +820,7 @@ mod tests {
     /// Records every set attached.
     struct SetLog(Arc<Mutex<Vec<SteerSet>>>);
 
-    impl crate::steer::Target for SetLog {
+    impl node::io::fanout::Target for SetLog {
         fn attach(&self, set: &SteerSet, _prog: &[libc::sock_filter]) -> std::io::Result<()> {
             self.0.lock().unwrap().push(set.clone());
             Ok(())

@@ -8,7 +8,6 @@ mod args;
 mod cfgload;
 mod check;
 mod convert;
-mod gso;
 mod handover;
 mod host;
 mod isolate;
@@ -22,11 +21,9 @@ mod operate;
 mod procfs;
 mod rates;
 mod server;
-mod steer;
 mod sync;
 mod sysctl;
 mod vipfollow;
-mod worker;
 mod xdpio;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -35,7 +32,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use node::io::{AfPacket, FanoutMode, RingConfig};
+use node::io::fanout as steer;
+use node::io::{AfPacket, FanoutMode, IoWorker, RingConfig, afpacket_worker};
 use node::netlink;
 
 use crate::args::{Args, LogLevel, Parsed};
@@ -420,52 +418,59 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     let mut procfs_thread = None;
     let (sync_daemons, sync_links) = sync::SyncDaemons::new(ipvs.clone(), args.workers);
     let result = (|| {
-        let mut setups = Vec::with_capacity(args.workers);
-        for ((id, socks), sync) in per_worker.into_iter().enumerate().zip(sync_links) {
-            let (tx, rx) = mpsc::channel();
-            conn_txs.push(tx);
-            setups.push(worker::WorkerSetup { id, socks, conn_requests: rx, table_sizes: table_sizes.clone(), sync });
-        }
-        let start_worker = |setup: worker::WorkerSetup| {
-            let (node, stop, id) = (node.clone(), stop.clone(), setup.id);
-            spawn(&format!("rvsd-w{id}"), move || {
-                match worker::pin_to_cpu(id) {
-                    Some(cpu) => tracing::debug!("worker {id} on CPU {cpu}"),
-                    None => tracing::debug!("worker {id} not pinned"),
-                }
-                worker::run(node, setup, clock, stop)
-            })
-        };
-        // Taking over, the workers wait for the old table; their rings queue frames meanwhile.
-        if takeover.is_none() {
-            for setup in std::mem::take(&mut setups) {
-                workers.push(start_worker(setup)?);
-            }
+        // The workers of the chosen I/O backend (node::io::IoWorker): the daemon gives each
+        // its housekeeping (table size, connection listings) and starts it.
+        let mut setups: Vec<(Box<dyn IoWorker>, mpsc::Receiver<listing::ConnRequest>, sync::WorkerLink)> =
+            Vec::with_capacity(args.workers);
+        let mut io_workers: Vec<Box<dyn IoWorker>> = Vec::with_capacity(args.workers);
+        for (id, socks) in per_worker.into_iter().enumerate() {
+            io_workers.push(Box::new(afpacket_worker::WorkerSetup { id, socks }));
         }
         if let Some(setup) = xdp_worker {
-            let (tx, rx) = mpsc::channel();
+            let mut resolver = xdp::neigh::KernelResolver::new().ok();
+            let resolver: xdp::worker::Resolver = Box::new(move |ifindex, ip| {
+                if let Some(r) = resolver.as_mut()
+                    && let Err(e) = r.resolve(ifindex, ip)
+                {
+                    tracing::debug!("asking the kernel to resolve {ip}: {e}");
+                }
+            });
+            io_workers.push(Box::new(xdp::worker::XdpWorker { setup, resolver }));
+        }
+        for (w, link) in io_workers.into_iter().zip(sync_links) {
+            let (tx, rx) = mpsc::channel::<listing::ConnRequest>();
             conn_txs.push(tx);
-            let (node, stop, sizes) = (node.clone(), stop.clone(), table_sizes.clone());
-            workers.push(spawn("rvsd-xdp0", move || {
-                let mut resolver = xdp::neigh::KernelResolver::new().ok();
-                let resolve: xdp::worker::Resolver = Box::new(move |ifindex, ip| {
-                    if let Some(r) = resolver.as_mut()
-                        && let Err(e) = r.resolve(ifindex, ip)
-                    {
-                        tracing::debug!("asking the kernel to resolve {ip}: {e}");
-                    }
-                });
-                let housekeeping = move |cx: &mut node::WorkerCtx| {
-                    if let Some(n) = sizes.first() {
+            setups.push((w, rx, link));
+        }
+        let start_worker =
+            |(w, rx, link): (Box<dyn IoWorker>, mpsc::Receiver<listing::ConnRequest>, sync::WorkerLink)| {
+                let id = w.id();
+                let (node, stop, sizes) = (node.clone(), stop.clone(), table_sizes.clone());
+                let housekeeping: node::io::Housekeeping = Box::new(move |cx: &mut node::WorkerCtx| {
+                    if let Some(n) = sizes.get(id) {
                         n.store(cx.ipvs.conns.len(), Ordering::Relaxed);
                     }
                     while let Ok(req) = rx.try_recv() {
                         let list = listing::collect(&cx.ipvs.conns, cx.ipvs.now(), &req.filter, req.from, req.limit);
                         let _ = req.reply.send(list);
                     }
-                };
-                xdp::worker::run(node, setup, clock, stop, resolve, housekeeping)
-            })?);
+                    // Connection sync: this turn's records out, the backup's in (never blocks).
+                    sync::worker_turn(&mut cx.ipvs, &link);
+                });
+                let name = format!("rvsd-{}{id}", if w.backend() == "xdp" { "xdp" } else { "w" });
+                spawn(&name, move || {
+                    match afpacket_worker::pin_to_cpu(id) {
+                        Some(cpu) => tracing::debug!("{} worker {id} on CPU {cpu}", w.backend()),
+                        None => tracing::debug!("{} worker {id} not pinned", w.backend()),
+                    }
+                    w.run(node, clock, stop, housekeeping)
+                })
+            };
+        // Taking over, the workers wait for the old table; their rings queue frames meanwhile.
+        if takeover.is_none() {
+            for setup in std::mem::take(&mut setups) {
+                workers.push(start_worker(setup)?);
+            }
         }
 
         let (n, names, st) = (node.clone(), args.interfaces.clone(), stop.clone());
@@ -544,12 +549,8 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         }
         if let Some(mut conn) = takeover.take() {
             // Frames queued so far were the old daemon's to handle (handover.rs, step 3).
-            for setup in &mut setups {
-                for sock in &mut setup.socks {
-                    while sock.rx_ready() {
-                        sock.rx_blocks(1, |_| {});
-                    }
-                }
+            for (w, _, _) in &mut setups {
+                w.discard_received();
             }
             let t0 = Instant::now();
             let tables = handover::take(&mut conn)?;

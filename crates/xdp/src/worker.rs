@@ -257,7 +257,7 @@ pub fn run(
     clock: Instant,
     stop: Arc<AtomicBool>,
     resolver: Resolver,
-    mut housekeeping: impl FnMut(&mut WorkerCtx),
+    housekeeping: &mut dyn FnMut(&mut WorkerCtx),
 ) {
     let id = setup.id;
     let nsocks = setup.socks.len();
@@ -342,4 +342,29 @@ pub fn run(
         housekeeping(&mut lp.cx);
     }
     tracing::debug!("xdp worker {id} stopped");
+}
+
+/// The AF_XDP worker as an I/O backend's worker (`node::io::IoWorker`).
+pub struct XdpWorker {
+    pub setup: Setup,
+    pub resolver: Resolver,
+}
+
+impl node::io::IoWorker for XdpWorker {
+    fn backend(&self) -> &'static str {
+        "xdp"
+    }
+
+    fn id(&self) -> usize {
+        self.setup.id
+    }
+
+    fn discard_received(&mut self) {
+        // Nothing is received before `run` fills the fill rings.
+    }
+
+    fn run(self: Box<Self>, node: Arc<Node>, clock: Instant, stop: Arc<AtomicBool>, mut hk: node::io::Housekeeping) {
+        let XdpWorker { setup, resolver } = *self;
+        run(node, setup, clock, stop, resolver, &mut *hk)
+    }
 }

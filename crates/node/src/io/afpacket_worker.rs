@@ -1,11 +1,11 @@
-//! A packet worker: one thread, one AF_PACKET socket per served interface (member `id` of
-//! each interface's fanout group, see `steer.rs`), run to completion.
+//! The AF_PACKET worker: one thread, one AF_PACKET socket per served interface (member `id`
+//! of each interface's fanout group, see `fanout.rs`), run to completion.
 //!
 //! Loop: poll the sockets (≤ 10 ms), advance the engine clock (ms since daemon start), and
 //! for every ready RX block: run its frames through the node, stage what is to be sent, push
 //! it to this worker's socket of the egress interface and flush. Then ask ARP for missing next
-//! hops, expire a bounded slice of the connection table, answer connection listings. The
-//! worker owns its connection table: nothing here takes a lock.
+//! hops, expire a bounded slice of the connection table, run the daemon's housekeeping
+//! (connection listings). The worker owns its connection table: nothing here takes a lock.
 //!
 //! Frames to send are copied into a staging arena first: a frame is borrowed from one
 //! socket's RX ring while `rx_blocks` runs, and may have to leave through that same socket's
@@ -19,15 +19,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::io::AfPacket;
+use crate::{Action, Node, WorkerCtx};
 use netfilter::{CsumState, DropReason, Family, Skb, Traversal};
-use node::io::AfPacket;
-use node::{Action, Node, WorkerCtx};
-
-use crate::listing::ConnRequest;
 
 /// Poll timeout: the bound on expiry and listing latency when no traffic arrives.
 const POLL_MS: i32 = 10;
@@ -43,14 +41,11 @@ const ARP_INTERVAL_MS: u64 = 1000;
 /// The kernel's receive-ring drop counts are read (one getsockopt per socket) this often.
 const RING_STATS_MS: u64 = 100;
 
+/// What an AF_PACKET worker owns.
 pub struct WorkerSetup {
     pub id: usize,
     /// One socket per served interface.
     pub socks: Vec<AfPacket>,
-    pub conn_requests: mpsc::Receiver<ConnRequest>,
-    pub table_sizes: Arc<[AtomicUsize]>,
-    /// This worker's end of the sync queues.
-    pub sync: crate::sync::WorkerLink,
 }
 
 /// Pins the calling thread to the `n`-th CPU it may run on (mod their number).
@@ -226,8 +221,8 @@ impl Loop {
                     let mtu = cx.net.interface(ring_if).map_or(1500, |i| usize::from(i.mtu));
                     if f.len > wire::ethernet::HEADER_LEN + mtu {
                         // A GSO super-packet from a peer with TSO (gso.rs): cut it first.
-                        let to = crate::gso::cut_size(&cx.net, *tx_max_ip);
-                        let cut = crate::gso::segment_tcp4(f.data(), to, scratch, |b, start, len| {
+                        let to = crate::io::gso::cut_size(&cx.net, *tx_max_ip);
+                        let cut = crate::io::gso::segment_tcp4(f.data(), to, scratch, |b, start, len| {
                             if let Ok(frame) = wire::Frame::new(b, start, len) {
                                 process_one(node, &tr, cx, ifs, arena, staged, frame, ring_if, CsumState::None);
                             }
@@ -299,7 +294,7 @@ impl Loop {
                 continue;
             }
             // ARP for IPv4, a neighbour solicitation for IPv6.
-            let Some(frame) = node::ndp::resolution_frame(&self.cx.net, out_if, ip) else { continue };
+            let Some(frame) = crate::ndp::resolution_frame(&self.cx.net, out_if, ip) else { continue };
             let Some(j) = self.ifs.iter().position(|&i| i == out_if) else { continue };
             self.arp_last.insert(ip, now);
             tracing::debug!("worker {}: resolving {ip} on ifindex {out_if}", self.cx.id);
@@ -312,8 +307,14 @@ impl Loop {
     }
 }
 
-/// Runs the worker until `stop` is set.
-pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<AtomicBool>) {
+/// Runs the worker until `stop` is set; `housekeeping` runs once per turn.
+pub fn run(
+    node: Arc<Node>,
+    setup: WorkerSetup,
+    clock: Instant,
+    stop: Arc<AtomicBool>,
+    housekeeping: &mut dyn FnMut(&mut WorkerCtx),
+) {
     let id = setup.id;
     let cx = node.worker(id);
     let mut pfds: Vec<libc::pollfd> =
@@ -350,7 +351,6 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
         lp.rx(now);
         lp.tx(now);
         lp.cx.ipvs.expire(EXPIRE_BUDGET);
-        crate::sync::worker_turn(&mut lp.cx.ipvs, &setup.sync);
         if now >= ring_stats_at + RING_STATS_MS {
             ring_stats_at = now;
             // Frames the kernel dropped because every RX block was still with us: invisible to
@@ -363,13 +363,29 @@ pub fn run(node: Arc<Node>, setup: WorkerSetup, clock: Instant, stop: Arc<Atomic
                 }
             }
         }
-        if let Some(n) = setup.table_sizes.get(id) {
-            n.store(lp.cx.ipvs.conns.len(), Ordering::Relaxed);
-        }
-        while let Ok(req) = setup.conn_requests.try_recv() {
-            let list = crate::listing::collect(&lp.cx.ipvs.conns, lp.cx.ipvs.now(), &req.filter, req.from, req.limit);
-            let _ = req.reply.send(list);
-        }
+        housekeeping(&mut lp.cx);
     }
     tracing::debug!("worker {id} stopped");
+}
+
+impl crate::io::IoWorker for WorkerSetup {
+    fn backend(&self) -> &'static str {
+        "afpacket"
+    }
+
+    fn id(&self) -> usize {
+        self.id
+    }
+
+    fn discard_received(&mut self) {
+        for sock in &mut self.socks {
+            while sock.rx_ready() {
+                sock.rx_blocks(1, |_| {});
+            }
+        }
+    }
+
+    fn run(self: Box<Self>, node: Arc<Node>, clock: Instant, stop: Arc<AtomicBool>, mut hk: crate::io::Housekeeping) {
+        run(node, *self, clock, stop, &mut *hk)
+    }
 }

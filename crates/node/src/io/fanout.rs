@@ -1,4 +1,5 @@
-//! Flow steering: which worker gets a frame.
+//! Flow steering for AF_PACKET fanout groups: which worker gets a frame (a classic BPF
+//! program; the XDP backend steers with `crates/xdp` instead).
 //!
 //! Each worker owns its connection table without locks (DESIGN.md "Concurrency"), so both
 //! directions of a NAT connection must reach the same worker. The kernel's symmetric fanout
@@ -54,10 +55,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+use crate::io::fanout_ebpf::VipMap;
 use ipvs::fwmark::FwmarkRule;
 use ipvs::{ServiceConfig, ServiceKey, ServiceTable};
 use libc::sock_filter;
-use node::io::fanout_ebpf::VipMap;
 
 /// Classic BPF opcodes (linux/bpf_common.h, linux/filter.h).
 pub mod op {
@@ -333,7 +334,7 @@ impl Target for Group {
     }
 
     fn attach_ebpf(&self, prog: BorrowedFd<'_>) -> io::Result<()> {
-        node::io::fanout_ebpf::attach(self.fd.as_fd(), prog)
+        crate::io::fanout_ebpf::attach(self.fd.as_fd(), prog)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.name)))
     }
 }

@@ -31,7 +31,7 @@ pub const TUNNEL_ROOM: usize = 40;
 /// and at most what a TX slot holds (`tx_max_ip`: the slot's frame size minus the Ethernet
 /// header; the rings are sized from the MTUs at start, an MTU raised later is not), minus
 /// [`TUNNEL_ROOM`].
-pub fn cut_size(net: &node::NetState, tx_max_ip: usize) -> usize {
+pub fn cut_size(net: &crate::NetState, tx_max_ip: usize) -> usize {
     let ifs = net.interfaces.iter().map(|i| i.mtu);
     let routes = net.routes.iter().filter_map(|r| r.mtu);
     let mtu = ifs.chain(routes).min().map_or(1500, usize::from).min(tx_max_ip);
@@ -165,21 +165,21 @@ mod tests {
 
     #[test]
     fn cut_size_leaves_room_for_a_tunnel_on_the_smallest_link() {
-        let ifc = |index, mtu| node::Interface {
+        let ifc = |index, mtu| crate::Interface {
             index,
             name: format!("i{index}"),
             mac: wire::MacAddr([2, 0, 0, 0, 0, index as u8]),
             mtu,
             addrs: vec![],
         };
-        let net = node::NetState::new(vec![ifc(1, 1500), ifc(2, 9000)], vec![], Default::default());
+        let net = crate::NetState::new(vec![ifc(1, 1500), ifc(2, 9000)], vec![], Default::default());
         assert_eq!(cut_size(&net, 9000), 1460);
-        let net = node::NetState::new(vec![ifc(1, 1500), ifc(2, 1400)], vec![], Default::default());
+        let net = crate::NetState::new(vec![ifc(1, 1500), ifc(2, 1400)], vec![], Default::default());
         assert_eq!(cut_size(&net, 9000), 1360);
-        assert_eq!(cut_size(&node::NetState::default(), 9000), 1460);
+        assert_eq!(cut_size(&crate::NetState::default(), 9000), 1460);
         // Jumbo links: jumbo segments, unless the TX slots are smaller (an MTU raised after
         // the rings were made).
-        let jumbo = node::NetState::new(vec![ifc(1, 9000), ifc(2, 9000)], vec![], Default::default());
+        let jumbo = crate::NetState::new(vec![ifc(1, 9000), ifc(2, 9000)], vec![], Default::default());
         assert_eq!(cut_size(&jumbo, 9000), 8960);
         assert_eq!(cut_size(&jumbo, 2048 - 48 - 14), 2048 - 48 - 14 - 40);
     }
