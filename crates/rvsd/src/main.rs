@@ -318,7 +318,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     }
 
     // Sockets: for each interface, workers join its fanout group in worker order, so member
-    // i of every group is worker i (steer.rs).
+    // i of every group is worker i (node/src/io/fanout.rs).
     // TX slots hold a frame of the largest served MTU (a jumbo frame must not be dropped as
     // "does not fit"); RX blocks (128 KiB) already hold any frame up to 64 KiB.
     let max_mtu = max_served_mtu(&node.net(), &args.interfaces);
