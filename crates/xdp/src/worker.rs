@@ -24,7 +24,7 @@ use crate::xsk::{Socket, Umem};
 /// Descriptors taken from one RX ring per batch.
 pub const BATCH: u32 = 64;
 /// Poll timeout: the bound on expiry and housekeeping latency when no traffic arrives.
-pub const POLL_MS: i32 = 10;
+pub const POLL_MS: i32 = 50;
 /// Connection-table slots the expiry sweep visits per turn.
 const EXPIRE_BUDGET: usize = 4096;
 /// At most one neighbour resolution per next hop per this many ms.
