@@ -107,6 +107,35 @@ fn vip_maps(port: u16) -> SteerMaps {
 }
 
 impl Director {
+    /// The first IPv4 frame the socket receives within `wait`, copied out.
+    fn first_frame(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let t0 = Instant::now();
+        while t0.elapsed() < wait {
+            let mut pfd =
+                libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&self.sock), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 20) };
+            let n = self.sock.rx_ready(64);
+            let mut got = None;
+            for i in 0..n {
+                let (addr, len) = self.sock.rx_desc(i);
+                // SAFETY: the frame is ours until it goes back on the fill ring below.
+                let chunk = unsafe { self.umem.chunk(addr) }.expect("chunk");
+                let off = (addr as usize) & (FRAME_SIZE - 1);
+                if got.is_none() && chunk[off + 12..off + 14] == [8, 0] {
+                    got = Some(chunk[off..off + len as usize].to_vec());
+                }
+                self.free.push(addr & !(FRAME_SIZE as u64 - 1));
+            }
+            self.sock.rx_release(n);
+            self.sock.fill(&mut self.free);
+            if got.is_some() {
+                return got;
+            }
+        }
+        None
+    }
+
     /// Destination addresses of the IPv4 frames the socket received within `wait` (ARP
     /// requests: their target address).
     fn receive(&mut self, want: usize, wait: Duration) -> Vec<Ipv4Addr> {
@@ -263,4 +292,26 @@ fn an_mtu_too_large_for_xdp_is_refused_at_attach_with_a_clear_message() {
     });
     let e = e.expect("veth refuses native XDP at MTU 9000");
     assert!(e.contains("d0") && e.contains("MTU"), "{e}");
+}
+
+#[test]
+fn udp_from_a_veth_peer_arrives_with_a_partial_checksum_that_is_recognised() {
+    if skip_unless_root("udp_from_a_veth_peer_arrives_with_a_partial_checksum_that_is_recognised", NEEDS) {
+        return;
+    }
+    let t = topo();
+    let mut d = director(&t.d);
+    d.steering.sync(&vip_maps(5000)).expect("maps");
+    send_udp(&t.c, VIP, 5000, 1);
+    let f = d.first_frame(Duration::from_secs(3)).expect("the datagram reached the socket");
+    // Offloads are on by default on the client's veth: the descriptor does not say the
+    // checksum is partial, the frame does.
+    assert!(xdp::csum::partial_l4(&f), "a CHECKSUM_PARTIAL datagram: {f:02x?}");
+    // With offload off on the client, the checksum arrives finished and is left alone.
+    let out =
+        Command::new("ip").args(["netns", "exec", &t.c, "ethtool", "-K", "c0", "tx", "off"]).output().expect("ethtool");
+    assert!(out.status.success(), "ethtool: {}", String::from_utf8_lossy(&out.stderr));
+    send_udp(&t.c, VIP, 5000, 1);
+    let f = d.first_frame(Duration::from_secs(3)).expect("the datagram reached the socket");
+    assert!(!xdp::csum::partial_l4(&f), "a finished checksum is not partial");
 }
