@@ -315,3 +315,81 @@ fn udp_from_a_veth_peer_arrives_with_a_partial_checksum_that_is_recognised() {
     let f = d.first_frame(Duration::from_secs(3)).expect("the datagram reached the socket");
     assert!(!xdp::csum::partial_l4(&f), "a finished checksum is not partial");
 }
+
+/// An ICMP destination-unreachable message (type 3 code 3) quoting a UDP datagram
+/// `q_src:q_sport -> q_dst:q_dport`, as a raw ICMP payload.
+fn icmp_unreachable(q_src: Ipv4Addr, q_sport: u16, q_dst: Ipv4Addr, q_dport: u16) -> Vec<u8> {
+    let mut m = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&28u16.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&q_src.octets());
+    ip[16..20].copy_from_slice(&q_dst.octets());
+    let c = wire::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    m.extend_from_slice(&ip);
+    m.extend_from_slice(&q_sport.to_be_bytes());
+    m.extend_from_slice(&q_dport.to_be_bytes());
+    m.extend_from_slice(&[0, 8, 0, 0]);
+    let c = wire::checksum::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+fn send_icmp(ns: &str, to: Ipv4Addr, msg: &[u8]) {
+    in_netns(ns, || {
+        // SAFETY: plain socket calls on a raw ICMP socket with a valid sockaddr_in.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as u16;
+            sa.sin_addr.s_addr = u32::from(to).to_be();
+            let rc = libc::sendto(
+                fd,
+                msg.as_ptr().cast(),
+                msg.len(),
+                0,
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(rc, msg.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+            libc::close(fd);
+        }
+    });
+}
+
+#[test]
+fn nat_replies_and_icmp_errors_quoting_a_real_server_are_steered_others_pass() {
+    if skip_unless_root("nat_replies_and_icmp_errors_quoting_a_real_server_are_steered_others_pass", NEEDS) {
+        return;
+    }
+    let t = topo();
+    let mut d = director(&t.d);
+    // Frames to a far client go through the director (its MAC), as NAT replies do.
+    let far = Ipv4Addr::new(10, 80, 0, 5);
+    ip(&["-n", &t.c, "route", "add", "10.80.0.0/24", "via", &D_IP.to_string()]);
+    let rs = Ipv4Addr::new(10, 79, 0, 2); // the client's own address plays the real server
+    let mut m = vip_maps(5000);
+    m.reals.insert(SvcKey::new(&IpAddr::V4(rs), 17, 9999));
+    m.reals.insert(SvcKey::new(&IpAddr::V4(Ipv4Addr::new(10, 81, 0, 9)), 17, 7777));
+    d.steering.sync(&m).expect("maps");
+
+    // A reply from the real server's service port is rvs's; from another port it is not.
+    in_netns(&t.c, || {
+        let s = UdpSocket::bind((rs, 9999)).expect("bind 9999");
+        s.send_to(b"reply", (far, 40000)).expect("send");
+        let s = UdpSocket::bind((rs, 9998)).expect("bind 9998");
+        s.send_to(b"other", (far, 40000)).expect("send");
+    });
+    let got = d.receive(2, Duration::from_secs(1));
+    assert_eq!(got, vec![far], "only the NAT reply (source port 9999) was steered");
+
+    // An ICMP error quoting a packet to a NAT real server is rvs's; quoting another port not.
+    send_icmp(&t.c, far, &icmp_unreachable(far, 1234, Ipv4Addr::new(10, 81, 0, 9), 7777));
+    send_icmp(&t.c, far, &icmp_unreachable(far, 1234, Ipv4Addr::new(10, 81, 0, 9), 7778));
+    let got = d.receive(2, Duration::from_secs(1));
+    assert_eq!(got, vec![far], "only the error quoting the real server's service was steered");
+}
