@@ -393,3 +393,72 @@ fn nat_replies_and_icmp_errors_quoting_a_real_server_are_steered_others_pass() {
     let got = d.receive(2, Duration::from_secs(1));
     assert_eq!(got, vec![far], "only the error quoting the real server's service was steered");
 }
+
+/// EtherType and (for IPv6) next header and destination of the frames received within `wait`.
+fn receive_v6(d: &mut Director, want: usize, wait: Duration) -> Vec<(u8, std::net::Ipv6Addr)> {
+    let mut got = Vec::new();
+    let t0 = Instant::now();
+    while got.len() < want && t0.elapsed() < wait {
+        let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&d.sock), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 20) };
+        let n = d.sock.rx_ready(64);
+        for i in 0..n {
+            let (addr, len) = d.sock.rx_desc(i);
+            // SAFETY: the frame is ours until it goes back on the fill ring below.
+            let chunk = unsafe { d.umem.chunk(addr) }.expect("chunk");
+            let off = (addr as usize) & (FRAME_SIZE - 1);
+            let f = &chunk[off..off + len as usize];
+            if f.len() >= 54 && f[12..14] == [0x86, 0xdd] {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&f[38..54]);
+                got.push((f[20], std::net::Ipv6Addr::from(a)));
+            }
+            d.free.push(addr & !(FRAME_SIZE as u64 - 1));
+        }
+        d.sock.rx_release(n);
+        d.sock.fill(&mut d.free);
+    }
+    got
+}
+
+#[test]
+fn ipv6_vip_frames_and_neighbour_solicitations_for_a_vip_are_steered() {
+    if skip_unless_root("ipv6_vip_frames_and_neighbour_solicitations_for_a_vip_are_steered", NEEDS) {
+        return;
+    }
+    let t = topo();
+    for (n, dev, a) in [(&t.d, "d0", "fd79::1/64"), (&t.c, "c0", "fd79::2/64")] {
+        ip(&["-n", n, "addr", "add", a, "dev", dev, "nodad"]);
+    }
+    let mut d = director(&t.d);
+    let vip: std::net::Ipv6Addr = "fd79::100".parse().unwrap();
+    let mut m = SteerMaps::default();
+    m.services.insert(SvcKey::new(&IpAddr::V6(vip), 17, 5000));
+    m.vip_addrs.insert(addr16(&IpAddr::V6(vip)));
+    m.locals.insert(addr16(&"fd79::1".parse().unwrap()));
+    d.steering.sync(&m).expect("maps");
+
+    // No neighbour entry for the VIP on the client: it solicits first (ICMPv6 135 to the
+    // solicited-node group), and that solicitation is rvs's; nobody answers here.
+    in_netns(&t.c, || {
+        let s = UdpSocket::bind("[::]:0").expect("bind");
+        let _ = s.send_to(b"v6", (vip, 5000));
+    });
+    let got = receive_v6(&mut d, 1, Duration::from_secs(2));
+    assert!(got.iter().any(|(nh, dst)| *nh == 58 && dst.segments()[0] == 0xff02), "the NS reached rvs: {got:?}");
+
+    // With the VIP's neighbour known, the datagram itself is steered, not passed.
+    let out = Command::new("ip").args(["-n", &t.d, "-o", "link", "show", "d0"]).output().expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mac = text.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("mac").to_string();
+    ip(&["-n", &t.c, "neigh", "replace", "fd79::100", "lladdr", &mac, "dev", "c0"]);
+    let before = d.steering.stats().steered;
+    in_netns(&t.c, || {
+        let s = UdpSocket::bind("[::]:0").expect("bind");
+        s.send_to(b"v6", (vip, 5000)).expect("send");
+    });
+    let got = receive_v6(&mut d, 1, Duration::from_secs(2));
+    assert!(got.contains(&(17, vip)), "the datagram to the IPv6 VIP reached rvs: {got:?}");
+    assert!(d.steering.stats().steered > before);
+}
