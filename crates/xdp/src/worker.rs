@@ -304,10 +304,12 @@ pub fn run(
         }
         let now = clock.elapsed().as_millis() as u64;
         lp.tx_spent = std::time::Duration::ZERO;
-        let tr = lp.node.begin_batch(&mut lp.cx, now);
         let mut got = 0;
-        // Up to a few batches per socket per turn, then housekeeping.
+        // Up to a few batches per socket per turn, then housekeeping. Each batch starts from
+        // the current configuration and learnt neighbours: a round trip through rvs can take
+        // less than a turn, and the reply must see the MAC its request's ARP taught.
         for _ in 0..8 {
+            let tr = lp.node.begin_batch(&mut lp.cx, now);
             lp.complete();
             let mut n = 0;
             for k in 0..nsocks {
