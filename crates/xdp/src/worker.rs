@@ -213,6 +213,33 @@ impl Loop {
         }
     }
 
+    /// Packets the node held for a next hop that has since resolved (node/src/neighq.rs):
+    /// each copied into a free frame and queued on the egress socket's TX ring.
+    fn neighbour_turn(&mut self, now: u64) {
+        let Loop { node, cx, umem, socks, pending, free, .. } = self;
+        let w = cx.id;
+        node.neighbour_turn(cx, now, |out, data| {
+            let Some(j) = socks.iter().position(|s| s.ifindex == out) else { return };
+            let Some(chunk) = free.pop() else {
+                node.counters.drop(w, DropReason::TxRingFull);
+                return;
+            };
+            // SAFETY: a free frame is ours alone until it goes on a ring.
+            let buf = unsafe { umem.chunk(chunk) };
+            let head = crate::xsk::TX_HEADROOM;
+            match buf {
+                Some(b) if head + data.len() <= b.len() => {
+                    b[head..head + data.len()].copy_from_slice(data);
+                    if !socks[j].tx_push(&mut pending[j], chunk + head as u64, data.len() as u32) {
+                        free.push(chunk);
+                        node.counters.drop(w, DropReason::TxRingFull);
+                    }
+                }
+                _ => free.push(chunk),
+            }
+        });
+    }
+
     /// Next hops the node found no MAC for: asked of the resolver, once a second each.
     fn resolve(&mut self, now: u64) {
         if self.cx.arp_wanted.is_empty() {
@@ -335,6 +362,8 @@ pub fn run(
                 }
             }
         }
+        lp.neighbour_turn(now);
+        lp.flush(now);
         lp.resolve(now);
         lp.cx.ipvs.expire(EXPIRE_BUDGET);
         if now >= stats_at + STATS_MS {

@@ -21,6 +21,10 @@ pub const FRAME_SIZE: usize = 4096;
 /// 1514-byte frame and room behind it, and twice the frames in the same memory.
 pub const FRAME_SIZE_SMALL: usize = 2048;
 
+/// Where a frame built in user space starts in its UMEM frame: the same headroom as a received
+/// one (`XDP_PACKET_HEADROOM`).
+pub const TX_HEADROOM: usize = 256;
+
 /// The frame size for the largest MTU served.
 pub fn frame_size_for_mtu(mtu: u32) -> usize {
     if mtu <= 1500 { FRAME_SIZE_SMALL } else { FRAME_SIZE }
