@@ -136,13 +136,27 @@ fn the_directors_kernel_leaves_rvs_frames_alone() {
     if skip_unless_root("the_directors_kernel_leaves_rvs_frames_alone") {
         return;
     }
+    kernel_leaves_rvs_frames_alone("afpacket");
+}
+
+/// The same on the XDP backend: its steering program, not an nftables table, keeps the
+/// frames from the kernel.
+#[test]
+fn the_directors_kernel_leaves_rvs_frames_alone_on_xdp() {
+    if skip_unless_root("the_directors_kernel_leaves_rvs_frames_alone_on_xdp") {
+        return;
+    }
+    kernel_leaves_rvs_frames_alone("xdp");
+}
+
+fn kernel_leaves_rvs_frames_alone(io: &str) {
     let nft = Command::new("nft").arg("--version").output();
     if !nft.is_ok_and(|o| o.status.success()) {
         println!("note: the_directors_kernel_leaves_rvs_frames_alone skipped: no nft (Debian package nftables)");
         return;
     }
     let mut netns = Netns(Vec::new());
-    let (c, d, r) = three_namespaces(&mut netns, "i", Some(1500));
+    let (c, d, r) = three_namespaces(&mut netns, if io == "xdp" { "ix" } else { "i" }, Some(1500));
     add_v6(&c, &d, &r);
     serve(&r, "[::]:8080", "rs");
     // (c) The director's own TCP service.
@@ -163,15 +177,18 @@ fn the_directors_kernel_leaves_rvs_frames_alone() {
     assert!(tw.contains("10.9.100.1:80"), "TIME_WAIT left behind on the director:\n{tw}");
     ip(&["-n", &d, "addr", "del", "10.9.100.1/32", "dev", "lo"]);
 
-    let dir = fresh_dir("rvsd-isolate-ns");
+    let dir = fresh_dir(&format!("rvsd-isolate-ns-{io}"));
     let file = dir.join("rvs.toml");
     std::fs::write(&file, CONFIG).unwrap();
-    let (mut daemon, _sock) =
-        spawn_daemon(&d, dir, |cmd| cmd.arg("--config").arg(&file).args(["--workers", "1", "--log", "debug"]));
-    let listed = Command::new("ip").args(["netns", "exec", &d, "nft", "list", "table", "netdev", "rvsd"]).output();
-    let listed = String::from_utf8_lossy(&listed.unwrap().stdout).to_string();
-    assert!(listed.contains("10.9.100.1 . tcp . 80"), "the VIP is in the set:\n{listed}");
-    assert!(listed.contains("fd00:92::2 . tcp . 8080"), "the NAT real server is in the set:\n{listed}");
+    let (mut daemon, _sock) = spawn_daemon(&d, dir, |cmd| {
+        cmd.arg("--config").arg(&file).args(["--workers", "1", "--log", "debug", "--io", io])
+    });
+    if io == "afpacket" {
+        let listed = Command::new("ip").args(["netns", "exec", &d, "nft", "list", "table", "netdev", "rvsd"]).output();
+        let listed = String::from_utf8_lossy(&listed.unwrap().stdout).to_string();
+        assert!(listed.contains("10.9.100.1 . tcp . 80"), "the VIP is in the set:\n{listed}");
+        assert!(listed.contains("fd00:92::2 . tcp . 8080"), "the NAT real server is in the set:\n{listed}");
+    }
 
     let before = kernel(&d);
     let p = ports.clone();
@@ -201,10 +218,12 @@ fn the_directors_kernel_leaves_rvs_frames_alone() {
     assert_eq!(after.unreach6 - before.unreach6, 0, "the director's kernel sent ICMPv6 unreachable");
     assert_eq!(after.unreach4 - before.unreach4, 0, "the director's kernel sent ICMP unreachable");
 
-    // The control: with the VIP taken out of the set, the kernel answers the client's SYN.
-    ip(&["netns", "exec", &d, "nft", "delete", "element", "netdev", "rvsd", "vip6", "{ fd00:100::1 . tcp . 80 }"]);
-    let _ = in_netns(&c, || fetch((VIP6.parse::<IpAddr>().unwrap(), 80).into(), 0)).join();
-    assert!(kernel(&d).unreach6 > after.unreach6, "without isolation the kernel answers ICMPv6 unreachable");
+    if io == "afpacket" {
+        // The control: with the VIP taken out of the set, the kernel answers the client's SYN.
+        ip(&["netns", "exec", &d, "nft", "delete", "element", "netdev", "rvsd", "vip6", "{ fd00:100::1 . tcp . 80 }"]);
+        let _ = in_netns(&c, || fetch((VIP6.parse::<IpAddr>().unwrap(), 80).into(), 0)).join();
+        assert!(kernel(&d).unreach6 > after.unreach6, "without isolation the kernel answers ICMPv6 unreachable");
+    }
 
     // A clean exit (SIGTERM) removes the table.
     let pid = daemon.child.as_ref().unwrap().id() as i32;

@@ -255,9 +255,48 @@ impl Loop {
             }
             self.resolve_last.insert(ip, now);
             tracing::debug!("xdp worker {}: resolving {ip} on ifindex {out_if}", self.cx.id);
+            // The kernel creates an incomplete entry (and solicits, where it can: not for IPv6
+            // without a link-local address); rvs's own request makes the answer come, and the
+            // kernel, which passes it, completes its entry from it.
             (self.resolver)(out_if, ip);
+            if let Some(frame) = node::ndp::resolution_frame(&self.cx.net, out_if, ip) {
+                self.send_copy(out_if, &frame);
+            }
         }
         self.cx.arp_wanted.clear();
+        let _ = self.flush_pending();
+    }
+
+    /// Queues a copy of `data` (a frame built in user space) on a TX ring of `out_if`.
+    fn send_copy(&mut self, out_if: u32, data: &[u8]) {
+        let Some(j) = self.socks.iter().position(|s| s.ifindex == out_if) else { return };
+        let Some(chunk) = self.free.pop() else {
+            self.node.counters.drop(self.cx.id, DropReason::TxRingFull);
+            return;
+        };
+        let head = crate::xsk::TX_HEADROOM;
+        // SAFETY: a free frame is ours alone until it goes on a ring.
+        match unsafe { self.umem.chunk(chunk) } {
+            Some(b) if head + data.len() <= b.len() => {
+                b[head..head + data.len()].copy_from_slice(data);
+                if !self.socks[j].tx_push(&mut self.pending[j], chunk + head as u64, data.len() as u32) {
+                    self.free.push(chunk);
+                    self.node.counters.drop(self.cx.id, DropReason::TxRingFull);
+                }
+            }
+            _ => self.free.push(chunk),
+        }
+    }
+
+    /// Publishes queued TX descriptors (outside a batch).
+    fn flush_pending(&mut self) -> std::io::Result<()> {
+        for (s, p) in self.socks.iter_mut().zip(self.pending.iter_mut()) {
+            if *p > 0 {
+                s.tx_submit(*p)?;
+                *p = 0;
+            }
+        }
+        Ok(())
     }
 
     /// Frames the kernel could not give us (RX ring or fill ring empty), counted as
