@@ -215,7 +215,14 @@ impl Node {
                 self.counters.tx(w)
             }
             Action::Local => self.counters.local(w),
-            Action::Held => self.counters.neigh_held(w),
+            Action::Held => {
+                if let Some(r) = skb.drop_reason {
+                    // What is held replaced the packet (a stray RST, an ICMP error): count why
+                    // the original went, as for one sent at once.
+                    self.counters.drop(w, r);
+                }
+                self.counters.neigh_held(w)
+            }
         }
         a
     }
