@@ -16,7 +16,13 @@ RVS_BENCH_CONNS=20000 RVS_BENCH_RUNS=1 cargo bench --locked --bench engine
 if [ "$(id -u)" = 0 ] && [ -x tests/e2e/run.sh ]; then
     echo "== end-to-end (namespaces, real traffic)"
     cargo build --release --locked -p rvsd -p rvsadm -p rvs-decap
+    # The whole suite on rvsd's default I/O (--io auto: XDP steering + AF_XDP where it attaches,
+    # as it does on CI's veth), then the forwarding, isolation and restart tests again on the
+    # AF_PACKET fallback, so both backends are checked on every run.
     tests/e2e/run.sh
+    echo "== end-to-end again on the AF_PACKET backend"
+    RVS_IO=afpacket tests/e2e/run.sh nat_tcp nat_udp dr_tcp dr_udp tun_tcp tun_udp topology storm \
+        stray_rst hot_restart sync vrrp_failover syn_proxy
 else
     echo "== end-to-end skipped (needs root and tests/e2e/run.sh)"
 fi
