@@ -236,12 +236,23 @@ pub enum SyncRole {
     Backup,
 }
 
+/// An interface name as the kernel takes it: at most 15 bytes.
+fn if_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.len() > 15 {
+        return Err(serde::de::Error::custom(format!("interface name {s:?} is longer than 15 bytes")));
+    }
+    Ok(s)
+}
+
 /// Parameters of `--start-daemon` (ipvsadm-cli.md §4). Zero / `None` = kernel default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
     pub role: SyncRole,
-    /// Multicast interface (`eth0` when not given, at most 15 characters).
+    /// Multicast interface (`eth0` when not given, at most 15 characters: IFNAMSIZ). Longer
+    /// names are refused when the request is read, so a `Batch` cannot carry one either.
+    #[serde(deserialize_with = "if_name")]
     pub mcast_ifn: String,
     pub syncid: u8,
     #[serde(default)]
@@ -496,5 +507,23 @@ mod strict_tests {
         bad["AddService"]["persistance"] = serde_json::json!(300);
         let err = serde_json::from_value::<Command>(bad).unwrap_err().to_string();
         assert!(err.contains("persistance"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod if_name_tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_interface_name_over_15_bytes_is_refused_when_read() {
+        let body = |ifn: &str| {
+            format!(
+                r#"{{"StartDaemon":{{"role":"Master","mcast_ifn":"{ifn}","syncid":0,"sync_maxlen":0,"mcast_group":null,"mcast_port":0,"mcast_ttl":0}}}}"#
+            )
+        };
+        assert!(serde_json::from_str::<Command>(&body("eth0")).is_ok());
+        assert!(serde_json::from_str::<Command>(&body("a23456789012345")).is_ok());
+        let e = serde_json::from_str::<Command>(&body("a234567890123456")).unwrap_err();
+        assert!(e.to_string().contains("longer than 15 bytes"), "{e}");
     }
 }
