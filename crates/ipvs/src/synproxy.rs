@@ -146,7 +146,9 @@ struct Negotiated(u32);
 impl Negotiated {
     const NONE: u32 = 0xf;
     fn new(win: u16, client_ws: Option<u8>, ts: bool) -> Negotiated {
-        Negotiated(win as u32 | (client_ws.map_or(Self::NONE, u32::from) << 16) | (Self::NONE << 20) | (ts as u32) << 28)
+        Negotiated(
+            win as u32 | (client_ws.map_or(Self::NONE, u32::from) << 16) | (Self::NONE << 20) | (ts as u32) << 28,
+        )
     }
     fn win(self) -> u16 {
         self.0 as u16
@@ -408,7 +410,8 @@ impl Worker {
                 return Proxied::Pass;
             }
             let m = skb.network_bytes_mut();
-            let len = write_segment(m, vip, client, t.dport, t.sport, cookie, seq.wrapping_add(1), SYN | ACK, 65535, &reply);
+            let len =
+                write_segment(m, vip, client, t.dport, t.sport, cookie, seq.wrapping_add(1), SYN | ACK, 65535, &reply);
             if !fit(skb, len) {
                 return Proxied::Pass;
             }
