@@ -4,29 +4,39 @@
 //! created and opened to the real server. A spoofed SYN flood therefore costs one answer per
 //! SYN and no table entry.
 //!
-//! 1. Client SYN (no entry): answered SYN-ACK with ISN = cookie, MSS option only. The cookie is
-//!    a keyed SipHash of the 4-tuple, the client's ISN and a 64-second epoch (so the secret
-//!    changes every epoch; ACKs are accepted for the current and previous epoch), with the
-//!    client's MSS as a 3-bit index in the low bits.
+//! 1. Client SYN (no entry): answered SYN-ACK with ISN = cookie. The cookie is a keyed SipHash
+//!    of the 4-tuple, the client's ISN and a 64-second epoch (so the secret changes every
+//!    epoch; ACKs are accepted for the current and previous epoch), with the client's MSS as a
+//!    3-bit index in the low bits. When the client sent timestamps, the SYN-ACK also carries
+//!    timestamps, SACK-permitted and window scale [`WSCALE`] as the client offered them, and the
+//!    director's TSval keeps the client's window scale and SACK in its low 6 bits (Linux's
+//!    `cookie_init_timestamp`); without timestamps only the MSS is kept, as Linux.
 //! 2. Client ACK (no entry) whose ACK number is a valid cookie + 1: the ACK is rewritten in
-//!    place into the client's SYN (its ISN, the MSS the cookie kept) and scheduled as any SYN;
-//!    the NAT transmitter sends it to the real server. The entry is marked `SYNPROXY` and
-//!    `SYNPROXY_PENDING`. The client's first data segment (sent right after its ACK, before
-//!    the real server can have answered) is held in a fixed per-worker slot (no allocation);
-//!    later ones are dropped until the real server answers (the client sends them again).
-//! 3. Real server's SYN-ACK: the sequence delta (its ISN − the cookie) is kept, and the
-//!    SYN-ACK becomes the ACK that completes the real server's handshake (sent from the
-//!    client's address, as NAT does) — the held data segment, if there is one, which carries
-//!    that ACK; the client never sees the SYN-ACK.
-//! 4. For the life of the connection: client → real server ACK numbers + delta, real server →
-//!    client sequence numbers − delta, incremental checksums (RFC 1624); the established-flow
-//!    shortcut leaves these connections to the hooks.
+//!    place into the client's SYN (its ISN, the MSS the cookie kept, and the scale, SACK and
+//!    TSval its TSecr kept) and scheduled as any SYN; the NAT transmitter sends it to the real
+//!    server. The entry is marked `SYNPROXY` and `SYNPROXY_PENDING`. The client's first data
+//!    segment (sent right after its ACK, before the real server can have answered) is held in
+//!    a fixed per-worker slot (no allocation); later ones are dropped until the real server
+//!    answers (the client sends them again).
+//! 3. Real server's SYN-ACK: the sequence shift (its ISN − the cookie), the timestamp shift
+//!    (its TSval − the director's) and its window scale are kept, and the SYN-ACK becomes the
+//!    ACK that completes the real server's handshake (sent from the client's address, as NAT
+//!    does) — the held data segment, if there is one, which carries that ACK; the client never
+//!    sees the SYN-ACK.
+//! 4. For the life of the connection: client → real server ACK numbers and SACK blocks + the
+//!    shift, TSecr + the timestamp shift; real server → client sequence numbers − the shift,
+//!    TSval − the timestamp shift, windows from the real server's scale into [`WSCALE`]
+//!    (clamped to 65535 units when the real server's scale is larger; into bytes when it
+//!    declined scaling). The client's sequence space is not shifted (its ISN is passed on), so
+//!    the real server's SACK blocks pass as they are. Incremental checksums (RFC 1624); the
+//!    established-flow shortcut leaves these connections to the hooks.
 //!
-//! Where it differs from a direct connection (documented in docs/semantics.md): the cookie
-//! keeps only the MSS (8 values), so window scaling, SACK and timestamps are not negotiated on
-//! either side (a 64 KiB window at most); data carried on the client's handshake ACK is
-//! dropped (the client sends it again); services that are persistent, firewall-mark, IPv6 or
-//! have a non-NAT real server are not proxied.
+//! Where it differs from a direct connection (documented in docs/semantics.md): without
+//! timestamps only the MSS is negotiated (8 values; a 64 KiB window at most); with a real
+//! server whose window scale exceeds [`WSCALE`] its windows are clamped to 65535 << 7 bytes
+//! (8 MiB); data carried on the client's handshake ACK is dropped (the client sends it again);
+//! services that are persistent, firewall-mark, IPv6 or have a non-NAT real server are not
+//! proxied.
 
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr};
