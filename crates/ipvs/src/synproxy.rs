@@ -619,3 +619,39 @@ impl Worker {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_between_scales() {
+        let scaled = |rs: Option<u8>| Negotiated::new(100, Some(6), true).with_rs(rs, true);
+        // Same scale as told to the client: unchanged.
+        assert_eq!(win_to_client(1000, scaled(Some(WSCALE))), 1000);
+        // Larger: converted, clamped to 65535 units.
+        assert_eq!(win_to_client(1000, scaled(Some(10))), 8000);
+        assert_eq!(win_to_client(u16::MAX, scaled(Some(14))), u16::MAX);
+        // Smaller: rounded down, but never to a zero window (a zero window stays zero).
+        assert_eq!(win_to_client(100, scaled(Some(0))), 1);
+        assert_eq!(win_to_client(0, scaled(Some(0))), 0);
+        // Declined by the real server: bytes both ways.
+        assert_eq!(win_to_client(40000, scaled(None)), 312);
+        assert_eq!(win_to_rs(100, scaled(None)), 6400);
+        assert_eq!(win_to_rs(100, scaled(Some(3))), 100);
+        // No scaling with the client: nothing changes.
+        let plain = Negotiated::new(100, None, false).with_rs(None, false);
+        assert_eq!((win_to_client(40000, plain), win_to_rs(40000, plain)), (40000, 40000));
+    }
+
+    #[test]
+    fn options_parse_stops_at_malformed_lengths() {
+        let mut tcp = [0u8; 40];
+        tcp[12] = 10 << 4;
+        tcp[20..24].copy_from_slice(&[2, 4, 5, 0xb4]);
+        tcp[24..27].copy_from_slice(&[3, 3, 15]);
+        tcp[27..29].copy_from_slice(&[8, 30]); // runs past the header: ignored, and stops
+        let o = parse_options(&tcp);
+        assert_eq!(o, Opts { mss: Some(1460), ws: Some(14), sack: false, ts: None });
+    }
+}
