@@ -257,12 +257,13 @@ start_rs_servers() {
 }
 
 # nginx on a real server answering "rN\n" on the given ports (per-namespace config, pid and
-# logs in $RVS_WORK). start_nginx r1 8080 8081 ...
+# logs in $RVS_WORK); files put in $RVS_WORK/nginx-rN/files/ are served under /files/.
+# start_nginx r1 8080 8081 ...
 start_nginx() {
     local r="$1" conf="$RVS_WORK/nginx-$1.conf" p listens=""
     shift
     for p in "$@"; do listens+="        listen $p reuseport backlog=4096;"$'\n'; done
-    mkdir -p "$RVS_WORK/nginx-$r"
+    mkdir -p "$RVS_WORK/nginx-$r/files"
     cat >"$conf" <<NGINX
 worker_processes 1;
 daemon off;
@@ -276,6 +277,7 @@ http {
     server {
 $listens
         location / { default_type text/plain; return 200 "$r\n"; }
+        location /files/ { alias $RVS_WORK/nginx-$r/files/; }
     }
 }
 NGINX

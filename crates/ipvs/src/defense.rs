@@ -82,7 +82,13 @@ impl Worker {
         let dp = s.drop_packet.load(Relaxed);
         self.defense.drop_rate = match dp {
             3 => s.am_droprate.load(Relaxed).max(1),
-            1 | 2 if short => (thresh / (thresh - avail).max(1)).max(1) as u32,
+            1 | 2 if short => {
+                // As the kernel: the countdown restarts with each automatic rate, so a rate
+                // that rises under a flood applies now, not after the old countdown.
+                let rate = (thresh / (thresh - avail).max(1)).max(1) as u32;
+                self.defense.drop_counter = rate;
+                rate
+            }
             _ => 0,
         };
         self.defense.drop_entry = mode(s.drop_entry.load(Relaxed));

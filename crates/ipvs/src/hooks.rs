@@ -115,8 +115,8 @@ impl Worker {
             match self.synproxy_in(skb, &mut rewritten, routing) {
                 Proxied::Pass => {}
                 Proxied::Answered(v) => return v,
-                Proxied::Validated(cookie) => {
-                    proxied = Some(cookie);
+                Proxied::Validated(bind) => {
+                    proxied = Some(bind);
                     t = &rewritten;
                 }
             }
@@ -128,8 +128,8 @@ impl Worker {
                 Err(v) => return v,
             },
         };
-        if let Some(cookie) = proxied {
-            self.synproxy_bind(id, cookie);
+        if let Some(bind) = proxied {
+            self.synproxy_bind(id, bind);
         } else if self.conns.get(id).is_some_and(|c| c.flags & ConnFlags::SYNPROXY != 0)
             && !self.synproxy_client_packet(id, skb, t)
         {

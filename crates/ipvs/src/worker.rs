@@ -34,6 +34,10 @@ pub struct Worker {
     /// SYN proxy: per entry, the cookie until the real server answers, then the sequence
     /// shift (synproxy.rs). Zeroed pages, committed as entries use them.
     pub(crate) synproxy_seq: Vec<u32>,
+    /// SYN proxy: per entry, the director's TSval until the real server answers, then the
+    /// timestamp shift; and what the handshake negotiated (synproxy.rs `Negotiated`).
+    pub(crate) synproxy_ts: Vec<u32>,
+    pub(crate) synproxy_opt: Vec<u32>,
     /// SYN proxy: held client segments (synproxy.rs), allocated once.
     pub(crate) synproxy_park: Vec<u8>,
     pub(crate) synproxy_parked: Vec<crate::synproxy::Parked>,
@@ -76,6 +80,8 @@ impl Worker {
             ip_id: (id as u16).wrapping_mul(0x9e37),
             rst_bucket: Default::default(),
             synproxy_seq: vec![0; max_conns],
+            synproxy_ts: vec![0; max_conns],
+            synproxy_opt: vec![0; max_conns],
             synproxy_park: vec![0; crate::synproxy::PARK_SLOTS * crate::synproxy::PARK_BYTES],
             synproxy_parked: vec![Default::default(); crate::synproxy::PARK_SLOTS],
             sync: Default::default(),

@@ -97,3 +97,32 @@ fn the_victim_is_the_half_open_entry_idle_longest() {
     assert_eq!(lab.state_of(CLIENT, 53000), Some("SYN_RECV"), "the freshest entry is kept");
     assert_eq!(lab.cx.ipvs.conns.len(), MAX);
 }
+
+/// drop_packet = 1 driven by amemthresh (in free entries): once fewer than amemthresh are
+/// free, one new-connection packet in amemthresh / (amemthresh − free) is dropped, evaluated
+/// once a second (the kernel's integer rate; its countdown restarts at each evaluation, so a
+/// rate that rises under a flood takes effect at once).
+#[test]
+fn drop_packet_sheds_new_connections_once_amemthresh_is_crossed() {
+    let mut lab = lab();
+    lab.ipvs().sysctl.drop_packet.store(1, Relaxed);
+    lab.ipvs().sysctl.amemthresh.store(32, Relaxed);
+    lab.advance(1);
+    for i in 0..33u32 {
+        assert_eq!(lab.send(EXT, &spoofed(i)).0, Action::Tx(INT), "not short yet: nothing dropped");
+    }
+    // 31 free < 32: one in 32.
+    lab.advance(1);
+    for i in 33..41u32 {
+        assert_eq!(lab.send(EXT, &spoofed(i)).0, Action::Tx(INT));
+    }
+    // 23 free: one in 32 / 9 = 3, from the next evaluation on.
+    lab.advance(1);
+    let dropped = (41..62u32).filter(|i| lab.send(EXT, &spoofed(*i)).0 == Action::Drop(DropReason::Defense)).count();
+    assert_eq!(dropped, 7);
+    // 9 free (55 entries): 32 / 23 = 1, every new connection is dropped.
+    lab.advance(1);
+    let dropped = (62..72u32).filter(|i| lab.send(EXT, &spoofed(*i)).0 == Action::Drop(DropReason::Defense)).count();
+    assert_eq!(dropped, 10);
+    assert_eq!(lab.cx.ipvs.conns.len(), 55, "the table stops short of its maximum ({MAX})");
+}
