@@ -11,9 +11,6 @@
 #      which keepalived tracks (track_file, weight 0); only then does d1 preempt, and the
 #      streams carry on through d1 again. The kernel pair fails this step: a restarted
 #      director takes the VIP back with an empty table.
-# On the XDP backend the streams do not survive the failover yet (0 of 200 intact while every
-# entry was synced and established; not understood yet, issue 11): AF_PACKET until then.
-export RVS_IO=afpacket
 source "$(dirname "$0")/lib.sh"
 install_cleanup
 need_base_packages keepalived:keepalived nft:nftables

@@ -377,9 +377,11 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         steering.update(&steer::SteerSet::default()).map_err(|e| Refusal(format!("steering program: {e}")))?;
         Some(steering)
     };
-    // AF_PACKET: the kernel must not act on the frames rvs owns (isolate.rs); on XDP the
-    // steering program already keeps them from it.
-    let isolation = steering.is_some().then(|| isolate::start(&args.interfaces));
+    // The kernel must not act on the frames rvs owns (isolate.rs). On XDP the steering program
+    // keeps them from it while rvsd runs, but its BPF link dies with the process: the table,
+    // which outlives a killed rvsd, keeps a crashed director's kernel (still holding the VIP
+    // keepalived gave it) from answering the clients' packets with RSTs until the peer takes over.
+    let isolation = Some(isolate::start(&args.interfaces));
 
     // Another rvsd on this control socket offering a hand-over: take over from it (hot
     // restart); its sockets are replaced once its table is here.
