@@ -6,8 +6,10 @@ serve       real-server side: TCP "name line, then echo" and UDP echo ("name lin
             DR/TUN real server answers from the VIP on lo.
 tcp-check   N connections, each: read the server's name, push B random bytes through the echo,
             compare SHA-256; prints a JSON report, exits 1 on any failure.
-udp-check   N datagrams, each from a new socket (a new client port, so a new IPVS connection);
-            checks the reply comes from the address/port asked and carries the payload back.
+udp-check   N datagrams, each from a new socket on a client port none of the others used (so
+            a new IPVS connection each: the sockets stay open until the end, else the kernel's
+            random choice repeats a port in ~2 % of 30-datagram runs and that datagram joins
+            the earlier one's UDP entry, e2e Conns 29 of 30); checks the reply comes from the address/port asked and carries the payload back.
 streams     long-lived TCP streams kept open while the caller changes the real servers.
 storm       malformed Ethernet/IPv4 frames on a raw AF_PACKET socket.
 
@@ -181,6 +183,8 @@ def tcp_check(args):
 def udp_check(args):
     names, errors, ok, sent = {}, [], 0, 0
     deadline = time.monotonic() + args.deadline
+    # Every socket stays bound until the end: no two datagrams share a client port.
+    held = []
     for i in range(args.count):
         if time.monotonic() > deadline:
             errors.append(f"deadline of {args.deadline}s passed after {i} datagrams")
@@ -215,7 +219,9 @@ def udp_check(args):
         except OSError as e:
             errors.append(f"dgram {i}: {e!r}")
         finally:
-            s.close()
+            held.append(s)
+    for s in held:
+        s.close()
     report = {"count": args.count, "ok": ok, "sent": sent, "names": names, "errors": errors}
     print(json.dumps(report, sort_keys=True))
     return 0 if ok == args.count else 1
