@@ -81,11 +81,15 @@ pub fn start(interfaces: &[String], busy_poll: bool) -> Result<Started, String> 
     for (ifindex, name, q) in &queues {
         let s = Socket::open(&umem, *ifindex, *q, RINGS, socks.first())
             .map_err(|e| format!("{name} queue {q}: AF_XDP socket: {e}"))?;
-        steering.set_socket(*ifindex, *q, &s).map_err(|e| e.to_string())?;
         if let Some(i) = ifs.iter_mut().find(|i| i.name == *name) {
             i.zero_copy = Some(s.zero_copy());
         }
         socks.push(s);
+    }
+    // Fill rings full before any socket is in the program's map (worker.rs `Setup::new`).
+    let worker = xdp::worker::Setup::new(0, umem, socks, xdp::worker::Options { busy_poll });
+    for ((ifindex, _, q), s) in queues.iter().zip(&worker.socks) {
+        steering.set_socket(*ifindex, *q, s).map_err(|e| e.to_string())?;
     }
     for i in &ifs {
         tracing::info!(
@@ -96,7 +100,6 @@ pub fn start(interfaces: &[String], busy_poll: bool) -> Result<Started, String> 
             if i.zero_copy == Some(true) { "zero-copy" } else { "copy mode" }
         );
     }
-    let worker = xdp::worker::Setup { id: 0, umem, socks, opts: xdp::worker::Options { busy_poll } };
     Ok(Started { steering, ifs, worker })
 }
 

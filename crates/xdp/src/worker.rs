@@ -49,6 +49,50 @@ pub struct Setup {
     /// Sockets sharing `umem`; the first registered it.
     pub socks: Vec<Socket>,
     pub opts: Options,
+    /// UMEM frames on no ring (chunk addresses).
+    free: Vec<u64>,
+}
+
+impl Setup {
+    /// Fills every fill ring at once, before the sockets go into the steering program's map:
+    /// a frame steered to a socket with an empty fill ring is dropped (`rx_ring_full`), and
+    /// the worker thread starts a few hundred milliseconds after the daemon serves (e2e:
+    /// a client's first SYN lost that way waited 1 s for its retransmission). Frames steered
+    /// before the worker runs wait in the RX ring.
+    pub fn new(id: usize, umem: Umem, mut socks: Vec<Socket>, opts: Options) -> Self {
+        let mut free: Vec<u64> = Vec::with_capacity(umem.frames() as usize);
+        for f in (0..umem.frames()).rev() {
+            free.push(u64::from(f) * umem.frame_size() as u64);
+        }
+        for s in &mut socks {
+            if free.is_empty() {
+                break;
+            }
+            s.fill(&mut free);
+        }
+        Setup { id, umem, socks, opts, free }
+    }
+
+    /// Drops what the RX rings hold (frames another daemon handled, hot restart), giving the
+    /// frames back to the fill rings.
+    pub fn discard_received(&mut self) {
+        for s in &mut self.socks {
+            loop {
+                let n = s.rx_ready(BATCH);
+                if n == 0 {
+                    break;
+                }
+                for i in 0..n {
+                    let (addr, _) = s.rx_desc(i);
+                    self.free.push(self.umem.chunk_of(addr));
+                }
+                s.rx_release(n);
+            }
+        }
+        for s in &mut self.socks {
+            s.fill(&mut self.free);
+        }
+    }
 }
 
 /// Asks for a neighbour to be resolved (the kernel resolves it for rvs: its ARP replies and
@@ -327,10 +371,7 @@ pub fn run(
 ) {
     let id = setup.id;
     let nsocks = setup.socks.len();
-    let mut free: Vec<u64> = Vec::with_capacity(setup.umem.frames() as usize);
-    for f in (0..setup.umem.frames()).rev() {
-        free.push(u64::from(f) * setup.umem.frame_size() as u64);
-    }
+    let free = setup.free;
     let mut lp = Loop {
         cx: node.worker(id),
         node,
@@ -430,7 +471,7 @@ impl node::io::IoWorker for XdpWorker {
     }
 
     fn discard_received(&mut self) {
-        // Nothing is received before `run` fills the fill rings.
+        self.setup.discard_received();
     }
 
     fn run(self: Box<Self>, node: Arc<Node>, clock: Instant, stop: Arc<AtomicBool>, mut hk: node::io::Housekeeping) {
