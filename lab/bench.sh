@@ -23,7 +23,8 @@
 # its CPU time (utime + stime from /proc/<pid>/stat) per million packets.
 #
 # Environment: BENCH_DURATION (s, default 10), BENCH_RUNS (3), BENCH_CONNS (32), BENCH_THREADS
-# (2), BENCH_MODES ("keepalive close"), BENCH_BACKENDS, BENCH_UDP (1; 0 skips trafgen).
+# (2), BENCH_MODES ("keepalive close"), BENCH_BACKENDS, BENCH_UDP (1; 0 skips trafgen),
+# BENCH_STATS=FILE (append rvsd's /v1/stats after each rvs measurement: drops by reason).
 # Everything shares this machine's CPUs: the numbers compare paths within one run, they are
 # not absolute capacities.
 set -euo pipefail
@@ -171,6 +172,11 @@ rvs_up() { # rvs_up BACKEND: rvsd with the NAT, DR, TUN and UDP services
 }
 
 rvs_down() {
+    # Where packets went: rvsd's counters (drops by reason, I/O, XDP program) into the log.
+    if [ -n "${BENCH_STATS:-}" ]; then
+        curl -s --unix-socket "$(sock_of d)" http://rvsd/v1/stats >>"$BENCH_STATS" 2>/dev/null || true
+        echo >>"$BENCH_STATS"
+    fi
     kill -TERM "$RVSD_PID" 2>/dev/null || true
     wait "$RVSD_PID" 2>/dev/null || true
 }
