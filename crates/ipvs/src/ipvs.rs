@@ -241,8 +241,8 @@ impl Ipvs {
         }
         *g = gate;
         let cur = self.current();
-        let next = ServiceTable::build_gated(cur.order.clone(), g.as_deref());
-        let changed = !next.active_vips().eq(cur.active_vips());
+        let next = ServiceTable::build_gated(cur.order(), g.as_deref());
+        let changed = next.active_vip_count() != cur.active_vip_count() || !cur.active_vips().all(|a| next.is_vip(a));
         drop(cur);
         if changed {
             let mut st = self.staged.lock().unwrap_or_else(|e| e.into_inner());
@@ -430,7 +430,7 @@ impl Ipvs {
     /// `-C`.
     pub fn clear(&self) {
         let mut trash = self.lock();
-        for s in self.current().order.iter() {
+        for s in self.current().order().iter() {
             for d in &s.dests {
                 d.set_available(false);
             }
@@ -591,7 +591,7 @@ impl Ipvs {
             scheduler.update(&ds);
             list.push(Arc::new(Service { config: cfg, dests: ds, scheduler, stats, timeouts }));
         }
-        for s in cur.order.iter() {
+        for s in cur.order().iter() {
             for d in &s.dests {
                 if !kept.iter().any(|k| Arc::ptr_eq(k, d)) {
                     d.set_available(false);
@@ -656,7 +656,7 @@ impl Ipvs {
                 s.dests.iter().for_each(|d| d.stats.zero());
             }
             None => {
-                for s in cur.order.iter() {
+                for s in cur.order().iter() {
                     s.stats.zero();
                     s.dests.iter().for_each(|d| d.stats.zero());
                 }

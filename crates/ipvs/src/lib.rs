@@ -17,6 +17,7 @@ pub mod restore;
 pub mod sched;
 mod schedule;
 pub mod service;
+pub mod shardmap;
 pub mod stats;
 pub mod sync;
 mod synproxy;

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::dest::Dest;
+use crate::shardmap::ShardMap;
 
 /// Hash maps of the packet path: hashbrown with a randomly seeded foldhash (keys come from
 /// packets).
@@ -113,26 +114,29 @@ impl Service {
 
 /// Everything the workers need to schedule: the services by key, in a snapshot.
 ///
-/// Cloning copies the maps of `Arc`s, not the services. Adding or replacing one service in
-/// a table that is not shared ([`ServiceTable::insert`], [`ServiceTable::replace`]) costs
-/// O(1) amortised, so a batch of commands (`Ipvs::batch`) builds its table in place and
-/// publishes once; removing one rebuilds the maps (O(n)).
+/// Every map is a [`ShardMap`]: cloning the table is O(1) and adding, replacing or removing
+/// one service in the clone copies one shard of each map it touches (O(√n)), so a lone
+/// command publishes a new table without copying it (issue 12), and a batch
+/// (`Ipvs::batch`) changes its private table in place.
 #[derive(Clone, Debug, Default)]
 pub struct ServiceTable {
-    by_addr: FastMap<(u8, IpAddr, u16), Arc<Service>>,
-    by_mark: FastMap<(u32, bool), Arc<Service>>,
-    /// Services in creation order (listing order before sorting).
-    pub order: Vec<Arc<Service>>,
-    port_zero: bool,
+    by_addr: ShardMap<(u8, IpAddr, u16), Arc<Service>>,
+    by_mark: ShardMap<(u32, bool), Arc<Service>>,
+    /// Services by creation number: [`ServiceTable::order`] sorts them (listing order).
+    by_seq: ShardMap<u64, Arc<Service>>,
+    /// The creation number of each service.
+    seq: ShardMap<ServiceKey, u64>,
+    next_seq: u64,
+    /// Address services on port 0 (the lookup then tries port 0 too).
+    port_zero: usize,
     /// The active VIPs of the address services: the node answers ARP/ND for them and routes
     /// them to LOCAL_IN. Without a gate every VIP is active.
     vips: VipSet,
-    /// Every VIP of every address service, active or standby (listings, warnings).
-    configured: Vec<IpAddr>,
-    /// Services per configured VIP (a VIP goes when its last service does).
-    vip_services: FastMap<IpAddr, u32>,
-    /// Where each service sits in `order`.
-    pos: FastMap<ServiceKey, usize>,
+    /// Services per configured VIP, active or standby (a VIP goes when its last service does).
+    vip_services: ShardMap<IpAddr, u32>,
+    /// Persistence netmasks of the IPv4 persistent services, with how many use each (a few
+    /// distinct ones): the steering's client mask in O(1).
+    masks: Vec<(u32, u32)>,
 }
 
 impl ServiceTable {
@@ -146,43 +150,60 @@ impl ServiceTable {
     /// its packets, so the director that owns it in VRRP is the only one that forwards.
     pub fn build_gated(services: Vec<Arc<Service>>, gate: Option<&[IpAddr]>) -> Self {
         let mut t = ServiceTable::default();
-        t.order.reserve(services.len());
         for s in services {
             t.insert(s, gate);
         }
         t
     }
 
+    fn persistence_mask(c: &ServiceConfig) -> Option<u32> {
+        (c.persistent.is_some() && !c.key.is_ipv6()).then_some(c.netmask)
+    }
+
+    fn count_mask(&mut self, c: &ServiceConfig, up: bool) {
+        let Some(m) = Self::persistence_mask(c) else { return };
+        match self.masks.iter().position(|(x, _)| *x == m) {
+            Some(i) if up => self.masks[i].1 += 1,
+            Some(i) => {
+                self.masks[i].1 -= 1;
+                if self.masks[i].1 == 0 {
+                    self.masks.swap_remove(i);
+                }
+            }
+            None if up => self.masks.push((m, 1)),
+            None => {}
+        }
+    }
+
     /// Appends a service whose key is not in the table yet (`gate` as in
-    /// [`ServiceTable::build_gated`]). O(1) amortised.
+    /// [`ServiceTable::build_gated`]). O(√n).
     pub fn insert(&mut self, s: Arc<Service>, gate: Option<&[IpAddr]>) {
         let key = s.config.key;
         match key {
             ServiceKey::Addr { protocol, addr, port } => {
                 self.by_addr.insert((protocol, addr, port), s.clone());
-                let n = self.vip_services.entry(addr).or_insert(0);
-                *n += 1;
-                if *n == 1 {
-                    self.configured.push(addr);
-                }
+                let n = self.vip_services.get(&addr).copied().unwrap_or(0);
+                self.vip_services.insert(addr, n + 1);
                 if gate.is_none_or(|g| g.contains(&addr)) {
                     self.vips.insert(addr);
                 }
-                self.port_zero |= port == 0;
+                self.port_zero += usize::from(port == 0);
             }
             ServiceKey::Fwmark { mark, ipv6 } => {
                 self.by_mark.insert((mark, ipv6), s.clone());
             }
         }
-        self.pos.insert(key, self.order.len());
-        self.order.push(s);
+        self.count_mask(&s.config, true);
+        self.seq.insert(key, self.next_seq);
+        self.by_seq.insert(self.next_seq, s);
+        self.next_seq += 1;
     }
 
     /// Puts `s` in the place of the service with the same key (edit, dest changes); its VIP
-    /// is unchanged. O(1). Returns false (and changes nothing) when the key is not here.
+    /// is unchanged. O(√n). Returns false (and changes nothing) when the key is not here.
     pub fn replace(&mut self, s: Arc<Service>) -> bool {
         let key = s.config.key;
-        let Some(&i) = self.pos.get(&key) else { return false };
+        let Some(&i) = self.seq.get(&key) else { return false };
         match key {
             ServiceKey::Addr { protocol, addr, port } => {
                 self.by_addr.insert((protocol, addr, port), s.clone());
@@ -191,15 +212,36 @@ impl ServiceTable {
                 self.by_mark.insert((mark, ipv6), s.clone());
             }
         }
-        self.order[i] = s;
+        self.count_mask(&s.config, true);
+        if let Some(old) = self.by_seq.insert(i, s) {
+            self.count_mask(&old.config, false);
+        }
         true
     }
 
-    /// Removes the service `key`, keeping the others' order. O(n): the maps are rebuilt.
-    pub fn remove(&mut self, key: &ServiceKey, gate: Option<&[IpAddr]>) {
-        if self.pos.contains_key(key) {
-            let rest = std::mem::take(&mut self.order).into_iter().filter(|s| s.config.key != *key).collect();
-            *self = ServiceTable::build_gated(rest, gate);
+    /// Removes the service `key`, keeping the others' order. O(√n).
+    pub fn remove(&mut self, key: &ServiceKey, _gate: Option<&[IpAddr]>) {
+        let Some(i) = self.seq.remove(key) else { return };
+        if let Some(old) = self.by_seq.remove(&i) {
+            self.count_mask(&old.config, false);
+        }
+        match *key {
+            ServiceKey::Addr { protocol, addr, port } => {
+                self.by_addr.remove(&(protocol, addr, port));
+                match self.vip_services.get(&addr).copied().unwrap_or(0) {
+                    0 | 1 => {
+                        self.vip_services.remove(&addr);
+                        self.vips.remove(&addr);
+                    }
+                    n => {
+                        self.vip_services.insert(addr, n - 1);
+                    }
+                }
+                self.port_zero -= usize::from(port == 0);
+            }
+            ServiceKey::Fwmark { mark, ipv6 } => {
+                self.by_mark.remove(&(mark, ipv6));
+            }
         }
     }
 
@@ -214,7 +256,7 @@ impl ServiceTable {
         if let Some(s) = self.by_addr.get(&(protocol, *daddr, dport)) {
             return Some(s);
         }
-        if self.port_zero {
+        if self.port_zero > 0 {
             return self.by_addr.get(&(protocol, *daddr, 0));
         }
         None
@@ -225,6 +267,19 @@ impl ServiceTable {
             ServiceKey::Addr { protocol, addr, port } => self.by_addr.get(&(protocol, addr, port)),
             ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.get(&(mark, ipv6)),
         }
+    }
+
+    /// Every service in creation order (listings, reloads): O(n log n), a sort of the
+    /// creation numbers.
+    pub fn order(&self) -> Vec<Arc<Service>> {
+        let mut v: Vec<(u64, &Arc<Service>)> = self.by_seq.iter().map(|(i, s)| (*i, s)).collect();
+        v.sort_unstable_by_key(|(i, _)| *i);
+        v.into_iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// How many services.
+    pub fn len(&self) -> usize {
+        self.by_seq.len()
     }
 
     /// Is there a firewall-mark service for this mark (the node routes such packets locally)?
@@ -238,10 +293,21 @@ impl ServiceTable {
         self.vips.contains(addr)
     }
 
+    /// Is `addr` the VIP of a service (active or standby)? O(1).
+    pub fn is_configured_vip(&self, addr: &IpAddr) -> bool {
+        self.vip_services.contains_key(addr)
+    }
+
+    /// The widest (AND of all) persistence netmask of the IPv4 persistent services,
+    /// `u32::MAX` without any: what the steering hashes clients with. O(distinct masks).
+    pub fn client_mask(&self) -> u32 {
+        self.masks.iter().fold(u32::MAX, |m, (x, _)| m & x)
+    }
+
     /// [`ServiceTable::is_vip`] for an IPv4 address as a number (the per-packet prefetch).
     #[inline]
     pub fn is_vip_v4(&self, addr: u32) -> bool {
-        if self.vips.all.len() <= VIP_SCAN_MAX {
+        if self.vips.map.len() <= VIP_SCAN_MAX {
             // A plain loop: for a handful of VIPs, cheaper than the unrolled `contains`.
             let mut i = 0;
             while i < self.vips.v4.len() {
@@ -256,19 +322,24 @@ impl ServiceTable {
         }
     }
 
-    /// Every configured VIP, active or standby.
+    /// Every configured VIP, active or standby, in no particular order.
     pub fn vips(&self) -> impl Iterator<Item = &IpAddr> {
-        self.configured.iter()
+        self.vip_services.keys()
     }
 
     /// The VIPs this director answers for and forwards now (all of [`ServiceTable::vips`]
-    /// unless a gate is set).
+    /// unless a gate is set), in no particular order.
     pub fn active_vips(&self) -> impl Iterator<Item = &IpAddr> {
-        self.vips.all.iter()
+        self.vips.map.keys()
+    }
+
+    /// How many active VIPs.
+    pub fn active_vip_count(&self) -> usize {
+        self.vips.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.by_seq.is_empty()
     }
 }
 
@@ -276,9 +347,10 @@ impl ServiceTable {
 /// hashing), a long one hashed.
 #[derive(Clone, Debug, Default)]
 struct VipSet {
+    /// Every VIP while there are at most [`VIP_SCAN_MAX`], else empty.
     all: Vec<IpAddr>,
     v4: Vec<u32>,
-    map: FastMap<IpAddr, ()>,
+    map: ShardMap<IpAddr, ()>,
 }
 
 const VIP_SCAN_MAX: usize = 16;
@@ -288,15 +360,35 @@ impl VipSet {
         if self.map.insert(a, ()).is_some() {
             return;
         }
-        self.all.push(a);
-        if let IpAddr::V4(v) = a {
-            self.v4.push(v.into());
+        if self.map.len() <= VIP_SCAN_MAX {
+            self.all.push(a);
+            if let IpAddr::V4(v) = a {
+                self.v4.push(v.into());
+            }
+        } else if !self.all.is_empty() {
+            self.all = Vec::new();
+            self.v4 = Vec::new();
         }
+    }
+
+    fn remove(&mut self, a: &IpAddr) {
+        if self.map.remove(a).is_none() || self.map.len() > VIP_SCAN_MAX {
+            return;
+        }
+        self.all = self.map.keys().copied().collect();
+        self.v4 = self
+            .all
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v) => Some(u32::from(*v)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
     }
 
     #[inline]
     fn contains(&self, a: &IpAddr) -> bool {
-        if self.all.len() <= VIP_SCAN_MAX {
+        if self.map.len() <= VIP_SCAN_MAX {
             match a {
                 IpAddr::V4(v) => {
                     let v = u32::from(*v);

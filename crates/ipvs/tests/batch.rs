@@ -31,7 +31,7 @@ fn a_batch_publishes_once_and_sees_its_own_changes() {
         assert!(Arc::ptr_eq(&before, &ipvs.services_full()), "nothing published inside the batch");
     });
     let t = ipvs.services();
-    assert_eq!(t.order.len(), 1000);
+    assert_eq!(t.len(), 1000);
     assert!(t.is_vip(&vip(1000)) && t.is_vip_v4(0x0a00_0000 + 1000));
     assert!(!t.is_vip(&vip(500)), "the deleted service's VIP went with it");
     assert_eq!(t.vips().count(), 1000);
@@ -39,11 +39,11 @@ fn a_batch_publishes_once_and_sees_its_own_changes() {
     assert_eq!(s.dests.len(), 1);
     assert_eq!(t.get(&ServiceKey::tcp(vip(501), 80)).unwrap().config.scheduler, "sh");
     // Creation order kept, the deleted one left out.
-    assert_eq!(t.order[0].config.key, ServiceKey::tcp(vip(0), 80));
-    assert_eq!(t.order[499].config.key, ServiceKey::tcp(vip(499), 80));
-    assert_eq!(t.order[500].config.key, ServiceKey::tcp(vip(501), 80));
+    assert_eq!(t.order()[0].config.key, ServiceKey::tcp(vip(0), 80));
+    assert_eq!(t.order()[499].config.key, ServiceKey::tcp(vip(499), 80));
+    assert_eq!(t.order()[500].config.key, ServiceKey::tcp(vip(501), 80));
     // After the batch, a single command edits the published table again.
     drop(t);
     ipvs.delete_service(&ServiceKey::tcp(vip(0), 80)).unwrap();
-    assert_eq!(ipvs.services().order.len(), 999);
+    assert_eq!(ipvs.services().len(), 999);
 }

@@ -145,7 +145,7 @@ fn replace_table_keeps_what_stays() {
     let mut bad = table.clone();
     bad[1].0.scheduler = "nope".into();
     assert!(lab.ipvs().replace_table(bad).is_err());
-    assert_eq!(lab.ipvs().services().order.len(), 1);
+    assert_eq!(lab.ipvs().services().len(), 1);
     lab.ipvs().replace_table(table).unwrap();
     lab.advance(0);
     let svc = lab.ipvs().services().get(&key).unwrap().clone();

@@ -65,7 +65,7 @@ fn counts_stay_consistent_and_everything_expires() {
         let keys = setup(&lab);
         let mut dests: Vec<std::sync::Arc<ipvs::Dest>> = Vec::new();
         let collect = |lab: &Lab, dests: &mut Vec<std::sync::Arc<ipvs::Dest>>| {
-            for s in lab.ipvs().services().order.iter() {
+            for s in lab.ipvs().services().order().iter() {
                 for d in &s.dests {
                     if !dests.iter().any(|x| std::sync::Arc::ptr_eq(x, d)) {
                         dests.push(d.clone());

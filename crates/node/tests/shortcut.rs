@@ -149,7 +149,7 @@ fn state(lab: &Lab) -> String {
     conns.sort();
     let services = lab.ipvs().services();
     let mut stats = Vec::new();
-    for s in services.order.iter() {
+    for s in services.order().iter() {
         stats.push(format!("{:?} {:?}", s.config.key, s.stats.raw()));
         for d in &s.dests {
             stats.push(format!("  {} {:?} a{} i{}", d.addr, d.stats.raw(), d.activeconns(), d.inactconns()));

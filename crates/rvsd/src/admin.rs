@@ -430,7 +430,7 @@ impl Admin {
                 let key = k.as_ref().map(service_key).transpose()?;
                 ipvs.zero(key.as_ref()).map_err(admin_error)?;
                 let table = ipvs.services_full();
-                for s in table.order.iter().filter(|s| key.is_none_or(|k| s.config.key == k)) {
+                for s in table.order().iter().filter(|s| key.is_none_or(|k| s.config.key == k)) {
                     self.rates.reset(&s.stats);
                     s.dests.iter().for_each(|d| self.rates.reset(&d.stats));
                 }
@@ -452,7 +452,7 @@ impl Admin {
         let table = ipvs.services_full();
         let rate_of = self.rates.reader();
         let services = table
-            .order
+            .order()
             .iter()
             .map(|s| ServiceView {
                 spec: service_spec(&s.config),
@@ -695,7 +695,7 @@ mod tests {
         a.command(&Command::AddService(spec(k, "rr"))).unwrap();
         a.command(&Command::AddDest(k, dest("192.168.1.11", 80, 1))).unwrap();
         let t = a.node.ipvs.services_full();
-        let svc = &t.order[0];
+        let svc = &t.order()[0];
         svc.stats.count_conn(0);
         svc.stats.count_in(1, 60);
         svc.dests[0].stats.count_out(0, 40);

@@ -193,7 +193,7 @@ udp = 30
         // The engine takes it atomically.
         let e = ipvs::Ipvs::new(16);
         e.replace_table(plan.table).unwrap();
-        assert_eq!(e.services_full().order.len(), 2);
+        assert_eq!(e.services_full().len(), 2);
     }
 
     #[test]

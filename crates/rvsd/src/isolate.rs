@@ -46,7 +46,7 @@ impl Owned {
     /// What a published table and the classifier's rules own.
     pub fn of(table: &ServiceTable, rules: &[FwmarkRule]) -> Owned {
         let mut o = Owned::default();
-        for s in &table.order {
+        for s in table.order().iter() {
             if let ServiceKey::Addr { protocol, addr, port } = s.config.key {
                 let (exact, any) =
                     if addr.is_ipv4() { (&mut o.vip4, &mut o.vip4any) } else { (&mut o.vip6, &mut o.vip6any) };

@@ -306,7 +306,7 @@ mod tests {
 
     fn dests(o: &Operator) -> Vec<(String, i32)> {
         let t = o.admin.node.ipvs.services_full();
-        t.order.iter().flat_map(|s| s.dests.iter().map(|d| (d.addr.to_string(), d.config().weight))).collect()
+        t.order().iter().flat_map(|s| s.dests.iter().map(|d| (d.addr.to_string(), d.config().weight))).collect()
     }
 
     #[test]
@@ -321,7 +321,7 @@ mod tests {
         assert_eq!((r.services, r.checks), (1, 0));
         assert_eq!(dests(&o), [("127.0.0.1".to_string(), 1)]);
         assert_eq!(o.admin.node.ipvs.timeouts().triple().0, 700);
-        let svc = o.admin.node.ipvs.services_full().order[0].clone();
+        let svc = o.admin.node.ipvs.services_full().order()[0].clone();
         let dest0 = svc.dests[0].clone();
 
         std::fs::write(&file, config(5, true, None)).unwrap();
@@ -329,7 +329,7 @@ mod tests {
         let mut d = dests(&o);
         d.sort();
         assert_eq!(d, [("127.0.0.1".to_string(), 5), ("127.0.0.2".to_string(), 1)]);
-        let kept = o.admin.node.ipvs.services_full().order[0].clone();
+        let kept = o.admin.node.ipvs.services_full().order()[0].clone();
         assert!(Arc::ptr_eq(&kept.stats, &svc.stats), "service counters kept");
         assert!(kept.dests.iter().any(|x| Arc::ptr_eq(x, &dest0)), "the kept dest is the same object");
 

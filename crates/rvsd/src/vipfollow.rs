@@ -94,7 +94,8 @@ impl Follower {
     /// removed; `snap` tells which interface holds a VIP, when known).
     pub fn tick(&mut self, node: &Node, snap: Option<&Snapshot>) {
         let table = node.ipvs.services();
-        let now: Vec<IpAddr> = table.active_vips().copied().collect();
+        let mut now: Vec<IpAddr> = table.active_vips().copied().collect();
+        now.sort_unstable(); // the table keeps them in no particular order
         if now == self.active {
             return;
         }

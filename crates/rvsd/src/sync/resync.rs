@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(fresh.total(), 0);
         assert_eq!(pull(addr, key, &fresh.daemons, Duration::from_secs(5)).unwrap(), 6000);
         assert!(fresh.wait_total(6000, Duration::from_secs(5)), "got {}", fresh.total());
-        let dest = fresh.ipvs.services().order[0].dests[0].clone();
+        let dest = fresh.ipvs.services().order()[0].dests[0].clone();
         assert_eq!(dest.activeconns(), 6000, "bound to our own real server, active as synced");
     }
 
