@@ -15,10 +15,13 @@ use hashbrown::HashTable;
 /// Most shards: 2^16 (bits 40..56 of the hash pick one; hashbrown's tag uses the top 7).
 const MAX_BITS: u32 = 16;
 
+/// One shard: a plain hash table of entries, shared between snapshots until changed.
+type Shard<K, V> = Arc<HashTable<(K, V)>>;
+
 /// A persistent-enough hash map: see the module doc.
 #[derive(Clone)]
 pub struct ShardMap<K, V> {
-    shards: Arc<[Arc<HashTable<(K, V)>>]>,
+    shards: Arc<[Shard<K, V>]>,
     bits: u32,
     len: usize,
     hasher: foldhash::fast::RandomState,
@@ -76,7 +79,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardMap<K, V> {
             self.regrow(self.bits + 1);
         }
         let h = self.hasher.hash_one(&k);
-        let hasher = self.hasher.clone();
+        let hasher = self.hasher;
         let shard = self.shard_mut(shard_of(h, self.bits));
         if let Some((_, old)) = shard.find_mut(h, |(e, _)| *e == k) {
             return Some(std::mem::replace(old, v));
@@ -89,9 +92,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardMap<K, V> {
     pub fn remove(&mut self, k: &K) -> Option<V> {
         let h = self.hasher.hash_one(k);
         let i = shard_of(h, self.bits);
-        if self.shards[i].find(h, |(e, _)| e == k).is_none() {
-            return None; // nothing copied for a miss
-        }
+        self.shards[i].find(h, |(e, _)| e == k)?; // nothing copied for a miss
         let shard = self.shard_mut(i);
         let Ok(entry) = shard.find_entry(h, |(e, _)| e == k) else { return None };
         let ((_, v), _) = entry.remove();

@@ -3,7 +3,7 @@
 //! `server.rs`), so it is tested without sockets.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -165,7 +165,9 @@ impl Admin {
             return self.batch(cmds);
         }
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
-        if let Command::AddService(spec) | Command::EditService(spec) = cmd
+        let lone = self.steer_lone_ahead(cmd);
+        if lone.is_none()
+            && let Command::AddService(spec) | Command::EditService(spec) = cmd
             && let Ok(c) = service_config(spec)
         {
             self.steer_ahead(&SteerSet::of_services([&c]));
@@ -178,9 +180,68 @@ impl Admin {
             Ok(_) => tracing::info!("command {cmd:?}: done"),
             Err(e) => tracing::warn!("command {cmd:?}: {:?}: {}", e.kind, e.message),
         }
-        // Also after a failure: drops what `steer_ahead` added.
-        self.update_steering();
+        // Also after a failure: drops what was steered ahead.
+        match lone {
+            Some(vip) => self.steer_lone_after(vip),
+            None if matches!(cmd, Command::AddDest(..) | Command::EditDest(..) | Command::DeleteDest(..)) => {
+                // Real servers change no VIP nor mask: only the isolation's sets.
+                crate::isolate::refresh(&self.node.ipvs.services_full(), &self.node.ipvs.fwmark_rules());
+            }
+            None => self.update_steering(),
+        }
         r
+    }
+
+    /// A lone `-A`/`-E`/`-D` with eBPF steering: its VIP (if IPv4) and the mask it may need
+    /// go into the map before the table changes, in O(1) whatever the table's size.
+    /// `Some(vip)` when done so ([`Admin::steer_lone_after`] follows), `None` for the full
+    /// recomputation (classic BPF, other commands).
+    fn steer_lone_ahead(&self, cmd: &Command) -> Option<Option<Ipv4Addr>> {
+        let steering = self.steering.as_ref()?;
+        let (key, cfg) = match cmd {
+            Command::AddService(spec) | Command::EditService(spec) => {
+                let c = service_config(spec).ok()?;
+                (c.key, Some(c))
+            }
+            Command::DeleteService(k) => (service_key(k).ok()?, None),
+            _ => return None,
+        };
+        let vip = match key {
+            ServiceKey::Addr { addr: IpAddr::V4(a), .. } => Some(a),
+            _ => None,
+        };
+        let table = self.node.ipvs.services_full();
+        let mut mask = table.client_mask();
+        if let Some(c) = &cfg
+            && c.persistent.is_some()
+            && !c.key.is_ipv6()
+        {
+            mask &= c.netmask;
+        }
+        let prefixes = SteerSet::default().with_rules(&self.node.ipvs.fwmark_rules()).prefixes;
+        let mut s = steering.lock().unwrap_or_else(|e| e.into_inner());
+        let r =
+            s.set_vip(vip, cfg.is_some() || vip.is_some_and(|v| table.is_configured_vip(&v.into())), mask, &prefixes)?;
+        if let Err(e) = r {
+            tracing::error!("steering program: {e}");
+        }
+        Some(vip)
+    }
+
+    /// After a lone command steered ahead: the VIP stays in the map while a service uses it,
+    /// the mask is the table's. O(1).
+    fn steer_lone_after(&self, vip: Option<Ipv4Addr>) {
+        let table = self.node.ipvs.services_full();
+        let rules = self.node.ipvs.fwmark_rules();
+        crate::isolate::refresh(&table, &rules);
+        if let Some(s) = &self.steering {
+            let present = vip.is_some_and(|v| table.is_configured_vip(&v.into()));
+            let prefixes = SteerSet::default().with_rules(&rules).prefixes;
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(Err(e)) = s.set_vip(vip, present, table.client_mask(), &prefixes) {
+                tracing::error!("steering program: {e}");
+            }
+        }
     }
 
     /// `Command::Batch` (`rvsadm -R`): the commands in order, each succeeding or failing on

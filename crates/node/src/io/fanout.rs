@@ -343,6 +343,8 @@ impl Target for Group {
 struct Ebpf {
     map: VipMap,
     prog: Option<OwnedFd>,
+    /// The VIPs in the map: a lone change looks one up instead of diffing sorted lists.
+    in_map: std::collections::HashSet<Ipv4Addr>,
 }
 
 /// Can this process steer with an eBPF program and a VIP map? The map to use, or why not.
@@ -368,83 +370,114 @@ impl Steering {
 
     /// eBPF groups (`FanoutMode::Ebpf`) steered with `map` ([`ebpf_available`]).
     pub fn with_map(groups: Vec<Box<dyn Target>>, workers: usize, map: VipMap) -> Self {
-        Steering { groups, workers, current: None, ebpf: Some(Ebpf { map, prog: None }) }
+        Steering { groups, workers, current: None, ebpf: Some(Ebpf { map, prog: None, in_map: Default::default() }) }
     }
 
-    /// The eBPF update: VIPs that came or went change the map (O(changes) system calls); a
-    /// new mask, new prefixes or the first call load and attach a program.
+    /// The eBPF update: VIPs that came or went change the map (O(changes) system calls,
+    /// O(n) to find them); a new mask, new prefixes or the first call load and attach a
+    /// program. Returns whether anything changed.
     fn update_ebpf(&mut self, set: &SteerSet) -> io::Result<bool> {
         let Some(e) = &mut self.ebpf else { return Ok(false) };
-        let empty = SteerSet::default();
-        let old = self.current.as_ref().unwrap_or(&empty);
-        // Both lists are sorted: one merge walk. New VIPs go in before the program that
-        // may need them; the map is shared by every program.
-        let (mut i, mut j, mut added, mut removed) = (0, 0, 0usize, 0usize);
-        let (a, b) = (&old.vips, &set.vips);
-        while i < a.len() || j < b.len() {
-            if j == b.len() || (i < a.len() && a[i] < b[j]) {
-                e.map.remove(u32::from(a[i]))?;
-                removed += 1;
-                i += 1;
-            } else if i == a.len() || b[j] < a[i] {
-                e.map.insert(u32::from(b[j]))?;
+        // New VIPs go in before the program that may need them; the map is shared by every
+        // program.
+        let (mut added, mut removed) = (0usize, 0usize);
+        for v in &set.vips {
+            if !e.in_map.contains(v) {
+                e.map.insert(u32::from(*v))?;
+                e.in_map.insert(*v);
                 added += 1;
-                j += 1;
-            } else {
-                i += 1;
-                j += 1;
             }
+        }
+        let gone: Vec<Ipv4Addr> = e.in_map.iter().filter(|v| set.vips.binary_search(v).is_err()).copied().collect();
+        for v in gone {
+            e.map.remove(u32::from(v))?;
+            e.in_map.remove(&v);
+            removed += 1;
         }
         if added + removed > 0 {
             tracing::debug!("steering map: {added} VIPs added, {removed} removed, {} now", set.vips.len());
         }
-        if e.prog.is_none() || old.client_mask != set.client_mask || old.prefixes != set.prefixes {
-            let prefixes: Vec<(u32, u32)> = set
-                .prefixes
-                .iter()
-                .take(MAX_PREFIXES)
-                .map(|(net, len)| {
-                    let mask = if *len == 0 { 0 } else { u32::MAX << (32 - u32::from(*len)) };
-                    (u32::from(*net), mask)
-                })
-                .collect();
-            let prog = e.map.load(set.client_mask, &prefixes, self.workers as u32)?;
-            for g in &self.groups {
-                g.attach_ebpf(prog.as_fd())?;
-            }
-            e.prog = Some(prog);
-            tracing::info!(
-                "steering: eBPF program attached ({} fwmark prefixes, client mask {}, {} workers; VIPs in a map, now {})",
-                prefixes.len(),
-                Ipv4Addr::from(set.client_mask),
-                self.workers,
-                set.vips.len()
+        Ok(self.attach_ebpf(set.client_mask, &set.prefixes)? || added + removed > 0)
+    }
+
+    /// Loads and attaches a program when the mask or the prefixes changed (or none runs yet).
+    fn attach_ebpf(&mut self, client_mask: u32, prefixes: &[(Ipv4Addr, u8)]) -> io::Result<bool> {
+        let Some(e) = &mut self.ebpf else { return Ok(false) };
+        let same = self.current.as_ref().is_some_and(|c| c.client_mask == client_mask && c.prefixes == prefixes);
+        if e.prog.is_some() && same {
+            return Ok(false);
+        }
+        if let Some(old) = &self.current
+            && old.client_mask != client_mask
+        {
+            tracing::warn!(
+                "steering: client mask {} → {} (widest persistence netmask changed): connections of clients moved to another worker are not found there",
+                Ipv4Addr::from(old.client_mask),
+                Ipv4Addr::from(client_mask)
             );
         }
+        let masked: Vec<(u32, u32)> = prefixes
+            .iter()
+            .take(MAX_PREFIXES)
+            .map(|(net, len)| {
+                let mask = if *len == 0 { 0 } else { u32::MAX << (32 - u32::from(*len)) };
+                (u32::from(*net), mask)
+            })
+            .collect();
+        let prog = e.map.load(client_mask, &masked, self.workers as u32)?;
+        for g in &self.groups {
+            g.attach_ebpf(prog.as_fd())?;
+        }
+        e.prog = Some(prog);
+        tracing::info!(
+            "steering: eBPF program attached ({} fwmark prefixes, client mask {}, {} workers; VIPs in a map, now {})",
+            masked.len(),
+            Ipv4Addr::from(client_mask),
+            self.workers,
+            e.in_map.len()
+        );
+        // In eBPF mode `current` holds the mask and prefixes; the VIPs are `in_map`.
+        self.current = Some(SteerSet { vips: Vec::new(), client_mask, prefixes: prefixes.to_vec() });
         Ok(true)
+    }
+
+    /// One VIP came (`present`) or may have gone, and the mask and prefixes now: O(1) map
+    /// updates, for a lone command at any table size. `None` when steering is classic BPF
+    /// (the caller recomputes the whole set and calls [`Steering::update`]).
+    pub fn set_vip(
+        &mut self,
+        vip: Option<Ipv4Addr>,
+        present: bool,
+        client_mask: u32,
+        prefixes: &[(Ipv4Addr, u8)],
+    ) -> Option<io::Result<bool>> {
+        let e = self.ebpf.as_mut()?;
+        let mut changed = false;
+        let r = (|| {
+            if let Some(v) = vip {
+                if present && !e.in_map.contains(&v) {
+                    e.map.insert(u32::from(v))?;
+                    e.in_map.insert(v);
+                    changed = true;
+                } else if !present && e.in_map.contains(&v) {
+                    e.map.remove(u32::from(v))?;
+                    e.in_map.remove(&v);
+                    changed = true;
+                }
+            }
+            Ok::<_, io::Error>(())
+        })();
+        Some(r.and_then(|()| Ok(self.attach_ebpf(client_mask, prefixes)? || changed)))
     }
 
     /// Re-attaches the program if `set` differs from the last one attached. Returns whether
     /// it did.
     pub fn update(&mut self, set: &SteerSet) -> io::Result<bool> {
+        if self.ebpf.is_some() {
+            return self.update_ebpf(set);
+        }
         if self.current.as_ref() == Some(set) {
             return Ok(false);
-        }
-        if self.ebpf.is_some() {
-            if let Some(old) = &self.current
-                && old.client_mask != set.client_mask
-            {
-                tracing::warn!(
-                    "steering: client mask {} → {} (widest persistence netmask changed): connections of clients moved to another worker are not found there",
-                    Ipv4Addr::from(old.client_mask),
-                    Ipv4Addr::from(set.client_mask)
-                );
-            }
-            let r = self.update_ebpf(set);
-            if r.is_ok() {
-                self.current = Some(set.clone());
-            }
-            return r;
         }
         let (np, nv) = fitting(set);
         if nv < set.vips.len() || np < set.prefixes.len() {
@@ -771,5 +804,56 @@ mod tests {
         let mut f = ipv4(Ipv4Addr::new(1, 2, 3, 4), VIP);
         f.truncate(14 + 10);
         assert_eq!(run(&prog, &f), 0);
+    }
+
+    /// A lone command's VIP change (`Steering::set_vip`, O(1)) leaves the kernel steering
+    /// frames exactly as a full update from the same set does. Needs root (BPF maps).
+    #[test]
+    fn lone_vip_changes_steer_as_a_full_update_does() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: BPF maps need root");
+            return;
+        }
+        let (Ok(m1), Ok(m2)) = (ebpf_available(4), ebpf_available(4)) else {
+            eprintln!("skipped: eBPF steering unavailable here");
+            return;
+        };
+        let mut lone = Steering::with_map(Vec::new(), 4, m1);
+        let mut model = std::collections::BTreeSet::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut mask = u32::MAX;
+        for _ in 0..400 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = Ipv4Addr::new(10, 0, 0, (x % 40) as u8);
+            let present = (x >> 8).is_multiple_of(2);
+            mask = if (x >> 16).is_multiple_of(50) { 0xffff_ff00 } else { mask };
+            lone.set_vip(Some(v), present, mask, &[]).expect("eBPF steering").expect("map update");
+            if present {
+                model.insert(v);
+            } else {
+                model.remove(&v);
+            }
+            let in_map: std::collections::BTreeSet<_> = lone.ebpf.as_ref().unwrap().in_map.iter().copied().collect();
+            assert_eq!(in_map, model);
+        }
+        let vips: Vec<Ipv4Addr> = model.iter().copied().collect();
+        assert!(!vips.is_empty() && vips.len() < 40, "both kinds of destination are tried");
+        let mut full = Steering::with_map(Vec::new(), 4, m2);
+        full.update(&SteerSet { vips, client_mask: mask, prefixes: vec![] }).unwrap();
+        let (a, b) = (lone.ebpf.as_ref().unwrap(), full.ebpf.as_ref().unwrap());
+        let (pa, pb) = (a.prog.as_ref().unwrap(), b.prog.as_ref().unwrap());
+        let mut by_vip = [false, false];
+        for d in 0..40u8 {
+            let dst = Ipv4Addr::new(10, 0, 0, d);
+            for c in 0..16u32 {
+                let f = ipv4(Ipv4Addr::from(0xc633_6400 + c * 7), dst);
+                let got = node::io::fanout_ebpf::test_run(pa.as_fd(), &f).unwrap();
+                assert_eq!(got, node::io::fanout_ebpf::test_run(pb.as_fd(), &f).unwrap(), "{dst}");
+                by_vip[usize::from(model.contains(&dst))] |= got != worker_for_masked(dst, mask, 4) as u32;
+            }
+        }
+        assert_eq!(by_vip, [false, true], "frames to a VIP hashed by client, others by destination");
     }
 }

@@ -112,11 +112,7 @@ impl SyncStats {
 
 impl Backup {
     fn mask(&self) -> u32 {
-        if self.workers > 1 {
-            crate::steer::SteerSet::of(&self.ipvs.services_full(), &self.ipvs.fwmark_rules()).client_mask
-        } else {
-            u32::MAX
-        }
+        if self.workers > 1 { self.ipvs.services().client_mask() } else { u32::MAX }
     }
 }
 

@@ -352,11 +352,7 @@ impl SyncDaemons {
 
     /// The steering program's client mask for the current services (which worker owns a client).
     pub fn client_mask(&self) -> u32 {
-        if self.workers > 1 {
-            crate::steer::SteerSet::of(&self.ipvs.services_full(), &self.ipvs.fwmark_rules()).client_mask
-        } else {
-            u32::MAX
-        }
+        if self.workers > 1 { self.ipvs.services().client_mask() } else { u32::MAX }
     }
 
     /// The running daemons, master first.
