@@ -13,7 +13,8 @@
 #     per real server;
 #   - adds/s: `rvsadm -R` of N services (then of N real servers, one each) on an empty table,
 #     for N = 1 000, 10 000, 100 000 (commands per second of wall time, client included);
-#   - one `rvsadm -A` (a process per command) at 0 and at N services: per-command latency;
+#   - one `rvsadm -A` and one `rvsadm -D` (a process per command) at 0 and at N services:
+#     per-command latency (a lone command: no batch);
 #   - the full restore of N services x 2 real servers (target: < 10 s at 100 000) and
 #     `rvsadm -L -n` of it (target: < 2 s), with the line count checked.
 set -euo pipefail
@@ -60,6 +61,13 @@ single_adds() { # single_adds FROM COUNT → ms per `rvsadm -A` process
     local t0 t1 i
     t0=$(now)
     for i in $(seq "$1" $(($1 + $2 - 1))); do adm -A -t "$(vip "$i"):81" -s rr; done
+    t1=$(now)
+    awk -v a="$t0" -v b="$t1" -v n="$2" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }'
+}
+single_dels() { # single_dels FROM COUNT → ms per `rvsadm -D` process (the services single_adds made)
+    local t0 t1 i
+    t0=$(now)
+    for i in $(seq "$1" $(($1 + $2 - 1))); do adm -D -t "$(vip "$i"):81"; done
     t1=$(now)
     awk -v a="$t0" -v b="$t1" -v n="$2" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }'
 }
@@ -110,9 +118,11 @@ for n in 1000 10000 100000; do
     info "$(printf '%6d services: -R %7s s (%6s services/s); %6d real servers: -R %7s s (%6s /s)' \
         "$n" "$ts" "$(rate "$n" "$ts")" "$n" "$tr" "$(rate "$n" "$tr")")"
     info "$(printf '        one rvsadm -A process at %6d services: %s ms' "$n" "$(single_adds 1 50)")"
+    info "$(printf '        one rvsadm -D process at %6d services: %s ms' "$n" "$(single_dels 1 50)")"
 done
 adm -C
 info "$(printf '        one rvsadm -A process at %6d services: %s ms' 0 "$(single_adds 1 50)")"
+info "$(printf '        one rvsadm -D process at %6d services: %s ms' 50 "$(single_dels 1 50)")"
 
 assert_alive "$PID" rvsd
 finish

@@ -277,6 +277,11 @@ impl ServiceTable {
         v.into_iter().map(|(_, s)| s.clone()).collect()
     }
 
+    /// Every service in no particular order (O(n), no sort).
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.by_seq.iter().map(|(_, s)| s)
+    }
+
     /// How many services.
     pub fn len(&self) -> usize {
         self.by_seq.len()

@@ -165,7 +165,23 @@ impl Admin {
             return self.batch(cmds);
         }
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        // The one service a lone command changes: isolation and steering look at it only.
+        let touched = match cmd {
+            Command::AddService(spec) | Command::EditService(spec) => service_config(spec).ok().map(|c| c.key),
+            Command::DeleteService(k)
+            | Command::AddDest(k, _)
+            | Command::EditDest(k, _)
+            | Command::DeleteDest(k, ..) => service_key(k).ok(),
+            _ => None,
+        };
+        let before = touched.and_then(|k| self.node.ipvs.services().get(&k).cloned());
         let lone = self.steer_lone_ahead(cmd);
+        if lone.is_some()
+            && let Some(io) = self.io.get()
+            && let Some(k) = touched.filter(|_| matches!(cmd, Command::AddService(_) | Command::EditService(_)))
+        {
+            io.services_changed(&[k]);
+        }
         if lone.is_none()
             && let Command::AddService(spec) | Command::EditService(spec) = cmd
             && let Ok(c) = service_config(spec)
@@ -180,14 +196,18 @@ impl Admin {
             Ok(_) => tracing::info!("command {cmd:?}: done"),
             Err(e) => tracing::warn!("command {cmd:?}: {:?}: {}", e.kind, e.message),
         }
+        let table = self.node.ipvs.services_full();
+        let rules = self.node.ipvs.fwmark_rules();
+        match touched {
+            Some(k) => crate::isolate::refresh_service(&table, &rules, before.as_deref(), table.get(&k).map(|s| &**s)),
+            None => crate::isolate::refresh(&table, &rules),
+        }
         // Also after a failure: drops what was steered ahead.
         match lone {
             Some(vip) => self.steer_lone_after(vip),
-            None if matches!(cmd, Command::AddDest(..) | Command::EditDest(..) | Command::DeleteDest(..)) => {
-                // Real servers change no VIP nor mask: only the isolation's sets.
-                crate::isolate::refresh(&self.node.ipvs.services_full(), &self.node.ipvs.fwmark_rules());
-            }
-            None => self.update_steering(),
+            // Real servers change no VIP nor mask.
+            None if matches!(cmd, Command::AddDest(..) | Command::EditDest(..) | Command::DeleteDest(..)) => {}
+            None => self.steer_full(),
         }
         r
     }
@@ -231,9 +251,11 @@ impl Admin {
     /// After a lone command steered ahead: the VIP stays in the map while a service uses it,
     /// the mask is the table's. O(1).
     fn steer_lone_after(&self, vip: Option<Ipv4Addr>) {
+        if let Some(io) = self.io.get() {
+            io.services_changed(&[]); // XDP maps: still recomputed whole (O(n))
+        }
         let table = self.node.ipvs.services_full();
         let rules = self.node.ipvs.fwmark_rules();
-        crate::isolate::refresh(&table, &rules);
         if let Some(s) = &self.steering {
             let present = vip.is_some_and(|v| table.is_configured_vip(&v.into()));
             let prefixes = SteerSet::default().with_rules(&rules).prefixes;
@@ -450,6 +472,11 @@ impl Admin {
     /// netmask, before the command returns: a client may send the moment its `-A` succeeded.
     fn update_steering(&self) {
         crate::isolate::refresh(&self.node.ipvs.services_full(), &self.node.ipvs.fwmark_rules());
+        self.steer_full();
+    }
+
+    /// The fanout programs (and the XDP steering maps) recomputed from the whole table (O(n)).
+    fn steer_full(&self) {
         if let Some(io) = self.io.get() {
             io.services_changed(&[]);
         }

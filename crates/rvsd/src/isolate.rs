@@ -16,7 +16,7 @@
 //! Each change is a diff (`nft -f -` with element add/delete in one transaction), never a
 //! reload. The table is removed on exit; one left by a killed daemon is replaced at start.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 use ipvs::ForwardMethod;
 use ipvs::fwmark::FwmarkRule;
-use ipvs::service::{ServiceKey, ServiceTable};
+use ipvs::service::{Service, ServiceKey, ServiceTable};
 
 /// The table's name in the `netdev` family of the daemon's network namespace.
 pub const TABLE: &str = "rvsd";
@@ -42,34 +42,90 @@ pub struct Owned {
     pub fwmark: Vec<String>,
 }
 
+/// The named sets of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Set {
+    Vip4,
+    Vip6,
+    Vip4Any,
+    Vip6Any,
+    Rs4,
+    Rs6,
+}
+
+impl Set {
+    fn name(self) -> &'static str {
+        match self {
+            Set::Vip4 => "vip4",
+            Set::Vip6 => "vip6",
+            Set::Vip4Any => "vip4any",
+            Set::Vip6Any => "vip6any",
+            Set::Rs4 => "rs4",
+            Set::Rs6 => "rs6",
+        }
+    }
+}
+
+/// The set elements one service owns (a real server's element may be owned by several).
+fn owned_by(s: &Service) -> Vec<(Set, String)> {
+    let mut v = Vec::new();
+    if let ServiceKey::Addr { protocol, addr, port } = s.config.key {
+        let (exact, any) = if addr.is_ipv4() { (Set::Vip4, Set::Vip4Any) } else { (Set::Vip6, Set::Vip6Any) };
+        if port == 0 {
+            v.push((any, format!("{addr} . {protocol}")));
+        } else {
+            v.push((exact, format!("{addr} . {protocol} . {port}")));
+        }
+    }
+    let protocols: &[u8] = match s.config.key {
+        ServiceKey::Addr { ref protocol, .. } => std::slice::from_ref(protocol),
+        // A firewall-mark service takes whatever its rules send it.
+        ServiceKey::Fwmark { .. } => &[6, 17, 132],
+    };
+    for d in s.dests.iter().filter(|d| d.method() == ForwardMethod::Masq) {
+        let set = if d.addr.is_ipv4() { Set::Rs4 } else { Set::Rs6 };
+        for p in protocols {
+            v.push((set, format!("{} . {p} . {}", d.addr, d.port)));
+        }
+    }
+    v
+}
+
+/// How many services own each element: an element leaves its set with its last owner.
+type Counts = HashMap<(Set, String), u32>;
+
+fn counts_of(table: &ServiceTable) -> Counts {
+    let mut c = Counts::new();
+    for s in table.iter() {
+        for e in owned_by(s) {
+            *c.entry(e).or_insert(0) += 1;
+        }
+    }
+    c
+}
+
 impl Owned {
     /// What a published table and the classifier's rules own.
     pub fn of(table: &ServiceTable, rules: &[FwmarkRule]) -> Owned {
         let mut o = Owned::default();
         for s in table.order().iter() {
-            if let ServiceKey::Addr { protocol, addr, port } = s.config.key {
-                let (exact, any) =
-                    if addr.is_ipv4() { (&mut o.vip4, &mut o.vip4any) } else { (&mut o.vip6, &mut o.vip6any) };
-                if port == 0 {
-                    any.insert(format!("{addr} . {protocol}"));
-                } else {
-                    exact.insert(format!("{addr} . {protocol} . {port}"));
-                }
-            }
-            let protocols = match s.config.key {
-                ServiceKey::Addr { protocol, .. } => vec![protocol],
-                // A firewall-mark service takes whatever its rules send it.
-                ServiceKey::Fwmark { .. } => vec![6, 17, 132],
-            };
-            for d in s.dests.iter().filter(|d| d.method() == ForwardMethod::Masq) {
-                let set = if d.addr.is_ipv4() { &mut o.rs4 } else { &mut o.rs6 };
-                for p in &protocols {
-                    set.insert(format!("{} . {p} . {}", d.addr, d.port));
-                }
+            for (set, e) in owned_by(s) {
+                o.set_mut(set).insert(e);
             }
         }
         o.fwmark = rules.iter().map(fwmark_rule).collect();
         o
+    }
+
+    fn set_mut(&mut self, set: Set) -> &mut BTreeSet<String> {
+        match set {
+            Set::Vip4 => &mut self.vip4,
+            Set::Vip6 => &mut self.vip6,
+            Set::Vip4Any => &mut self.vip4any,
+            Set::Vip6Any => &mut self.vip6any,
+            Set::Rs4 => &mut self.rs4,
+            Set::Rs6 => &mut self.rs6,
+        }
     }
 
     /// The nft commands that turn `self` into `next`; empty when nothing changed.
@@ -183,6 +239,10 @@ fn nft(script: &str) -> Result<(), String> {
 
 struct Isolation {
     current: Owned,
+    /// Owners per element of `current`'s sets (for [`refresh_service`]).
+    counts: Counts,
+    /// A failed update: the next one recomputes everything.
+    stale: bool,
 }
 
 static ACTIVE: Mutex<Option<Isolation>> = Mutex::new(None);
@@ -217,7 +277,8 @@ pub fn start(devices: &[String]) -> Guard {
     match nft(&table(devices)) {
         Ok(()) => {
             tracing::info!("kernel isolation: nftables netdev ingress drop of rvs's frames on {}", devices.join(", "));
-            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Isolation { current: Owned::default() });
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Isolation { current: Owned::default(), counts: Counts::new(), stale: false });
             Guard(true)
         }
         Err(e) => {
@@ -232,14 +293,92 @@ pub fn start(devices: &[String]) -> Guard {
 pub fn refresh(table: &ServiceTable, rules: &[FwmarkRule]) {
     let mut g = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
     let Some(iso) = g.as_mut() else { return };
+    full(iso, table, rules);
+}
+
+fn full(iso: &mut Isolation, table: &ServiceTable, rules: &[FwmarkRule]) {
     let next = Owned::of(table, rules);
     let script = iso.current.diff(&next);
-    if script.is_empty() {
+    if !script.is_empty()
+        && let Err(e) = nft(&script)
+    {
+        tracing::error!("kernel isolation update failed: {e}");
+        iso.stale = true;
         return;
     }
-    match nft(&script) {
-        Ok(()) => iso.current = next,
-        Err(e) => tracing::error!("kernel isolation update failed: {e}"),
+    iso.current = next;
+    iso.counts = counts_of(table);
+    iso.stale = false;
+}
+
+/// [`refresh`] after a lone command changed one service (`old` → `new`, `None` when absent):
+/// only its elements are looked at, O(its real servers) whatever the table's size. `table`
+/// is the published table, for a full refresh when an earlier update failed.
+pub fn refresh_service(table: &ServiceTable, rules: &[FwmarkRule], old: Option<&Service>, new: Option<&Service>) {
+    let mut g = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(iso) = g.as_mut() else { return };
+    if iso.stale {
+        return full(iso, table, rules);
+    }
+    let (script, delta) = iso.delta(old, new);
+    if !script.is_empty()
+        && let Err(e) = nft(&script)
+    {
+        tracing::error!("kernel isolation update failed: {e}");
+        iso.stale = true;
+        return;
+    }
+    iso.commit(delta);
+}
+
+type Delta = HashMap<(Set, String), i64>;
+
+impl Isolation {
+    /// The nft script for one service going from `old` to `new`, and the owner changes.
+    fn delta(&self, old: Option<&Service>, new: Option<&Service>) -> (String, Delta) {
+        let mut delta = Delta::new();
+        for e in old.map(owned_by).unwrap_or_default() {
+            *delta.entry(e).or_insert(0) -= 1;
+        }
+        for e in new.map(owned_by).unwrap_or_default() {
+            *delta.entry(e).or_insert(0) += 1;
+        }
+        let (mut added, mut gone) = (Vec::new(), Vec::new());
+        for (e, d) in delta.iter().filter(|(_, d)| **d != 0) {
+            let before = i64::from(self.counts.get(e).copied().unwrap_or(0));
+            let after = before + d;
+            if before == 0 && after > 0 {
+                added.push(e);
+            } else if before > 0 && after <= 0 {
+                gone.push(e);
+            }
+        }
+        let mut script = String::new();
+        for (list, verb) in [(&mut gone, "delete"), (&mut added, "add")] {
+            list.sort();
+            for set in [Set::Vip4, Set::Vip6, Set::Vip4Any, Set::Vip6Any, Set::Rs4, Set::Rs6] {
+                let elems: Vec<&str> = list.iter().filter(|(s, _)| *s == set).map(|(_, e)| e.as_str()).collect();
+                if !elems.is_empty() {
+                    script += &format!("{verb} element netdev {TABLE} {} {{ {} }}\n", set.name(), elems.join(", "));
+                }
+            }
+        }
+        (script, delta)
+    }
+
+    /// Takes the owner changes in once the kernel took the script.
+    fn commit(&mut self, delta: Delta) {
+        for ((set, e), d) in delta {
+            let key = (set, e);
+            let after = (i64::from(self.counts.get(&key).copied().unwrap_or(0)) + d).max(0) as u32;
+            if after == 0 {
+                self.counts.remove(&key);
+                self.current.set_mut(set).remove(&key.1);
+            } else {
+                self.counts.insert(key.clone(), after);
+                self.current.set_mut(set).insert(key.1);
+            }
+        }
     }
 }
 
@@ -304,5 +443,52 @@ mod tests {
         assert!(t.contains("hook ingress device \"ext\""));
         assert!(t.contains("hook ingress device \"int\""));
         assert!(t.starts_with(&format!("add table netdev {TABLE}\ndelete table netdev {TABLE}\n")));
+    }
+
+    /// Lone changes, one service at a time (`refresh_service`'s delta), keep the sets and
+    /// owner counts a full recomputation gives, and their scripts turn the old sets into
+    /// the new ones exactly (nothing else added or deleted). Real servers shared by several
+    /// services (and fwmark services, three protocols each) leave a set with their last owner.
+    #[test]
+    fn lone_changes_keep_the_sets_a_full_refresh_computes() {
+        let ipvs = ipvs::Ipvs::new(64);
+        let mut iso = Isolation { current: Owned::default(), counts: Counts::new(), stale: false };
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for step in 0..600 {
+            let key = match rnd(8) {
+                0 => ServiceKey::Fwmark { mark: 1 + rnd(2) as u32, ipv6: false },
+                _ => ServiceKey::tcp(IpAddr::V4(Ipv4Addr::new(10, 0, 0, rnd(6) as u8)), [0, 80][rnd(2) as usize]),
+            };
+            let before = table_of(&ipvs).get(&key).cloned();
+            let rs = DestConfig::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, rnd(3) as u8)), 8080);
+            let rs = if rnd(4) == 0 { rs.method(ForwardMethod::Route) } else { rs.method(ForwardMethod::Masq) };
+            let _ = match rnd(5) {
+                0 => ipvs.add_service(ServiceConfig { persistent: Some(60), ..ServiceConfig::new(key, "rr") }),
+                1 => ipvs.delete_service(&key),
+                2 => ipvs.delete_dest(&key, &rs.addr, 8080),
+                _ => ipvs.add_dest(&key, rs),
+            };
+            let t = table_of(&ipvs);
+            let (script, delta) = iso.delta(before.as_deref(), t.get(&key).map(|s| &**s));
+            let old = iso.current.clone();
+            iso.commit(delta);
+            let want = Owned::of(&t, &[]);
+            assert_eq!(iso.current, want, "step {step}");
+            assert_eq!(iso.counts, counts_of(&t), "step {step}");
+            let mut got: Vec<&str> = script.lines().collect();
+            let mut exact: Vec<&str> = Vec::new();
+            let full = old.diff(&want);
+            exact.extend(full.lines());
+            got.sort_unstable();
+            exact.sort_unstable();
+            assert_eq!(got, exact, "step {step}: the script is the diff");
+        }
+        assert!(iso.counts.values().any(|n| *n > 1), "some element had several owners");
     }
 }
