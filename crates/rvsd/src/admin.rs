@@ -123,6 +123,17 @@ pub const VERSION: &str = "1.2.1";
 /// Drain deadline when the request gives none (`rvsadm --drain` without `--drain-timeout`).
 pub const DEFAULT_DRAIN_SECS: u32 = 300;
 
+/// The service a command changes (its dests included), if it changes one.
+fn touched_key(cmd: &Command) -> Option<ServiceKey> {
+    match cmd {
+        Command::AddService(spec) | Command::EditService(spec) => service_config(spec).ok().map(|c| c.key),
+        Command::DeleteService(k) | Command::AddDest(k, _) | Command::EditDest(k, _) | Command::DeleteDest(k, ..) => {
+            service_key(k).ok()
+        }
+        _ => None,
+    }
+}
+
 impl Admin {
     pub fn new(
         node: Arc<Node>,
@@ -166,14 +177,7 @@ impl Admin {
         }
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         // The one service a lone command changes: isolation and steering look at it only.
-        let touched = match cmd {
-            Command::AddService(spec) | Command::EditService(spec) => service_config(spec).ok().map(|c| c.key),
-            Command::DeleteService(k)
-            | Command::AddDest(k, _)
-            | Command::EditDest(k, _)
-            | Command::DeleteDest(k, ..) => service_key(k).ok(),
-            _ => None,
-        };
+        let touched = touched_key(cmd);
         let before = touched.and_then(|k| self.node.ipvs.services().get(&k).cloned());
         let lone = self.steer_lone_ahead(cmd);
         if lone.is_some()
@@ -291,8 +295,27 @@ impl Admin {
         if !ahead.is_empty() {
             self.steer_ahead(&SteerSet::of_services(&ahead));
         }
+        // The services the batch changes, as they were: the isolation's sets change by
+        // their elements only (O(batch), not O(table)), unless the batch clears the table.
+        let clears = cmds.iter().any(|c| matches!(c, Command::Clear));
+        let mut keys: Vec<ServiceKey> = cmds.iter().filter_map(touched_key).collect();
+        let mut seen = std::collections::HashSet::new();
+        keys.retain(|k| seen.insert(*k));
+        let before: Vec<Option<Arc<ipvs::service::Service>>> = {
+            let t = self.node.ipvs.services();
+            keys.iter().map(|k| t.get(k).cloned()).collect()
+        };
         let results: Vec<Option<ApiError>> =
             self.node.ipvs.batch(|| cmds.iter().map(|c| self.apply(c).err()).collect());
+        let table = self.node.ipvs.services_full();
+        let rules = self.node.ipvs.fwmark_rules();
+        if clears {
+            crate::isolate::refresh(&table, &rules);
+        } else {
+            let changes: Vec<_> =
+                keys.iter().zip(&before).map(|(k, b)| (b.as_deref(), table.get(k).map(|s| &**s))).collect();
+            crate::isolate::refresh_services(&table, &rules, &changes);
+        }
         let failed = results.iter().filter(|r| r.is_some()).count();
         for (c, e) in cmds.iter().zip(&results).filter_map(|(c, r)| Some((c, r.as_ref()?))).take(10) {
             tracing::warn!("command {c:?}: {:?}: {}", e.kind, e.message);
@@ -302,7 +325,7 @@ impl Admin {
         if cmds.iter().any(|c| {
             matches!(c, Command::AddService(_) | Command::EditService(_) | Command::DeleteService(_) | Command::Clear)
         }) {
-            self.update_steering();
+            self.steer_full();
         }
         Ok(Reply::Batch(results))
     }

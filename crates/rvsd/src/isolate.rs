@@ -315,12 +315,17 @@ fn full(iso: &mut Isolation, table: &ServiceTable, rules: &[FwmarkRule]) {
 /// only its elements are looked at, O(its real servers) whatever the table's size. `table`
 /// is the published table, for a full refresh when an earlier update failed.
 pub fn refresh_service(table: &ServiceTable, rules: &[FwmarkRule], old: Option<&Service>, new: Option<&Service>) {
+    refresh_services(table, rules, &[(old, new)]);
+}
+
+/// [`refresh_service`] for the services a batch changed (each once, before → after).
+pub fn refresh_services(table: &ServiceTable, rules: &[FwmarkRule], changes: &[(Option<&Service>, Option<&Service>)]) {
     let mut g = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
     let Some(iso) = g.as_mut() else { return };
     if iso.stale {
         return full(iso, table, rules);
     }
-    let (script, delta) = iso.delta(old, new);
+    let (script, delta) = iso.delta(changes);
     if !script.is_empty()
         && let Err(e) = nft(&script)
     {
@@ -334,14 +339,16 @@ pub fn refresh_service(table: &ServiceTable, rules: &[FwmarkRule], old: Option<&
 type Delta = HashMap<(Set, String), i64>;
 
 impl Isolation {
-    /// The nft script for one service going from `old` to `new`, and the owner changes.
-    fn delta(&self, old: Option<&Service>, new: Option<&Service>) -> (String, Delta) {
+    /// The nft script for services going from `old` to `new`, and the owner changes.
+    fn delta(&self, changes: &[(Option<&Service>, Option<&Service>)]) -> (String, Delta) {
         let mut delta = Delta::new();
-        for e in old.map(owned_by).unwrap_or_default() {
-            *delta.entry(e).or_insert(0) -= 1;
-        }
-        for e in new.map(owned_by).unwrap_or_default() {
-            *delta.entry(e).or_insert(0) += 1;
+        for (old, new) in changes {
+            for e in old.map(owned_by).unwrap_or_default() {
+                *delta.entry(e).or_insert(0) -= 1;
+            }
+            for e in new.map(owned_by).unwrap_or_default() {
+                *delta.entry(e).or_insert(0) += 1;
+            }
         }
         let (mut added, mut gone) = (Vec::new(), Vec::new());
         for (e, d) in delta.iter().filter(|(_, d)| **d != 0) {
@@ -475,7 +482,7 @@ mod tests {
                 _ => ipvs.add_dest(&key, rs),
             };
             let t = table_of(&ipvs);
-            let (script, delta) = iso.delta(before.as_deref(), t.get(&key).map(|s| &**s));
+            let (script, delta) = iso.delta(&[(before.as_deref(), t.get(&key).map(|s| &**s))]);
             let old = iso.current.clone();
             iso.commit(delta);
             let want = Owned::of(&t, &[]);
