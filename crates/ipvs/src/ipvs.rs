@@ -430,7 +430,7 @@ impl Ipvs {
     /// `-C`.
     pub fn clear(&self) {
         let mut trash = self.lock();
-        for s in self.current().order().iter() {
+        for s in self.current().iter() {
             for d in &s.dests {
                 d.set_available(false);
             }
@@ -656,7 +656,7 @@ impl Ipvs {
                 s.dests.iter().for_each(|d| d.stats.zero());
             }
             None => {
-                for s in cur.order().iter() {
+                for s in cur.iter() {
                     s.stats.zero();
                     s.dests.iter().for_each(|d| d.stats.zero());
                 }

@@ -541,7 +541,7 @@ impl Admin {
                 let key = k.as_ref().map(service_key).transpose()?;
                 ipvs.zero(key.as_ref()).map_err(admin_error)?;
                 let table = ipvs.services_full();
-                for s in table.order().iter().filter(|s| key.is_none_or(|k| s.config.key == k)) {
+                for s in table.iter().filter(|s| key.is_none_or(|k| s.config.key == k)) {
                     self.rates.reset(&s.stats);
                     s.dests.iter().for_each(|d| self.rates.reset(&d.stats));
                 }

@@ -108,7 +108,7 @@ impl Owned {
     /// What a published table and the classifier's rules own.
     pub fn of(table: &ServiceTable, rules: &[FwmarkRule]) -> Owned {
         let mut o = Owned::default();
-        for s in table.order().iter() {
+        for s in table.iter() {
             for (set, e) in owned_by(s) {
                 o.set_mut(set).insert(e);
             }

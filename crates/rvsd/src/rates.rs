@@ -62,7 +62,7 @@ impl RateTable {
                 .tick(now);
         };
         visit(&ipvs.total, &|| Keep::Total);
-        for svc in table.order().iter() {
+        for svc in table.iter() {
             visit(&svc.stats, &|| Keep::Service(svc.stats.clone()));
             for d in &svc.dests {
                 visit(&d.stats, &|| Keep::Dest(d.clone()));

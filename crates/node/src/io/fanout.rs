@@ -161,7 +161,7 @@ impl SteerSet {
 
     /// The set of a published service table and the classifier's rules.
     pub fn of(table: &ServiceTable, rules: &[FwmarkRule]) -> Self {
-        Self::of_services(table.order().iter().map(|s| &s.config)).with_rules(rules)
+        Self::of_services(table.iter().map(|s| &s.config)).with_rules(rules)
     }
 
     /// Adds the destination prefixes of the IPv4 rules.
