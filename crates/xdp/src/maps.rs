@@ -75,7 +75,7 @@ impl SteerMaps {
         for k in extra {
             add_service(&mut m, k);
         }
-        for s in &table.order {
+        for s in table.iter() {
             add_service(&mut m, &s.config.key);
             let one;
             let protos: &[u8] = match s.config.key {
