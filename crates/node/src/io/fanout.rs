@@ -849,8 +849,8 @@ mod tests {
             let dst = Ipv4Addr::new(10, 0, 0, d);
             for c in 0..16u32 {
                 let f = ipv4(Ipv4Addr::from(0xc633_6400 + c * 7), dst);
-                let got = node::io::fanout_ebpf::test_run(pa.as_fd(), &f).unwrap();
-                assert_eq!(got, node::io::fanout_ebpf::test_run(pb.as_fd(), &f).unwrap(), "{dst}");
+                let got = crate::io::fanout_ebpf::test_run(pa.as_fd(), &f).unwrap();
+                assert_eq!(got, crate::io::fanout_ebpf::test_run(pb.as_fd(), &f).unwrap(), "{dst}");
                 by_vip[usize::from(model.contains(&dst))] |= got != worker_for_masked(dst, mask, 4) as u32;
             }
         }
