@@ -187,7 +187,8 @@ impl Ipvs {
         }
     }
 
-    /// Changes the table: in place inside a batch, else on a copy that is then published.
+    /// Changes the table: in place inside a batch, else on a clone (O(1): it shares the
+    /// shards, `ipvs::shardmap`) that is then published.
     fn edit<R>(&self, f: impl FnOnce(&mut ServiceTable, Option<&[IpAddr]>) -> R) -> R {
         let gate = self.vip_gate.lock().unwrap_or_else(|e| e.into_inner());
         let mut st = self.staged.lock().unwrap_or_else(|e| e.into_inner());
