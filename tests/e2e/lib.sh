@@ -94,6 +94,11 @@ build_rvs() {
     local profile="${RVS_PROFILE:-release}"
     if [ -z "${RVS_BIN:-}" ]; then
         command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust, or set RVS_BIN)"
+        # The XDP steering program is compiled by crates/xdp/build.rs (clang -target bpf, headers
+        # from libbpf-dev and linux-libc-dev): on a fresh machine the lab installs them.
+        need_cmds clang:clang
+        [ -f /usr/include/bpf/bpf_helpers.h ] || need_cmds rvs-no-such-cmd:libbpf-dev
+        [ -f /usr/include/linux/bpf.h ] || need_cmds rvs-no-such-cmd:linux-libc-dev
         local flag=()
         [ "$profile" = release ] && flag=(--release)
         if [ "${RVS_NO_BUILD:-0}" != 1 ]; then

@@ -562,8 +562,11 @@ fn a_listing_cut_half_way_fails_in_the_client() {
     let l = bind(&path).unwrap();
     let p = path.clone();
     std::thread::spawn(move || serve(l, Arc::new(Api { admin, ops }), p));
+    // Whether the server had sent the head before the worker went is a race: either way the
+    // client must fail, never return the one record as the whole listing.
     let e = control::client::Client::new(&path).connections().unwrap_err();
-    assert!(e.to_string().contains("cut short"), "{e}");
+    let e = e.to_string();
+    assert!(e.contains("cut short") || e.contains("connection closed"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
