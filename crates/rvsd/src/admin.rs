@@ -209,8 +209,14 @@ impl Admin {
         // Also after a failure: drops what was steered ahead.
         match lone {
             Some(vip) => self.steer_lone_after(vip),
-            // Real servers change no VIP nor mask.
-            None if matches!(cmd, Command::AddDest(..) | Command::EditDest(..) | Command::DeleteDest(..)) => {}
+            // Real servers change no VIP nor mask for the fanout steering, but the XDP program
+            // steers NAT replies by real server: its maps follow at once (else replies from a
+            // real server added by `-a` went to the kernel until the next refresh).
+            None if matches!(cmd, Command::AddDest(..) | Command::EditDest(..) | Command::DeleteDest(..)) => {
+                if let Some(io) = self.io.get() {
+                    io.services_changed(&[]);
+                }
+            }
             None => self.steer_full(),
         }
         r
@@ -326,6 +332,9 @@ impl Admin {
             matches!(c, Command::AddService(_) | Command::EditService(_) | Command::DeleteService(_) | Command::Clear)
         }) {
             self.steer_full();
+        } else if let Some(io) = self.io.get() {
+            // The XDP maps hold the NAT real servers whose replies they steer.
+            io.services_changed(&[]);
         }
         Ok(Reply::Batch(results))
     }
