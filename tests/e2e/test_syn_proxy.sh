@@ -57,9 +57,9 @@ table ip rvs_synproxy_loss {
     }
 }
 NFT
-start_bg c tcpdump-c tcpdump -i eth0 -U -s 128 -w "$RVS_WORK/c.pcap" "tcp port 80"
+start_bg c tcpdump-c tcpdump --immediate-mode -i eth0 -U -s 128 -w "$RVS_WORK/c.pcap" "tcp port 80"
 cap_c=$BG_PID
-start_bg r1 tcpdump-r1 tcpdump -i eth0 -U -s 128 -w "$RVS_WORK/r1.pcap"
+start_bg r1 tcpdump-r1 tcpdump --immediate-mode -i eth0 -U -s 128 -w "$RVS_WORK/r1.pcap"
 cap_r=$BG_PID
 sleep 1
 got="$(in_ns c curl -s --max-time 30 "http://$VIP/files/bulk.bin" | sha256sum | cut -d' ' -f1)"

@@ -50,7 +50,7 @@ for n in d d2; do
     RVSADM_NS=$n adm -A -t "$VIP:80" -s rr
     for r in r1 r2 r3; do RVSADM_NS=$n adm -a -t "$VIP:80" -r "$(rs_ip "$r"):80" -g; done
 done
-start_bg sw tcpdump tcpdump -i dir2 -n -U -w "$RVS_WORK/sync.pcap" udp port 8848
+start_bg sw tcpdump tcpdump --immediate-mode -i dir2 -n -U -w "$RVS_WORK/sync.pcap" udp port 8848
 TCPDUMP_PID=$BG_PID
 sleep 0.5
 

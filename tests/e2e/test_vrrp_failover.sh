@@ -32,7 +32,7 @@ has_vip d2 && fail "d2 holds the VIP too" || ok "d2 is BACKUP: no VIP"
 sleep 0.5
 
 # Every ARP frame the client sees, with MACs: who answers for the VIP.
-in_ns c tcpdump -i eth0 -nn -e -l -U arp >"$RVS_WORK/arp.txt" 2>"$RVS_WORK/tcpdump.log" &
+in_ns c tcpdump --immediate-mode -i eth0 -nn -e -l -U arp >"$RVS_WORK/arp.txt" 2>"$RVS_WORK/tcpdump.log" &
 TCPDUMP=$!
 RVS_PIDS+=("$TCPDUMP")
 mac_d1=$(mac_of d1 eth0)
