@@ -24,7 +24,10 @@
 #
 # Environment: BENCH_DURATION (s, default 10), BENCH_RUNS (3), BENCH_CONNS (32), BENCH_THREADS
 # (2), BENCH_MODES ("keepalive close"), BENCH_BACKENDS, BENCH_UDP (1; 0 skips trafgen),
-# BENCH_STATS=FILE (append rvsd's /v1/stats after each rvs measurement: drops by reason).
+# BENCH_STATS=FILE (append rvsd's /v1/stats after each rvs measurement: drops by reason),
+# BENCH_PERF=DIR (a system-wide `perf record -g` beside each wrk run of the paths matching
+# BENCH_PERF_PATHS, an extended regex, default "rvs-NAT|nftables": DIR/PATH-MODE-RUN.data;
+# lab/perf-summary.sh prints where the CPU time went).
 # Everything shares this machine's CPUs: the numbers compare paths within one run, they are
 # not absolute capacities.
 set -euo pipefail
@@ -42,6 +45,7 @@ UDP_PORT=9
 
 say "checking packages (iproute2, python3, curl, ping, nginx, wrk, nft, haproxy, trafgen)"
 need_base_packages nginx:nginx-light wrk:wrk nft:nftables haproxy:haproxy trafgen:netsniff-ng
+if [ -n "${BENCH_PERF:-}" ]; then need_base_packages perf:linux-perf; fi
 build_rvs
 if [ -z "${BENCH_BACKENDS:-}" ]; then
     BENCH_BACKENDS=afpacket
@@ -84,8 +88,16 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 wrk_run() { # wrk_run RUN PATH URL MODE
     local run="$1" name="$2" url="$3" mode="$4" hdr=() out rps p50 p99 errs
     [ "$mode" = close ] && hdr=(-H "Connection: close")
+    local perf_pid=""
+    if [ -n "${BENCH_PERF:-}" ] && [[ "$name" =~ ${BENCH_PERF_PATHS:-rvs-NAT|nftables} ]]; then
+        mkdir -p "$BENCH_PERF"
+        perf record -a -g -F 499 -o "$BENCH_PERF/$name-$mode-$run.data" -- sleep "$DURATION" \
+            >>"$RVS_WORK/perf.log" 2>&1 &
+        perf_pid=$!
+    fi
     out="$(in_ns c wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "$url" 2>&1)" || true
     echo "$out" >>"$RVS_WORK/wrk-$name-$mode.log"
+    if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
     rps="$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")"
     p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
     p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
