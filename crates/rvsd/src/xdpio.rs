@@ -192,3 +192,20 @@ impl IoHooks for AfPacketIo {
 
     fn services_changed(&self, _extra: &[ipvs::ServiceKey]) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `lo` has one receive queue: more workers than that are refused with the reason, and
+    /// an interface that does not exist counts as one queue (the attach then names it).
+    #[test]
+    fn workers_at_most_the_fewest_queues() {
+        let lo = vec!["lo".to_string()];
+        assert_eq!(worker_count(&lo, 1), (1, None));
+        let (n, why) = worker_count(&lo, 2);
+        assert_eq!(n, 1);
+        assert!(why.is_some_and(|w| w.contains("2 workers asked") && w.contains("1 receive queue")));
+        assert_eq!(worker_count(&["rvs-no-such-if".to_string()], 4).0, 1);
+    }
+}
