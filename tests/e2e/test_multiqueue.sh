@@ -6,7 +6,9 @@
 # arriving on int) is handed over (crates/xdp/src/handoff.rs). NAT TCP, DR TCP and NAT UDP
 # from nine client addresses; asserts every connection works, both workers received and
 # owned connections, frames were handed over and none dropped for it, and the connection
-# table holds exactly the flows.
+# table holds exactly the flows. Then, with the client's and the switch's TX queues pinned
+# (XPS), every reply arrives at the worker that does not own requests: NAT replies cross
+# workers and every connection still works.
 source "$(dirname "$0")/lib.sh"
 
 export RVS_QUEUES=2 RVS_IO=xdp
@@ -18,7 +20,7 @@ SRCS=()
 for i in $(seq 10 17); do SRCS+=("198.51.100.$i"); done
 
 install_cleanup
-need_base_packages
+need_base_packages ethtool:ethtool
 build_rvs
 setup_topology 2
 for dev in ext int; do
@@ -87,6 +89,49 @@ assert_eq "DR TCP connections echoed intact" "$dr_total" "$dr_ok"
 out="$(in_ns c "$PY" "$RVSNET" udp-check "$VIP" 53 --count "$UDP" --bytes 256 --tries 2)" || true
 [ -n "$out" ] || out='{"ok":0,"errors":["no report"]}'
 assert_eq "UDP datagrams echoed through NAT" "$UDP" "$(jget "$out" 'd["ok"]')"
+
+# NAT replies crossing workers, made certain: the client sends on TX queue 0 only and the
+# switch on TX queue 1 only (XPS: every CPU mapped to that one queue; veth delivers TX queue q
+# to the peer's RX queue q), so every request reaches worker 0 (ext:0) and every reply worker
+# 1 (int:1). The replies of the clients worker 0 owns must cross from worker 1 to worker 0,
+# and the requests of the clients worker 1 owns the other way.
+all_cpus="$(printf '%x' $(((1 << $(nproc)) - 1)))"
+pin_tx() { # pin_tx NS DEV QUEUE
+    local q m
+    for q in 0 1; do
+        if [ "$q" = "$3" ]; then m="$all_cpus"; else m=0; fi
+        in_ns "$1" sh -c "echo $m > /sys/class/net/$2/queues/tx-$q/xps_cpus"
+    done
+}
+pin_tx c eth0 0
+pin_tx sw dir 1
+redirected() { in_ns d ethtool -S "$1" | awk -v k="rx_queue_$2_xdp_redirect:" '$1 == k { print $2 }'; }
+before="$(stats_json)"
+ext1="$(redirected ext 1)" int0="$(redirected int 0)"
+PINNED_PER_SRC=5
+pids=()
+for s in "${SRCS[@]}"; do
+    in_ns c "$PY" "$RVSNET" tcp-check "$VIP" 80 --src "$s" --conns "$PINNED_PER_SRC" --bytes 8192 \
+        >"$RVS_WORK/pinned-$s.json" 2>&1 &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || true; done
+pinned_ok=0
+for s in "${SRCS[@]}"; do
+    n="$(jget "$(cat "$RVS_WORK/pinned-$s.json")" 'd["ok"]' 2>/dev/null || echo 0)"
+    [ "$n" = "$PINNED_PER_SRC" ] || info "pinned nat from $s: $(head -c 400 "$RVS_WORK/pinned-$s.json")"
+    pinned_ok=$((pinned_ok + n))
+done
+pinned_total=$((PINNED_PER_SRC * ${#SRCS[@]}))
+after="$(stats_json)"
+delta() { echo $(($(jget "$after" "d['per_worker'][$1]['$2']") - $(jget "$before" "d['per_worker'][$1]['$2']"))); }
+assert_eq "pinned: nothing steered to ext queue 1" 0 $(($(redirected ext 1) - ext1))
+assert_eq "pinned: nothing steered to int queue 0" 0 $(($(redirected int 0) - int0))
+assert_eq "pinned: NAT TCP connections echoed intact" "$pinned_total" "$pinned_ok"
+assert_gt "pinned: NAT replies handed from worker 1 (int:1) to worker 0, and arrived" 0 "$(delta 1 handed_out)"
+assert_gt "pinned: requests handed from worker 0 (ext:0) to worker 1" 0 "$(delta 0 handed_out)"
+assert_eq "pinned: worker 0 took every frame worker 1 handed it" "$(delta 1 handed_out)" "$(delta 0 handed_in)"
+nat_total=$((nat_total + pinned_total))
 
 js="$(stats_json)"
 jget "$js" 'd["per_worker"]' | sed 's/^/      /'
