@@ -28,6 +28,9 @@
 # BENCH_PERF=DIR (a system-wide `perf record -g` beside each wrk run of the paths matching
 # BENCH_PERF_PATHS, an extended regex, default "rvs-NAT|nftables": DIR/PATH-MODE-RUN.data;
 # lab/perf-summary.sh prints where the CPU time went).
+# A backend may name its worker count, BACKEND:N (`--workers N`), e.g. BENCH_BACKENDS="xdp:1
+# xdp:2" with RVS_QUEUES=2 (every veth with two queues, tests/e2e/lib.sh) compares one and two
+# AF_XDP workers in the same run.
 # Everything shares this machine's CPUs: the numbers compare paths within one run, they are
 # not absolute capacities.
 set -euo pipefail
@@ -162,10 +165,11 @@ CFG
     fi
 }
 
-rvs_up() { # rvs_up BACKEND: rvsd with the NAT, DR, TUN and UDP services
+rvs_up() { # rvs_up BACKEND[:WORKERS]: rvsd with the NAT, DR, TUN and UDP services
     local b="$1" r
     RVSD_ARGS=""
-    if [ "$HAS_IO" = 1 ]; then RVSD_ARGS="--io $b"; fi
+    if [ "$HAS_IO" = 1 ]; then RVSD_ARGS="--io ${b%%:*}"; fi
+    if [[ "$b" == *:* ]]; then RVSD_ARGS="$RVSD_ARGS --workers ${b#*:}"; fi
     RVSD_ARGS="$RVSD_ARGS" start_rvsd d
     adm -A -t "$VIP:80" -s rr
     adm -A -t "$VIP:8081" -s rr

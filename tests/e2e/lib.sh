@@ -173,8 +173,14 @@ add_ns() {
 }
 
 # veth A:IFA <-> B:IFB, created directly inside the namespaces (no name clash in the root ns).
+# RVS_QUEUES=N (N > 1): every veth pair gets N TX and N RX queues on both ends, so the
+# director's interfaces have N receive queues (AF_XDP multi-queue; a sender spreads its flows
+# over its TX queues by flow hash, and veth delivers TX queue q to the peer's RX queue q).
+# Unset or 1: the kernel's default (one queue).
 add_link() {
-    ip -n "$(ns "$1")" link add "$2" type veth peer name "$4" netns "$(ns "$3")"
+    local q=()
+    if [ "${RVS_QUEUES:-1}" -gt 1 ]; then q=(numtxqueues "$RVS_QUEUES" numrxqueues "$RVS_QUEUES"); fi
+    ip -n "$(ns "$1")" link add "$2" "${q[@]}" type veth peer name "$4" "${q[@]}" netns "$(ns "$3")"
     ip -n "$(ns "$1")" link set dev "$2" up
     ip -n "$(ns "$3")" link set dev "$4" up
 }

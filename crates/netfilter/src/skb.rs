@@ -104,10 +104,13 @@ pub enum DropReason {
     StrayRstLimited,
     /// A SYN answered by the SYN proxy with a cookie (no entry created).
     SynCookie,
+    /// An AF_XDP worker received a frame another worker owns (by client address) and that
+    /// worker's hand-off ring was full (crates/xdp/src/handoff.rs).
+    HandoffFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Truncated,
         DropReason::BadL2,
         DropReason::BadIpHeader,
@@ -137,6 +140,7 @@ impl DropReason {
         DropReason::StrayRst,
         DropReason::StrayRstLimited,
         DropReason::SynCookie,
+        DropReason::HandoffFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -170,6 +174,7 @@ impl DropReason {
             DropReason::StrayRst => "stray_rst",
             DropReason::StrayRstLimited => "stray_rst_limited",
             DropReason::SynCookie => "syn_cookie",
+            DropReason::HandoffFull => "handoff_full",
         }
     }
 }

@@ -18,6 +18,10 @@ struct Slot {
     shortcut: AtomicU64,
     /// Held in the neighbour queue (`neighq.rs`) until the next hop resolved.
     neigh_held: AtomicU64,
+    /// Frames this worker received but another owns, passed to it (AF_XDP multi-queue).
+    handed_out: AtomicU64,
+    /// Frames another worker passed to this one.
+    handed_in: AtomicU64,
     drops: [AtomicU64; REASONS],
 }
 
@@ -30,6 +34,8 @@ impl Default for Slot {
             arp_replies: AtomicU64::new(0),
             shortcut: AtomicU64::new(0),
             neigh_held: AtomicU64::new(0),
+            handed_out: AtomicU64::new(0),
+            handed_in: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -61,6 +67,18 @@ pub struct NodeCounts {
     pub neigh_held: u64,
     /// (reason, count) for every reason, in `DropReason::ALL` order.
     pub drops: Vec<(DropReason, u64)>,
+}
+
+/// One worker's share of the counters (`GET /v1/stats` `per_worker`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerCounts {
+    pub rx: u64,
+    pub tx: u64,
+    /// Frames received here and passed to the worker that owns them.
+    pub handed_out: u64,
+    /// Frames another worker passed here (also counted in `rx` when processed).
+    pub handed_in: u64,
+    pub drops: u64,
 }
 
 impl NodeCounts {
@@ -110,6 +128,30 @@ impl NodeCounters {
     pub fn drop(&self, w: usize, r: DropReason) {
         let i = r as usize; // ALL lists the variants in declaration order
         bump(&self.slot(w).drops[i])
+    }
+
+    /// Count `n` frames passed to other workers at once (one hand-off batch).
+    pub fn handed_out_n(&self, w: usize, n: u64) {
+        let c = &self.slot(w).handed_out;
+        c.store(c.load(Relaxed) + n, Relaxed);
+    }
+
+    /// Count `n` frames taken from other workers at once.
+    pub fn handed_in_n(&self, w: usize, n: u64) {
+        let c = &self.slot(w).handed_in;
+        c.store(c.load(Relaxed) + n, Relaxed);
+    }
+
+    /// Worker `w`'s counters alone.
+    pub fn read_worker(&self, w: usize) -> WorkerCounts {
+        let s = self.slot(w);
+        WorkerCounts {
+            rx: s.rx.load(Relaxed),
+            tx: s.tx.load(Relaxed),
+            handed_out: s.handed_out.load(Relaxed),
+            handed_in: s.handed_in.load(Relaxed),
+            drops: s.drops.iter().map(|d| d.load(Relaxed)).sum(),
+        }
     }
 
     /// Count `n` drops at once (e.g. the kernel's receive-ring drops, read per loop turn).

@@ -29,6 +29,29 @@ pub fn render(stats: &Value) -> String {
     }
     let w = stats.get("workers").and_then(Value::as_u64).unwrap_or(0);
     out.push_str(&format!("Workers: {w}\n"));
+    let per = stats.get("per_worker").and_then(Value::as_array).filter(|p| !p.is_empty());
+    if let Some(per) = per {
+        out.push_str(&format!(
+            "{:<6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>9}  {}\n",
+            "Worker", "RxFrames", "TxFrames", "HandedOut", "HandedIn", "Drops", "Conns", "Queues"
+        ));
+        for p in per {
+            let n = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let queues: Vec<&str> =
+                p.get("queues").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            out.push_str(&format!(
+                "{:<6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>9}  {}\n",
+                n("id"),
+                n("rx"),
+                n("tx"),
+                n("handed_out"),
+                n("handed_in"),
+                n("drops"),
+                n("conns"),
+                if queues.is_empty() { "-".to_string() } else { queues.join(" ") }
+            ));
+        }
+    }
     out
 }
 
@@ -49,6 +72,18 @@ mod tests {
         assert!(t.lines().nth(2).unwrap().split_whitespace().eq(["int", "afpacket", "-", "-", "-"]), "{t}");
         assert!(t.contains("7 frames to rvs, 3 passed to the kernel, 0 dropped"), "{t}");
         assert!(t.ends_with("Workers: 1\n"));
+    }
+
+    #[test]
+    fn per_worker_lines() {
+        let v = serde_json::json!({"workers": 2, "per_worker": [
+            {"id": 0, "queues": ["ext:0", "int:0"], "rx": 10, "tx": 9, "handed_out": 3, "handed_in": 4, "drops": 1, "conns": 5},
+            {"id": 1, "queues": [], "rx": 7, "tx": 7, "handed_out": 4, "handed_in": 3, "drops": 0, "conns": 2}]});
+        let t = render(&v);
+        let l: Vec<&str> = t.lines().collect();
+        assert!(l[2].starts_with("Worker"), "{t}");
+        assert!(l[3].split_whitespace().eq(["0", "10", "9", "3", "4", "1", "5", "ext:0", "int:0"]), "{t}");
+        assert!(l[4].split_whitespace().eq(["1", "7", "7", "4", "3", "0", "2", "-"]), "{t}");
     }
 
     #[test]

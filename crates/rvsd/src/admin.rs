@@ -60,6 +60,31 @@ pub struct NodeStats {
     /// The XDP steering program's counters (absent on AF_PACKET).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp: Option<XdpCounters>,
+    /// Per packet worker: what it serves and moved (rvs extension).
+    #[serde(default)]
+    pub per_worker: Vec<WorkerStats>,
+}
+
+/// One packet worker's share (`GET /v1/stats` `per_worker`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub id: usize,
+    /// The receive queues it serves, `interface:queue` (AF_XDP; empty on AF_PACKET, where
+    /// every worker has a socket in every interface's fanout group).
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// Frames it ran through the packet path (its own and those handed to it).
+    pub rx: u64,
+    pub tx: u64,
+    /// Frames it received for a client another worker owns, passed to that worker.
+    #[serde(default)]
+    pub handed_out: u64,
+    /// Frames other workers passed to it.
+    #[serde(default)]
+    pub handed_in: u64,
+    pub drops: u64,
+    /// Its connection-table entries.
+    pub conns: usize,
 }
 
 /// The I/O backend of one served interface (`rvsd --io`).
@@ -97,6 +122,10 @@ pub trait IoHooks: Send + Sync {
     /// Services are about to change (`extra`: keys about to be published) or changed
     /// (`extra` empty): bring steering in step before the command returns.
     fn services_changed(&self, extra: &[ipvs::ServiceKey]);
+    /// Per worker, the receive queues it serves (`interface:queue`); empty when not by queue.
+    fn worker_queues(&self) -> Vec<Vec<String>> {
+        Vec::new()
+    }
 }
 
 /// Everything a request handler needs; shared by the connection threads.
@@ -614,6 +643,22 @@ impl Admin {
         let c = self.node.counters.read();
         let conns: Vec<usize> = self.table_sizes.iter().map(|n| n.load(Ordering::Relaxed)).collect();
         let io = self.io.get().map(|h| h.report()).unwrap_or_default();
+        let wq = self.io.get().map(|h| h.worker_queues()).unwrap_or_default();
+        let per_worker = (0..self.workers.len())
+            .map(|w| {
+                let c = self.node.counters.read_worker(w);
+                WorkerStats {
+                    id: w,
+                    queues: wq.get(w).cloned().unwrap_or_default(),
+                    rx: c.rx,
+                    tx: c.tx,
+                    handed_out: c.handed_out,
+                    handed_in: c.handed_in,
+                    drops: c.drops,
+                    conns: conns.get(w).copied().unwrap_or(0),
+                }
+            })
+            .collect();
         NodeStats {
             rx: c.rx,
             tx: c.tx,
@@ -630,6 +675,7 @@ impl Admin {
             sync: self.sync.stats.list().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             io: io.0,
             xdp: io.1,
+            per_worker,
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct Args {
     pub socket: PathBuf,
     /// Number of packet workers, 1..=`ipvs::stats::MAX_WORKERS`.
     pub workers: usize,
+    /// Whether `--workers` was given (the AF_XDP backend's default is one worker).
+    pub workers_given: bool,
     /// Connection-table limit per worker (`None`: from the configuration's
     /// `limits.max_connections`, else `ipvs::ipvs::DEFAULT_MAX_CONNS`).
     pub max_conns: Option<usize>,
@@ -164,7 +166,9 @@ Options:
                         the TCP API's bearer token, read from PATH (mode 0600 or 0400;
                         never on the command line: --api-token is refused)
       --socket PATH     control socket (default: $RVS_SOCKET, else /run/rvs/rvsd.sock)
-      --workers N       packet worker threads (default: number of CPUs, at most 32)
+      --workers N       packet worker threads (default: number of CPUs, at most 32;
+                        on AF_XDP: 1, and at most the fewest receive queues of the
+                        served interfaces; worker i serves queues i, i+N, ...)
       --max-conns N     connection-table limit per worker (default: the configuration's
                         limits.max_connections / workers, else 1048576)
       --log LEVEL       error, warn, info (default), debug or trace
@@ -323,11 +327,13 @@ where
     let socket = socket
         .or_else(|| env_socket.filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let workers_given = workers.is_some();
     let workers = workers.unwrap_or_else(default_workers);
     Ok(Parsed::Run(Args {
         interfaces,
         socket,
         workers,
+        workers_given,
         max_conns,
         log,
         config,

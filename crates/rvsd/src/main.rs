@@ -274,16 +274,25 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     let net = netstate::build(&snap, &args.interfaces);
     netstate::log_initial(&net);
 
-    // The I/O backend (`--io`): XDP steering + AF_XDP, or AF_PACKET rings.
+    // The I/O backend (`--io`): XDP steering + AF_XDP, or AF_PACKET rings. AF_XDP runs one
+    // worker unless --workers asks for more (docs/design.md "AF_XDP: workers by queue").
+    let xdp_workers = || {
+        let (n, why) = xdpio::worker_count(&args.interfaces, if args.workers_given { args.workers } else { 1 });
+        if let Some(why) = why {
+            tracing::warn!("AF_XDP: {why}: {n} worker(s)");
+        }
+        n
+    };
     let xdp_started = match args.io {
         args::IoMode::AfPacket => {
             tracing::info!("I/O: AF_PACKET rings (--io afpacket)");
             None
         }
-        args::IoMode::Xdp => {
-            Some(xdpio::start(&args.interfaces, args.busy_poll).map_err(|e| Refusal(format!("--io xdp: {e}")))?)
-        }
-        args::IoMode::Auto => match xdpio::start(&args.interfaces, args.busy_poll) {
+        args::IoMode::Xdp => Some(
+            xdpio::start(&args.interfaces, args.busy_poll, xdp_workers())
+                .map_err(|e| Refusal(format!("--io xdp: {e}")))?,
+        ),
+        args::IoMode::Auto => match xdpio::start(&args.interfaces, args.busy_poll, xdp_workers()) {
             Ok(s) => {
                 tracing::info!("I/O: XDP steering + AF_XDP (--io auto: the program attached)");
                 Some(s)
@@ -294,9 +303,13 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
             }
         },
     };
-    if xdp_started.is_some() && args.workers > 1 {
-        tracing::info!("AF_XDP: one worker serves every interface queue (--workers {} does not apply)", args.workers);
-        args.workers = 1;
+    if let Some(s) = &xdp_started {
+        args.workers = s.workers.len();
+        tracing::info!(
+            "AF_XDP: {} worker(s), worker i serving receive queues i (mod {}) of every interface",
+            args.workers,
+            args.workers
+        );
     }
     let max_conns = max_conns_per_worker(&args, config.as_ref().map(|(c, _)| c));
     let args = &args;
@@ -341,14 +354,14 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
             .with_tx_mtu(max_mtu, node::io::afpacket::page_size_bytes())
     };
     tracing::info!("TX slots sized for MTU {max_mtu} ({} bytes)", ring(0).tx_frame_size);
-    let (xdp_hooks, xdp_worker) = match xdp_started {
+    let (xdp_hooks, xdp_workers) = match xdp_started {
         Some(s) => {
             let (h, w) = s.hooks(node.clone());
-            (Some(h), Some(w))
+            (Some(h), w)
         }
-        None => (None, None),
+        None => (None, Vec::new()),
     };
-    let afpacket_workers = if xdp_worker.is_some() { 0 } else { args.workers };
+    let afpacket_workers = if xdp_workers.is_empty() { args.workers } else { 0 };
     let mut per_worker: Vec<Vec<AfPacket>> = Vec::with_capacity(afpacket_workers);
     for w in 0..afpacket_workers {
         let mut socks = Vec::with_capacity(args.interfaces.len());
@@ -428,7 +441,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         for (id, socks) in per_worker.into_iter().enumerate() {
             io_workers.push(Box::new(afpacket_worker::WorkerSetup { id, socks }));
         }
-        if let Some(setup) = xdp_worker {
+        for setup in xdp_workers {
             let mut resolver = xdp::neigh::KernelResolver::new().ok();
             let resolver: xdp::worker::Resolver = Box::new(move |ifindex, ip| {
                 if let Some(r) = resolver.as_mut()

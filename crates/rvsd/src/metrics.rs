@@ -30,6 +30,8 @@ pub struct Input {
     pub health: Vec<ServiceHealth>,
     pub transitions: Transitions,
     pub draining: Vec<DrainingView>,
+    /// Per packet worker: (id, frames run, handed to another worker, handed from one).
+    pub workers: Vec<(usize, u64, u64, u64)>,
 }
 
 /// One scrape's data from the running daemon.
@@ -46,6 +48,7 @@ pub fn gather(api: &crate::server::Api) -> Input {
         health: api.ops.health(),
         transitions: api.ops.transitions(),
         draining: api.admin.draining(),
+        workers: stats.per_worker.iter().map(|w| (w.id, w.rx, w.handed_out, w.handed_in)).collect(),
     }
 }
 
@@ -154,6 +157,22 @@ pub fn render(i: &Input) -> String {
     }
     o.family("rvs_shortcut_packets_total", "counter", "Frames forwarded by the established-flow shortcut.");
     o.sample("rvs_shortcut_packets_total", &[], i.shortcut);
+    if !i.workers.is_empty() {
+        o.family("rvs_worker_frames_total", "counter", "Frames a packet worker ran through the packet path.");
+        for (w, rx, _, _) in &i.workers {
+            o.sample("rvs_worker_frames_total", &[("worker", w.to_string())], *rx);
+        }
+        o.family(
+            "rvs_worker_handed_frames_total",
+            "counter",
+            "Frames passed between AF_XDP workers to the one owning their client (out: received here, run there).",
+        );
+        for (w, _, out, inn) in &i.workers {
+            for (dir, v) in [("out", out), ("in", inn)] {
+                o.sample("rvs_worker_handed_frames_total", &[("worker", w.to_string()), ("direction", dir.into())], *v);
+            }
+        }
+    }
     o.family("rvs_conn_table_entries", "gauge", "Connection-table entries (all workers).");
     o.sample("rvs_conn_table_entries", &[], i.conn_entries);
     o.family("rvs_conn_table_limit", "gauge", "Connection-table limit (all workers).");
@@ -316,6 +335,7 @@ mod tests {
                 persistent: 0,
                 remaining_secs: 30,
             }],
+            workers: vec![(0, 100, 7, 9), (1, 50, 9, 7)],
         }
     }
 
@@ -344,6 +364,8 @@ mod tests {
             ("rvs_service_rate_inbps", "gauge"),
             ("rvs_service_rate_outbps", "gauge"),
             ("rvs_draining_connections", "gauge"),
+            ("rvs_worker_frames_total", "counter"),
+            ("rvs_worker_handed_frames_total", "counter"),
         ] {
             assert_eq!(types.get(f).map(String::as_str), Some(t), "{f}");
         }
@@ -372,6 +394,9 @@ mod tests {
         assert_eq!(find(&samples, "rvs_drops_total", &[("reason", "truncated")]).unwrap().2, 3.0);
         assert_eq!(find(&samples, "rvs_shortcut_packets_total", &[]).unwrap().2, 321.0);
         assert_eq!(find(&samples, "rvs_conn_table_limit", &[]).unwrap().2, 4096.0);
+        assert_eq!(find(&samples, "rvs_worker_frames_total", &[("worker", "1")]).unwrap().2, 50.0);
+        let out1 = [("worker", "1"), ("direction", "out")];
+        assert_eq!(find(&samples, "rvs_worker_handed_frames_total", &out1).unwrap().2, 9.0);
         let h = [("server", "192.168.1.11:8080"), ("checker", "tcp+http"), ("service", "TCP 10.0.0.100:80")];
         assert_eq!(find(&samples, "rvs_health_check_up", &h).unwrap().2, 0.0);
         assert_eq!(find(&samples, "rvs_health_transitions_total", &[("to", "down")]).unwrap().2, 2.0);

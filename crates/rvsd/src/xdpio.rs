@@ -1,11 +1,12 @@
 //! The XDP backend's wiring (`--io xdp|auto`): attach the steering program to every served
-//! interface, open one AF_XDP socket per (interface, receive queue) sharing one UMEM, and keep
-//! the program's maps in step with the services (`IoHooks`, called by the admin before a
-//! command returns, and once a second for address changes).
+//! interface, open one AF_XDP socket per (interface, receive queue), the sockets of a worker
+//! sharing its UMEM, and keep the program's maps in step with the services (`IoHooks`,
+//! called by the admin before a command returns, and once a second for address changes).
 //!
-//! One worker serves every socket (docs/design.md "AF_XDP: one worker"): the connection table
-//! is per worker without locks, and the two directions of a NAT connection can arrive on
-//! different queues or devices, so a single worker is what keeps them together today.
+//! `--workers N` (docs/design.md "AF_XDP: workers by queue, connections by client"): worker
+//! i serves queues i (mod N) of every interface; the connection table is per worker without
+//! locks, and a frame received by a worker that does not own its client address is handed to
+//! the owner over a lock-free ring (xdp/src/handoff.rs).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -25,21 +26,24 @@ pub struct XdpIo {
     steering: Mutex<xdp::Steering>,
     node: Arc<Node>,
     ifs: Vec<IfIo>,
+    /// Per worker, its queues (`interface:queue`).
+    queues: Vec<Vec<String>>,
 }
 
-/// Everything `--io xdp` needs to start: the attached program and the worker's sockets.
+/// Everything `--io xdp` needs to start: the attached program and the workers' sockets.
 pub struct Started {
     steering: xdp::Steering,
     ifs: Vec<IfIo>,
-    pub worker: xdp::worker::Setup,
+    queues: Vec<Vec<String>>,
+    pub workers: Vec<xdp::worker::Setup>,
 }
 
 impl Started {
     /// The hooks the admin calls (maps follow the node's services from now on).
-    pub fn hooks(self, node: Arc<Node>) -> (Arc<XdpIo>, xdp::worker::Setup) {
-        let io = Arc::new(XdpIo { steering: Mutex::new(self.steering), node, ifs: self.ifs });
+    pub fn hooks(self, node: Arc<Node>) -> (Arc<XdpIo>, Vec<xdp::worker::Setup>) {
+        let io = Arc::new(XdpIo { steering: Mutex::new(self.steering), node, ifs: self.ifs, queues: self.queues });
         io.services_changed(&[]);
-        (io, self.worker)
+        (io, self.workers)
     }
 }
 
@@ -48,12 +52,34 @@ fn locals(node: &Node) -> Vec<IpAddr> {
     node.net().interfaces.iter().flat_map(|i| i.addrs.iter().map(|(a, _)| *a)).collect()
 }
 
-/// Attaches and binds; on any error everything done so far is undone (dropping the program
-/// detaches it) and the error says what failed.
-pub fn start(interfaces: &[String], busy_poll: bool) -> Result<Started, String> {
+/// How many AF_XDP workers `--workers wanted` gives on these interfaces: at most the fewest
+/// receive queues of any of them (each worker needs a queue, so a socket to transmit on, on
+/// every interface). With the reason when fewer than asked.
+pub fn worker_count(interfaces: &[String], wanted: usize) -> (usize, Option<String>) {
+    let fewest = interfaces
+        .iter()
+        .map(|n| xdp::sys::rx_queues(n).min(xdp::program::QUEUES_PER_IF) as usize)
+        .min()
+        .unwrap_or(1)
+        .max(1);
+    if wanted <= fewest {
+        (wanted.max(1), None)
+    } else {
+        (fewest, Some(format!("{wanted} workers asked, but an interface has only {fewest} receive queue(s)")))
+    }
+}
+
+/// Attaches and binds, for `workers` workers (≤ [`worker_count`]): worker i owns the
+/// receive queues i, i + workers, ... of every interface, with its own UMEM shared by its
+/// sockets (forwarding between its interfaces stays without a copy), and hand-off rings to
+/// the others (xdp/src/handoff.rs). On any error everything done so far is undone (dropping
+/// the program detaches it) and the error says what failed.
+pub fn start(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<Started, String> {
+    let workers = workers.max(1);
     let mut steering = xdp::Steering::load().map_err(|e| e.to_string())?;
     let mut ifs = Vec::new();
-    let mut queues = Vec::new();
+    // Per worker: its (ifindex, name, queue)s.
+    let mut queues: Vec<Vec<(u32, String, u32)>> = vec![Vec::new(); workers];
     for name in interfaces {
         let mode = steering.attach(name, false).map_err(|e| e.to_string())?;
         let ifindex = xdp::sys::if_index(name).map_err(|e| format!("{name}: {e}"))?;
@@ -63,7 +89,9 @@ pub fn start(interfaces: &[String], busy_poll: bool) -> Result<Started, String> 
                 "{name}: XDP in generic mode (the driver has no native XDP): slower, and GSO super-frames from a peer with TSO are dropped"
             );
         }
-        queues.extend((0..n).map(|q| (ifindex, name.clone(), q)));
+        for q in 0..n {
+            queues[q as usize % workers].push((ifindex, name.clone(), q));
+        }
         ifs.push(IfIo {
             name: name.clone(),
             backend: "xdp".into(),
@@ -74,22 +102,43 @@ pub fn start(interfaces: &[String], busy_poll: bool) -> Result<Started, String> 
     }
     let mtu = interfaces.iter().filter_map(|n| node::io::if_mtu(n).ok()).max().unwrap_or(1500);
     let frame = xdp::xsk::frame_size_for_mtu(mtu);
-    let umem =
-        Umem::new(RINGS.frames() * queues.len() as u32 + 1024, frame).map_err(|e| format!("AF_XDP UMEM: {e}"))?;
-    tracing::info!("AF_XDP UMEM: {} frames of {frame} bytes (largest MTU {mtu})", umem.frames());
-    let mut socks: Vec<Socket> = Vec::with_capacity(queues.len());
-    for (ifindex, name, q) in &queues {
-        let s = Socket::open(&umem, *ifindex, *q, RINGS, socks.first())
-            .map_err(|e| format!("{name} queue {q}: AF_XDP socket: {e}"))?;
-        if let Some(i) = ifs.iter_mut().find(|i| i.name == *name) {
-            i.zero_copy = Some(s.zero_copy());
+    let mut peers = if workers > 1 {
+        let slot = frame - xdp::xsk::TX_HEADROOM;
+        xdp::worker::peers(workers, slot)
+            .map_err(|e| format!("AF_XDP hand-off doorbells: {e}"))?
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None]
+    };
+    let mut setups = Vec::with_capacity(workers);
+    for (w, mine) in queues.iter().enumerate() {
+        let umem = Umem::new(RINGS.frames() * mine.len() as u32 + 1024, frame)
+            .map_err(|e| format!("AF_XDP UMEM of worker {w}: {e}"))?;
+        tracing::info!(
+            "AF_XDP worker {w}: UMEM of {} frames of {frame} bytes (largest MTU {mtu}), {} queue(s)",
+            umem.frames(),
+            mine.len()
+        );
+        let mut socks: Vec<Socket> = Vec::with_capacity(mine.len());
+        for (ifindex, name, q) in mine {
+            let s = Socket::open(&umem, *ifindex, *q, RINGS, socks.first())
+                .map_err(|e| format!("{name} queue {q}: AF_XDP socket: {e}"))?;
+            if let Some(i) = ifs.iter_mut().find(|i| i.name == *name) {
+                i.zero_copy = Some(s.zero_copy());
+            }
+            socks.push(s);
         }
-        socks.push(s);
+        // Fill rings full before any socket is in the program's map (worker.rs `Setup::new`).
+        let mut setup = xdp::worker::Setup::new(w, umem, socks, xdp::worker::Options { busy_poll });
+        setup.peers = peers[w].take();
+        setups.push(setup);
     }
-    // Fill rings full before any socket is in the program's map (worker.rs `Setup::new`).
-    let worker = xdp::worker::Setup::new(0, umem, socks, xdp::worker::Options { busy_poll });
-    for ((ifindex, _, q), s) in queues.iter().zip(&worker.socks) {
-        steering.set_socket(*ifindex, *q, s).map_err(|e| e.to_string())?;
+    for (mine, setup) in queues.iter().zip(&setups) {
+        for ((ifindex, _, q), s) in mine.iter().zip(&setup.socks) {
+            steering.set_socket(*ifindex, *q, s).map_err(|e| e.to_string())?;
+        }
     }
     for i in &ifs {
         tracing::info!(
@@ -100,7 +149,8 @@ pub fn start(interfaces: &[String], busy_poll: bool) -> Result<Started, String> 
             if i.zero_copy == Some(true) { "zero-copy" } else { "copy mode" }
         );
     }
-    Ok(Started { steering, ifs, worker })
+    let queues = queues.iter().map(|m| m.iter().map(|(_, name, q)| format!("{name}:{q}")).collect()).collect();
+    Ok(Started { steering, ifs, queues, workers: setups })
 }
 
 impl IoHooks for XdpIo {
@@ -121,6 +171,10 @@ impl IoHooks for XdpIo {
             Err(e) => tracing::error!("XDP steering maps: {e}"),
         }
     }
+
+    fn worker_queues(&self) -> Vec<Vec<String>> {
+        self.queues.clone()
+    }
 }
 
 /// The AF_PACKET backend's report (no program).
@@ -137,4 +191,21 @@ impl IoHooks for AfPacketIo {
     }
 
     fn services_changed(&self, _extra: &[ipvs::ServiceKey]) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `lo` has one receive queue: more workers than that are refused with the reason, and
+    /// an interface that does not exist counts as one queue (the attach then names it).
+    #[test]
+    fn workers_at_most_the_fewest_queues() {
+        let lo = vec!["lo".to_string()];
+        assert_eq!(worker_count(&lo, 1), (1, None));
+        let (n, why) = worker_count(&lo, 2);
+        assert_eq!(n, 1);
+        assert!(why.is_some_and(|w| w.contains("2 workers asked") && w.contains("1 receive queue")));
+        assert_eq!(worker_count(&["rvs-no-such-if".to_string()], 4).0, 1);
+    }
 }

@@ -185,7 +185,8 @@ fn nat_tcp_echo_through_the_daemon() {
     assert!(stats["tx"].as_u64().unwrap() >= 12 * n, "{stats}");
     let busy = stats["conns"].as_array().unwrap().iter().filter(|c| c.as_u64() > Some(0)).count();
     if stats["io"][0]["backend"] == "xdp" {
-        // One AF_XDP worker serves every queue (docs/design.md).
+        // AF_XDP runs at most one worker per receive queue, and these veths have one
+        // (docs/design.md "AF_XDP: workers by queue, connections by client").
         assert_eq!(stats["workers"], 1, "{stats}");
     } else {
         assert!(busy >= 2, "connections spread over several workers: {stats}");

@@ -3,6 +3,7 @@
 //! them (crate README).
 
 pub mod csum;
+pub mod handoff;
 pub mod maps;
 pub mod neigh;
 pub mod program;

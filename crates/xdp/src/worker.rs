@@ -19,6 +19,7 @@ use std::time::Instant;
 use netfilter::{CsumState, DropReason, Family, Skb};
 use node::{Action, Node, WorkerCtx};
 
+use crate::handoff::{Consumer, Doorbell, Producer};
 use crate::xsk::{Socket, Umem};
 
 /// Descriptors taken from one RX ring per batch.
@@ -42,7 +43,7 @@ pub struct Options {
     pub busy_poll: bool,
 }
 
-/// What a worker owns: its UMEM and one socket per served (interface, queue).
+/// What a worker owns: its UMEM and one socket per (interface, queue) it serves.
 pub struct Setup {
     pub id: usize,
     pub umem: Umem,
@@ -51,6 +52,44 @@ pub struct Setup {
     pub opts: Options,
     /// UMEM frames on no ring (chunk addresses).
     free: Vec<u64>,
+    /// The other workers, when there are several (`handoff.rs`).
+    pub peers: Option<Peers>,
+}
+
+/// A worker's links to the others: frames it receives but does not own go to their owner.
+pub struct Peers {
+    /// How many workers.
+    pub workers: usize,
+    /// Ring to worker j (`None` at this worker's own index).
+    pub to: Vec<Option<Producer>>,
+    /// Rings from the other workers.
+    pub from: Vec<Consumer>,
+    /// Every worker's doorbell, by worker id.
+    pub doorbells: Arc<[Doorbell]>,
+}
+
+/// The hand-off rings and doorbells of `workers` workers, one [`Peers`] per worker, with
+/// slots of `slot_bytes` (a received frame's most bytes).
+pub fn peers(workers: usize, slot_bytes: usize) -> std::io::Result<Vec<Peers>> {
+    let doorbells: Arc<[Doorbell]> = (0..workers).map(|_| Doorbell::new()).collect::<std::io::Result<Vec<_>>>()?.into();
+    let mut out: Vec<Peers> = (0..workers)
+        .map(|_| Peers {
+            workers,
+            to: (0..workers).map(|_| None).collect(),
+            from: Vec::new(),
+            doorbells: doorbells.clone(),
+        })
+        .collect();
+    for a in 0..workers {
+        for b in 0..workers {
+            if a != b {
+                let (p, c) = crate::handoff::ring(slot_bytes);
+                out[a].to[b] = Some(p);
+                out[b].from.push(c);
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Setup {
@@ -70,7 +109,7 @@ impl Setup {
             }
             s.fill(&mut free);
         }
-        Setup { id, umem, socks, opts, free }
+        Setup { id, umem, socks, opts, free, peers: None }
     }
 
     /// Drops what the RX rings hold (frames another daemon handled, hot restart), giving the
@@ -119,6 +158,10 @@ struct Loop {
     last_err_log: u64,
     /// Time spent waiting for TX slots this turn.
     tx_spent: std::time::Duration,
+    /// The other workers (several workers only).
+    peers: Option<Peers>,
+    /// Frames pushed to each worker's ring this batch, not yet published.
+    handed: Vec<u32>,
 }
 
 impl Loop {
@@ -179,13 +222,23 @@ impl Loop {
         }
     }
 
-    /// One batch from socket `k`. Returns the number of frames received.
+    /// One batch from socket `k`. Returns the number of frames received. With several
+    /// workers, a frame whose client address another worker owns is copied to that worker's
+    /// hand-off ring and its UMEM frame freed at once; the rest run here.
     fn rx(&mut self, k: usize, tr: &netfilter::Traversal<WorkerCtx>) -> u32 {
         let n = self.socks[k].rx_ready(BATCH);
         if n == 0 {
             return 0;
         }
         let (in_if, in_queue) = (self.socks[k].ifindex, self.socks[k].queue);
+        // The owner rule's inputs, once per batch (node::io::fanout::owner_of).
+        let steer = self.peers.as_ref().map(|p| {
+            let services = self.cx.ipvs.services().clone();
+            let rules = self.cx.ipvs.fwmark_rules().clone();
+            let mask = services.client_mask();
+            (services, rules, mask, p.workers)
+        });
+        let me = self.cx.id;
         for i in 0..n {
             let (addr, len) = self.socks[k].rx_desc(i);
             let chunk = self.umem.chunk_of(addr);
@@ -196,9 +249,27 @@ impl Loop {
             };
             let Ok(frame) = wire::Frame::new(buf, (addr - chunk) as usize, len as usize) else {
                 self.free.push(chunk);
-                self.node.counters.drop(self.cx.id, DropReason::Truncated);
+                self.node.counters.drop(me, DropReason::Truncated);
                 continue;
             };
+            if let (Some((services, rules, mask, workers)), Some(peers)) = (&steer, self.peers.as_mut()) {
+                let steered = |d: u32| {
+                    services.is_vip_v4(d)
+                        || (!rules.is_empty() && rules.iter().any(|r| r.covers(&std::net::IpAddr::V4(d.into()))))
+                };
+                let owner = node::io::fanout::owner_of(frame.data(), steered, *mask, *workers);
+                if owner != me {
+                    let pushed =
+                        peers.to.get_mut(owner).and_then(Option::as_mut).is_some_and(|p| p.push(in_if, frame.data()));
+                    if pushed {
+                        self.handed[owner] += 1;
+                    } else {
+                        self.node.counters.drop(me, DropReason::HandoffFull);
+                    }
+                    self.free.push(chunk);
+                    continue;
+                }
+            }
             let csum = if crate::csum::partial_l4(frame.data()) { CsumState::Partial } else { CsumState::None };
             let mut skb = Skb::new(frame, wire::ethernet::HEADER_LEN, Family::Ipv4);
             skb.in_if = in_if;
@@ -207,7 +278,95 @@ impl Loop {
             self.chunks.push(chunk);
         }
         self.socks[k].rx_release(n);
+        self.hand_off();
+        self.run_batch(tr, in_queue);
+        n
+    }
+
+    /// Publishes this batch's hand-offs, one doorbell per owner at most.
+    fn hand_off(&mut self) {
+        let Some(peers) = self.peers.as_mut() else { return };
+        let mut total = 0u64;
+        for (j, p) in peers.to.iter_mut().enumerate() {
+            if self.handed[j] == 0 {
+                continue;
+            }
+            if let Some(p) = p {
+                p.publish();
+                peers.doorbells[j].ring();
+            }
+            total += u64::from(self.handed[j]);
+            self.handed[j] = 0;
+        }
+        if total > 0 {
+            self.node.counters.handed_out_n(self.cx.id, total);
+        }
+    }
+
+    /// Frames other workers handed to this one, a batch from each ring: copied into free
+    /// UMEM frames (headroom in front, as received) and run as received on their ingress
+    /// interface. Returns how many.
+    fn drain(&mut self, tr: &netfilter::Traversal<WorkerCtx>) -> u32 {
+        let Some(mut peers) = self.peers.take() else { return 0 };
+        let me = self.cx.id;
+        let mut got = 0;
+        for c in peers.from.iter_mut() {
+            let n = c.ready(BATCH);
+            if n == 0 {
+                continue;
+            }
+            for i in 0..n {
+                let (in_if, data) = c.get(i);
+                let Some(chunk) = self.free.pop() else {
+                    self.node.counters.drop(me, DropReason::HandoffFull);
+                    continue;
+                };
+                let head = crate::xsk::TX_HEADROOM;
+                // SAFETY: a free frame is ours alone until it goes on a ring; `skbs` is
+                // cleared before the frame goes back.
+                let Some(buf) = (unsafe { self.umem.chunk(chunk) }) else {
+                    continue;
+                };
+                if head + data.len() > buf.len() {
+                    self.free.push(chunk);
+                    self.node.counters.drop(me, DropReason::Truncated);
+                    continue;
+                }
+                buf[head..head + data.len()].copy_from_slice(data);
+                let Ok(frame) = wire::Frame::new(buf, head, data.len()) else {
+                    self.free.push(chunk);
+                    self.node.counters.drop(me, DropReason::Truncated);
+                    continue;
+                };
+                let csum = if crate::csum::partial_l4(frame.data()) { CsumState::Partial } else { CsumState::None };
+                let mut skb = Skb::new(frame, wire::ethernet::HEADER_LEN, Family::Ipv4);
+                skb.in_if = in_if;
+                skb.csum = csum;
+                self.skbs.push(skb);
+                self.chunks.push(chunk);
+            }
+            c.release(n);
+            got += n;
+            self.node.counters.handed_in_n(me, u64::from(n));
+            // No RX queue of the ingress device here: transmit on any socket of the egress.
+            self.run_batch(tr, u32::MAX);
+        }
+        self.peers = Some(peers);
+        got
+    }
+
+    /// Whether another worker has published frames for this one.
+    fn handed_waiting(&mut self) -> bool {
+        self.peers.as_mut().is_some_and(|p| p.from.iter_mut().any(|c| c.ready(1) > 0))
+    }
+
+    /// Runs the frames gathered in `skbs` through the node and queues what leaves on the TX
+    /// ring of a socket of its egress interface (the one on `in_queue` if this worker has it).
+    fn run_batch(&mut self, tr: &netfilter::Traversal<WorkerCtx>, in_queue: u32) {
         let m = self.skbs.len();
+        if m == 0 {
+            return;
+        }
         self.actions.clear();
         self.actions.resize(m, Action::Local);
         self.node.process_batch(tr, &mut self.cx, &mut self.skbs, &mut self.actions);
@@ -231,7 +390,6 @@ impl Loop {
         }
         self.skbs.clear();
         self.chunks.clear();
-        n
     }
 
     /// Publishes every socket's queued TX descriptors, one wake-up each at most.
@@ -372,6 +530,7 @@ pub fn run(
     let id = setup.id;
     let nsocks = setup.socks.len();
     let free = setup.free;
+    let nworkers = setup.peers.as_ref().map_or(1, |p| p.workers);
     let mut lp = Loop {
         cx: node.worker(id),
         node,
@@ -387,6 +546,8 @@ pub fn run(
         resolver,
         last_err_log: 0,
         tx_spent: std::time::Duration::ZERO,
+        peers: setup.peers,
+        handed: vec![0; nworkers],
     };
     lp.refill();
     let mut pfds: Vec<libc::pollfd> = lp
@@ -394,12 +555,27 @@ pub fn run(
         .iter()
         .map(|s| libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(s), events: libc::POLLIN, revents: 0 })
         .collect();
+    // The doorbell last: other workers ring it when they hand this one frames.
+    let doorbells = lp.peers.as_ref().map(|p| p.doorbells.clone());
+    if let Some(d) = &doorbells {
+        pfds.push(libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&d[id]), events: libc::POLLIN, revents: 0 });
+    }
     let mut stats_at = 0u64;
     let mut idle_turns = 0u32;
     while !stop.load(Ordering::Relaxed) {
         if !setup.opts.busy_poll || idle_turns > 1_000_000 {
+            // Producers ring the doorbell from now on; frames handed before that are seen
+            // here, and then the poll does not wait.
+            let bell = doorbells.as_ref().map(|d| &d[id]);
+            if let Some(b) = bell {
+                b.going_to_sleep();
+            }
+            let timeout = if bell.is_some() && lp.handed_waiting() { 0 } else { POLL_MS };
             // SAFETY: valid pollfd array of the given length.
-            let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, POLL_MS) };
+            let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+            if let Some(b) = bell {
+                b.awake(pfds.last().is_some_and(|p| p.revents & libc::POLLIN != 0));
+            }
             if rc < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -422,6 +598,7 @@ pub fn run(
             for k in 0..nsocks {
                 n += lp.rx(k, &tr);
             }
+            n += lp.drain(&tr);
             lp.flush(now);
             lp.refill();
             got += n;

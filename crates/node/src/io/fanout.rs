@@ -122,6 +122,40 @@ pub fn worker_for_masked(addr: Ipv4Addr, client_mask: u32, workers: usize) -> us
     (mix(u32::from(addr) & client_mask) % workers.max(1) as u32) as usize
 }
 
+/// The worker that owns a frame (starting at its Ethernet header), by the same rule as the
+/// steering [`program`]: the AF_XDP workers (crates/xdp, `worker.rs`) receive by the NIC's
+/// queue, not by this rule, and pass a frame they do not own to its owner; computing it the
+/// program's way keeps hot restart and the sync backup (which place entries with
+/// [`worker_for_masked`]) in agreement with both backends. `steered_dst(dst)`: is the IPv4
+/// destination a VIP or in a firewall-mark rule's prefix. Anything the program would stop on
+/// (not IPv4, a load past the end) is worker 0, as there.
+#[inline]
+pub fn owner_of(frame: &[u8], steered_dst: impl Fn(u32) -> bool, client_mask: u32, workers: usize) -> usize {
+    if workers <= 1 || frame.get(12..14) != Some(&[0x08, 0x00][..]) {
+        return 0;
+    }
+    let word = |off: usize| frame.get(14 + off..18 + off).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let Some(dst) = word(16) else { return 0 };
+    let client = if steered_dst(dst) {
+        let Some(&proto) = frame.get(14 + 9) else { return 0 };
+        if proto == 1 {
+            match frame.get(14 + 20) {
+                None => return 0,
+                Some(3 | 4 | 11) => word(ICMP_QUOTED_DST as usize),
+                Some(_) => word(12),
+            }
+        } else {
+            word(12)
+        }
+    } else {
+        Some(dst)
+    };
+    match client {
+        Some(a) => (mix(a & client_mask) % workers as u32) as usize,
+        None => 0,
+    }
+}
+
 /// What a steering program is compiled from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SteerSet {
@@ -855,5 +889,42 @@ mod tests {
             }
         }
         assert_eq!(by_vip, [false, true], "frames to a VIP hashed by client, others by destination");
+    }
+
+    /// The Rust rule the AF_XDP workers use picks the member the program picks, for every
+    /// kind of frame the program tells apart (and for frames cut short).
+    #[test]
+    fn owner_of_agrees_with_the_program() {
+        let vips: Vec<Ipv4Addr> = vec!["10.0.0.100".parse().unwrap(), "10.0.0.101".parse().unwrap()];
+        let prefixes = vec![("10.9.0.0".parse().unwrap(), 16u8)];
+        for mask in [u32::MAX, 0xffff_ff00] {
+            let set = SteerSet { vips: vips.clone(), client_mask: mask, prefixes: prefixes.clone() };
+            let steered = |d: u32| {
+                set.vips.contains(&Ipv4Addr::from(d)) || (d & 0xffff_0000) == u32::from(Ipv4Addr::new(10, 9, 0, 0))
+            };
+            for workers in [2usize, 3, 4] {
+                let prog = program(&set, workers);
+                let mut frames = Vec::new();
+                for i in 0..64u8 {
+                    let c = Ipv4Addr::new(192, 0, 2, i);
+                    let r = Ipv4Addr::new(172, 16, i, 1);
+                    frames.push(ipv4(c, vips[usize::from(i) % 2]));
+                    frames.push(ipv4(r, c));
+                    frames.push(ipv4(c, Ipv4Addr::new(10, 9, i, 3)));
+                    frames.push(icmp_error(r, vips[0], 3, vips[0], c));
+                    frames.push(icmp_error(r, vips[0], 8, vips[0], c));
+                    frames.push(icmp_error(r, c, 11, c, vips[1]));
+                }
+                frames.push(arp());
+                let short: Vec<Vec<u8>> = frames.iter().take(12).map(|f| f[..f.len().min(14 + 18)].to_vec()).collect();
+                frames.extend(short);
+                let mut cut = icmp_error(Ipv4Addr::new(1, 2, 3, 4), vips[0], 3, vips[0], Ipv4Addr::new(5, 6, 7, 8));
+                cut.truncate(14 + 20 + 8 + 18);
+                frames.push(cut);
+                for f in &frames {
+                    assert_eq!(owner_of(f, steered, mask, workers), run(&prog, f) as usize, "{workers} workers, {f:?}");
+                }
+            }
+        }
     }
 }
