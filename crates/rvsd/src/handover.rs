@@ -499,6 +499,32 @@ mod tests {
     }
 
     #[test]
+    fn backend_question_and_release() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let old = std::thread::spawn(move || {
+            let mut q = [0u8; 7];
+            b.read_exact(&mut q).unwrap();
+            assert_eq!(&q[..], IO_QUERY);
+            b.write_all(IO_XDP).unwrap();
+            let mut f = [0u8; 5];
+            b.read_exact(&mut f).unwrap();
+            assert_eq!(&f[..], FREE);
+            b.write_all(GONE).unwrap();
+        });
+        assert_eq!(ask_io(&mut a), Some(OldIo::Xdp));
+        assert!(release(&mut a).is_ok());
+        old.join().unwrap();
+        // A daemon that does not know the question closes the connection; one that answers
+        // the release with anything else is an error.
+        let (mut a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        assert_eq!(ask_io(&mut a), None);
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        b.write_all(b"NOPE\n").unwrap();
+        assert!(release(&mut a).is_err());
+    }
+
+    #[test]
     fn other_worker_count_goes_by_client_hash() {
         let r = rec("198.51.100.2", "10.0.0.1", "192.168.1.11");
         let out = distribute(vec![vec![r], vec![]], 4);
