@@ -4,6 +4,8 @@
 # d2 .12 (eth0 each), real servers r1 .21, r2 .22 ... (ha_topology N), VIP .100, DR on port
 # 8080 to rvsnet.py "name then echo" servers. Each director runs keepalived --vrrp and
 # rvsd --keepalived on its own keepalived.conf (VRRP priority d1 150, d2 100).
+# HA_UDP=1: the real servers also answer UDP on $PORT ("name line" + the datagram) and the
+# VIP has a UDP service on $PORT to the same real servers.
 
 NET=10.77.0
 VIP=$NET.100
@@ -32,7 +34,11 @@ ha_topology() {
         ip -n "$(ns "r$i")" addr add "$VIP/32" dev lo
         sysctl_ns "r$i" net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.eth0.arp_ignore=1 \
             net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_announce=2
-        start_rs_servers "r$i" --tcp "$PORT"
+        if [ "${HA_UDP:-0}" = 1 ]; then
+            start_rs_servers "r$i" --tcp "$PORT" --udp "$PORT"
+        else
+            start_rs_servers "r$i" --tcp "$PORT"
+        fi
     done
     for i in $(seq 1 "$nrs"); do wait_port "r$i" tcp "$PORT"; done
     # The kernel of the director that holds the VIP would answer its TCP with RSTs (nothing
@@ -45,8 +51,13 @@ ha_topology() {
 
 # One keepalived.conf per director, as a user would write it: VRRP instance and LVS part.
 ha_write_conf() { # ha_write_conf NAME PRIORITY SELF PEER NRS
-    local i rs=""
+    local i rs="" udp=""
     for i in $(seq 1 "$5"); do rs+="    real_server $NET.2$i $PORT {"$'\n'"        weight 1"$'\n'"    }"$'\n'; done
+    [ "${HA_UDP:-0}" = 1 ] && udp="virtual_server $VIP $PORT {
+    lb_algo rr
+    lb_kind DR
+    protocol UDP
+$rs}"
     cat >"$RVS_WORK/$1.conf" <<EOF
 global_defs {
     router_id $1
@@ -70,6 +81,7 @@ virtual_server $VIP $PORT {
     lb_kind DR
     protocol TCP
 $rs}
+$udp
 EOF
 }
 

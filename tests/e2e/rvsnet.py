@@ -6,6 +6,7 @@ serve       real-server side: TCP "name line, then echo" and UDP echo ("name lin
             DR/TUN real server answers from the VIP on lo.
 tcp-check   N connections, each: read the server's name, push B random bytes through the echo,
             compare SHA-256; prints a JSON report, exits 1 on any failure.
+udp-flow    one UDP flow (one client port) through a failover: answers, server changes, losses.
 udp-check   N datagrams, each from a new socket on a client port none of the others used (so
             a new IPVS connection each: the sockets stay open until the end, else the kernel's
             random choice repeats a port in ~2 % of 30-datagram runs and that datagram joins
@@ -227,6 +228,92 @@ def udp_check(args):
     return 0 if ok == args.count else 1
 
 
+def udp_flow(args):
+    """One UDP flow: a single client socket (one source port) sends a numbered datagram every
+    --pace seconds for --duration seconds and reads the answers, which name the real server.
+    Reports how many were answered, by which servers, the changes of server along the flow,
+    and the longest run of unanswered datagrams (its length and span in seconds). Writes
+    --ready ("SERVER CLIENT-PORT") once the first answer is in; stops sending early when the
+    file --stop appears."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((args.host, args.port))
+    s.settimeout(0.02)
+    sent_at, answers, errors = {}, {}, []
+    ready_written = False
+    end = time.monotonic() + args.duration
+    seq, next_send = 0, time.monotonic()
+    while True:
+        now = time.monotonic()
+        if args.stop and now < end and os.path.exists(args.stop):
+            end = now
+        if now >= end + args.timeout:
+            break
+        if now < end and now >= next_send:
+            try:
+                s.send(b"%d" % seq)
+                sent_at[seq] = now
+            except OSError as e:  # an ICMP error of an earlier datagram surfaces here
+                errors.append(f"send {seq}: {e!r}")
+            seq += 1
+            next_send += args.pace
+        try:
+            data = s.recv(65535)
+        except socket.timeout:
+            continue
+        except OSError as e:
+            errors.append(f"recv: {e!r}")
+            continue
+        name, _, body = data.partition(b"\n")
+        try:
+            n = int(body)
+        except ValueError:
+            errors.append(f"answer not a sequence number: {data[:40]!r}")
+            continue
+        answers.setdefault(n, name.decode(errors="replace"))
+        if args.ready and not ready_written:
+            with open(args.ready + ".tmp", "w") as f:
+                f.write(f"{answers[n]} {s.getsockname()[1]}\n")
+            os.rename(args.ready + ".tmp", args.ready)
+            ready_written = True
+    s.close()
+    order = sorted(answers)
+    servers = [answers[n] for n in order]
+    changes = sum(1 for a, b in zip(servers, servers[1:]) if a != b)
+    run, longest, longest_from = 0, 0, None
+    runs = []  # [seconds after the first datagram, datagrams] of every run of losses
+    t_first = sent_at[min(sent_at)] if sent_at else 0.0
+    for n in sorted(sent_at):
+        if n in answers:
+            run = 0
+            continue
+        run += 1
+        if run == 1:
+            runs.append([round(sent_at[n] - t_first, 2), 0])
+        runs[-1][1] += 1
+        if run > longest:
+            longest, longest_from = run, n - run + 1
+    span = 0.0
+    if longest:
+        last = longest_from + longest - 1
+        span = round(sent_at[last] - sent_at[longest_from] + args.pace, 3)
+    names = {}
+    for n in servers:
+        names[n] = names.get(n, 0) + 1
+    report = {
+        "sent": len(sent_at),
+        "answered": len(answers),
+        "lost": len(sent_at) - len(answers),
+        "names": names,
+        "changes": changes,
+        "longest_loss": longest,
+        "longest_loss_s": span,
+        "loss_runs": runs,
+        "errors": errors,
+    }
+    print(json.dumps(report, sort_keys=True))
+    return 0 if answers and changes == 0 and not errors else 1
+
+
 def streams(args):
     """Opens --streams connections; those landing on --victim are finished at once (so the
     victim carries none), the others stream for --duration seconds at a steady pace. Writes
@@ -445,6 +532,15 @@ def main():
     a.add_argument("--ready")
     a.add_argument("--timeout", type=float, default=10.0)
 
+    a = sub.add_parser("udp-flow")
+    a.add_argument("host")
+    a.add_argument("port", type=int)
+    a.add_argument("--duration", type=float, default=10.0)
+    a.add_argument("--pace", type=float, default=0.075)
+    a.add_argument("--timeout", type=float, default=1.0, help="wait this long for the last answers")
+    a.add_argument("--ready")
+    a.add_argument("--stop", help="stop sending when this file exists")
+
     a = sub.add_parser("storm")
     a.add_argument("--iface", required=True)
     a.add_argument("--src-mac", required=True)
@@ -457,7 +553,8 @@ def main():
     a.add_argument("--kinds", help="comma-separated subset of the frame kinds")
 
     args = p.parse_args()
-    fn = {"serve": serve, "tcp-check": tcp_check, "udp-check": udp_check, "streams": streams, "storm": storm}[args.cmd]
+    fn = {"serve": serve, "tcp-check": tcp_check, "udp-check": udp_check, "streams": streams,
+          "udp-flow": udp_flow, "storm": storm}[args.cmd]
     sys.exit(fn(args) or 0)
 
 

@@ -2,41 +2,58 @@
 //! connection table, so an upgrade or a restart breaks no established connection.
 //!
 //! The running daemon listens on `<control socket>.handover` (mode 0600, root's, like the
-//! control socket). The new one, finding the control socket alive and this socket present:
+//! control socket). The new one, finding the control socket alive and this socket present,
+//! first asks which I/O backend the running daemon serves with (`--io auto` keeps it), then:
 //!
-//! 1. opens its own AF_PACKET rings (a fanout group of its own): from now on every frame is
-//!    also queued in its rings, while its workers do not run yet;
-//! 2. installs the configuration from its file (services, dests, steering);
-//! 3. discards what its rings hold so far (the old daemon has handled those frames) and asks;
+//! 1. sets its data path up: AF_PACKET opens its own rings (a fanout group of its own): from
+//!    now on every frame is also queued in its rings, while its workers do not run yet; XDP
+//!    loads its program, creates its UMEM and its sockets with their rings, but binds and
+//!    attaches nothing (the old daemon holds the queues and the program slot);
+//! 2. installs the configuration from its file (services, dests, steering; the XDP maps are
+//!    filled while the program is not attached yet);
+//! 3. discards what its rings hold so far (the old daemon has handled those) and asks;
 //! 4. the old daemon closes the gate for every VIP (`Ipvs::freeze_vips`): from its workers'
 //!    next batch on no VIP packet is taken, so no entry is created any more; one listing round
 //!    trip to every worker is the barrier that this batch has begun, a second copies each
 //!    worker's whole table, which is sent;
 //! 5. the new daemon stashes each worker's records for the worker of the same number (both use
 //!    the same steering, so with the same `--workers` the same client lands on the same
-//!    worker; with another count records go by the steering hash of the client address),
-//!    starts its workers — they insert their share, then read the frames queued in step 1–4,
-//!    VIP packets the old one no longer took among them — replaces the control socket and
-//!    acknowledges; the old daemon then exits without removing the sockets.
+//!    worker; with another count records go by the steering hash of the client address);
+//! 6. if the old daemon is on XDP, the new one asks it to let go (`FREE`): the old daemon
+//!    stops its worker, which closes its AF_XDP sockets, drops its BPF link and answers
+//!    (`GONE`); the new one then attaches its program, binds its sockets (retrying while the
+//!    kernel still frees the old ones' queues), fills the rings and puts the sockets in its
+//!    map. Frames of this gap go to the kernel and are dropped by the nftables isolation
+//!    table (isolate.rs), which both daemons keep: TCP retransmits them;
+//! 7. the new daemon starts its workers — they insert their share, then read the frames
+//!    queued since step 3 —, replaces the control socket and acknowledges; the old daemon then
+//!    exits without removing the sockets or the isolation table.
 //!
-//! Nothing is lost in between: a frame is in the new rings from step 1, and handled by the old
-//! daemon until step 4 and by the new from step 5. Frames of the few milliseconds between 3
-//! and 4 are handled by both: duplicates, which TCP and UDP peers absorb. If the new daemon
-//! goes away before its acknowledgement, the old one opens its gate again and carries on.
+//! On AF_PACKET nothing is lost in between: a frame is in the new rings from step 1, and
+//! handled by the old daemon until step 4 and by the new from step 7. Frames of the few
+//! milliseconds between 3 and 4 are handled by both: duplicates, which TCP and UDP peers
+//! absorb. On XDP the frames of step 6's gap are lost (tens of ms, docs/design.md), as are new
+//! connections' first packets from step 4 on (the gate is closed; their retransmission finds
+//! the new daemon). If the new daemon goes away before step 6, the old one opens its gate
+//! again and carries on; after step 6 it has no data path left and stops.
 //!
 //! The data-path sockets are not passed (SCM_RIGHTS): an AF_PACKET ring's position is state
-//! of the process that mapped it, and re-attaching costs nothing here because the new rings
-//! queue frames while the table crosses. The record stream is rvs's own (below), not the
-//! kernel's sync format: a hand-over wants every entry with the time it has left, in one
-//! stream, and no datagram limits; each record carries its length, so later fields can be
-//! appended without breaking an older reader.
+//! of the process that mapped it, and an AF_XDP socket's frames live in the old process's
+//! UMEM, whose free list is its worker's; re-attaching costs little. The record stream is
+//! rvs's own (below), not the kernel's sync format: a hand-over wants every entry with the
+//! time it has left, in one stream, and no datagram limits; each record carries its length,
+//! so later fields can be appended without breaking an older reader.
 //!
 //! Stream (all integers big-endian):
+//! - backend question: `RVSIO1\n`, answered `IOXDP1\n` or `IOAFP1\n` (a daemon that does not
+//!   know it closes the connection: the asker connects again and assumes AF_PACKET)
 //! - request: `RVSHO1\n`
 //! - answer: `RVSTB1\n`, u32 number of workers, then per worker u32 count and that many
 //!   records `u16 len | payload`, then `END\n`;
 //!   payload: u8 protocol, u8 family (4 or 6), u8 state, u8 0, u32 flags, u32 fwmark,
 //!   u32 ms left, u16 cport, u16 vport, u16 dport, then caddr, vaddr, daddr (4 or 16 bytes each)
+//! - release (XDP, after the answer): `FREE\n`, answered `GONE\n` once the old daemon's
+//!   sockets and link are gone
 //! - acknowledgement: `DONE\n`
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -56,6 +73,14 @@ const REQUEST: &[u8] = b"RVSHO1\n";
 const ANSWER: &[u8] = b"RVSTB1\n";
 const END: &[u8] = b"END\n";
 const DONE: &[u8] = b"DONE\n";
+/// The new daemon's question before it sets its I/O up, and the two answers.
+const IO_QUERY: &[u8] = b"RVSIO1\n";
+const IO_XDP: &[u8] = b"IOXDP1\n";
+const IO_AFPACKET: &[u8] = b"IOAFP1\n";
+/// After the table: "let your data path go" and "gone" (XDP: the queues and the program
+/// slot can be held by one daemon only).
+const FREE: &[u8] = b"FREE\n";
+const GONE: &[u8] = b"GONE\n";
 /// Bound on one worker's part: a corrupt count must not make the reader allocate wildly.
 const MAX_PER_WORKER: u32 = 1 << 28;
 
@@ -273,10 +298,48 @@ pub fn replace_control(control: &Path) -> Result<UnixListener, Refusal> {
     Ok(l)
 }
 
+/// The I/O backend of the daemon taken over from: a new daemon under `--io auto` keeps it, and
+/// releasing an XDP data path is one more step of the hand-over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OldIo {
+    Xdp,
+    AfPacket,
+}
+
+/// The new daemon: which backend the running daemon serves with. `None`: it does not say (a
+/// daemon from before the question existed closes the connection; it served AF_PACKET
+/// hot restarts only), and the caller connects again with [`probe`].
+pub fn ask_io(s: &mut UnixStream) -> Option<OldIo> {
+    s.write_all(IO_QUERY).ok()?;
+    let mut a = [0u8; IO_XDP.len()];
+    s.read_exact(&mut a).ok()?;
+    match &a {
+        a if a == IO_XDP => Some(OldIo::Xdp),
+        a if a == IO_AFPACKET => Some(OldIo::AfPacket),
+        _ => None,
+    }
+}
+
+/// The new daemon, table in hand: asks the old one to let its XDP data path go (its worker
+/// stops and closes its AF_XDP sockets, its BPF link goes) and waits until it has.
+pub fn release(s: &mut UnixStream) -> Result<(), Refusal> {
+    s.write_all(FREE).map_err(|e| Refusal(format!("hand-over release request: {e}")))?;
+    let mut a = [0u8; GONE.len()];
+    s.read_exact(&mut a).map_err(|e| Refusal(format!("hand-over release: {e}")))?;
+    if a != GONE {
+        return Err(Refusal("hand-over release: unexpected answer".into()));
+    }
+    Ok(())
+}
+
 /// What the old daemon needs to hand over.
 pub struct Giver {
     pub admin: Arc<crate::admin::Admin>,
     pub ipvs: Arc<ipvs::Ipvs>,
+    pub io: OldIo,
+    /// Stops the workers and lets the data path go (their sockets, the XDP link): after it
+    /// the new daemon binds and attaches its own. Called at most once.
+    pub release: Box<dyn Fn() + Send>,
     /// Called once the new daemon has acknowledged: this daemon stops.
     pub done: Box<dyn Fn() + Send>,
 }
@@ -286,38 +349,77 @@ pub fn serve(l: UnixListener, g: Giver) {
     for conn in l.incoming() {
         let Ok(mut s) = conn else { continue };
         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-        let mut req = [0u8; REQUEST.len()];
-        if s.read_exact(&mut req).is_err() || req != REQUEST {
-            continue;
-        }
-        tracing::info!("hot restart: a new rvsd takes over; handing the connection table over");
-        let gate = g.ipvs.vip_gate();
-        g.ipvs.freeze_vips(None);
-        match give(&mut s, &g) {
-            Ok(n) => {
-                tracing::info!("hot restart: {n} entries handed over; stopping");
-                (g.done)();
-                return;
+        loop {
+            let mut req = [0u8; REQUEST.len()];
+            if s.read_exact(&mut req).is_err() {
+                break;
             }
-            Err(e) => {
-                tracing::error!("hot restart failed ({e}); carrying on");
-                g.ipvs.freeze_vips(Some(gate));
+            if req == IO_QUERY {
+                let a = if g.io == OldIo::Xdp { IO_XDP } else { IO_AFPACKET };
+                if s.write_all(a).is_err() {
+                    break;
+                }
+                continue;
+            }
+            if req != REQUEST {
+                break;
+            }
+            tracing::info!("hot restart: a new rvsd takes over; handing the connection table over");
+            let gate = g.ipvs.vip_gate();
+            g.ipvs.freeze_vips(None);
+            match give(&mut s, &g) {
+                Ok(n) => {
+                    tracing::info!("hot restart: {n} entries handed over; stopping");
+                    (g.done)();
+                    return;
+                }
+                Err((e, true)) => {
+                    // The data path is gone: nothing to carry on with.
+                    tracing::error!(
+                        "hot restart: the new rvsd went away after the data path was released ({e}); stopping"
+                    );
+                    (g.done)();
+                    return;
+                }
+                Err((e, false)) => {
+                    tracing::error!("hot restart failed ({e}); carrying on");
+                    g.ipvs.freeze_vips(Some(gate));
+                    break;
+                }
             }
         }
     }
 }
 
-fn give(s: &mut UnixStream, g: &Giver) -> io::Result<usize> {
+/// Sends the table, releases the data path if asked, waits for the acknowledgement. The
+/// error says whether the data path was released already (then it cannot be undone).
+fn give(s: &mut UnixStream, g: &Giver) -> Result<usize, (io::Error, bool)> {
     // The barrier: every worker has finished the batch that may still have seen a VIP.
-    g.admin.export_conns().map_err(io::Error::other)?;
-    let tables: Vec<Vec<Restored>> =
-        g.admin.export_conns().map_err(io::Error::other)?.iter().map(|t| t.iter().map(of_record).collect()).collect();
+    g.admin.export_conns().map_err(|e| (io::Error::other(e), false))?;
+    let tables: Vec<Vec<Restored>> = g
+        .admin
+        .export_conns()
+        .map_err(|e| (io::Error::other(e), false))?
+        .iter()
+        .map(|t| t.iter().map(of_record).collect())
+        .collect();
     let n = tables.iter().map(Vec::len).sum();
-    write_tables(&mut BufWriter::with_capacity(256 * 1024, &*s), &tables)?;
+    write_tables(&mut BufWriter::with_capacity(256 * 1024, &*s), &tables).map_err(|e| (e, false))?;
     let mut ack = [0u8; DONE.len()];
-    s.read_exact(&mut ack)?;
+    s.read_exact(&mut ack).map_err(|e| (e, false))?;
+    if ack == FREE {
+        let t0 = std::time::Instant::now();
+        (g.release)();
+        tracing::info!("hot restart: data path released in {} ms", t0.elapsed().as_millis());
+        s.write_all(GONE).map_err(|e| (e, true))?;
+        s.read_exact(&mut ack).map_err(|e| (e, true))?;
+        if ack != DONE {
+            return Err((bad("no acknowledgement"), true));
+        }
+        return Ok(n);
+    }
     if ack != DONE {
-        return Err(bad("no acknowledgement"));
+        return Err((bad("no acknowledgement"), false));
     }
     Ok(n)
 }
@@ -394,6 +496,32 @@ mod tests {
         buf.extend_from_slice(END);
         let (t, malformed) = read_tables(&mut &buf[..]).unwrap();
         assert_eq!((t[0].len(), malformed), (1, 1));
+    }
+
+    #[test]
+    fn backend_question_and_release() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let old = std::thread::spawn(move || {
+            let mut q = [0u8; 7];
+            b.read_exact(&mut q).unwrap();
+            assert_eq!(&q[..], IO_QUERY);
+            b.write_all(IO_XDP).unwrap();
+            let mut f = [0u8; 5];
+            b.read_exact(&mut f).unwrap();
+            assert_eq!(&f[..], FREE);
+            b.write_all(GONE).unwrap();
+        });
+        assert_eq!(ask_io(&mut a), Some(OldIo::Xdp));
+        assert!(release(&mut a).is_ok());
+        old.join().unwrap();
+        // A daemon that does not know the question closes the connection; one that answers
+        // the release with anything else is an error.
+        let (mut a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        assert_eq!(ask_io(&mut a), None);
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        b.write_all(b"NOPE\n").unwrap();
+        assert!(release(&mut a).is_err());
     }
 
     #[test]

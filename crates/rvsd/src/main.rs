@@ -173,6 +173,10 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::J
     std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Refusal(format!("cannot start {name}: {e}")))
 }
 
+/// How long a daemon taking over waits for the old one's XDP link and sockets to go once it
+/// has said it released them (the kernel frees a socket's queue from a work queue).
+const TAKEOVER_ATTACH_WAIT: Duration = Duration::from_secs(2);
+
 /// How long a starting director tries to pull its peer's table before it says ready anyway
 /// (the peer may be down: the first director of a pair to start has nobody to ask).
 const RESYNC_DEADLINE: Duration = Duration::from_secs(10);
@@ -274,6 +278,19 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     let net = netstate::build(&snap, &args.interfaces);
     netstate::log_initial(&net);
 
+    // Another rvsd on this control socket offering a hand-over: take over from it (hot
+    // restart); its sockets are replaced once its table is here. Asked first: which backend
+    // it serves with decides how ours starts.
+    let mut takeover = handover::probe(&args.socket);
+    let old_io = match takeover.as_mut().map(handover::ask_io) {
+        None => None,
+        Some(Some(io)) => Some(io),
+        Some(None) => {
+            // A daemon that does not answer the question closed the connection.
+            takeover = handover::probe(&args.socket);
+            takeover.as_ref().map(|_| handover::OldIo::AfPacket)
+        }
+    };
     // The I/O backend (`--io`): XDP steering + AF_XDP, or AF_PACKET rings. AF_XDP runs one
     // worker unless --workers asks for more (docs/design.md "AF_XDP: workers by queue").
     let xdp_workers = || {
@@ -283,16 +300,31 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         }
         n
     };
-    let xdp_started = match args.io {
-        args::IoMode::AfPacket => {
+    // Taking over from
+    // a daemon on XDP, ours is prepared now and attached once the old one has let go (it
+    // holds the interfaces' queues and program slot until then): `--io auto` keeps the old
+    // daemon's backend, never falling back to AF_PACKET because the old one holds XDP.
+    let xdp_started = match (args.io, old_io) {
+        (args::IoMode::AfPacket, _) => {
             tracing::info!("I/O: AF_PACKET rings (--io afpacket)");
             None
         }
-        args::IoMode::Xdp => Some(
+        (args::IoMode::Xdp, Some(_)) | (args::IoMode::Auto, Some(handover::OldIo::Xdp)) => {
+            let s = xdpio::prepare_takeover(&args.interfaces, args.busy_poll, xdp_workers()).map_err(|e| {
+                Refusal(format!("--io {}: taking over: {e}", if args.io == args::IoMode::Xdp { "xdp" } else { "auto" }))
+            })?;
+            tracing::info!("I/O: XDP steering + AF_XDP, attached once the running rvsd has handed over");
+            Some(s)
+        }
+        (args::IoMode::Auto, Some(handover::OldIo::AfPacket)) => {
+            tracing::info!("I/O: AF_PACKET rings (--io auto, taking over from an rvsd on AF_PACKET)");
+            None
+        }
+        (args::IoMode::Xdp, None) => Some(
             xdpio::start(&args.interfaces, args.busy_poll, xdp_workers())
                 .map_err(|e| Refusal(format!("--io xdp: {e}")))?,
         ),
-        args::IoMode::Auto => match xdpio::start(&args.interfaces, args.busy_poll, xdp_workers()) {
+        (args::IoMode::Auto, None) => match xdpio::start(&args.interfaces, args.busy_poll, xdp_workers()) {
             Ok(s) => {
                 tracing::info!("I/O: XDP steering + AF_XDP (--io auto: the program attached)");
                 Some(s)
@@ -304,7 +336,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         },
     };
     if let Some(s) = &xdp_started {
-        args.workers = s.workers.len();
+        args.workers = s.worker_count();
         tracing::info!(
             "AF_XDP: {} worker(s), worker i serving receive queues i (mod {}) of every interface",
             args.workers,
@@ -361,7 +393,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         }
         None => (None, Vec::new()),
     };
-    let afpacket_workers = if xdp_workers.is_empty() { args.workers } else { 0 };
+    let afpacket_workers = if xdp_hooks.is_some() { 0 } else { args.workers };
     let mut per_worker: Vec<Vec<AfPacket>> = Vec::with_capacity(afpacket_workers);
     for w in 0..afpacket_workers {
         let mut socks = Vec::with_capacity(args.interfaces.len());
@@ -396,9 +428,6 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     // keepalived gave it) from answering the clients' packets with RSTs until the peer takes over.
     let isolation = Some(isolate::start(&args.interfaces));
 
-    // Another rvsd on this control socket offering a hand-over: take over from it (hot
-    // restart); its sockets are replaced once its table is here.
-    let mut takeover = handover::probe(&args.socket);
     let mut listener = match takeover {
         Some(_) => {
             tracing::info!("another rvsd serves {}: taking over from it (hot restart)", args.socket.display());
@@ -426,10 +455,12 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     };
 
     let stop = Arc::new(AtomicBool::new(false));
+    // The packet workers' own stop: a hand-over stops them before the rest (handover.rs).
+    let io_stop = Arc::new(AtomicBool::new(false));
     let (ev_tx, ev_rx) = mpsc::channel::<Event>();
     let table_sizes: Arc<[AtomicUsize]> = (0..args.workers).map(|_| AtomicUsize::new(0)).collect();
     let mut conn_txs = Vec::with_capacity(args.workers);
-    let mut workers = Vec::with_capacity(args.workers);
+    let workers: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
     let mut procfs_thread = None;
     let (sync_daemons, sync_links) = sync::SyncDaemons::new(ipvs.clone(), args.workers);
     let result = (|| {
@@ -441,7 +472,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         for (id, socks) in per_worker.into_iter().enumerate() {
             io_workers.push(Box::new(afpacket_worker::WorkerSetup { id, socks }));
         }
-        for setup in xdp_workers {
+        let xdp_worker_of = |setup: xdp::worker::Setup| -> Box<dyn IoWorker> {
             let mut resolver = xdp::neigh::KernelResolver::new().ok();
             let resolver: xdp::worker::Resolver = Box::new(move |ifindex, ip| {
                 if let Some(r) = resolver.as_mut()
@@ -450,17 +481,31 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
                     tracing::debug!("asking the kernel to resolve {ip}: {e}");
                 }
             });
-            io_workers.push(Box::new(xdp::worker::XdpWorker { setup, resolver }));
+            Box::new(xdp::worker::XdpWorker { setup, resolver })
+        };
+        for setup in xdp_workers {
+            io_workers.push(xdp_worker_of(setup));
         }
-        for (w, link) in io_workers.into_iter().zip(sync_links) {
+        let mut links = sync_links.into_iter();
+        for w in io_workers {
             let (tx, rx) = mpsc::channel::<listing::ConnRequest>();
             conn_txs.push(tx);
-            setups.push((w, rx, link));
+            setups.push((w, rx, links.next().ok_or_else(|| Refusal("no sync link for a worker".into()))?));
+        }
+        // Taking over on XDP: the workers come once the old daemon has let go; their listing
+        // channels and sync links are made now, for the admin to know them.
+        let mut deferred_xdp = Vec::new();
+        if xdp_hooks.is_some() && setups.is_empty() {
+            for _ in 0..args.workers {
+                let (tx, rx) = mpsc::channel::<listing::ConnRequest>();
+                conn_txs.push(tx);
+                deferred_xdp.push((rx, links.next().ok_or_else(|| Refusal("no sync link for an XDP worker".into()))?));
+            }
         }
         let start_worker =
             |(w, rx, link): (Box<dyn IoWorker>, mpsc::Receiver<listing::ConnRequest>, sync::WorkerLink)| {
                 let id = w.id();
-                let (node, stop, sizes) = (node.clone(), stop.clone(), table_sizes.clone());
+                let (node, stop, sizes) = (node.clone(), io_stop.clone(), table_sizes.clone());
                 let housekeeping: node::io::Housekeeping = Box::new(move |cx: &mut node::WorkerCtx| {
                     if let Some(n) = sizes.get(id) {
                         n.store(cx.ipvs.conns.len(), Ordering::Relaxed);
@@ -484,7 +529,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         // Taking over, the workers wait for the old table; their rings queue frames meanwhile.
         if takeover.is_none() {
             for setup in std::mem::take(&mut setups) {
-                workers.push(start_worker(setup)?);
+                workers.lock().unwrap_or_else(|e| e.into_inner()).push(start_worker(setup)?);
             }
         }
 
@@ -571,8 +616,33 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
             let tables = handover::take(&mut conn)?;
             let n: usize = tables.iter().map(Vec::len).sum();
             ipvs.stash_restored(handover::distribute(tables, args.workers));
+            // An XDP data path is the old daemon's until it lets go; from its release to our
+            // attachment, frames go to the kernel, whose isolation table drops them.
+            let t1 = Instant::now();
+            let released = match old_io {
+                Some(handover::OldIo::Xdp) => {
+                    handover::release(&mut conn)?;
+                    Some(t1.elapsed())
+                }
+                _ => None,
+            };
+            if let Some(h) = &xdp_hooks
+                && !deferred_xdp.is_empty()
+            {
+                let ws = h.activate(TAKEOVER_ATTACH_WAIT).map_err(|e| Refusal(format!("hot restart: XDP: {e}")))?;
+                for (setup, (rx, link)) in ws.into_iter().zip(std::mem::take(&mut deferred_xdp)) {
+                    setups.push((xdp_worker_of(setup), rx, link));
+                }
+            }
             for setup in std::mem::take(&mut setups) {
-                workers.push(start_worker(setup)?);
+                workers.lock().unwrap_or_else(|e| e.into_inner()).push(start_worker(setup)?);
+            }
+            if let Some(r) = released {
+                tracing::info!(
+                    "hot restart: data path gap {} ms (the old daemon released it in {} ms, ours served after)",
+                    t1.elapsed().as_millis(),
+                    r.as_millis()
+                );
             }
             listener = Some(handover::replace_control(&args.socket)?);
             handover_listener = Some(handover::bind(&args.socket)?);
@@ -585,9 +655,21 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         }
         if let Some(l) = handover_listener.take() {
             let tx = ev_tx.clone();
+            let (ws, io_st, x) = (workers.clone(), io_stop.clone(), xdp_hooks.clone());
             let giver = handover::Giver {
                 admin: admin.clone(),
                 ipvs: ipvs.clone(),
+                io: if xdp_hooks.is_some() { handover::OldIo::Xdp } else { handover::OldIo::AfPacket },
+                release: Box::new(move || {
+                    // The workers close their sockets as they return; then the link goes.
+                    io_st.store(true, Ordering::Relaxed);
+                    for w in ws.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                        let _ = w.join();
+                    }
+                    if let Some(x) = &x {
+                        x.release();
+                    }
+                }),
                 done: Box::new(move || {
                     let _ = tx.send(Event::HandedOver);
                 }),
@@ -694,7 +776,8 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         ops.stop();
     }
     stop.store(true, Ordering::Relaxed);
-    for w in workers {
+    io_stop.store(true, Ordering::Relaxed);
+    for w in workers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         let _ = w.join();
     }
     // A new daemon that took over has installed its own table (isolate.rs): leave it.

@@ -6,10 +6,13 @@
 //! `--workers N` (docs/design.md "AF_XDP: workers by queue, connections by client"): worker
 //! i serves queues i (mod N) of every interface; the connection table is per worker without
 //! locks, and a frame received by a worker that does not own its client address is handed to
-//! the owner over a lock-free ring (xdp/src/handoff.rs).
+//! the owner over a lock-free ring (xdp/src/handoff.rs). A hot restart prepares all of it
+//! (program loaded, UMEMs, sockets with rings) and binds and attaches once the old daemon has
+//! let go of the queues (handover.rs, docs/design.md "Hot restart").
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use node::Node;
 use xdp::xsk::{Socket, SocketConfig, Umem};
@@ -21,27 +24,61 @@ use crate::admin::{IfIo, IoHooks, XdpCounters};
 /// (2 KiB frames), 32 MiB above.
 const RINGS: SocketConfig = SocketConfig { fill: 8192, comp: 2048, rx: 8192, tx: 2048 };
 
-/// The attached program and what rvsd reports about it.
+/// The program and what rvsd reports about it.
 pub struct XdpIo {
-    steering: Mutex<xdp::Steering>,
+    /// `None` once released to a daemon taking over (hot restart).
+    steering: Mutex<Option<xdp::Steering>>,
     node: Arc<Node>,
-    ifs: Vec<IfIo>,
+    ifs: Mutex<Vec<IfIo>>,
     /// Per worker, its queues (`interface:queue`).
     queues: Vec<Vec<String>>,
+    /// Sockets prepared but not bound yet (a hot restart binds them once the old daemon let go).
+    pending: Mutex<Option<Pending>>,
 }
 
-/// Everything `--io xdp` needs to start: the attached program and the workers' sockets.
+/// What `--io xdp` has done at start: the program loaded (and attached, unless it waits for a
+/// daemon it takes over from), the workers' sockets (bound, or prepared only).
 pub struct Started {
     steering: xdp::Steering,
     ifs: Vec<IfIo>,
     queues: Vec<Vec<String>>,
-    pub workers: Vec<xdp::worker::Setup>,
+    workers: Vec<xdp::worker::Setup>,
+    pending: Option<Pending>,
+}
+
+/// One worker's UMEM and sockets with their rings, not bound yet.
+struct PendingWorker {
+    umem: Umem,
+    /// (ifindex, interface, queue, socket): the first socket registers the UMEM.
+    socks: Vec<(u32, String, u32, Socket)>,
+}
+
+/// Everything that does not conflict with the old daemon of a hot restart, which holds the
+/// interfaces' queues and program slot: the workers' UMEMs, their sockets with rings mapped,
+/// the hand-off rings between workers.
+pub struct Pending {
+    interfaces: Vec<String>,
+    workers: Vec<PendingWorker>,
+    peers: Vec<Option<xdp::worker::Peers>>,
+    busy_poll: bool,
 }
 
 impl Started {
-    /// The hooks the admin calls (maps follow the node's services from now on).
+    /// The number of AF_XDP workers (bound now or once a hot restart's old daemon let go).
+    pub fn worker_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// The hooks the admin calls (maps follow the node's services from now on; they are
+    /// filled before the program is attached) and the workers' setups when they are bound.
     pub fn hooks(self, node: Arc<Node>) -> (Arc<XdpIo>, Vec<xdp::worker::Setup>) {
-        let io = Arc::new(XdpIo { steering: Mutex::new(self.steering), node, ifs: self.ifs, queues: self.queues });
+        let io = Arc::new(XdpIo {
+            steering: Mutex::new(Some(self.steering)),
+            node,
+            ifs: Mutex::new(self.ifs),
+            queues: self.queues,
+            pending: Mutex::new(self.pending),
+        });
         io.services_changed(&[]);
         (io, self.workers)
     }
@@ -69,40 +106,33 @@ pub fn worker_count(interfaces: &[String], wanted: usize) -> (usize, Option<Stri
     }
 }
 
-/// Attaches and binds, for `workers` workers (≤ [`worker_count`]): worker i owns the
-/// receive queues i, i + workers, ... of every interface, with its own UMEM shared by its
-/// sockets (forwarding between its interfaces stays without a copy), and hand-off rings to
-/// the others (xdp/src/handoff.rs). On any error everything done so far is undone (dropping
-/// the program detaches it) and the error says what failed.
-pub fn start(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<Started, String> {
-    let workers = workers.max(1);
-    let mut steering = xdp::Steering::load().map_err(|e| e.to_string())?;
-    let mut ifs = Vec::new();
-    // Per worker: its (ifindex, name, queue)s.
-    let mut queues: Vec<Vec<(u32, String, u32)>> = vec![Vec::new(); workers];
+/// A receive queue: (ifindex, interface, queue).
+type Queue = (u32, String, u32);
+
+/// Per worker, its queues: worker i owns the receive queues i, i + workers, ... of every
+/// interface.
+fn queues_of(interfaces: &[String], workers: usize) -> Result<Vec<Vec<Queue>>, String> {
+    let mut queues: Vec<Vec<Queue>> = vec![Vec::new(); workers];
     for name in interfaces {
-        let mode = steering.attach(name, false).map_err(|e| e.to_string())?;
         let ifindex = xdp::sys::if_index(name).map_err(|e| format!("{name}: {e}"))?;
         let n = xdp::sys::rx_queues(name).min(xdp::program::QUEUES_PER_IF);
-        if mode == xdp::AttachMode::Generic {
-            tracing::warn!(
-                "{name}: XDP in generic mode (the driver has no native XDP): slower, and GSO super-frames from a peer with TSO are dropped"
-            );
-        }
         for q in 0..n {
             queues[q as usize % workers].push((ifindex, name.clone(), q));
         }
-        ifs.push(IfIo {
-            name: name.clone(),
-            backend: "xdp".into(),
-            xdp_mode: Some(mode.name().into()),
-            zero_copy: None,
-            queues: n,
-        });
     }
+    Ok(queues)
+}
+
+/// Prepares, for `workers` workers, each worker's UMEM (shared by its sockets: forwarding
+/// between its interfaces stays without a copy), one socket per (interface, queue) it owns and
+/// the hand-off rings to the others (xdp/src/handoff.rs), without binding or attaching
+/// anything (the costly part: UMEMs pinned, rings mapped).
+fn prepare(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<(Pending, Vec<Vec<String>>), String> {
+    let workers = workers.max(1);
+    let queues = queues_of(interfaces, workers)?;
     let mtu = interfaces.iter().filter_map(|n| node::io::if_mtu(n).ok()).max().unwrap_or(1500);
     let frame = xdp::xsk::frame_size_for_mtu(mtu);
-    let mut peers = if workers > 1 {
+    let peers = if workers > 1 {
         let slot = frame - xdp::xsk::TX_HEADROOM;
         xdp::worker::peers(workers, slot)
             .map_err(|e| format!("AF_XDP hand-off doorbells: {e}"))?
@@ -112,7 +142,7 @@ pub fn start(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<S
     } else {
         vec![None]
     };
-    let mut setups = Vec::with_capacity(workers);
+    let mut pending = Vec::with_capacity(workers);
     for (w, mine) in queues.iter().enumerate() {
         let umem = Umem::new(RINGS.frames() * mine.len() as u32 + 1024, frame)
             .map_err(|e| format!("AF_XDP UMEM of worker {w}: {e}"))?;
@@ -121,22 +151,63 @@ pub fn start(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<S
             umem.frames(),
             mine.len()
         );
-        let mut socks: Vec<Socket> = Vec::with_capacity(mine.len());
-        for (ifindex, name, q) in mine {
-            let s = Socket::open(&umem, *ifindex, *q, RINGS, socks.first())
-                .map_err(|e| format!("{name} queue {q}: AF_XDP socket: {e}"))?;
-            if let Some(i) = ifs.iter_mut().find(|i| i.name == *name) {
+        let mut socks = Vec::with_capacity(mine.len());
+        for (k, (ifindex, name, q)) in mine.iter().enumerate() {
+            let s =
+                Socket::prepare(&umem, RINGS, k == 0).map_err(|e| format!("{name} queue {q}: AF_XDP socket: {e}"))?;
+            socks.push((*ifindex, name.clone(), *q, s));
+        }
+        pending.push(PendingWorker { umem, socks });
+    }
+    let names = queues.iter().map(|m| m.iter().map(|(_, name, q)| format!("{name}:{q}")).collect()).collect();
+    Ok((Pending { interfaces: interfaces.to_vec(), workers: pending, peers, busy_poll }, names))
+}
+
+/// Attaches the program to every interface and binds the prepared sockets, waiting up to
+/// `wait` for a program or socket still held by a daemon going away; then fills the rings
+/// and puts the sockets in the program's map.
+fn activate(
+    steering: &mut xdp::Steering,
+    mut p: Pending,
+    wait: Duration,
+) -> Result<(Vec<IfIo>, Vec<xdp::worker::Setup>), String> {
+    let mut ifs = Vec::new();
+    for name in &p.interfaces {
+        let mode = steering.attach_waiting(name, false, wait).map_err(|e| e.to_string())?;
+        if mode == xdp::AttachMode::Generic {
+            tracing::warn!(
+                "{name}: XDP in generic mode (the driver has no native XDP): slower, and GSO super-frames from a peer with TSO are dropped"
+            );
+        }
+        ifs.push(IfIo {
+            name: name.clone(),
+            backend: "xdp".into(),
+            xdp_mode: Some(mode.name().into()),
+            zero_copy: None,
+            queues: p.workers.iter().flat_map(|w| &w.socks).filter(|s| s.1 == *name).count() as u32,
+        });
+    }
+    let mut setups = Vec::with_capacity(p.workers.len());
+    let mut bound = Vec::with_capacity(p.workers.len());
+    for (w, pw) in p.workers.into_iter().enumerate() {
+        let mut socks: Vec<Socket> = Vec::with_capacity(pw.socks.len());
+        let mut queues = Vec::with_capacity(pw.socks.len());
+        for (ifindex, name, q, mut s) in pw.socks {
+            s.bind(ifindex, q, socks.first(), wait).map_err(|e| format!("{name} queue {q}: AF_XDP socket: {e}"))?;
+            if let Some(i) = ifs.iter_mut().find(|i| i.name == name) {
                 i.zero_copy = Some(s.zero_copy());
             }
             socks.push(s);
+            queues.push((ifindex, q));
         }
         // Fill rings full before any socket is in the program's map (worker.rs `Setup::new`).
-        let mut setup = xdp::worker::Setup::new(w, umem, socks, xdp::worker::Options { busy_poll });
-        setup.peers = peers[w].take();
+        let mut setup = xdp::worker::Setup::new(w, pw.umem, socks, xdp::worker::Options { busy_poll: p.busy_poll });
+        setup.peers = p.peers.get_mut(w).and_then(Option::take);
         setups.push(setup);
+        bound.push(queues);
     }
-    for (mine, setup) in queues.iter().zip(&setups) {
-        for ((ifindex, _, q), s) in mine.iter().zip(&setup.socks) {
+    for (queues, setup) in bound.iter().zip(&setups) {
+        for ((ifindex, q), s) in queues.iter().zip(&setup.socks) {
             steering.set_socket(*ifindex, *q, s).map_err(|e| e.to_string())?;
         }
     }
@@ -149,20 +220,70 @@ pub fn start(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<S
             if i.zero_copy == Some(true) { "zero-copy" } else { "copy mode" }
         );
     }
-    let queues = queues.iter().map(|m| m.iter().map(|(_, name, q)| format!("{name}:{q}")).collect()).collect();
-    Ok(Started { steering, ifs, queues, workers: setups })
+    Ok((ifs, setups))
+}
+
+/// Attaches and binds, for `workers` workers (≤ [`worker_count`]). On any error everything
+/// done so far is undone (dropping the program detaches it) and the error says what failed.
+pub fn start(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<Started, String> {
+    let mut steering = xdp::Steering::load().map_err(|e| e.to_string())?;
+    let (pending, queues) = prepare(interfaces, busy_poll, workers)?;
+    let (ifs, workers) = activate(&mut steering, pending, xdp::xsk::BIND_WAIT)?;
+    Ok(Started { steering, ifs, queues, workers, pending: None })
+}
+
+/// A hot restart's start: the program loaded and the sockets prepared, nothing attached or
+/// bound while the old daemon holds the interfaces ([`XdpIo::activate`] does it once the old
+/// one has let go).
+pub fn prepare_takeover(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<Started, String> {
+    let steering = xdp::Steering::load().map_err(|e| e.to_string())?;
+    let (pending, queues) = prepare(interfaces, busy_poll, workers)?;
+    let ifs = interfaces
+        .iter()
+        .map(|n| IfIo {
+            name: n.clone(),
+            backend: "xdp".into(),
+            xdp_mode: None,
+            zero_copy: None,
+            queues: pending.workers.iter().flat_map(|w| &w.socks).filter(|s| s.1 == *n).count() as u32,
+        })
+        .collect();
+    Ok(Started { steering, ifs, queues, workers: Vec::new(), pending: Some(pending) })
+}
+
+impl XdpIo {
+    /// Hot restart, new daemon: attaches and binds what [`prepare_takeover`] prepared, as
+    /// soon as the old daemon's link and sockets are gone (within `wait`).
+    pub fn activate(&self, wait: Duration) -> Result<Vec<xdp::worker::Setup>, String> {
+        let p = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or("nothing prepared to attach")?;
+        let mut g = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        let steering = g.as_mut().ok_or("the XDP program was released")?;
+        let (ifs, workers) = activate(steering, p, wait)?;
+        *self.ifs.lock().unwrap_or_else(|e| e.into_inner()) = ifs;
+        Ok(workers)
+    }
+
+    /// Hot restart, old daemon (its worker has stopped and closed its sockets): detaches the
+    /// program, so that the new daemon can attach its own.
+    pub fn release(&self) {
+        drop(self.steering.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
 }
 
 impl IoHooks for XdpIo {
     fn report(&self) -> (Vec<IfIo>, Option<XdpCounters>) {
-        let st = self.steering.lock().unwrap_or_else(|e| e.into_inner()).stats();
-        (self.ifs.clone(), Some(XdpCounters { steered: st.steered, no_socket: st.no_socket, passed: st.passed }))
+        let st =
+            self.steering.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.stats()).unwrap_or_default();
+        let ifs = self.ifs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (ifs, Some(XdpCounters { steered: st.steered, no_socket: st.no_socket, passed: st.passed }))
     }
 
     fn services_changed(&self, extra: &[ipvs::ServiceKey]) {
         let ipvs = &self.node.ipvs;
         let want = xdp::SteerMaps::of(&ipvs.services_full(), &ipvs.fwmark_rules(), extra, &locals(&self.node));
-        let mut s = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = g.as_mut() else { return };
         if *s.current() == want {
             return;
         }

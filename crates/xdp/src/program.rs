@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
@@ -143,18 +144,35 @@ impl Steering {
     /// none (unless `native_only`). An XDP program already attached (EBUSY) and an MTU too
     /// large for XDP (ERANGE) give errors that say so.
     pub fn attach(&mut self, name: &str, native_only: bool) -> Result<AttachMode, Error> {
-        if self.attached.len() >= MAX_IFS {
-            return Err(Error(format!("{name}: XDP steering serves at most {MAX_IFS} interfaces")));
+        self.try_attach(name, native_only).map_err(|(e, _)| e)
+    }
+
+    /// [`Steering::attach`], retried for up to `wait` while another program's link holds the
+    /// interface (EBUSY/EEXIST): a hot restart attaches as soon as the old daemon's link goes.
+    pub fn attach_waiting(&mut self, name: &str, native_only: bool, wait: Duration) -> Result<AttachMode, Error> {
+        let t0 = Instant::now();
+        loop {
+            match self.try_attach(name, native_only) {
+                Err((_, true)) if t0.elapsed() < wait => std::thread::sleep(Duration::from_millis(1)),
+                r => return r.map_err(|(e, _)| e),
+            }
         }
-        let ifindex = crate::sys::if_index(name).map_err(|e| Error(format!("{name}: {e}")))?;
+    }
+
+    /// Attach; the error says whether another program held the interface.
+    fn try_attach(&mut self, name: &str, native_only: bool) -> Result<AttachMode, (Error, bool)> {
+        if self.attached.len() >= MAX_IFS {
+            return Err((Error(format!("{name}: XDP steering serves at most {MAX_IFS} interfaces")), false));
+        }
+        let ifindex = crate::sys::if_index(name).map_err(|e| (Error(format!("{name}: {e}")), false))?;
         let block = self.attached.len() as u32 * QUEUES_PER_IF;
-        self.if_base.insert(ifindex, block, 0).map_err(|e| map_err("rvs_if_base", e))?;
+        self.if_base.insert(ifindex, block, 0).map_err(|e| (map_err("rvs_if_base", e), false))?;
         let prog: &mut Xdp = self
             .bpf
             .program_mut("rvs_steer")
-            .ok_or_else(|| Error("rvs_steer missing".into()))?
+            .ok_or_else(|| (Error("rvs_steer missing".into()), false))?
             .try_into()
-            .map_err(|e| Error(format!("rvs_steer: {e}")))?;
+            .map_err(|e| (Error(format!("rvs_steer: {e}")), false))?;
         let mode = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
             Ok(_) => AttachMode::Native,
             Err(e) => {
@@ -162,20 +180,24 @@ impl Steering {
                     ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
                     _ => None,
                 };
+                let busy = matches!(errno, Some(libc::EBUSY) | Some(libc::EEXIST));
                 // EBUSY/ERANGE would fail the same in generic mode: report them as they are.
-                if native_only || matches!(errno, Some(libc::EBUSY) | Some(libc::EEXIST) | Some(libc::ERANGE)) {
+                if native_only || busy || errno == Some(libc::ERANGE) {
                     let _ = self.if_base.remove(&ifindex);
-                    return Err(Error(attach_error(name, AttachMode::Native, &e)));
+                    return Err((Error(attach_error(name, AttachMode::Native, &e)), busy));
                 }
                 match prog.attach_to_if_index(ifindex, XdpMode::Skb) {
                     Ok(_) => AttachMode::Generic,
                     Err(e2) => {
                         let _ = self.if_base.remove(&ifindex);
-                        return Err(Error(format!(
-                            "{}; {}",
-                            attach_error(name, AttachMode::Native, &e),
-                            attach_error(name, AttachMode::Generic, &e2)
-                        )));
+                        return Err((
+                            Error(format!(
+                                "{}; {}",
+                                attach_error(name, AttachMode::Native, &e),
+                                attach_error(name, AttachMode::Generic, &e2)
+                            )),
+                            false,
+                        ));
                     }
                 }
             }

@@ -13,6 +13,14 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long [`Socket::open`] retries a queue that is still busy (released by a process that
+/// just exited: the kernel frees it from a work queue).
+pub const BIND_WAIT: Duration = Duration::from_secs(1);
+/// Pause between two binds of a busy queue: short, since in a hot restart every
+/// millisecond here is a millisecond nobody serves the interface.
+const BIND_RETRY: Duration = Duration::from_millis(2);
 
 /// Bytes per UMEM frame: one page, for links with an MTU above 1500 (XDP on veth takes up
 /// to about 3500).
@@ -292,23 +300,16 @@ impl Socket {
     /// Opens a socket on (ifindex, queue). `shared`: the socket that registered the UMEM
     /// (`None`: this one registers `umem`). Zero-copy is tried first, then copy mode.
     pub fn open(umem: &Umem, ifindex: u32, queue: u32, cfg: SocketConfig, shared: Option<&Socket>) -> io::Result<Self> {
-        if shared.is_some() {
-            return Self::open_mode(umem, ifindex, queue, cfg, shared, 0);
-        }
-        match Self::open_mode(umem, ifindex, queue, cfg, None, libc::XDP_ZEROCOPY) {
-            Ok(s) => Ok(s),
-            Err(_) => Self::open_mode(umem, ifindex, queue, cfg, None, libc::XDP_COPY),
-        }
+        let mut s = Self::prepare(umem, cfg, shared.is_none())?;
+        s.bind(ifindex, queue, shared, BIND_WAIT)?;
+        Ok(s)
     }
 
-    fn open_mode(
-        umem: &Umem,
-        ifindex: u32,
-        queue: u32,
-        cfg: SocketConfig,
-        shared: Option<&Socket>,
-        mode: u16,
-    ) -> io::Result<Self> {
+    /// A socket with its rings, not bound to any queue yet: everything that does not conflict
+    /// with another process holding the queue (hot restart prepares its sockets so while the
+    /// old daemon still serves, and binds once it has let go). `registers`: this socket
+    /// registers `umem` (the first of a worker's); the others share it at [`Socket::bind`].
+    pub fn prepare(umem: &Umem, cfg: SocketConfig, registers: bool) -> io::Result<Self> {
         // SAFETY: plain socket call.
         let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
@@ -317,7 +318,7 @@ impl Socket {
         // SAFETY: fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let raw = fd.as_raw_fd();
-        if shared.is_none() {
+        if registers {
             let reg = libc::xdp_umem_reg {
                 addr: umem.base.as_ptr() as u64,
                 len: umem.len as u64,
@@ -352,10 +353,45 @@ impl Socket {
         let comp = Ring::map(raw, &off.cr, cfg.comp, libc::XDP_UMEM_PGOFF_COMPLETION_RING, false)?;
         let rx = Ring::map(raw, &off.rx, cfg.rx, libc::XDP_PGOFF_RX_RING as u64, false)?;
         let tx = Ring::map(raw, &off.tx, cfg.tx, libc::XDP_PGOFF_TX_RING as u64, true)?;
-        let (flags, shared_fd) = match shared {
-            Some(s) => (libc::XDP_SHARED_UMEM, s.fd.as_raw_fd() as u32),
-            None => (mode | libc::XDP_USE_NEED_WAKEUP, 0),
+        Ok(Socket { fd, ifindex: 0, queue: 0, zero_copy: false, fill, comp, rx, tx })
+    }
+
+    /// Binds a prepared socket to (ifindex, queue): sharing `shared`'s UMEM, or, for the
+    /// socket that registered it, zero-copy first and copy mode if the driver has none (a
+    /// failed bind leaves the socket as prepared, so the second try uses the same rings).
+    /// A queue still held by a socket being released (a process that just exited, the old
+    /// daemon of a hot restart) answers EBUSY: retried for up to `wait`.
+    pub fn bind(&mut self, ifindex: u32, queue: u32, shared: Option<&Socket>, wait: Duration) -> io::Result<()> {
+        let t0 = Instant::now();
+        let r = match shared {
+            Some(s) => self.bind_flags(ifindex, queue, libc::XDP_SHARED_UMEM, s.fd.as_raw_fd() as u32, t0, wait),
+            None => {
+                match self.bind_flags(ifindex, queue, libc::XDP_ZEROCOPY | libc::XDP_USE_NEED_WAKEUP, 0, t0, wait) {
+                    Err(e) if e.raw_os_error() != Some(libc::EBUSY) => {
+                        self.bind_flags(ifindex, queue, libc::XDP_COPY | libc::XDP_USE_NEED_WAKEUP, 0, t0, wait)
+                    }
+                    r => r.map(|()| self.zero_copy = true),
+                }
+            }
         };
+        r.map_err(|e| with_context(e, &format!("bind AF_XDP to ifindex {ifindex} queue {queue}")))?;
+        if let Some(s) = shared {
+            self.zero_copy = s.zero_copy;
+        }
+        self.ifindex = ifindex;
+        self.queue = queue;
+        Ok(())
+    }
+
+    fn bind_flags(
+        &self,
+        ifindex: u32,
+        queue: u32,
+        flags: u16,
+        shared_fd: u32,
+        t0: Instant,
+        wait: Duration,
+    ) -> io::Result<()> {
         let sa = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
             sxdp_flags: flags,
@@ -363,33 +399,25 @@ impl Socket {
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: shared_fd,
         };
-        // A queue released by a process that just exited can be busy for a moment: retry.
-        let mut tries = 0;
         loop {
             // SAFETY: valid sockaddr of the given size.
             let rc = unsafe {
                 libc::bind(
-                    raw,
+                    self.fd.as_raw_fd(),
                     (&sa as *const libc::sockaddr_xdp).cast(),
                     std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
                 )
             };
             if rc == 0 {
-                break;
+                return Ok(());
             }
             let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EBUSY) && tries < 20 {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
+            if e.raw_os_error() == Some(libc::EBUSY) && t0.elapsed() < wait {
+                std::thread::sleep(BIND_RETRY);
                 continue;
             }
-            return Err(with_context(e, &format!("bind AF_XDP to ifindex {ifindex} queue {queue}")));
+            return Err(e);
         }
-        let zero_copy = match shared {
-            Some(s) => s.zero_copy,
-            None => mode == libc::XDP_ZEROCOPY,
-        };
-        Ok(Socket { fd, ifindex, queue, zero_copy, fill, comp, rx, tx })
     }
 
     /// Whether the socket is bound in zero-copy mode (else copy mode).

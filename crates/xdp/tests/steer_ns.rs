@@ -240,6 +240,43 @@ fn map_updates_change_steering_without_reattaching() {
 }
 
 #[test]
+fn a_prepared_program_and_socket_take_over_once_the_old_ones_go() {
+    if skip_unless_root("a_prepared_program_and_socket_take_over_once_the_old_ones_go", NEEDS) {
+        return;
+    }
+    // Hot restart (rvsd handover.rs): the new daemon's program and socket are made while the
+    // old ones hold the interface, and attach / bind once those are gone.
+    let t = topo();
+    let old = director(&t.d);
+    let cfg = SocketConfig { fill: 256, comp: 256, rx: 256, tx: 256 };
+    let (mut steering, umem, mut sock) = in_netns(&t.d, || {
+        let steering = Steering::load().expect("load program");
+        let umem = Umem::new(512, FRAME_SIZE).expect("umem");
+        let sock = Socket::prepare(&umem, cfg, true).expect("prepared socket");
+        (steering, umem, sock)
+    });
+    let ifindex = old.ifindex;
+    in_netns(&t.d, || {
+        let e = steering.attach("d0", false).expect_err("the old program's link holds d0");
+        assert!(e.to_string().contains("another XDP program"), "{e}");
+        let e = sock.bind(ifindex, 0, None, Duration::ZERO).expect_err("the old socket holds queue 0");
+        assert!(e.to_string().contains(&format!("os error {}", libc::EBUSY)), "{e}");
+    });
+    drop(old);
+    in_netns(&t.d, || {
+        steering.attach_waiting("d0", false, Duration::from_secs(2)).expect("attach once the old link went");
+        sock.bind(ifindex, 0, None, Duration::from_secs(2)).expect("bind once the old socket went");
+        steering.set_socket(ifindex, 0, &sock).expect("register socket");
+    });
+    let mut free: Vec<u64> = (0..512u64).map(|f| f * FRAME_SIZE as u64).collect();
+    sock.fill(&mut free);
+    let mut new = Director { steering, sock, umem, free, ifindex };
+    new.steering.sync(&vip_maps(5000)).expect("maps");
+    send_udp(&t.c, VIP, 5000, 5);
+    assert_eq!(new.receive(5, Duration::from_secs(3)).len(), 5, "the new socket receives the VIP's frames");
+}
+
+#[test]
 fn owned_frames_without_a_socket_are_dropped_and_counted_not_passed() {
     if skip_unless_root("owned_frames_without_a_socket_are_dropped_and_counted_not_passed", NEEDS) {
         return;
