@@ -23,6 +23,8 @@ if [ "$(id -u)" = 0 ] && [ -x tests/e2e/run.sh ]; then
     echo "== end-to-end again on the AF_PACKET backend"
     RVS_IO=afpacket tests/e2e/run.sh nat_tcp nat_udp dr_tcp dr_udp tun_tcp tun_udp topology storm \
         stray_rst hot_restart sync vrrp_failover syn_proxy
+    echo "== hot restart with two AF_XDP workers (2-queue veths, --workers 2)"
+    RVS_QUEUES=2 tests/e2e/run.sh hot_restart
 else
     echo "== end-to-end skipped (needs root and tests/e2e/run.sh)"
 fi
