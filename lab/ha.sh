@@ -7,9 +7,11 @@
 # bridge (tests/e2e/ha.sh). On each director Debian's keepalived runs the vrrp_instance part
 # of its keepalived.conf (keepalived --vrrp) and rvsd the virtual_server part (rvsd
 # --keepalived, same file): rvsd answers for the VIP only while keepalived has put it on the
-# interface. The lab opens long-lived TCP sessions through d1, prints both directors'
-# connection counts, crashes d1's keepalived (SIGKILL), shows the takeover (time, the
-# client's neighbour entry, rvsd's announcement), prints the counts again, then hot-restarts
+# interface. Both run LVS connection sync (`rvsadm --start-daemon master|backup`, the
+# kernel's wire format). The lab opens long-lived TCP sessions through d1, prints both
+# directors' connection counts (d2's synced entries included), crashes d1 (SIGKILL of its
+# keepalived and rvsd), shows the takeover (time, the client's neighbour entry, rvsd's
+# announcement), prints the counts again and how many sessions carried on, then hot-restarts
 # rvsd on d2 and prints its table size before and after. Environment: SESSIONS (default 20),
 # RVS_PROFILE, RVS_BIN, RVS_NO_BUILD=1, RVS_KEEP_WORK=1 (tests/e2e/lib.sh).
 set -euo pipefail
@@ -26,14 +28,24 @@ say "topology: client c $NET.2, directors d1 $NET.11 and d2 $NET.12, real server
 ha_topology 2
 start_keepalived d1
 start_keepalived d2
-for d in d1 d2; do RVSD_ARGS="--keepalived $RVS_WORK/$d.conf --workers 1" start_rvsd "$d" eth0; done
+for d in d1 d2; do
+    RVSD_ARGS="--keepalived $RVS_WORK/$d.conf --workers 1" start_rvsd "$d" eth0
+    [ "$d" = d1 ] && D1_PID=$RVSD_PID
+done
+for d in d1 d2; do
+    for role in master backup; do RVSADM_NS=$d adm --start-daemon $role --mcast-interface eth0 --syncid 9; done
+done
 wait_vip d1 10 || die "d1 did not become MASTER"
-info "keepalived: d1 MASTER (VIP on d1's eth0), d2 BACKUP"
+info "keepalived: d1 MASTER (VIP on d1's eth0), d2 BACKUP; sync daemons (master + backup) on both"
 
 counts() {
     local d
     for d in d1 d2; do
         local est
+        if ! RVSADM_NS=$d adm -L -n >/dev/null 2>&1; then
+            printf '    %-3s rvsd down\n' "$d"
+            continue
+        fi
         est=$(RVSADM_NS=$d adm -L -n -c 2>/dev/null | grep -c ESTABLISHED || true)
         printf '    %-3s VIP %-8s  connections scheduled %-4s  entries ESTABLISHED now %s\n' \
             "$d" "$(has_vip "$d" && echo held || echo -)" "$(conns_of "$d")" "$est"
@@ -41,16 +53,17 @@ counts() {
 }
 
 say "$SESSIONS long-lived TCP sessions through the VIP (a line every 100 ms each)"
-in_ns c "$PY" "$RVSNET" streams "$VIP" "$PORT" --streams "$SESSIONS" --victim none --duration 12 \
-    --chunk 256 --pace 0.1 --timeout 3 --ready "$RVS_WORK/ready" >"$RVS_WORK/streams.json" 2>&1 &
+in_ns c "$PY" "$RVSNET" streams "$VIP" "$PORT" --streams "$SESSIONS" --victim none --duration 16 \
+    --chunk 256 --pace 0.1 --timeout 12 --ready "$RVS_WORK/ready" >"$RVS_WORK/streams.json" 2>&1 &
 STREAMS=$!
 for _ in $(seq 1 50); do [ -f "$RVS_WORK/ready" ] && break; sleep 0.1; done
-sleep 1
+sleep 3 # entries are synced from their third packet; a sync message waits at most 2 s
 counts
 
-say "crash: SIGKILL keepalived on d1"
+say "crash: SIGKILL keepalived and rvsd on d1"
 t0=$(date +%s.%N)
 crash_keepalived d1
+kill -KILL "$D1_PID"
 wait_vip d2 10 || die "d2 did not take the VIP"
 t1=$(date +%s.%N)
 info "d2 took the VIP after $("$PY" -c "print(round($t1 - $t0, 1))") s (VRRP: 3 x advert_int 1 s + skew)"
@@ -61,8 +74,8 @@ check_conns 10 && info "10 new connections through d2: all answered"
 counts
 
 wait "$STREAMS" || true
-info "sessions opened before the crash: $(jget "$(tail -1 "$RVS_WORK/streams.json")" 'd["intact"]') of $SESSIONS intact" \
-    "(without connection sync, d2 has no entry for them; the sync daemons carry them over)"
+info "sessions opened before the crash: $(jget "$(tail -1 "$RVS_WORK/streams.json")" 'd["intact"]') of $SESSIONS carried on" \
+    "through d2 without a reset (its synced entries)"
 
 say "hot restart of rvsd on d2 (a new rvsd on the same socket takes the table over)"
 check_conns 5 >/dev/null
