@@ -532,7 +532,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
                 spawn("rvsd-xdpmaps", move || {
                     while !st.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(500));
-                        admin::IoHooks::services_changed(&*h, &[]);
+                        h.tick();
                     }
                 })?;
             }

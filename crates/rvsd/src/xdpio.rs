@@ -1,7 +1,8 @@
 //! The XDP backend's wiring (`--io xdp|auto`): attach the steering program to every served
 //! interface, open one AF_XDP socket per (interface, receive queue) sharing one UMEM, and keep
 //! the program's maps in step with the services (`IoHooks`, called by the admin before a
-//! command returns, and once a second for address changes).
+//! command returns: only the entries of the services a command touched change, O(1) in the
+//! table's size; [`XdpIo::tick`] twice a second follows the director's addresses).
 //!
 //! One worker serves every socket (docs/design.md "AF_XDP: one worker"): the connection table
 //! is per worker without locks, and the two directions of a NAT connection can arrive on
@@ -22,9 +23,20 @@ const RINGS: SocketConfig = SocketConfig { fill: 8192, comp: 2048, rx: 8192, tx:
 
 /// The attached program and what rvsd reports about it.
 pub struct XdpIo {
-    steering: Mutex<xdp::Steering>,
+    steering: Mutex<Maps>,
     node: Arc<Node>,
     ifs: Vec<IfIo>,
+}
+
+/// The program with the model of its maps (docs/design.md "XDP maps follow the services").
+struct Maps {
+    prog: xdp::Steering,
+    model: xdp::SteerModel,
+    /// The table and rules the model was last brought to: a table published without the
+    /// admin telling (none is known) is caught by the tick.
+    seen: Option<(Arc<ipvs::ServiceTable>, Arc<Vec<ipvs::fwmark::FwmarkRule>>)>,
+    /// A map update failed: the next tick resynchronises the whole maps.
+    stale: bool,
 }
 
 /// Everything `--io xdp` needs to start: the attached program and the worker's sockets.
@@ -37,8 +49,9 @@ pub struct Started {
 impl Started {
     /// The hooks the admin calls (maps follow the node's services from now on).
     pub fn hooks(self, node: Arc<Node>) -> (Arc<XdpIo>, xdp::worker::Setup) {
-        let io = Arc::new(XdpIo { steering: Mutex::new(self.steering), node, ifs: self.ifs });
-        io.services_changed(&[]);
+        let maps = Maps { prog: self.steering, model: xdp::SteerModel::default(), seen: None, stale: true };
+        let io = Arc::new(XdpIo { steering: Mutex::new(maps), node, ifs: self.ifs });
+        io.services_resync();
         (io, self.worker)
     }
 }
@@ -103,23 +116,97 @@ pub fn start(interfaces: &[String], busy_poll: bool) -> Result<Started, String> 
     Ok(Started { steering, ifs, worker })
 }
 
+impl XdpIo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
+        self.steering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every half second: the director's addresses (O(addresses)); a whole resynchronisation
+    /// (O(table)) only after a failed update or a table published without the admin telling.
+    pub fn tick(&self) {
+        let ipvs = &self.node.ipvs;
+        let (table, rules) = (ipvs.services_full(), ipvs.fwmark_rules());
+        let mut m = self.lock();
+        let told = m.seen.as_ref().is_some_and(|(t, r)| Arc::ptr_eq(t, &table) && Arc::ptr_eq(r, &rules));
+        if m.stale || !told {
+            let extra = m.model.ahead_keys().to_vec();
+            if !m.stale {
+                tracing::debug!("XDP steering maps: the table changed without a command: resynchronising");
+            }
+            return m.resync(table, rules, &extra, &locals(&self.node));
+        }
+        m.model.set_locals(&locals(&self.node));
+        m.flush();
+    }
+}
+
+impl Maps {
+    /// Writes the model's pending changes to the maps.
+    fn flush(&mut self) {
+        let d = self.model.take_diff();
+        if d.is_empty() {
+            return;
+        }
+        match self.prog.apply(&d) {
+            Ok(n) => tracing::debug!("XDP steering maps: {n} entries changed"),
+            Err(e) => {
+                tracing::error!("XDP steering maps: {e} (resynchronising at the next tick)");
+                self.stale = true;
+            }
+        }
+    }
+
+    /// The model rebuilt from the whole table and the maps brought to it (O(table)).
+    fn resync(
+        &mut self,
+        table: Arc<ipvs::ServiceTable>,
+        rules: Arc<Vec<ipvs::fwmark::FwmarkRule>>,
+        extra: &[ipvs::ServiceKey],
+        locals: &[IpAddr],
+    ) {
+        self.model = xdp::SteerModel::of(&table, &rules, extra, locals);
+        match self.prog.sync(&self.model.maps()) {
+            Ok(n) => {
+                tracing::debug!("XDP steering maps: resynchronised, {n} entries changed");
+                self.stale = false;
+            }
+            Err(e) => {
+                tracing::error!("XDP steering maps: {e} (resynchronising at the next tick)");
+                self.stale = true;
+            }
+        }
+        self.seen = Some((table, rules));
+    }
+}
+
 impl IoHooks for XdpIo {
     fn report(&self) -> (Vec<IfIo>, Option<XdpCounters>) {
-        let st = self.steering.lock().unwrap_or_else(|e| e.into_inner()).stats();
+        let st = self.lock().prog.stats();
         (self.ifs.clone(), Some(XdpCounters { steered: st.steered, no_socket: st.no_socket, passed: st.passed }))
     }
 
-    fn services_changed(&self, extra: &[ipvs::ServiceKey]) {
+    fn services_ahead(&self, keys: &[ipvs::ServiceKey]) {
+        let mut m = self.lock();
+        m.model.ahead(keys);
+        m.flush();
+    }
+
+    fn services_changed(&self, keys: &[ipvs::ServiceKey]) {
         let ipvs = &self.node.ipvs;
-        let want = xdp::SteerMaps::of(&ipvs.services_full(), &ipvs.fwmark_rules(), extra, &locals(&self.node));
-        let mut s = self.steering.lock().unwrap_or_else(|e| e.into_inner());
-        if *s.current() == want {
-            return;
+        let (table, rules) = (ipvs.services_full(), ipvs.fwmark_rules());
+        let mut m = self.lock();
+        let same_rules = m.seen.as_ref().is_some_and(|(_, r)| Arc::ptr_eq(r, &rules));
+        if m.stale || !same_rules {
+            return m.resync(table, rules, &[], &locals(&self.node));
         }
-        match s.sync(&want) {
-            Ok(n) => tracing::debug!("XDP steering maps: {n} entries changed"),
-            Err(e) => tracing::error!("XDP steering maps: {e}"),
-        }
+        m.model.changed(&table, keys);
+        m.flush();
+        m.seen = Some((table, rules));
+    }
+
+    fn services_resync(&self) {
+        let ipvs = &self.node.ipvs;
+        self.lock().resync(ipvs.services_full(), ipvs.fwmark_rules(), &[], &locals(&self.node));
     }
 }
 
@@ -136,5 +223,7 @@ impl IoHooks for AfPacketIo {
         (ifs, None)
     }
 
-    fn services_changed(&self, _extra: &[ipvs::ServiceKey]) {}
+    fn services_ahead(&self, _keys: &[ipvs::ServiceKey]) {}
+    fn services_changed(&self, _keys: &[ipvs::ServiceKey]) {}
+    fn services_resync(&self) {}
 }
