@@ -177,6 +177,13 @@ impl Admin {
         let _ = self.io.set(hooks);
     }
 
+    /// Runs `f` between two commands, never during one (the XDP maps' tick: a table a command
+    /// published and has not yet told the maps about would look like a change nobody told).
+    pub fn between_commands<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
+
     /// `POST /v1/command`.
     pub fn command(&self, cmd: &Command) -> Result<Reply, ApiError> {
         if let Command::Batch(cmds) = cmd {

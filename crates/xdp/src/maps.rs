@@ -242,6 +242,8 @@ impl<K: Eq + std::hash::Hash + Copy> Counted<K> {
                 _ => {}
             }
         }
+        // A restore touched every entry once: give that memory back.
+        self.touched.shrink_to(1024);
     }
 
     fn keys(&self) -> HashSet<K> {
@@ -257,7 +259,7 @@ impl<K: Eq + std::hash::Hash + Copy> Counted<K> {
 #[derive(Debug, Default)]
 pub struct SteerModel {
     /// The `rvs_reals` keys each service of the model owns (its VIP keys follow from its key).
-    owned: HashMap<ServiceKey, Vec<SvcKey>>,
+    owned: HashMap<ServiceKey, Box<[SvcKey]>>,
     /// Services steered ahead of their publish, one owner each until [`SteerModel::changed`].
     ahead: Vec<ServiceKey>,
     services: Counted<SvcKey>,
@@ -342,7 +344,7 @@ impl SteerModel {
         for r in &reals {
             self.reals.add(*r);
         }
-        self.owned.insert(key, reals);
+        self.owned.insert(key, reals.into_boxed_slice());
     }
 
     fn disown(&mut self, key: &ServiceKey) {
@@ -351,8 +353,8 @@ impl SteerModel {
             self.services.sub(k);
             self.vip_addrs.sub(a);
         }
-        for r in reals {
-            self.reals.sub(r);
+        for r in reals.iter() {
+            self.reals.sub(*r);
         }
     }
 
