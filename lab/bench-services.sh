@@ -16,7 +16,9 @@
 #   - one `rvsadm -A` and one `rvsadm -D` (a process per command) at 0 and at N services:
 #     per-command latency (a lone command: no batch);
 #   - the full restore of N services x 2 real servers (target: < 10 s at 100 000) and
-#     `rvsadm -L -n` of it (target: < 2 s), with the line count checked.
+#     `rvsadm -L -n` of it (target: < 2 s), with the line count checked, and rvsd's CPU time
+#     over 10 s idle with that table.
+# RVS_IO=xdp|afpacket picks the backend (default: auto, XDP where it attaches).
 set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "bench-services.sh: run as root (it creates network namespaces)" >&2; exit 1; }
 RVS_ID="${RVS_ID:-bsvc$$}"
@@ -74,7 +76,7 @@ single_dels() { # single_dels FROM COUNT → ms per `rvsadm -D` process (the ser
 
 say "machine: $(nproc) CPUs, $(awk '/MemTotal/ { print $2 / 1024 " MiB" }' /proc/meminfo), kernel $(uname -r)"
 info "load: $(cut -d' ' -f1-3 /proc/loadavg) (shared with other builds)"
-info "steering: $(grep -m1 -o 'steering: eBPF program attached\|eBPF fanout unavailable' "$RVS_WORK/rvsd-d.log" || echo classic)"
+info "steering: $(grep -m1 -o 'XDP steering attached ([a-z]* mode)\|steering: eBPF program attached\|eBPF fanout unavailable' "$RVS_WORK/rvsd-d.log" || echo classic)"
 
 say "memory per service and per real server ($MAX services, rvsd VmRSS)"
 gen "$MAX" svc "$RVS_WORK/svc"
@@ -107,6 +109,10 @@ saved=$(adm -S -n | wc -l)
 t1=$(now)
 info "rvsadm -S -n: $(secs "$t0" "$t1") s, $saved lines"
 info "VmRSS now: $(rss_kb) kB; rvsd CPU time: $(awk '{ printf "%.1f s", ($14 + $15) / 100 }' "/proc/$PID/stat")"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
+c0=$(cpu_ticks)
+sleep 10
+info "rvsd CPU time while idle with the table: $(awk -v a="$c0" -v b="$(cpu_ticks)" 'BEGIN { printf "%.2f", (b - a) / 100 }') s in 10 s (the rate estimator; on XDP before issue 12 item 4 also the maps' tick)"
 say "adds per second by table size (one VIP per service)"
 for n in 1000 10000 100000; do
     [ "$n" -le "$MAX" ] || continue

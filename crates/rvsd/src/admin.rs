@@ -119,9 +119,16 @@ pub struct XdpCounters {
 pub trait IoHooks: Send + Sync {
     /// Per-interface backend and the XDP program's counters.
     fn report(&self) -> (Vec<IfIo>, Option<XdpCounters>);
-    /// Services are about to change (`extra`: keys about to be published) or changed
-    /// (`extra` empty): bring steering in step before the command returns.
-    fn services_changed(&self, extra: &[ipvs::ServiceKey]);
+    /// Services `keys` are about to be published: steer their VIPs now (a client may send
+    /// the moment the command returns, or before, for a VIP it already knew).
+    fn services_ahead(&self, keys: &[ipvs::ServiceKey]);
+    /// Services `keys` changed (added, edited, deleted, their real servers changed): their
+    /// steering follows, and what was steered ahead is settled, before the command returns.
+    /// O(keys), whatever the table's size.
+    fn services_changed(&self, keys: &[ipvs::ServiceKey]);
+    /// Anything may have changed (`-C`, a configuration installed): steering recomputed
+    /// from the whole table, O(table).
+    fn services_resync(&self);
     /// Per worker, the receive queues it serves (`interface:queue`); empty when not by queue.
     fn worker_queues(&self) -> Vec<Vec<String>> {
         Vec::new()
@@ -199,6 +206,13 @@ impl Admin {
         let _ = self.io.set(hooks);
     }
 
+    /// Runs `f` between two commands, never during one (the XDP maps' tick: a table a command
+    /// published and has not yet told the maps about would look like a change nobody told).
+    pub fn between_commands<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
+
     /// `POST /v1/command`.
     pub fn command(&self, cmd: &Command) -> Result<Reply, ApiError> {
         if let Command::Batch(cmds) = cmd {
@@ -209,20 +223,16 @@ impl Admin {
         let touched = touched_key(cmd);
         let before = touched.and_then(|k| self.node.ipvs.services().get(&k).cloned());
         let lone = self.steer_lone_ahead(cmd);
-        if lone.is_some()
-            && let Some(io) = self.io.get()
+        if let Some(io) = self.io.get()
             && let Some(k) = touched.filter(|_| matches!(cmd, Command::AddService(_) | Command::EditService(_)))
         {
-            io.services_changed(&[k]);
+            io.services_ahead(&[k]);
         }
         if lone.is_none()
             && let Command::AddService(spec) | Command::EditService(spec) = cmd
             && let Ok(c) = service_config(spec)
         {
             self.steer_ahead(&SteerSet::of_services([&c]));
-            if let Some(io) = self.io.get() {
-                io.services_changed(&[c.key]);
-            }
         }
         let r = self.apply(cmd);
         match &r {
@@ -235,17 +245,20 @@ impl Admin {
             Some(k) => crate::isolate::refresh_service(&table, &rules, before.as_deref(), table.get(&k).map(|s| &**s)),
             None => crate::isolate::refresh(&table, &rules),
         }
-        // Also after a failure: drops what was steered ahead.
+        // Also after a failure: drops what was steered ahead. The XDP program steers NAT
+        // replies by real server too: its maps follow `-a`/`-e`/`-d` at once (else replies
+        // from a real server added by `-a` went to the kernel until the next refresh).
+        if let Some(io) = self.io.get() {
+            match touched {
+                Some(k) => io.services_changed(&[k]),
+                None if matches!(cmd, Command::Clear) => io.services_resync(),
+                None => {}
+            }
+        }
         match lone {
             Some(vip) => self.steer_lone_after(vip),
-            // Real servers change no VIP nor mask for the fanout steering, but the XDP program
-            // steers NAT replies by real server: its maps follow at once (else replies from a
-            // real server added by `-a` went to the kernel until the next refresh).
-            None if matches!(cmd, Command::AddDest(..) | Command::EditDest(..) | Command::DeleteDest(..)) => {
-                if let Some(io) = self.io.get() {
-                    io.services_changed(&[]);
-                }
-            }
+            // Real servers change no VIP nor mask for the fanout steering.
+            None if matches!(cmd, Command::AddDest(..) | Command::EditDest(..) | Command::DeleteDest(..)) => {}
             None => self.steer_full(),
         }
         r
@@ -290,9 +303,6 @@ impl Admin {
     /// After a lone command steered ahead: the VIP stays in the map while a service uses it,
     /// the mask is the table's. O(1).
     fn steer_lone_after(&self, vip: Option<Ipv4Addr>) {
-        if let Some(io) = self.io.get() {
-            io.services_changed(&[]); // XDP maps: still recomputed whole (O(n))
-        }
         let table = self.node.ipvs.services_full();
         let rules = self.node.ipvs.fwmark_rules();
         if let Some(s) = &self.steering {
@@ -329,6 +339,9 @@ impl Admin {
             .collect();
         if !ahead.is_empty() {
             self.steer_ahead(&SteerSet::of_services(&ahead));
+            if let Some(io) = self.io.get() {
+                io.services_ahead(&ahead.iter().map(|c| c.key).collect::<Vec<_>>());
+            }
         }
         // The services the batch changes, as they were: the isolation's sets change by
         // their elements only (O(batch), not O(table)), unless the batch clears the table.
@@ -356,14 +369,16 @@ impl Admin {
             tracing::warn!("command {c:?}: {:?}: {}", e.kind, e.message);
         }
         tracing::info!("batch of {} commands: {} done, {failed} failed", cmds.len(), cmds.len() - failed);
+        // The XDP maps: the entries of the services the batch touched (O(batch)), or the
+        // whole table after a `-C` in it.
+        if let Some(io) = self.io.get() {
+            if clears { io.services_resync() } else { io.services_changed(&keys) }
+        }
         // Only service commands change VIPs or persistence masks (real servers do not).
         if cmds.iter().any(|c| {
             matches!(c, Command::AddService(_) | Command::EditService(_) | Command::DeleteService(_) | Command::Clear)
         }) {
             self.steer_full();
-        } else if let Some(io) = self.io.get() {
-            // The XDP maps hold the NAT real servers whose replies they steer.
-            io.services_changed(&[]);
         }
         Ok(Reply::Batch(results))
     }
@@ -378,7 +393,7 @@ impl Admin {
         self.check_vips(plan)?;
         self.steer_ahead(&SteerSet::of_services(plan.table.iter().map(|(c, _)| c)).with_rules(&plan.fwmark_rules));
         if let Some(io) = self.io.get() {
-            io.services_changed(&plan.table.iter().map(|(c, _)| c.key).collect::<Vec<_>>());
+            io.services_ahead(&plan.table.iter().map(|(c, _)| c.key).collect::<Vec<_>>());
         }
         let r = self.node.ipvs.replace_table(plan.table.clone()).map_err(admin_error);
         if r.is_ok() {
@@ -386,6 +401,9 @@ impl Admin {
             // The classifier's rules (`[[fwmark]]`): what gives packets the marks `-f`
             // services select.
             self.node.set_fwmark_rules(plan.fwmark_rules.clone());
+        }
+        if let Some(io) = self.io.get() {
+            io.services_resync();
         }
         self.update_steering();
         r
@@ -416,6 +434,10 @@ impl Admin {
         let secs = req.timeout_secs.unwrap_or(DEFAULT_DRAIN_SECS);
         let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(secs));
         let r = self.node.ipvs.drain_dest(&key, &req.addr, req.port, deadline).map_err(admin_error);
+        // The dest left the service's list: the XDP maps follow at once, as after `-d`.
+        if let Some(io) = self.io.get() {
+            io.services_changed(&[key]);
+        }
         match &r {
             Ok(()) => tracing::info!("drain {:?} {}:{} (deadline {secs} s): started", req.service, req.addr, req.port),
             Err(e) => tracing::warn!("drain {:?} {}:{}: {}", req.service, req.addr, req.port, e.message),
@@ -536,11 +558,8 @@ impl Admin {
         self.steer_full();
     }
 
-    /// The fanout programs (and the XDP steering maps) recomputed from the whole table (O(n)).
+    /// The fanout programs recomputed from the whole table (O(n)).
     fn steer_full(&self) {
-        if let Some(io) = self.io.get() {
-            io.services_changed(&[]);
-        }
         if let Some(s) = &self.steering {
             let set = self.steer_set();
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());

@@ -586,11 +586,11 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
             Some(h) => {
                 admin.set_io(h.clone());
                 // Addresses of the director change without a command: follow them.
-                let (h, st) = (h.clone(), stop.clone());
+                let (h, st, adm) = (h.clone(), stop.clone(), admin.clone());
                 spawn("rvsd-xdpmaps", move || {
                     while !st.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(500));
-                        admin::IoHooks::services_changed(&*h, &[]);
+                        adm.between_commands(|| h.tick());
                     }
                 })?;
             }

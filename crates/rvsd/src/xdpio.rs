@@ -1,7 +1,9 @@
 //! The XDP backend's wiring (`--io xdp|auto`): attach the steering program to every served
 //! interface, open one AF_XDP socket per (interface, receive queue), the sockets of a worker
-//! sharing its UMEM, and keep the program's maps in step with the services (`IoHooks`,
-//! called by the admin before a command returns, and once a second for address changes).
+//! sharing its UMEM, and keep the program's maps in step with the services (`IoHooks`, called
+//! by the admin before a command returns: only the entries of the services a command touched
+//! change, O(1) in the table's size; [`XdpIo::tick`] twice a second follows the director's
+//! addresses).
 //!
 //! `--workers N` (docs/design.md "AF_XDP: workers by queue, connections by client"): worker
 //! i serves queues i (mod N) of every interface; the connection table is per worker without
@@ -26,14 +28,26 @@ const RINGS: SocketConfig = SocketConfig { fill: 8192, comp: 2048, rx: 8192, tx:
 
 /// The program and what rvsd reports about it.
 pub struct XdpIo {
-    /// `None` once released to a daemon taking over (hot restart).
-    steering: Mutex<Option<xdp::Steering>>,
+    /// The program with the model of its maps; `None` once released to a daemon taking over
+    /// (hot restart).
+    steering: Mutex<Option<Maps>>,
     node: Arc<Node>,
     ifs: Mutex<Vec<IfIo>>,
     /// Per worker, its queues (`interface:queue`).
     queues: Vec<Vec<String>>,
     /// Sockets prepared but not bound yet (a hot restart binds them once the old daemon let go).
     pending: Mutex<Option<Pending>>,
+}
+
+/// The program with the model of its maps (docs/design.md "XDP maps follow the services").
+struct Maps {
+    prog: xdp::Steering,
+    model: xdp::SteerModel,
+    /// The table and rules the model was last brought to: a table published without the
+    /// admin telling (none is known) is caught by the tick.
+    seen: Option<(Arc<ipvs::ServiceTable>, Arc<Vec<ipvs::fwmark::FwmarkRule>>)>,
+    /// A map update failed: the next tick resynchronises the whole maps.
+    stale: bool,
 }
 
 /// What `--io xdp` has done at start: the program loaded (and attached, unless it waits for a
@@ -72,14 +86,15 @@ impl Started {
     /// The hooks the admin calls (maps follow the node's services from now on; they are
     /// filled before the program is attached) and the workers' setups when they are bound.
     pub fn hooks(self, node: Arc<Node>) -> (Arc<XdpIo>, Vec<xdp::worker::Setup>) {
+        let maps = Maps { prog: self.steering, model: xdp::SteerModel::default(), seen: None, stale: true };
         let io = Arc::new(XdpIo {
-            steering: Mutex::new(Some(self.steering)),
+            steering: Mutex::new(Some(maps)),
             node,
             ifs: Mutex::new(self.ifs),
             queues: self.queues,
             pending: Mutex::new(self.pending),
         });
-        io.services_changed(&[]);
+        io.services_resync();
         (io, self.workers)
     }
 }
@@ -256,9 +271,9 @@ impl XdpIo {
     /// soon as the old daemon's link and sockets are gone (within `wait`).
     pub fn activate(&self, wait: Duration) -> Result<Vec<xdp::worker::Setup>, String> {
         let p = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or("nothing prepared to attach")?;
-        let mut g = self.steering.lock().unwrap_or_else(|e| e.into_inner());
-        let steering = g.as_mut().ok_or("the XDP program was released")?;
-        let (ifs, workers) = activate(steering, p, wait)?;
+        let mut g = self.lock();
+        let maps = g.as_mut().ok_or("the XDP program was released")?;
+        let (ifs, workers) = activate(&mut maps.prog, p, wait)?;
         *self.ifs.lock().unwrap_or_else(|e| e.into_inner()) = ifs;
         Ok(workers)
     }
@@ -266,30 +281,107 @@ impl XdpIo {
     /// Hot restart, old daemon (its worker has stopped and closed its sockets): detaches the
     /// program, so that the new daemon can attach its own.
     pub fn release(&self) {
-        drop(self.steering.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(self.lock().take());
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+impl XdpIo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Maps>> {
+        self.steering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every half second: the director's addresses (O(addresses)); a whole resynchronisation
+    /// (O(table)) only after a failed update or a table published without the admin telling.
+    pub fn tick(&self) {
+        let ipvs = &self.node.ipvs;
+        let (table, rules) = (ipvs.services_full(), ipvs.fwmark_rules());
+        let mut g = self.lock();
+        let Some(m) = g.as_mut() else { return };
+        let told = m.seen.as_ref().is_some_and(|(t, r)| Arc::ptr_eq(t, &table) && Arc::ptr_eq(r, &rules));
+        if m.stale || !told {
+            let extra = m.model.ahead_keys().to_vec();
+            if !m.stale {
+                tracing::debug!("XDP steering maps: the table changed without a command: resynchronising");
+            }
+            return m.resync(table, rules, &extra, &locals(&self.node));
+        }
+        m.model.set_locals(&locals(&self.node));
+        m.flush();
+    }
+}
+
+impl Maps {
+    /// Writes the model's pending changes to the maps.
+    fn flush(&mut self) {
+        let d = self.model.take_diff();
+        if d.is_empty() {
+            return;
+        }
+        match self.prog.apply(&d) {
+            Ok(n) => tracing::debug!("XDP steering maps: {n} entries changed"),
+            Err(e) => {
+                tracing::error!("XDP steering maps: {e} (resynchronising at the next tick)");
+                self.stale = true;
+            }
+        }
+    }
+
+    /// The model rebuilt from the whole table and the maps brought to it (O(table)).
+    fn resync(
+        &mut self,
+        table: Arc<ipvs::ServiceTable>,
+        rules: Arc<Vec<ipvs::fwmark::FwmarkRule>>,
+        extra: &[ipvs::ServiceKey],
+        locals: &[IpAddr],
+    ) {
+        self.model = xdp::SteerModel::of(&table, &rules, extra, locals);
+        match self.prog.sync(&self.model.maps()) {
+            Ok(n) => {
+                tracing::debug!("XDP steering maps: resynchronised, {n} entries changed");
+                self.stale = false;
+            }
+            Err(e) => {
+                tracing::error!("XDP steering maps: {e} (resynchronising at the next tick)");
+                self.stale = true;
+            }
+        }
+        self.seen = Some((table, rules));
     }
 }
 
 impl IoHooks for XdpIo {
     fn report(&self) -> (Vec<IfIo>, Option<XdpCounters>) {
-        let st =
-            self.steering.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.stats()).unwrap_or_default();
+        let st = self.lock().as_ref().map(|m| m.prog.stats()).unwrap_or_default();
         let ifs = self.ifs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         (ifs, Some(XdpCounters { steered: st.steered, no_socket: st.no_socket, passed: st.passed }))
     }
 
-    fn services_changed(&self, extra: &[ipvs::ServiceKey]) {
+    fn services_ahead(&self, keys: &[ipvs::ServiceKey]) {
+        let mut g = self.lock();
+        let Some(m) = g.as_mut() else { return };
+        m.model.ahead(keys);
+        m.flush();
+    }
+
+    fn services_changed(&self, keys: &[ipvs::ServiceKey]) {
         let ipvs = &self.node.ipvs;
-        let want = xdp::SteerMaps::of(&ipvs.services_full(), &ipvs.fwmark_rules(), extra, &locals(&self.node));
-        let mut g = self.steering.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(s) = g.as_mut() else { return };
-        if *s.current() == want {
-            return;
+        let (table, rules) = (ipvs.services_full(), ipvs.fwmark_rules());
+        let mut g = self.lock();
+        let Some(m) = g.as_mut() else { return };
+        let same_rules = m.seen.as_ref().is_some_and(|(_, r)| Arc::ptr_eq(r, &rules));
+        if m.stale || !same_rules {
+            return m.resync(table, rules, &[], &locals(&self.node));
         }
-        match s.sync(&want) {
-            Ok(n) => tracing::debug!("XDP steering maps: {n} entries changed"),
-            Err(e) => tracing::error!("XDP steering maps: {e}"),
+        m.model.changed(&table, keys);
+        m.flush();
+        m.seen = Some((table, rules));
+    }
+
+    fn services_resync(&self) {
+        let ipvs = &self.node.ipvs;
+        if let Some(m) = self.lock().as_mut() {
+            m.resync(ipvs.services_full(), ipvs.fwmark_rules(), &[], &locals(&self.node));
         }
     }
 
@@ -311,7 +403,9 @@ impl IoHooks for AfPacketIo {
         (ifs, None)
     }
 
-    fn services_changed(&self, _extra: &[ipvs::ServiceKey]) {}
+    fn services_ahead(&self, _keys: &[ipvs::ServiceKey]) {}
+    fn services_changed(&self, _keys: &[ipvs::ServiceKey]) {}
+    fn services_resync(&self) {}
 }
 
 #[cfg(test)]

@@ -51,23 +51,31 @@ struct lpm_key {
 	__u8 addr[16];
 };
 
+// Services, VIP addresses and real servers: allocated as entries are added (no
+// preallocation), so the bound costs nothing until used; 2^20 is far past the 100 000 services
+// rvs is measured with (BENCHMARKS.md "Services at scale").
+#define RVS_MAX_KEYS (1 << 20)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, RVS_MAX_KEYS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct svc_key);
 	__type(value, __u8);
 } rvs_vips SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, RVS_MAX_KEYS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct addr_key);
 	__type(value, __u8);
 } rvs_vip_addrs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
+	__uint(max_entries, RVS_MAX_KEYS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct svc_key);
 	__type(value, __u8);
 } rvs_reals SEC(".maps");

@@ -11,5 +11,5 @@ pub mod sys;
 pub mod worker;
 pub mod xsk;
 
-pub use maps::SteerMaps;
+pub use maps::{MapDiff, SteerMaps, SteerModel};
 pub use program::{AttachMode, ProgramStats, Steering};

@@ -15,7 +15,7 @@ use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, include_bytes_aligned};
 
-use crate::maps::{AddrKey, SteerMaps, SvcKey};
+use crate::maps::{AddrKey, MapDiff, SteerMaps, SvcKey};
 
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 
@@ -238,23 +238,67 @@ impl Steering {
     }
 
     /// Brings the maps to `want` by inserting what is new and removing what went (map
-    /// updates only; the program stays attached). Returns how many entries changed.
+    /// updates only; the program stays attached). O(entries): for a full resynchronisation.
     pub fn sync(&mut self, want: &SteerMaps) -> Result<usize, Error> {
+        let d = self.current.diff(want);
+        self.apply(&d)
+    }
+
+    /// Inserts and removes the entries of `d` (map updates only). Every entry is tried; what
+    /// the maps hold is noted entry by entry ([`Steering::current`]), so after an error a
+    /// [`Steering::sync`] finishes the job. Returns how many entries changed, or the first error.
+    pub fn apply(&mut self, d: &MapDiff) -> Result<usize, Error> {
         let mut n = 0;
-        n += sync_set(&mut self.vips, &self.current.services, &want.services, "rvs_vips")?;
-        n += sync_set(&mut self.vip_addrs, &self.current.vip_addrs, &want.vip_addrs, "rvs_vip_addrs")?;
-        n += sync_set(&mut self.reals, &self.current.reals, &want.reals, "rvs_reals")?;
-        n += sync_set(&mut self.locals, &self.current.locals, &want.locals, "rvs_locals")?;
-        for p in want.prefixes.difference(&self.current.prefixes) {
-            self.prefixes.insert(&Key::new(u32::from(p.1), p.0), 1u8, 0).map_err(|e| map_err("rvs_prefixes", e))?;
-            n += 1;
+        let mut first: Option<Error> = None;
+        let mut note = |r: Result<(), Error>| match r {
+            Ok(()) => n += 1,
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        };
+        // Insertions first: a key moving between owners never leaves the maps.
+        for k in &d.add.services {
+            note(put(&mut self.vips, &mut self.current.services, k, "rvs_vips"));
         }
-        for p in self.current.prefixes.difference(&want.prefixes) {
+        for k in &d.add.vip_addrs {
+            note(put(&mut self.vip_addrs, &mut self.current.vip_addrs, k, "rvs_vip_addrs"));
+        }
+        for k in &d.add.reals {
+            note(put(&mut self.reals, &mut self.current.reals, k, "rvs_reals"));
+        }
+        for k in &d.add.locals {
+            note(put(&mut self.locals, &mut self.current.locals, k, "rvs_locals"));
+        }
+        for p in &d.add.prefixes {
+            let r =
+                self.prefixes.insert(&Key::new(u32::from(p.1), p.0), 1u8, 0).map_err(|e| map_err("rvs_prefixes", e));
+            if r.is_ok() {
+                self.current.prefixes.insert(*p);
+            }
+            note(r);
+        }
+        // Removals: an entry gone already (ENOENT) is as good as removed.
+        for k in &d.remove.services {
+            drop_key(&mut self.vips, &mut self.current.services, k);
+        }
+        for k in &d.remove.vip_addrs {
+            drop_key(&mut self.vip_addrs, &mut self.current.vip_addrs, k);
+        }
+        for k in &d.remove.reals {
+            drop_key(&mut self.reals, &mut self.current.reals, k);
+        }
+        for k in &d.remove.locals {
+            drop_key(&mut self.locals, &mut self.current.locals, k);
+        }
+        for p in &d.remove.prefixes {
             let _ = self.prefixes.remove(&Key::new(u32::from(p.1), p.0));
-            n += 1;
+            self.current.prefixes.remove(p);
         }
-        self.current = want.clone();
-        Ok(n)
+        let n = n + d.remove.len_all();
+        match first {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
     /// What the maps hold now.
@@ -269,20 +313,20 @@ impl Steering {
     }
 }
 
-fn sync_set<K: aya::Pod + Eq + std::hash::Hash>(
+/// Inserts `k` into `map` and notes it in `have`.
+fn put<K: aya::Pod + Eq + std::hash::Hash>(
     map: &mut HashMap<MapData, K, u8>,
-    have: &HashSet<K>,
-    want: &HashSet<K>,
+    have: &mut HashSet<K>,
+    k: &K,
     name: &str,
-) -> Result<usize, Error> {
-    let mut n = 0;
-    for k in want.difference(have) {
-        map.insert(k, 1u8, 0).map_err(|e| map_err(name, e))?;
-        n += 1;
-    }
-    for k in have.difference(want) {
-        let _ = map.remove(k);
-        n += 1;
-    }
-    Ok(n)
+) -> Result<(), Error> {
+    map.insert(k, 1u8, 0).map_err(|e| map_err(name, e))?;
+    have.insert(*k);
+    Ok(())
+}
+
+/// Removes `k` from `map` and from `have`.
+fn drop_key<K: aya::Pod + Eq + std::hash::Hash>(map: &mut HashMap<MapData, K, u8>, have: &mut HashSet<K>, k: &K) {
+    let _ = map.remove(k);
+    have.remove(k);
 }
