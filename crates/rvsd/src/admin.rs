@@ -221,7 +221,9 @@ impl Admin {
         let _g = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         // The one service a lone command changes: isolation and steering look at it only.
         let touched = touched_key(cmd);
-        let before = touched.and_then(|k| self.node.ipvs.services().get(&k).cloned());
+        // The isolation's elements of that service now: `-e` changes a real server in place.
+        let before =
+            crate::isolate::before(touched.and_then(|k| self.node.ipvs.services().get(&k).cloned()).as_deref());
         let lone = self.steer_lone_ahead(cmd);
         if let Some(io) = self.io.get()
             && let Some(k) = touched.filter(|_| matches!(cmd, Command::AddService(_) | Command::EditService(_)))
@@ -242,7 +244,7 @@ impl Admin {
         let table = self.node.ipvs.services_full();
         let rules = self.node.ipvs.fwmark_rules();
         match touched {
-            Some(k) => crate::isolate::refresh_service(&table, &rules, before.as_deref(), table.get(&k).map(|s| &**s)),
+            Some(k) => crate::isolate::refresh_service(&table, &rules, before, table.get(&k).map(|s| &**s)),
             None => crate::isolate::refresh(&table, &rules),
         }
         // Also after a failure: drops what was steered ahead. The XDP program steers NAT
@@ -349,9 +351,9 @@ impl Admin {
         let mut keys: Vec<ServiceKey> = cmds.iter().filter_map(touched_key).collect();
         let mut seen = std::collections::HashSet::new();
         keys.retain(|k| seen.insert(*k));
-        let before: Vec<Option<Arc<ipvs::service::Service>>> = {
+        let before: Vec<crate::isolate::Before> = {
             let t = self.node.ipvs.services();
-            keys.iter().map(|k| t.get(k).cloned()).collect()
+            keys.iter().map(|k| crate::isolate::before(t.get(k).map(|s| &**s))).collect()
         };
         let results: Vec<Option<ApiError>> =
             self.node.ipvs.batch(|| cmds.iter().map(|c| self.apply(c).err()).collect());
@@ -360,8 +362,7 @@ impl Admin {
         if clears {
             crate::isolate::refresh(&table, &rules);
         } else {
-            let changes: Vec<_> =
-                keys.iter().zip(&before).map(|(k, b)| (b.as_deref(), table.get(k).map(|s| &**s))).collect();
+            let changes: Vec<_> = keys.iter().zip(before).map(|(k, b)| (b, table.get(k).map(|s| &**s))).collect();
             crate::isolate::refresh_services(&table, &rules, &changes);
         }
         let failed = results.iter().filter(|r| r.is_some()).count();

@@ -311,15 +311,24 @@ fn full(iso: &mut Isolation, table: &ServiceTable, rules: &[FwmarkRule]) {
     iso.stale = false;
 }
 
+/// The set elements a service owned before a command: taken before the command runs, since
+/// `-e` changes a real server in place (the old `Service` would already show the new method).
+pub struct Before(Vec<(Set, String)>);
+
+/// What `s` owns now (nothing when absent), to give [`refresh_service`] after the change.
+pub fn before(s: Option<&Service>) -> Before {
+    Before(s.map(owned_by).unwrap_or_default())
+}
+
 /// [`refresh`] after a lone command changed one service (`old` → `new`, `None` when absent):
 /// only its elements are looked at, O(its real servers) whatever the table's size. `table`
 /// is the published table, for a full refresh when an earlier update failed.
-pub fn refresh_service(table: &ServiceTable, rules: &[FwmarkRule], old: Option<&Service>, new: Option<&Service>) {
+pub fn refresh_service(table: &ServiceTable, rules: &[FwmarkRule], old: Before, new: Option<&Service>) {
     refresh_services(table, rules, &[(old, new)]);
 }
 
 /// [`refresh_service`] for the services a batch changed (each once, before → after).
-pub fn refresh_services(table: &ServiceTable, rules: &[FwmarkRule], changes: &[(Option<&Service>, Option<&Service>)]) {
+pub fn refresh_services(table: &ServiceTable, rules: &[FwmarkRule], changes: &[(Before, Option<&Service>)]) {
     let mut g = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
     let Some(iso) = g.as_mut() else { return };
     if iso.stale {
@@ -340,11 +349,11 @@ type Delta = HashMap<(Set, String), i64>;
 
 impl Isolation {
     /// The nft script for services going from `old` to `new`, and the owner changes.
-    fn delta(&self, changes: &[(Option<&Service>, Option<&Service>)]) -> (String, Delta) {
+    fn delta(&self, changes: &[(Before, Option<&Service>)]) -> (String, Delta) {
         let mut delta = Delta::new();
         for (old, new) in changes {
-            for e in old.map(owned_by).unwrap_or_default() {
-                *delta.entry(e).or_insert(0) -= 1;
+            for e in &old.0 {
+                *delta.entry(e.clone()).or_insert(0) -= 1;
             }
             for e in new.map(owned_by).unwrap_or_default() {
                 *delta.entry(e).or_insert(0) += 1;
@@ -452,7 +461,8 @@ mod tests {
         assert!(t.starts_with(&format!("add table netdev {TABLE}\ndelete table netdev {TABLE}\n")));
     }
 
-    /// Lone changes, one service at a time (`refresh_service`'s delta), keep the sets and
+    /// Lone changes, one service at a time (`refresh_service`'s delta; `-e` switching a real
+    /// server between NAT and DR in place included), keep the sets and
     /// owner counts a full recomputation gives, and their scripts turn the old sets into
     /// the new ones exactly (nothing else added or deleted). Real servers shared by several
     /// services (and fwmark services, three protocols each) leave a set with their last owner.
@@ -460,6 +470,7 @@ mod tests {
     fn lone_changes_keep_the_sets_a_full_refresh_computes() {
         let ipvs = ipvs::Ipvs::new(64);
         let mut iso = Isolation { current: Owned::default(), counts: Counts::new(), stale: false };
+        let mut switched = 0usize;
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut rnd = |n: u64| {
             x ^= x << 13;
@@ -472,17 +483,32 @@ mod tests {
                 0 => ServiceKey::Fwmark { mark: 1 + rnd(2) as u32, ipv6: false },
                 _ => ServiceKey::tcp(IpAddr::V4(Ipv4Addr::new(10, 0, 0, rnd(6) as u8)), [0, 80][rnd(2) as usize]),
             };
-            let before = table_of(&ipvs).get(&key).cloned();
-            let rs = DestConfig::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, rnd(3) as u8)), 8080);
+            let old_elems = before(table_of(&ipvs).get(&key).map(|s| &**s));
+            // Port 80 as well: a DR real server takes the service's port, so `-e` can switch
+            // one between NAT and DR in place only when the ports agree.
+            let port = [8080, 80][rnd(2) as usize];
+            let rs = DestConfig::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, rnd(3) as u8)), port);
             let rs = if rnd(4) == 0 { rs.method(ForwardMethod::Route) } else { rs.method(ForwardMethod::Masq) };
-            let _ = match rnd(5) {
+            let _ = match rnd(6) {
                 0 => ipvs.add_service(ServiceConfig { persistent: Some(60), ..ServiceConfig::new(key, "rr") }),
                 1 => ipvs.delete_service(&key),
-                2 => ipvs.delete_dest(&key, &rs.addr, 8080),
+                2 => ipvs.delete_dest(&key, &rs.addr, port),
+                // -e in place: NAT <-> DR changes the rs sets without a new Service.
+                3 => {
+                    let was = table_of(&ipvs)
+                        .get(&key)
+                        .and_then(|s| s.dests.iter().find(|d| d.addr == rs.addr && d.port == port).map(|d| d.method()));
+                    let r = ipvs.edit_dest(&key, rs);
+                    let now = table_of(&ipvs)
+                        .get(&key)
+                        .and_then(|s| s.dests.iter().find(|d| d.addr == rs.addr && d.port == port).map(|d| d.method()));
+                    switched += usize::from(r.is_ok() && was != now);
+                    r
+                }
                 _ => ipvs.add_dest(&key, rs),
             };
             let t = table_of(&ipvs);
-            let (script, delta) = iso.delta(&[(before.as_deref(), t.get(&key).map(|s| &**s))]);
+            let (script, delta) = iso.delta(&[(old_elems, t.get(&key).map(|s| &**s))]);
             let old = iso.current.clone();
             iso.commit(delta);
             let want = Owned::of(&t, &[]);
@@ -497,5 +523,6 @@ mod tests {
             assert_eq!(got, exact, "step {step}: the script is the diff");
         }
         assert!(iso.counts.values().any(|n| *n > 1), "some element had several owners");
+        assert!(switched > 0, "no -e switched a real server between NAT and DR");
     }
 }
