@@ -30,7 +30,7 @@
 # lab/perf-summary.sh prints where the CPU time went).
 # A backend may name its worker count, BACKEND:N (`--workers N`), e.g. BENCH_BACKENDS="xdp:1
 # xdp:2" with RVS_QUEUES=2 (every veth with two queues, tests/e2e/lib.sh) compares one and two
-# AF_XDP workers in the same run.
+# AF_XDP workers in the same run; BACKEND+busy adds --busy-poll (BENCH_BACKENDS="xdp xdp+busy").
 # Everything shares this machine's CPUs: the numbers compare paths within one run, they are
 # not absolute capacities.
 set -euo pipefail
@@ -165,10 +165,15 @@ CFG
     fi
 }
 
-rvs_up() { # rvs_up BACKEND[:WORKERS]: rvsd with the NAT, DR, TUN and UDP services
-    local b="$1" r
+rvs_up() { # rvs_up BACKEND[+busy][:WORKERS]: rvsd with the NAT, DR, TUN and UDP services
+    local b="$1" r io
     RVSD_ARGS=""
-    if [ "$HAS_IO" = 1 ]; then RVSD_ARGS="--io ${b%%:*}"; fi
+    io="${b%%:*}"
+    if [[ "$io" == *+busy ]]; then
+        io="${io%+busy}"
+        RVSD_ARGS="--busy-poll"
+    fi
+    if [ "$HAS_IO" = 1 ]; then RVSD_ARGS="$RVSD_ARGS --io $io"; fi
     if [[ "$b" == *:* ]]; then RVSD_ARGS="$RVSD_ARGS --workers ${b#*:}"; fi
     RVSD_ARGS="$RVSD_ARGS" start_rvsd d
     adm -A -t "$VIP:80" -s rr
