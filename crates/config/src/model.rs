@@ -20,19 +20,45 @@ pub struct Config {
     pub timeouts: StateTimeouts,
     /// Connection-sync daemons to start (`--start-daemon`, keepalived `lvs_sync_daemon`).
     pub sync_daemons: Vec<DaemonConfig>,
+    /// Sync daemons bound to a VRRP instance (keepalived `lvs_sync_daemon IFACE VI_1`): rvsd
+    /// runs each as master while the instance is MASTER, as backup otherwise.
+    pub instance_daemons: Vec<InstanceDaemon>,
     /// Clear the table before installing this one (keepalived `lvs_flush`).
     pub flush_on_start: bool,
     pub services: Vec<VirtualService>,
     /// Firewall-mark classifier rules (native `[[fwmark]]`), first match wins: how packets get
     /// the marks `-f` services select (what `iptables -t mangle -j MARK` does for kernel IPVS).
     pub fwmark_rules: Vec<FwmarkRule>,
-    /// Names of the keepalived file's `vrrp_instance` blocks: keepalived runs them, rvsd
-    /// follows the VIPs they put on the interfaces (`--vip-follow auto`).
-    pub vrrp_instances: Vec<String>,
+    /// The keepalived file's `vrrp_instance` blocks: keepalived runs them, rvsd follows the
+    /// VIPs they put on the interfaces (`--vip-follow auto`).
+    pub vrrp_instances: Vec<VrrpInstance>,
     /// Run-time settings (native `[sysctl]`): full `net.ipv4.vs.` name and value, checked
     /// against the setting's range. A reload sets these and leaves the others as they are.
     pub sysctl: Vec<(String, String)>,
     pub warnings: Vec<Warning>,
+}
+
+/// A keepalived `vrrp_instance`, as far as rvsd needs it: its name and the addresses of its
+/// `virtual_ipaddress` block, which keepalived puts on the interfaces while it is MASTER.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VrrpInstance {
+    pub name: String,
+    pub vips: Vec<IpAddr>,
+}
+
+/// A sync daemon that follows VRRP instance `instance` (its `role` is ignored): master while
+/// the instance's addresses are on this director, backup otherwise, as keepalived switches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceDaemon {
+    pub instance: String,
+    pub daemon: DaemonConfig,
+}
+
+impl Config {
+    /// The `vrrp_instance` named `name`.
+    pub fn vrrp_instance(&self, name: &str) -> Option<&VrrpInstance> {
+        self.vrrp_instances.iter().find(|i| i.name == name)
+    }
 }
 
 /// One classifier rule: packets to `daddr/dprefix` (optionally from `saddr`), of `protocol`

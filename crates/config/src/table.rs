@@ -142,6 +142,8 @@ impl Config {
 
     /// The table as ipvsadm commands would build it: `-C` (keepalived `lvs_flush`),
     /// `--set`, `--start-daemon`, then `-A` and `-a` for every service and destination.
+    /// Daemons bound to a VRRP instance (`instance_daemons`) are not here: their role is
+    /// decided by the instance's state when rvsd starts them.
     pub fn to_commands(&self) -> Vec<Command> {
         let mut cmds = Vec::new();
         if self.flush_on_start {

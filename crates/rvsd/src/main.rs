@@ -463,6 +463,9 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     let workers: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
     let mut procfs_thread = None;
     let (sync_daemons, sync_links) = sync::SyncDaemons::new(ipvs.clone(), args.workers);
+    // Daemons bound to a VRRP instance switch with its addresses, seen by the VIP follow-up.
+    let instance_sync =
+        follow.then(|| sync::follow::InstanceSync::new(sync_daemons.clone(), vipfollow::kernel_addrs(&snap)));
     let result = (|| {
         // The workers of the chosen I/O backend (node::io::IoWorker): the daemon gives each
         // its housekeeping (table size, connection listings) and starts it.
@@ -534,7 +537,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         }
 
         let (n, names, st) = (node.clone(), args.interfaces.clone(), stop.clone());
-        let follower = follow.then(|| vipfollow::Follower::new(args.interfaces.clone()));
+        let follower = follow.then(|| vipfollow::Follower::new(args.interfaces.clone(), instance_sync.clone()));
         spawn("rvsd-net", move || netstate::watch(n, names, monitor, st, follower))?;
 
         let rates = Arc::new(rates::RateTable::default());
@@ -600,10 +603,28 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
         if let Some((cfg, path)) = config {
             // The configuration's sync daemons (`[[sync_daemon]]`, keepalived's lvs_sync_daemon)
             // start with it; a reload leaves running daemons alone.
+            let refused =
+                |e: control::api::ApiError| Refusal(format!("{}: sync daemon: {}", path.display(), e.message));
             for d in &cfg.sync_daemons {
-                sync_daemons
-                    .start(d)
-                    .map_err(|e| Refusal(format!("{}: sync daemon: {}", path.display(), e.message)))?;
+                sync_daemons.start(d).map_err(refused)?;
+            }
+            // keepalived's `lvs_sync_daemon IFACE VI_1`: the role follows the instance.
+            for d in &cfg.instance_daemons {
+                let vips = cfg.vrrp_instance(&d.instance).map(|i| i.vips.clone()).unwrap_or_default();
+                match &instance_sync {
+                    Some(s) => s.bind(&d.instance, vips, &d.daemon).map_err(refused)?,
+                    None => {
+                        tracing::info!(
+                            "sync daemon of vrrp_instance {}: VIPs not followed (--vip-follow always), master and backup at once",
+                            d.instance
+                        );
+                        for role in [control::api::SyncRole::Master, control::api::SyncRole::Backup] {
+                            sync_daemons
+                                .start(&control::api::DaemonConfig { role, ..d.daemon.clone() })
+                                .map_err(refused)?;
+                        }
+                    }
+                }
             }
             ops.activate(cfg, &path).map_err(|e| Refusal(format!("{}: {}", path.display(), e.message)))?;
         }

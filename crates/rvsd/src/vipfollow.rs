@@ -17,13 +17,20 @@
 //! A SIGKILLed keepalived leaves its address behind (it cannot remove it): then the peer takes
 //! the VIP too and both answer, exactly as two keepalived-driven kernels would; keepalived
 //! removes stale VIPs when it starts again.
+//!
+//! The same addresses drive the sync daemons bound to an instance (keepalived's
+//! `lvs_sync_daemon IFACE VI_1`, sync/follow.rs): master while the instance's addresses are
+//! here, backup otherwise.
 
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 
 use node::Node;
 use node::netlink::Snapshot;
+
+use crate::sync::follow::InstanceSync;
 
 /// `--vip-follow`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,10 +77,12 @@ pub struct Follower {
     /// Active VIPs after the last update.
     active: Vec<IpAddr>,
     sock: Option<OwnedFd>,
+    /// Sync daemons bound to VRRP instances, switched by the same addresses.
+    sync: Option<Arc<InstanceSync>>,
 }
 
 impl Follower {
-    pub fn new(served: Vec<String>) -> Self {
+    pub fn new(served: Vec<String>, sync: Option<Arc<InstanceSync>>) -> Self {
         let sock = match packet_socket() {
             Ok(s) => Some(s),
             Err(e) => {
@@ -81,13 +90,18 @@ impl Follower {
                 None
             }
         };
-        Follower { served, active: Vec::new(), sock }
+        Follower { served, active: Vec::new(), sock, sync }
     }
 
-    /// A new snapshot of the kernel: set the gate from its addresses, then [`Follower::tick`].
+    /// A new snapshot of the kernel: set the gate from its addresses, then [`Follower::tick`],
+    /// then the sync daemons bound to instances.
     pub fn update(&mut self, node: &Node, snap: &Snapshot) {
-        node.ipvs.set_vip_gate(Some(kernel_addrs(snap)));
+        let addrs = kernel_addrs(snap);
+        node.ipvs.set_vip_gate(Some(addrs.clone()));
         self.tick(node, Some(snap));
+        if let Some(s) = &self.sync {
+            s.update(addrs);
+        }
     }
 
     /// Logs and announces changes of the active set (also after a service was added or
@@ -179,7 +193,7 @@ mod tests {
         let mut cfg = rvs_config::Config::default();
         assert!(!FollowArg::Auto.follows(None));
         assert!(!FollowArg::Auto.follows(Some(&cfg)), "no vrrp_instance: always");
-        cfg.vrrp_instances.push("VI_1".into());
+        cfg.vrrp_instances.push(rvs_config::VrrpInstance { name: "VI_1".into(), vips: vec![] });
         assert!(FollowArg::Auto.follows(Some(&cfg)));
         assert!(!FollowArg::Always.follows(Some(&cfg)));
         assert!(FollowArg::Interface.follows(None));

@@ -172,6 +172,10 @@ impl Importer {
             let r = self.group(s);
             self.keep(r)?;
         }
+        // lvs_sync_daemon names an instance that may come later in the file.
+        for s in stmts.iter().filter(|s| s.keyword() == "vrrp_instance") {
+            self.vrrp_instance(s);
+        }
         // The SSL block applies to every SSL_GET, wherever it stands in the file.
         for s in stmts.iter().filter(|s| s.keyword() == "SSL") {
             let r = self.ssl_block(s);
@@ -188,11 +192,9 @@ impl Importer {
                     let r = self.virtual_server(s);
                     self.keep(r)?
                 }
+                // keepalived --vrrp runs it; rvsd follows the VIPs it sets (--vip-follow).
                 "vrrp_instance" => {
-                    let name = s.args().first().cloned().unwrap_or_default();
-                    // keepalived --vrrp runs it; rvsd follows the VIPs it sets (--vip-follow).
-                    self.warn(s, "vrrp_instance block ignored (rvs runs the LVS part of keepalived only)");
-                    self.cfg.vrrp_instances.push(name);
+                    self.warn(s, "vrrp_instance block ignored (rvs runs the LVS part of keepalived only)")
                 }
                 k if OTHER_BLOCKS.contains(&k) => {
                     self.warn(s, format!("{k} block ignored (rvs runs the LVS part of keepalived only)"))
@@ -290,18 +292,65 @@ impl Importer {
             }
             i += 2;
         }
-        if let Some(inst) = inst {
-            self.warn(
+        // keepalived --vrrp acts on this line itself (it drives the kernel's daemons) and
+        // Debian's 2.2.7 crashes without ip_vs.
+        const KEEP_OUT: &str = "keepalived --vrrp acts on this line itself and crashes without the kernel's ip_vs: keep it out of the file keepalived reads";
+        let Some(inst) = inst else {
+            // No instance to follow: both roles at once, each director sends what it forwards.
+            self.cfg.sync_daemons.push(d.clone());
+            d.role = SyncRole::Backup;
+            self.cfg.sync_daemons.push(d);
+            return Ok(());
+        };
+        match self.cfg.vrrp_instance(&inst).map(|i| i.vips.is_empty()) {
+            // As keepalived: an instance it cannot find clears the sync daemon.
+            None => self.warn(
                 s,
-                format!(
-                    "sync daemons run as master and backup at once instead of following instance {inst} (a standby director forwards nothing, so its master sends nothing); keepalived --vrrp acts on this line itself and crashes without the kernel's ip_vs: keep it out of the file keepalived reads"
-                ),
-            );
+                format!("no vrrp_instance {inst} in the file: no sync daemon started (keepalived clears lvs_sync_daemon too)"),
+            ),
+            // Nothing on the interfaces tells its state: both roles at once, as without one.
+            Some(true) => {
+                self.warn(
+                    s,
+                    format!(
+                        "vrrp_instance {inst} has no virtual_ipaddress, so its state cannot be followed: sync daemons run as master and backup at once; {KEEP_OUT}"
+                    ),
+                );
+                self.cfg.sync_daemons.push(d.clone());
+                d.role = SyncRole::Backup;
+                self.cfg.sync_daemons.push(d);
+            }
+            Some(false) => {
+                self.warn(
+                    s,
+                    format!(
+                        "the sync daemon follows vrrp_instance {inst} (master while its virtual_ipaddress is on this director, backup otherwise; with --vip-follow always: both at once); {KEEP_OUT}"
+                    ),
+                );
+                d.role = SyncRole::Backup;
+                self.cfg.instance_daemons.push(InstanceDaemon { instance: inst, daemon: d });
+            }
         }
-        self.cfg.sync_daemons.push(d.clone());
-        d.role = SyncRole::Backup;
-        self.cfg.sync_daemons.push(d);
         Ok(())
+    }
+
+    /// `vrrp_instance NAME { ... virtual_ipaddress { ADDR[/LEN] [dev IF ...] ... } ... }`: the
+    /// name and the addresses (keepalived runs the rest). A word that is no address is
+    /// skipped with a warning, as keepalived skips it.
+    fn vrrp_instance(&mut self, b: &Stmt) {
+        let name = b.args().first().cloned().unwrap_or_default();
+        let mut vips = Vec::new();
+        let blocks = b.block.as_deref().unwrap_or(&[]).iter().filter(|s| s.keyword() == "virtual_ipaddress");
+        for s in blocks.flat_map(|v| v.block.as_deref().unwrap_or(&[])) {
+            let w = s.keyword();
+            let addr = w.split_once('/').map_or(w, |(a, _)| a);
+            match addr.parse::<IpAddr>() {
+                Ok(a) if !vips.contains(&a) => vips.push(a),
+                Ok(_) => {}
+                Err(_) => self.warn(s, format!("\"{w}\" in virtual_ipaddress of {name} is not an address; ignored")),
+            }
+        }
+        self.cfg.vrrp_instances.push(VrrpInstance { name, vips });
     }
 
     fn group(&mut self, g: &Stmt) -> R<()> {

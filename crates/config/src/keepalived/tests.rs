@@ -220,19 +220,64 @@ fn example_c_group_ops_and_sync() {
     assert!(matches!(&vs.reals[0].checks[0].kind, CheckKind::Dns(d) if d.qtype == 1 && d.name == "health.example."));
     assert_eq!(vs.reals[0].checks[0].timing.retry, 3);
     assert_eq!(vs.reals[0].checks[0].timing.delay_before_retry, Duration::from_secs(10), "DNS: = delay_loop");
-    let d = |role| DaemonConfig {
-        role,
-        mcast_ifn: "eth1".into(),
-        syncid: 51,
-        sync_maxlen: 0,
-        mcast_group: None,
-        mcast_port: 0,
-        mcast_ttl: 0,
-    };
-    assert_eq!(cfg.sync_daemons, vec![d(SyncRole::Master), d(SyncRole::Backup)]);
-    let cmds = cfg.to_commands();
-    assert_eq!(cmds[0], Command::StartDaemon(d(SyncRole::Master)));
-    assert!(warned(&cfg, "instance VI_1"));
+    // VI_1 is not in this file: keepalived clears lvs_sync_daemon then, and so does rvs.
+    assert!(cfg.sync_daemons.is_empty() && cfg.instance_daemons.is_empty());
+    assert!(!cfg.to_commands().iter().any(|c| matches!(c, Command::StartDaemon(_))));
+    assert!(warned(
+        &cfg,
+        "keepalived.conf:2: lvs_sync_daemon: no vrrp_instance VI_1 in the file: no sync daemon started"
+    ));
+}
+
+fn daemon(role: SyncRole, ifn: &str, syncid: u8) -> DaemonConfig {
+    DaemonConfig { role, mcast_ifn: ifn.into(), syncid, sync_maxlen: 0, mcast_group: None, mcast_port: 0, mcast_ttl: 0 }
+}
+
+const VI_1: &str = "vrrp_instance VI_1 {\n state BACKUP\n interface eth0\n virtual_router_id 77\n\
+                    virtual_ipaddress {\n  10.77.0.100/32 dev eth0\n  2001:db8::100/64\n  10.77.0.101\n }\n\
+                    virtual_ipaddress_excluded {\n  10.77.0.200\n }\n}\n";
+
+#[test]
+fn a_sync_daemon_bound_to_an_instance_follows_it() {
+    let text = format!("global_defs {{\n lvs_sync_daemon eth0 VI_1 id 9\n}}\n{VI_1}");
+    let cfg = import_str(&text, "k.conf").unwrap();
+    let vips: Vec<std::net::IpAddr> =
+        ["10.77.0.100", "2001:db8::100", "10.77.0.101"].iter().map(|a| a.parse().unwrap()).collect();
+    assert_eq!(cfg.vrrp_instances, [VrrpInstance { name: "VI_1".into(), vips }], "virtual_ipaddress only");
+    assert!(cfg.sync_daemons.is_empty(), "no daemon runs regardless of the instance");
+    assert_eq!(
+        cfg.instance_daemons,
+        [InstanceDaemon { instance: "VI_1".into(), daemon: daemon(SyncRole::Backup, "eth0", 9) }]
+    );
+    assert!(warned(&cfg, "k.conf:2: lvs_sync_daemon: the sync daemon follows vrrp_instance VI_1"));
+    assert!(warned(&cfg, "keep it out of the file keepalived reads"), "{:?}", cfg.warnings);
+    assert!(!warned(&cfg, "instead of following"));
+    // The `inst` form, the instance before global_defs, options after it.
+    let text = format!("{VI_1}global_defs {{\n lvs_sync_daemon eth1 inst VI_1 id 3 maxlen 1200 port 9000\n}}\n");
+    let cfg = import_str(&text, "k.conf").unwrap();
+    let d = &cfg.instance_daemons[0];
+    assert_eq!((d.instance.as_str(), d.daemon.mcast_ifn.as_str()), ("VI_1", "eth1"));
+    assert_eq!((d.daemon.syncid, d.daemon.sync_maxlen, d.daemon.mcast_port), (3, 1200, 9000));
+}
+
+#[test]
+fn a_sync_daemon_without_a_followable_instance() {
+    // No instance named: both roles at once, as before.
+    let cfg = import_str("global_defs {\n lvs_sync_daemon eth0 id 9\n}\n", "k.conf").unwrap();
+    assert_eq!(cfg.sync_daemons, [daemon(SyncRole::Master, "eth0", 9), daemon(SyncRole::Backup, "eth0", 9)]);
+    assert!(cfg.instance_daemons.is_empty());
+    // An unknown instance: no daemon (keepalived clears the line), and it says so.
+    let text = format!("global_defs {{\n lvs_sync_daemon eth0 VI_2 id 9\n}}\n{VI_1}");
+    let cfg = import_str(&text, "k.conf").unwrap();
+    assert!(cfg.sync_daemons.is_empty() && cfg.instance_daemons.is_empty());
+    assert!(warned(&cfg, "k.conf:2: lvs_sync_daemon: no vrrp_instance VI_2 in the file"), "{:?}", cfg.warnings);
+    // An instance without addresses cannot be followed: both roles, said so.
+    let text =
+        "global_defs {\n lvs_sync_daemon eth0 VI_3\n}\nvrrp_instance VI_3 {\n virtual_ipaddress {\n  eth0\n }\n}\n";
+    let cfg = import_str(text, "k.conf").unwrap();
+    assert_eq!(cfg.sync_daemons.len(), 2);
+    assert!(warned(&cfg, "vrrp_instance VI_3 has no virtual_ipaddress"), "{:?}", cfg.warnings);
+    assert!(warned(&cfg, "k.conf:6: eth0: \"eth0\" in virtual_ipaddress of VI_3 is not an address; ignored"));
 }
 
 #[test]
@@ -288,7 +333,11 @@ fn unsupported_things_are_warnings_with_lines() {
                 virtual_server fwmark 3 {\n protocol TCP\n lb_algo wrr\n lb_kind DR\n ha_suspend\n\
                 real_server 10.1.1.1 {\n  SSL_GET {\n   url {\n    path /\n   }\n  }\n  FILE_CHECK {\n  }\n  HTTP_GET {\n   url {\n    path /x\n    regex ok\n   }\n  }\n }\n}\n";
     let cfg = import_str(text, "k.conf").unwrap();
-    assert_eq!(cfg.vrrp_instances, ["VI_1"], "remembered for --vip-follow auto");
+    assert_eq!(
+        cfg.vrrp_instances,
+        [VrrpInstance { name: "VI_1".into(), vips: vec!["10.0.0.1".parse().unwrap()] }],
+        "remembered for --vip-follow auto"
+    );
     let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
     for needle in [
         "k.conf:4: foo_bar: unsupported global_defs keyword \"foo_bar\" ignored",

@@ -14,6 +14,7 @@
 //!   turn; a full one drops the datagram's entries for that worker, counted.
 
 mod backup;
+pub mod follow;
 mod master;
 pub mod resync;
 pub mod sock;
