@@ -44,6 +44,8 @@ pub struct Config {
 pub struct VrrpInstance {
     pub name: String,
     pub vips: Vec<IpAddr>,
+    /// `virtual_router_id`: the syncid of a sync daemon bound to the instance without `id`.
+    pub vrid: Option<u8>,
 }
 
 /// A sync daemon that follows VRRP instance `instance` (its `role` is ignored): master while

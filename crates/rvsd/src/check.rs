@@ -151,12 +151,6 @@ pub fn check(format: ConfigFormat, path: &Path, config_id: Option<&str>) -> Repo
     if let Some(cfg) = read(format, path, config_id, &mut r) {
         engine_checks(&cfg, &mut r);
         file_checks(&cfg, &mut r);
-        for d in &cfg.sync_daemons {
-            r.warnings.push(format!(
-                "sync daemon {:?} {}: connection synchronisation is not supported yet; ignored",
-                d.role, d.mcast_ifn
-            ));
-        }
     }
     r
 }

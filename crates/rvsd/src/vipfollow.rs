@@ -193,7 +193,7 @@ mod tests {
         let mut cfg = rvs_config::Config::default();
         assert!(!FollowArg::Auto.follows(None));
         assert!(!FollowArg::Auto.follows(Some(&cfg)), "no vrrp_instance: always");
-        cfg.vrrp_instances.push(rvs_config::VrrpInstance { name: "VI_1".into(), vips: vec![] });
+        cfg.vrrp_instances.push(rvs_config::VrrpInstance { name: "VI_1".into(), vips: vec![], vrid: None });
         assert!(FollowArg::Auto.follows(Some(&cfg)));
         assert!(!FollowArg::Always.follows(Some(&cfg)));
         assert!(FollowArg::Interface.follows(None));

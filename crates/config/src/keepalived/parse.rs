@@ -275,10 +275,13 @@ impl Importer {
             mcast_port: 0,
             mcast_ttl: 0,
         };
-        let (a, mut i, mut inst) = (s.args(), 1, None);
+        let (a, mut i, mut inst, mut id_given) = (s.args(), 1, None, false);
         while i < a.len() {
             match a[i].as_str() {
-                "id" => d.syncid = num(s, i + 1, 0, 255)?,
+                "id" => {
+                    d.syncid = num(s, i + 1, 0, 255)?;
+                    id_given = true;
+                }
                 "maxlen" => d.sync_maxlen = num(s, i + 1, 1, 65507)?,
                 "port" => d.mcast_port = num(s, i + 1, 1, 65535)?,
                 "ttl" => d.mcast_ttl = num(s, i + 1, 1, 255)?,
@@ -302,6 +305,10 @@ impl Importer {
             self.cfg.sync_daemons.push(d);
             return Ok(());
         };
+        // As keepalived: without `id`, the syncid is the instance's virtual_router_id.
+        if !id_given && let Some(vrid) = self.cfg.vrrp_instance(&inst).and_then(|i| i.vrid) {
+            d.syncid = vrid;
+        }
         match self.cfg.vrrp_instance(&inst).map(|i| i.vips.is_empty()) {
             // As keepalived: an instance it cannot find clears the sync daemon.
             None => self.warn(
@@ -334,8 +341,8 @@ impl Importer {
         Ok(())
     }
 
-    /// `vrrp_instance NAME { ... virtual_ipaddress { ADDR[/LEN] [dev IF ...] ... } ... }`: the
-    /// name and the addresses (keepalived runs the rest). A word that is no address is
+    /// `vrrp_instance NAME { ... virtual_router_id N ... virtual_ipaddress { ADDR[/LEN] [dev IF
+    /// ...] ... } ... }`: the name, the id and the addresses (keepalived runs the rest). A word that is no address is
     /// skipped with a warning, as keepalived skips it.
     fn vrrp_instance(&mut self, b: &Stmt) {
         let name = b.args().first().cloned().unwrap_or_default();
@@ -350,7 +357,14 @@ impl Importer {
                 Err(_) => self.warn(s, format!("\"{w}\" in virtual_ipaddress of {name} is not an address; ignored")),
             }
         }
-        self.cfg.vrrp_instances.push(VrrpInstance { name, vips });
+        let vrid = b
+            .block
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .find(|s| s.keyword() == "virtual_router_id")
+            .and_then(|s| s.args().first()?.parse::<u8>().ok());
+        self.cfg.vrrp_instances.push(VrrpInstance { name, vips, vrid });
     }
 
     fn group(&mut self, g: &Stmt) -> R<()> {

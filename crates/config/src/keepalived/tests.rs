@@ -243,7 +243,7 @@ fn a_sync_daemon_bound_to_an_instance_follows_it() {
     let cfg = import_str(&text, "k.conf").unwrap();
     let vips: Vec<std::net::IpAddr> =
         ["10.77.0.100", "2001:db8::100", "10.77.0.101"].iter().map(|a| a.parse().unwrap()).collect();
-    assert_eq!(cfg.vrrp_instances, [VrrpInstance { name: "VI_1".into(), vips }], "virtual_ipaddress only");
+    assert_eq!(cfg.vrrp_instances, [VrrpInstance { name: "VI_1".into(), vips, vrid: Some(77) }]);
     assert!(cfg.sync_daemons.is_empty(), "no daemon runs regardless of the instance");
     assert_eq!(
         cfg.instance_daemons,
@@ -258,6 +258,10 @@ fn a_sync_daemon_bound_to_an_instance_follows_it() {
     let d = &cfg.instance_daemons[0];
     assert_eq!((d.instance.as_str(), d.daemon.mcast_ifn.as_str()), ("VI_1", "eth1"));
     assert_eq!((d.daemon.syncid, d.daemon.sync_maxlen, d.daemon.mcast_port), (3, 1200, 9000));
+    // Without `id` the syncid is the instance's virtual_router_id, as keepalived takes it.
+    let text = format!("global_defs {{\n lvs_sync_daemon eth0 VI_1\n}}\n{VI_1}");
+    let cfg = import_str(&text, "k.conf").unwrap();
+    assert_eq!(cfg.instance_daemons[0].daemon.syncid, 77);
 }
 
 #[test]
@@ -335,7 +339,7 @@ fn unsupported_things_are_warnings_with_lines() {
     let cfg = import_str(text, "k.conf").unwrap();
     assert_eq!(
         cfg.vrrp_instances,
-        [VrrpInstance { name: "VI_1".into(), vips: vec!["10.0.0.1".parse().unwrap()] }],
+        [VrrpInstance { name: "VI_1".into(), vips: vec!["10.0.0.1".parse().unwrap()], vrid: None }],
         "remembered for --vip-follow auto"
     );
     let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
