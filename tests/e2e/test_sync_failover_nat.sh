@@ -11,6 +11,8 @@ source "$(dirname "$0")/lib.sh"
 install_cleanup
 need_base_packages keepalived:keepalived nft:nftables
 build_rvs
+# start_keepalived and crash_keepalived (its own topology and addresses are set below).
+source "$(dirname "$0")/ha.sh"
 
 STREAMS="${SYNC_STREAMS:-100}"
 FRONT=10.78.0
@@ -19,7 +21,6 @@ VIP=$FRONT.100
 GW=$BACK.1
 PORT=80
 RS_PORT=9090
-KEEPALIVED=$(command -v keepalived || echo /usr/sbin/keepalived)
 
 say "topology: client $FRONT.2; directors d1 d2 on both segments; real servers r1 r2 on $BACK.0/24"
 for s in swf swb; do
@@ -83,20 +84,6 @@ EOF
 }
 conf d1 150 "$FRONT.11" "$FRONT.12"
 conf d2 100 "$FRONT.12" "$FRONT.11"
-start_keepalived() {
-    start_bg "$1" "keepalived-$1" "$KEEPALIVED" --vrrp --dont-fork --log-console --log-detail \
-        -f "$RVS_WORK/$1.conf" -p "$RVS_WORK/ka-$1.pid" -r "$RVS_WORK/ka-$1-vrrp.pid" \
-        -c "$RVS_WORK/ka-$1-chk.pid"
-}
-crash_keepalived() { # every keepalived process of $1, stopped then killed (a crash)
-    local pids=() pid
-    for pid in $(ip netns pids "$(ns "$1")"); do
-        if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = keepalived ]; then pids+=("$pid"); fi
-    done
-    [ "${#pids[@]}" -gt 0 ] || return 0
-    kill -STOP "${pids[@]}"
-    kill -KILL "${pids[@]}"
-}
 holds() { ip -n "$(ns "$1")" -o addr show | grep -q " $2/"; }
 wait_holds() { # wait_holds d1 ADDR SECONDS
     local i
