@@ -50,40 +50,32 @@ for r in r1 r2; do in_ns "$r" ping -c1 -W1 "$DIR_INT_IP" >/dev/null || true; don
 
 handed() { jget "$(stats_json)" "sum(w['$1'] for w in d['per_worker'])"; }
 
-# NAT TCP: every client address in parallel, many source ports each.
-pids=()
-for s in "${SRCS[@]}"; do
-    in_ns c "$PY" "$RVSNET" tcp-check "$VIP" 80 --src "$s" --conns "$NAT_PER_SRC" --bytes 32768 \
-        >"$RVS_WORK/nat-$s.json" 2>&1 &
-    pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p" || true; done
-nat_ok=0
-for s in "${SRCS[@]}"; do
-    n="$(jget "$(cat "$RVS_WORK/nat-$s.json")" 'd["ok"]' 2>/dev/null || echo 0)"
-    [ "$n" = "$NAT_PER_SRC" ] || info "nat from $s: $(head -c 400 "$RVS_WORK/nat-$s.json")"
-    nat_ok=$((nat_ok + n))
-done
+# tcp_from_all TAG PORT PER BYTES: PER connections from every client address in parallel (many
+# source ports each), BYTES echoed on each; prints how many came back intact.
+tcp_from_all() {
+    local tag="$1" port="$2" per="$3" bytes="$4" s p n ok=0 pids=()
+    for s in "${SRCS[@]}"; do
+        in_ns c "$PY" "$RVSNET" tcp-check "$VIP" "$port" --src "$s" --conns "$per" --bytes "$bytes" \
+            >"$RVS_WORK/$tag-$s.json" 2>&1 &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || true; done
+    for s in "${SRCS[@]}"; do
+        n="$(jget "$(cat "$RVS_WORK/$tag-$s.json")" 'd["ok"]' 2>/dev/null || echo 0)"
+        [ "$n" = "$per" ] || info "$tag from $s: $(head -c 400 "$RVS_WORK/$tag-$s.json")" >&2
+        ok=$((ok + n))
+    done
+    echo "$ok"
+}
+
+# NAT TCP.
 nat_total=$((NAT_PER_SRC * ${#SRCS[@]}))
-assert_eq "NAT TCP connections with 32 KiB echoed intact" "$nat_total" "$nat_ok"
+assert_eq "NAT TCP connections with 32 KiB echoed intact" "$nat_total" "$(tcp_from_all nat 80 "$NAT_PER_SRC" 32768)"
 assert_gt "frames handed between workers during NAT (requests and replies)" 0 "$(handed handed_out)"
 
 # DR TCP.
-pids=()
-for s in "${SRCS[@]}"; do
-    in_ns c "$PY" "$RVSNET" tcp-check "$VIP" 8080 --src "$s" --conns "$DR_PER_SRC" --bytes 8192 \
-        >"$RVS_WORK/dr-$s.json" 2>&1 &
-    pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p" || true; done
-dr_ok=0
-for s in "${SRCS[@]}"; do
-    n="$(jget "$(cat "$RVS_WORK/dr-$s.json")" 'd["ok"]' 2>/dev/null || echo 0)"
-    [ "$n" = "$DR_PER_SRC" ] || info "dr from $s: $(head -c 400 "$RVS_WORK/dr-$s.json")"
-    dr_ok=$((dr_ok + n))
-done
 dr_total=$((DR_PER_SRC * ${#SRCS[@]}))
-assert_eq "DR TCP connections echoed intact" "$dr_total" "$dr_ok"
+assert_eq "DR TCP connections echoed intact" "$dr_total" "$(tcp_from_all dr 8080 "$DR_PER_SRC" 8192)"
 
 # NAT UDP: one socket (source port) per datagram, from the client's first address.
 out="$(in_ns c "$PY" "$RVSNET" udp-check "$VIP" 53 --count "$UDP" --bytes 256 --tries 2)" || true

@@ -270,11 +270,7 @@ impl Loop {
                     continue;
                 }
             }
-            let csum = if crate::csum::partial_l4(frame.data()) { CsumState::Partial } else { CsumState::None };
-            let mut skb = Skb::new(frame, wire::ethernet::HEADER_LEN, Family::Ipv4);
-            skb.in_if = in_if;
-            skb.csum = csum;
-            self.skbs.push(skb);
+            self.skbs.push(received(frame, in_if));
             self.chunks.push(chunk);
         }
         self.socks[k].rx_release(n);
@@ -338,11 +334,7 @@ impl Loop {
                     self.node.counters.drop(me, DropReason::Truncated);
                     continue;
                 };
-                let csum = if crate::csum::partial_l4(frame.data()) { CsumState::Partial } else { CsumState::None };
-                let mut skb = Skb::new(frame, wire::ethernet::HEADER_LEN, Family::Ipv4);
-                skb.in_if = in_if;
-                skb.csum = csum;
-                self.skbs.push(skb);
+                self.skbs.push(received(frame, in_if));
                 self.chunks.push(chunk);
             }
             c.release(n);
@@ -655,4 +647,15 @@ impl node::io::IoWorker for XdpWorker {
         let XdpWorker { setup, resolver } = *self;
         run(node, setup, clock, stop, resolver, &mut *hk)
     }
+}
+
+/// A frame received on `in_if` as the path takes it: a checksum a veth peer left partial
+/// (its TX offload) is marked so, for the node to finish.
+#[inline]
+fn received(frame: wire::Frame<'_>, in_if: u32) -> Skb<'_> {
+    let csum = if crate::csum::partial_l4(frame.data()) { CsumState::Partial } else { CsumState::None };
+    let mut skb = Skb::new(frame, wire::ethernet::HEADER_LEN, Family::Ipv4);
+    skb.in_if = in_if;
+    skb.csum = csum;
+    skb
 }
