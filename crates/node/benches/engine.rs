@@ -77,31 +77,51 @@ fn director(conns: usize) -> (Arc<Node>, WorkerCtx) {
     (node, cx)
 }
 
-/// Run every frame of the pool through the node; returns ns per packet.
+/// Run every frame of the pool through the node; returns ns per packet. Batches go as an
+/// AF_XDP worker gives them (`xdp::worker`): the frames of the batch to come are in hand while
+/// one is processed, and `Node::process_batch_ahead` runs their first pipeline stage then.
+/// `RVS_BENCH_AHEAD=0`: every batch on its own (`Node::process_batch`), for comparison.
 fn run(node: &Node, cx: &mut WorkerCtx, pool: &Pool, in_if: u32, expect: Action) -> f64 {
-    // One buffer per frame of a batch, as a receive ring gives them.
-    let mut bufs = vec![[0u8; 256]; BATCH];
+    let ahead = std::env::var("RVS_BENCH_AHEAD").map_or(true, |v| v != "0");
+    // Two batches' buffers, as a receive ring holds them: the current batch and the next.
+    let mut bufs = vec![[0u8; 256]; 2 * BATCH];
+    let bufs_ptr = bufs.as_mut_ptr();
     let mut actions = [Action::Local; BATCH];
     let n = pool.count() / BATCH * BATCH;
-    let mut wrong = 0usize;
-    let start = Instant::now();
-    for b in 0..n / BATCH {
-        let tr = node.begin_batch(cx, 1_000_000);
-        // The frames' descriptors in a fixed array, as a ring gives them: no allocation per batch.
-        let mut bufs_it = bufs.iter_mut().enumerate();
-        let mut skbs: [Skb<'_>; BATCH] = std::array::from_fn(|_| {
-            let (k, buf) = bufs_it.next().unwrap();
+    let batches = n / BATCH;
+    // The frames of batch `b` in buffer half `b % 2`, described as a ring gives them.
+    let load = |b: usize| -> [Skb<'_>; BATCH] {
+        std::array::from_fn(|k| {
+            // SAFETY: half `b % 2` is used by batch `b` alone; the batch that used it before
+            // (b - 2) was processed and dropped before this one is loaded.
+            let buf = unsafe { &mut *bufs_ptr.add((b % 2) * BATCH + k) };
             let f = pool.frame(b * BATCH + k);
             buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
             let mut skb = Skb::new(Frame::new(buf, HEADROOM, f.len()).unwrap(), 14, Family::Ipv4);
             skb.in_if = in_if;
             skb
-        });
-        node.process_batch(&tr, cx, &mut skbs, &mut actions);
+        })
+    };
+    let mut wrong = 0usize;
+    let start = Instant::now();
+    let mut cur = load(0);
+    for b in 0..batches {
+        let tr = node.begin_batch(cx, 1_000_000);
+        if ahead && b + 1 < batches {
+            let mut next = load(b + 1);
+            node.process_batch_ahead(&tr, cx, &mut cur, &mut actions, &mut next);
+            cur = next;
+        } else {
+            node.process_batch(&tr, cx, &mut cur, &mut actions);
+            if b + 1 < batches {
+                cur = load(b + 1);
+            }
+        }
         wrong += actions.iter().filter(|a| **a != expect).count();
         black_box(&actions);
     }
     let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    drop(bufs);
     assert_eq!(wrong, 0, "every packet must be forwarded as {expect:?}");
     ns
 }

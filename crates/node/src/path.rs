@@ -153,9 +153,7 @@ impl Node {
     }
 
     /// Run a batch of received frames through the path, overlapping the connection-table
-    /// memory accesses with the work on earlier frames: every frame's index slot is prefetched
-    /// first, then each frame's entry `ENTRY_AHEAD` frames before it is processed, so the misses
-    /// of later frames are in flight while earlier ones are worked on.
+    /// memory accesses with the work on earlier frames (a rolling pipeline, below).
     /// `actions[i]` receives the action for `skbs[i]`.
     pub fn process_batch(
         &self,
@@ -164,29 +162,55 @@ impl Node {
         skbs: &mut [Skb<'_>],
         actions: &mut [Action],
     ) {
+        self.process_batch_ahead(tr, cx, skbs, actions, &mut [])
+    }
+
+    /// [`Node::process_batch`] with the batch to come in hand (a ring hands over more than one
+    /// batch). Each frame goes through three stages: its flow hashed and its index slot
+    /// prefetched, then its entry prefetched `ENTRY_AHEAD` frames before it is processed, then
+    /// processed. `next`'s first stage runs here, one frame of it per frame of this batch, so
+    /// when `next` is processed (the same worker's next call) its index lines have had a whole
+    /// batch to arrive and its entry prefetches do not wait for them. Without a staged batch the
+    /// first stage runs for the whole batch at once and the first `ENTRY_AHEAD` frames wait for
+    /// their index lines (BENCHMARKS.md, "The table's misses").
+    pub fn process_batch_ahead(
+        &self,
+        tr: &Traversal<WorkerCtx>,
+        cx: &mut WorkerCtx,
+        skbs: &mut [Skb<'_>],
+        actions: &mut [Action],
+        next: &mut [Skb<'_>],
+    ) {
         const ENTRY_AHEAD: usize = 8;
-        // Prefetched lines must still be in L1 when used: at most this many frames at a time.
-        const CHUNK: usize = 64;
         let fast = self.shortcut_allowed(tr);
         let n = skbs.len().min(actions.len());
-        for (skbs, actions) in skbs[..n].chunks_mut(CHUNK).zip(actions[..n].chunks_mut(CHUNK)) {
+        let (skbs, actions) = (&mut skbs[..n], &mut actions[..n]);
+        let under = Arc::as_ptr(cx.ipvs.services()) as usize;
+        if std::mem::take(&mut cx.staged_under) != under {
             for skb in skbs.iter_mut() {
-                let f = skb.frame.data();
-                skb.hash = if f.len() > 14 && f[12..14] == [0x08, 0x00] { cx.ipvs.prefetch(&f[14..]) } else { 0 };
+                stage_one(cx, skb);
             }
-            let m = skbs.len();
-            for i in 0..m + ENTRY_AHEAD {
-                if let Some(skb) = skbs.get(i)
-                    && skb.hash != 0
-                {
-                    cx.ipvs.conns.prefetch_entry(skb.hash);
-                }
-                if let Some(k) = i.checked_sub(ENTRY_AHEAD)
-                    && k < m
-                {
-                    actions[k] = self.process_one(tr, cx, &mut skbs[k], fast);
-                }
+        }
+        for i in 0..n + ENTRY_AHEAD {
+            if let Some(skb) = skbs.get(i)
+                && skb.hash != 0
+            {
+                cx.ipvs.conns.prefetch_entry(skb.hash);
             }
+            if let Some(skb) = next.get_mut(i) {
+                stage_one(cx, skb);
+            }
+            if let Some(k) = i.checked_sub(ENTRY_AHEAD)
+                && k < n
+            {
+                actions[k] = self.process_one(tr, cx, &mut skbs[k], fast);
+            }
+        }
+        if !next.is_empty() {
+            for skb in next.iter_mut().skip(n + ENTRY_AHEAD) {
+                stage_one(cx, skb);
+            }
+            cx.staged_under = under;
         }
     }
 
@@ -473,4 +497,12 @@ pub(crate) fn complete_partial_checksum(skb: &mut Skb<'_>, l4: usize, proto: u8)
         c = 0xffff;
     }
     seg[off..off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The pipeline's first stage for one frame: its flow's hash (kept in `skb.hash` for the
+/// lookup) and a prefetch of its connection-index line. Not IPv4: no hash.
+#[inline]
+fn stage_one(cx: &WorkerCtx, skb: &mut Skb<'_>) {
+    let f = skb.frame.data();
+    skb.hash = if f.len() > 14 && f[12..14] == [0x08, 0x00] { cx.ipvs.prefetch(&f[14..]) } else { 0 };
 }

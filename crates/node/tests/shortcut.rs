@@ -304,3 +304,81 @@ fn every_method_takes_the_shortcut_with_the_same_frames() {
     }
     assert_eq!(state(&fast), state(&slow));
 }
+
+/// Frames as `Node::process_batch_ahead` takes them (xdp::worker): batches of random sizes, each
+/// processed with the next in hand (its first pipeline stage run meanwhile), against the same
+/// frames sent one at a time. The client address 198.51.100.10 becomes a VIP and stops being
+/// one between batches, so a staged batch's hashes (taken as replies to a client) go stale
+/// and must be taken again: verdicts, frames and the whole director state must not differ.
+#[test]
+fn batches_with_the_next_in_hand_match_frames_one_at_a_time() {
+    let client_vip = ServiceKey::tcp(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)), 1000);
+    for seed in 1..=6u64 {
+        let mut rng = Rng(seed.wrapping_mul(0xd134_2543_de82_ef95) | 1);
+        let (mut batched, mut single) = (Lab::new(), Lab::new());
+        setup(&batched);
+        setup(&single);
+        // The batches to come: (in_if, frame) each.
+        let mut batches: Vec<Vec<(u32, Vec<u8>)>> =
+            (0..300).map(|_| (0..1 + rng.below(40)).map(|_| frame(&mut rng)).collect()).collect();
+        let mut staged: Vec<u32> = Vec::new();
+        let mut restaged = 0;
+        for b in 0..batches.len() {
+            if rng.below(8) == 0 {
+                for lab in [&batched, &single] {
+                    if lab.ipvs().services().get(&client_vip).is_some() {
+                        lab.ipvs().delete_service(&client_vip).unwrap();
+                    } else {
+                        lab.ipvs().add_service(ServiceConfig::new(client_vip, "rr")).unwrap();
+                        lab.ipvs().add_dest(&client_vip, DestConfig::new(rs(1).into(), 9000)).unwrap();
+                    }
+                }
+                restaged += usize::from(!staged.is_empty());
+            }
+            // One at a time.
+            let mut want = Vec::new();
+            for (in_if, f) in &batches[b] {
+                want.push(single.send(*in_if, f));
+            }
+            // The batch, with the next one's first stage run while it is processed.
+            let (cur, rest) = batches.split_at_mut(b + 1);
+            let cur = &mut cur[b];
+            let next = rest.first_mut().map_or(&mut [][..], |v| &mut v[..]);
+            let mut bufs: Vec<Vec<u8>> = cur
+                .iter()
+                .chain(next.iter())
+                .map(|(_, f)| {
+                    let mut v = vec![0u8; HEADROOM + f.len()];
+                    v[HEADROOM..].copy_from_slice(f);
+                    v
+                })
+                .collect();
+            let (cur_bufs, next_bufs) = bufs.split_at_mut(cur.len());
+            let mut cur_skbs: Vec<Skb<'_>> = cur.iter().zip(cur_bufs.iter_mut()).map(|(x, b)| skb(x, b)).collect();
+            for (s, h) in cur_skbs.iter_mut().zip(staged.iter()) {
+                s.hash = *h; // as the previous call left them
+            }
+            let mut next_skbs: Vec<Skb<'_>> = next.iter().zip(next_bufs.iter_mut()).map(|(x, b)| skb(x, b)).collect();
+            let mut actions = vec![Action::Local; cur_skbs.len()];
+            let tr = batched.node.begin_batch(&mut batched.cx, batched.now);
+            batched.node.process_batch_ahead(&tr, &mut batched.cx, &mut cur_skbs, &mut actions, &mut next_skbs);
+            staged = next_skbs.iter().map(|s| s.hash).collect();
+            for (i, (a, out)) in want.iter().enumerate() {
+                assert_eq!(actions[i], *a, "seed {seed} batch {b} frame {i}: verdicts differ");
+                if matches!(a, Action::Tx(_)) {
+                    assert_eq!(cur_skbs[i].frame.data(), &out[..], "seed {seed} batch {b} frame {i}: frames differ");
+                }
+            }
+            assert_eq!(state(&batched), state(&single), "seed {seed} after batch {b}");
+        }
+        assert!(restaged > 10, "the service table changed under a staged batch only {restaged} times");
+    }
+}
+
+/// A received frame in `buf` (headroom in front) as the batch entry point takes it.
+fn skb<'a>((in_if, _): &(u32, Vec<u8>), buf: &'a mut [u8]) -> Skb<'a> {
+    let len = buf.len() - HEADROOM;
+    let mut s = Skb::new(wire::Frame::new(buf, HEADROOM, len).unwrap(), 14, Family::Ipv4);
+    s.in_if = *in_if;
+    s
+}
