@@ -52,4 +52,16 @@ else
 fi
 assert_ge "drops.ip_options" "$ROUNDS" "$(delta ip_options)"
 assert_ge "drops.fragment" "$ROUNDS" "$(delta fragment)"
+
+# The I/O loop's stage counters (per_worker polls, batches, tx_kicks) moved with the storm:
+# it slept and woke, ran the frames in batches (no more batches than frames), and woke the
+# transmit side for the requests after it.
+wsum() { jget "$1" "sum(w['$2'] for w in d['per_worker'])"; }
+wdelta() { echo $(( $(wsum "$after" "$1") - $(wsum "$before" "$1") )); }
+rx_d="$(wdelta rx)"; batches_d="$(wdelta batches)"
+echo "      per worker: rx +$rx_d, batches +$batches_d, polls +$(wdelta polls), tx_kicks +$(wdelta tx_kicks)"
+assert_ge "batches run during the storm" 1 "$batches_d"
+assert_ge "frames run during the storm >= batches" "$batches_d" "$rx_d"
+assert_ge "polls during the storm" 1 "$(wdelta polls)"
+assert_ge "transmit wake-ups for the requests after the storm" 1 "$(wdelta tx_kicks)"
 finish

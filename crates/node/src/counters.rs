@@ -22,6 +22,11 @@ struct Slot {
     handed_out: AtomicU64,
     /// Frames another worker passed to this one.
     handed_in: AtomicU64,
+    /// The I/O loop's stages: times it slept in `poll()`, batches it ran through the node,
+    /// transmit wake-ups (`sendto`) it made. Frames per batch and per wake-up follow.
+    polls: AtomicU64,
+    batches: AtomicU64,
+    tx_kicks: AtomicU64,
     drops: [AtomicU64; REASONS],
 }
 
@@ -36,6 +41,9 @@ impl Default for Slot {
             neigh_held: AtomicU64::new(0),
             handed_out: AtomicU64::new(0),
             handed_in: AtomicU64::new(0),
+            polls: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            tx_kicks: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -78,6 +86,12 @@ pub struct WorkerCounts {
     pub handed_out: u64,
     /// Frames another worker passed here (also counted in `rx` when processed).
     pub handed_in: u64,
+    /// Times the I/O loop slept in `poll()`.
+    pub polls: u64,
+    /// Batches run through the node (frames per batch: `rx / batches`).
+    pub batches: u64,
+    /// Transmit wake-ups (`sendto`/`send` system calls).
+    pub tx_kicks: u64,
     pub drops: u64,
 }
 
@@ -142,6 +156,16 @@ impl NodeCounters {
         c.store(c.load(Relaxed) + n, Relaxed);
     }
 
+    /// One I/O loop turn's stage counts, added once per turn.
+    pub fn io_turn(&self, w: usize, polls: u64, batches: u64, tx_kicks: u64) {
+        let s = self.slot(w);
+        for (c, n) in [(&s.polls, polls), (&s.batches, batches), (&s.tx_kicks, tx_kicks)] {
+            if n > 0 {
+                c.store(c.load(Relaxed) + n, Relaxed);
+            }
+        }
+    }
+
     /// Worker `w`'s counters alone.
     pub fn read_worker(&self, w: usize) -> WorkerCounts {
         let s = self.slot(w);
@@ -150,6 +174,9 @@ impl NodeCounters {
             tx: s.tx.load(Relaxed),
             handed_out: s.handed_out.load(Relaxed),
             handed_in: s.handed_in.load(Relaxed),
+            polls: s.polls.load(Relaxed),
+            batches: s.batches.load(Relaxed),
+            tx_kicks: s.tx_kicks.load(Relaxed),
             drops: s.drops.iter().map(|d| d.load(Relaxed)).sum(),
         }
     }

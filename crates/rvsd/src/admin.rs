@@ -82,6 +82,14 @@ pub struct WorkerStats {
     /// Frames other workers passed to it.
     #[serde(default)]
     pub handed_in: u64,
+    /// Its I/O loop's stages: times it slept in `poll()`, batches run through the packet path
+    /// (AF_PACKET: RX blocks), transmit wake-ups (`sendto`). Frames per batch: `rx / batches`.
+    #[serde(default)]
+    pub polls: u64,
+    #[serde(default)]
+    pub batches: u64,
+    #[serde(default)]
+    pub tx_kicks: u64,
     pub drops: u64,
     /// Its connection-table entries.
     pub conns: usize,
@@ -674,6 +682,9 @@ impl Admin {
                     tx: c.tx,
                     handed_out: c.handed_out,
                     handed_in: c.handed_in,
+                    polls: c.polls,
+                    batches: c.batches,
+                    tx_kicks: c.tx_kicks,
                     drops: c.drops,
                     conns: conns.get(w).copied().unwrap_or(0),
                 }

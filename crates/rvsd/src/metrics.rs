@@ -30,8 +30,8 @@ pub struct Input {
     pub health: Vec<ServiceHealth>,
     pub transitions: Transitions,
     pub draining: Vec<DrainingView>,
-    /// Per packet worker: (id, frames run, handed to another worker, handed from one).
-    pub workers: Vec<(usize, u64, u64, u64)>,
+    /// Per packet worker (`GET /v1/stats` `per_worker`).
+    pub workers: Vec<crate::admin::WorkerStats>,
 }
 
 /// One scrape's data from the running daemon.
@@ -48,7 +48,7 @@ pub fn gather(api: &crate::server::Api) -> Input {
         health: api.ops.health(),
         transitions: api.ops.transitions(),
         draining: api.admin.draining(),
-        workers: stats.per_worker.iter().map(|w| (w.id, w.rx, w.handed_out, w.handed_in)).collect(),
+        workers: stats.per_worker,
     }
 }
 
@@ -159,17 +159,41 @@ pub fn render(i: &Input) -> String {
     o.sample("rvs_shortcut_packets_total", &[], i.shortcut);
     if !i.workers.is_empty() {
         o.family("rvs_worker_frames_total", "counter", "Frames a packet worker ran through the packet path.");
-        for (w, rx, _, _) in &i.workers {
-            o.sample("rvs_worker_frames_total", &[("worker", w.to_string())], *rx);
+        for w in &i.workers {
+            o.sample("rvs_worker_frames_total", &[("worker", w.id.to_string())], w.rx);
         }
         o.family(
             "rvs_worker_handed_frames_total",
             "counter",
             "Frames passed between AF_XDP workers to the one owning their client (out: received here, run there).",
         );
-        for (w, _, out, inn) in &i.workers {
-            for (dir, v) in [("out", out), ("in", inn)] {
-                o.sample("rvs_worker_handed_frames_total", &[("worker", w.to_string()), ("direction", dir.into())], *v);
+        for w in &i.workers {
+            for (dir, v) in [("out", w.handed_out), ("in", w.handed_in)] {
+                o.sample(
+                    "rvs_worker_handed_frames_total",
+                    &[("worker", w.id.to_string()), ("direction", dir.into())],
+                    v,
+                );
+            }
+        }
+        // The I/O loop's stages: frames per batch and per wake-up follow from these and the
+        // frames above.
+        for (name, help, get) in [
+            (
+                "rvs_worker_polls_total",
+                "Times a packet worker slept in poll().",
+                (|w| w.polls) as fn(&crate::admin::WorkerStats) -> u64,
+            ),
+            (
+                "rvs_worker_batches_total",
+                "Batches a packet worker ran through the packet path (AF_PACKET: RX blocks).",
+                |w| w.batches,
+            ),
+            ("rvs_worker_tx_kicks_total", "Transmit wake-ups (sendto) a packet worker made.", |w| w.tx_kicks),
+        ] {
+            o.family(name, "counter", help);
+            for w in &i.workers {
+                o.sample(name, &[("worker", w.id.to_string())], get(w));
             }
         }
     }
@@ -335,7 +359,28 @@ mod tests {
                 persistent: 0,
                 remaining_secs: 30,
             }],
-            workers: vec![(0, 100, 7, 9), (1, 50, 9, 7)],
+            workers: vec![
+                crate::admin::WorkerStats {
+                    id: 0,
+                    rx: 100,
+                    handed_out: 7,
+                    handed_in: 9,
+                    polls: 40,
+                    batches: 25,
+                    tx_kicks: 30,
+                    ..Default::default()
+                },
+                crate::admin::WorkerStats {
+                    id: 1,
+                    rx: 50,
+                    handed_out: 9,
+                    handed_in: 7,
+                    polls: 20,
+                    batches: 12,
+                    tx_kicks: 11,
+                    ..Default::default()
+                },
+            ],
         }
     }
 
@@ -366,6 +411,9 @@ mod tests {
             ("rvs_draining_connections", "gauge"),
             ("rvs_worker_frames_total", "counter"),
             ("rvs_worker_handed_frames_total", "counter"),
+            ("rvs_worker_polls_total", "counter"),
+            ("rvs_worker_batches_total", "counter"),
+            ("rvs_worker_tx_kicks_total", "counter"),
         ] {
             assert_eq!(types.get(f).map(String::as_str), Some(t), "{f}");
         }
@@ -397,6 +445,9 @@ mod tests {
         assert_eq!(find(&samples, "rvs_worker_frames_total", &[("worker", "1")]).unwrap().2, 50.0);
         let out1 = [("worker", "1"), ("direction", "out")];
         assert_eq!(find(&samples, "rvs_worker_handed_frames_total", &out1).unwrap().2, 9.0);
+        assert_eq!(find(&samples, "rvs_worker_batches_total", &[("worker", "0")]).unwrap().2, 25.0);
+        assert_eq!(find(&samples, "rvs_worker_tx_kicks_total", &[("worker", "1")]).unwrap().2, 11.0);
+        assert_eq!(find(&samples, "rvs_worker_polls_total", &[("worker", "1")]).unwrap().2, 20.0);
         let h = [("server", "192.168.1.11:8080"), ("checker", "tcp+http"), ("service", "TCP 10.0.0.100:80")];
         assert_eq!(find(&samples, "rvs_health_check_up", &h).unwrap().2, 0.0);
         assert_eq!(find(&samples, "rvs_health_transitions_total", &[("to", "down")]).unwrap().2, 2.0);

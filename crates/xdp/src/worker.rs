@@ -165,6 +165,8 @@ struct Loop {
     peers: Option<Peers>,
     /// Frames pushed to each worker's ring this batch, not yet published.
     handed: Vec<u32>,
+    /// Node batches run this turn (the `batches` counter).
+    batches: u64,
 }
 
 impl Loop {
@@ -362,6 +364,7 @@ impl Loop {
         if m == 0 {
             return;
         }
+        self.batches += 1;
         self.actions.clear();
         self.actions.resize(m, Action::Local);
         // Halves of up to `NODE_BATCH` frames, each processed with the next in hand (its
@@ -553,6 +556,7 @@ pub fn run(
         tx_spent: std::time::Duration::ZERO,
         peers: setup.peers,
         handed: vec![0; nworkers],
+        batches: 0,
     };
     lp.refill();
     let mut pfds: Vec<libc::pollfd> = lp
@@ -568,7 +572,9 @@ pub fn run(
     let mut stats_at = 0u64;
     let mut idle_turns = 0u32;
     while !stop.load(Ordering::Relaxed) {
+        let mut polls = 0;
         if !setup.opts.busy_poll || idle_turns > 1_000_000 {
+            polls = 1;
             // Producers ring the doorbell from now on; frames handed before that are seen
             // here, and then the poll does not wait.
             let bell = doorbells.as_ref().map(|d| &d[id]);
@@ -632,6 +638,8 @@ pub fn run(
             stats_at = now;
             lp.ring_stats();
         }
+        let kicks: u64 = lp.socks.iter().map(Socket::take_kicks).sum();
+        lp.node.counters.io_turn(id, polls, std::mem::take(&mut lp.batches), kicks);
         housekeeping(&mut lp.cx);
     }
     tracing::debug!("xdp worker {id} stopped");

@@ -282,6 +282,8 @@ pub struct Socket {
     comp: Ring<u64>,
     rx: Ring<libc::xdp_desc>,
     tx: Ring<libc::xdp_desc>,
+    /// `sendto` wake-ups made since [`Socket::take_kicks`] last read them.
+    kicks: std::cell::Cell<u64>,
 }
 
 fn setsockopt<T>(fd: RawFd, name: libc::c_int, v: &T) -> io::Result<()> {
@@ -353,7 +355,7 @@ impl Socket {
         let comp = Ring::map(raw, &off.cr, cfg.comp, libc::XDP_UMEM_PGOFF_COMPLETION_RING, false)?;
         let rx = Ring::map(raw, &off.rx, cfg.rx, libc::XDP_PGOFF_RX_RING as u64, false)?;
         let tx = Ring::map(raw, &off.tx, cfg.tx, libc::XDP_PGOFF_TX_RING as u64, true)?;
-        Ok(Socket { fd, ifindex: 0, queue: 0, zero_copy: false, fill, comp, rx, tx })
+        Ok(Socket { fd, ifindex: 0, queue: 0, zero_copy: false, fill, comp, rx, tx, kicks: std::cell::Cell::new(0) })
     }
 
     /// Binds a prepared socket to (ifindex, queue): sharing `shared`'s UMEM, or, for the
@@ -517,6 +519,7 @@ impl Socket {
         if !self.tx.needs_wakeup() {
             return Ok(());
         }
+        self.kicks.set(self.kicks.get() + 1);
         // SAFETY: zero-length send on our socket.
         let rc =
             unsafe { libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
@@ -528,6 +531,11 @@ impl Socket {
             Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR) => Ok(()),
             _ => Err(e),
         }
+    }
+
+    /// The transmit wake-ups made since the last call (the worker's `tx_kicks` counter).
+    pub fn take_kicks(&self) -> u64 {
+        self.kicks.replace(0)
     }
 
     /// Whether the kernel wants a wake-up to take frames from the fill ring (a `poll` or

@@ -304,6 +304,8 @@ pub struct AfPacket {
     tx_next: usize,
     /// Slots filled since the last successful flush.
     tx_pending: usize,
+    /// `send` wake-ups made since [`AfPacket::take_kicks`] last read them.
+    kicks: u64,
 }
 
 // SAFETY: the mapping is owned by this value alone (nothing else holds pointers into it), so
@@ -465,6 +467,7 @@ impl AfPacket {
             tx_frame_count: tx_frame_nr as usize,
             tx_next: 0,
             tx_pending: 0,
+            kicks: 0,
         };
 
         // SAFETY: all-zero is a valid sockaddr_ll.
@@ -691,10 +694,16 @@ impl AfPacket {
     /// Slots become free again once the device has taken them. A transient refusal
     /// (`EAGAIN`, `ENOBUFS`, `EINTR`) leaves the frames queued for the next flush and is not an
     /// error.
+    /// The transmit wake-ups made since the last call (the worker's `tx_kicks` counter).
+    pub fn take_kicks(&mut self) -> u64 {
+        std::mem::take(&mut self.kicks)
+    }
+
     pub fn tx_flush(&mut self) -> io::Result<()> {
         if self.tx_pending == 0 {
             return Ok(());
         }
+        self.kicks += 1;
         // SAFETY: send(2) with no buffer: the kernel reads the TX ring it owns a mapping of.
         let rc = unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
         if rc < 0 {

@@ -111,6 +111,8 @@ struct Loop {
     tx_wait: TxWait,
     /// A transmit error to log at the end of the turn.
     tx_err: Option<(u32, std::io::Error)>,
+    /// RX blocks run this turn (the `batches` counter: on AF_PACKET a block is a batch).
+    blocks: u64,
 }
 
 /// Waiting for TX completions within one loop turn. A full TX ring is normal for a moment
@@ -199,7 +201,7 @@ impl Loop {
     /// TX ring has slots.
     fn rx(&mut self, now: u64) -> usize {
         let tr = self.node.begin_batch(&mut self.cx, now);
-        let Loop { node, cx, socks, ifs, arena, staged, scratch, tx_max_ip, tx_wait, tx_err, .. } = self;
+        let Loop { node, cx, socks, ifs, arena, staged, scratch, tx_max_ip, tx_wait, tx_err, blocks, .. } = self;
         let w = cx.id;
         let mut n = 0;
         for k in 0..socks.len() {
@@ -208,6 +210,7 @@ impl Loop {
                 if !socks[k].rx_ready() {
                     break;
                 }
+                *blocks += 1;
                 n += socks[k].rx_blocks(1, |f| {
                     if f.truncated() {
                         node.counters.drop(w, DropReason::Truncated);
@@ -335,6 +338,7 @@ pub fn run(
         tx_max_ip,
         tx_wait: TxWait::new(nsocks),
         tx_err: None,
+        blocks: 0,
     };
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: `pfds` is a valid array of pollfd of the given length.
@@ -363,6 +367,8 @@ pub fn run(
                 }
             }
         }
+        let kicks: u64 = lp.socks.iter_mut().map(|s| s.take_kicks()).sum();
+        lp.node.counters.io_turn(id, 1, std::mem::take(&mut lp.blocks), kicks);
         housekeeping(&mut lp.cx);
     }
     tracing::debug!("worker {id} stopped");
