@@ -24,13 +24,19 @@
 #
 # Environment: BENCH_DURATION (s, default 10), BENCH_RUNS (3), BENCH_CONNS (32), BENCH_THREADS
 # (2), BENCH_MODES ("keepalive close"), BENCH_BACKENDS, BENCH_UDP (1; 0 skips trafgen),
+# BENCH_AFTER_PROXY (1; 0 skips HAProxy and the after-proxy measurements),
 # BENCH_STATS=FILE (append rvsd's /v1/stats after each rvs measurement: drops by reason),
 # BENCH_PERF=DIR (a system-wide `perf record -g` beside each wrk run of the paths matching
 # BENCH_PERF_PATHS, an extended regex, default "rvs-NAT|nftables": DIR/PATH-MODE-RUN.data;
 # lab/perf-summary.sh prints where the CPU time went).
 # A backend may name its worker count, BACKEND:N (`--workers N`), e.g. BENCH_BACKENDS="xdp:1
 # xdp:2" with RVS_QUEUES=2 (every veth with two queues, tests/e2e/lib.sh) compares one and two
-# AF_XDP workers in the same run; BACKEND+busy adds --busy-poll (BENCH_BACKENDS="xdp xdp+busy").
+# AF_XDP workers in the same run; BACKEND+busy adds --busy-poll (BENCH_BACKENDS="xdp xdp+busy");
+# BACKEND@CPUS places the workers (`--worker-cpus CPUS`: "xdp@0 xdp@1 xdp@none"); a backend
+# may end with ,NAME=VALUE settings for rvsd's environment (the AF_XDP worker's experiment
+# knobs: "xdp xdp,RVS_XDP_KICK=turn xdp,RVS_XDP_BATCH=256").
+# Every rvs measurement also records rvsd's I/O stage counters (GET /v1/stats per_worker):
+# frames per batch, per transmit wake-up and per poll() sleep, in the table's last column.
 # Everything shares this machine's CPUs: the numbers compare paths within one run, they are
 # not absolute capacities.
 set -euo pipefail
@@ -88,9 +94,36 @@ to_ms() {
 # record RUN PATH MODE METRIC VALUE
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 
+# io_sums: rvsd's per-worker frames, batches, transmit wake-ups and poll() sleeps, summed
+# (empty when no rvsd runs).
+io_sums() {
+    [ -n "${RVSD_PID:-}" ] && kill -0 "$RVSD_PID" 2>/dev/null || return 0
+    curl -s --unix-socket "$(sock_of d)" http://rvsd/v1/stats 2>/dev/null | "$PY" -c '
+import json, sys
+w = json.load(sys.stdin)["per_worker"]
+print(*(sum(x.get(k, 0) for x in w) for k in ("rx", "batches", "tx_kicks", "polls")))' 2>/dev/null || true
+}
+
+# io_record RUN PATH MODE "BEFORE" "AFTER": frames per batch, per kick, per poll over a measurement.
+io_record() {
+    [ -n "$4" ] && [ -n "$5" ] || return 0
+    local per
+    per="$("$PY" -c '
+import sys
+a = [int(x) for x in sys.argv[1].split()]; b = [int(x) for x in sys.argv[2].split()]
+d = [y - x for x, y in zip(a, b)]
+print(" ".join(f"{d[0] / n:.2f}" if n else "0" for n in d[1:]))' "$4" "$5")"
+    read -r fpb fpk fpp <<<"$per"
+    record "$1" "$2" "$3" frames_per_batch "$fpb"
+    record "$1" "$2" "$3" frames_per_kick "$fpk"
+    record "$1" "$2" "$3" frames_per_poll "$fpp"
+    info "run $1 $2 $3: rvsd $fpb frames per batch, $fpk per transmit wake-up, $fpp per poll() sleep"
+}
+
 wrk_run() { # wrk_run RUN PATH URL MODE
-    local run="$1" name="$2" url="$3" mode="$4" hdr=() out rps p50 p99 errs
+    local run="$1" name="$2" url="$3" mode="$4" hdr=() out rps p50 p99 errs io0="" io1=""
     [ "$mode" = close ] && hdr=(-H "Connection: close")
+    [[ "$name" == rvs-* || "$name" == after-proxy-* ]] && io0="$(io_sums)"
     local perf_pid=""
     if [ -n "${BENCH_PERF:-}" ] && [[ "$name" =~ ${BENCH_PERF_PATHS:-rvs-NAT|nftables} ]]; then
         mkdir -p "$BENCH_PERF"
@@ -99,6 +132,7 @@ wrk_run() { # wrk_run RUN PATH URL MODE
         perf_pid=$!
     fi
     out="$(in_ns c wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "$url" 2>&1)" || true
+    [ -z "$io0" ] || io1="$(io_sums)"
     echo "$out" >>"$RVS_WORK/wrk-$name-$mode.log"
     if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
     rps="$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")"
@@ -109,6 +143,7 @@ wrk_run() { # wrk_run RUN PATH URL MODE
     record "$run" "$name" "$mode" rps "${rps:-0}"
     record "$run" "$name" "$mode" p50 "$p50"
     record "$run" "$name" "$mode" p99 "$p99"
+    io_record "$run" "$name" "$mode" "$io0" "$io1"
 }
 
 http_paths() { # http_paths RUN [NAME URL]...
@@ -142,7 +177,8 @@ udp_run() { # udp_run RUN NAME [PID]: trafgen for DURATION s; pps at the real se
 }
 CFG
     rx0="$(rs_rx)"
-    if [ -n "$pid" ]; then c0="$(cpu_ticks "$pid")"; fi
+    local io0="" io1=""
+    if [ -n "$pid" ]; then c0="$(cpu_ticks "$pid")"; io0="$(io_sums)"; fi
     t0="$(date +%s%N)"
     tx0="$(in_ns c cat /sys/class/net/eth0/statistics/tx_packets)"
     in_ns c timeout -s INT "$DURATION" trafgen -o eth0 -i "$cfg" -P 1 --no-sock-mem >>"$RVS_WORK/trafgen.log" 2>&1 || true
@@ -155,6 +191,8 @@ CFG
     local offered=$(( (tx1 - tx0) * 1000000000 / (t1 - t0) ))
     record "$run" "$name" udp offered "$offered"
     if [ -n "$pid" ]; then
+        io1="$(io_sums)"
+        io_record "$run" "$name" udp "$io0" "$io1"
         c1="$(cpu_ticks "$pid")"
         local cpu_ms_per_m=0
         if [ $((rx1 - rx0)) -gt 0 ]; then cpu_ms_per_m=$(( (c1 - c0) * 1000 * 1000000 / CLK_TCK / (rx1 - rx0) )); fi
@@ -165,17 +203,26 @@ CFG
     fi
 }
 
-rvs_up() { # rvs_up BACKEND[+busy][:WORKERS]: rvsd with the NAT, DR, TUN and UDP services
-    local b="$1" r io
+rvs_up() { # rvs_up BACKEND[+busy][@CPUS][:WORKERS][,NAME=VALUE...]: rvsd with the NAT, DR, TUN and UDP services
+    local b="$1" r io envs=() e
     RVSD_ARGS=""
-    io="${b%%:*}"
+    if [[ "$b" == *,* ]]; then IFS=',' read -ra envs <<<"${b#*,}"; fi
+    io="${b%%,*}"
+    io="${io%%:*}"
+    if [[ "$io" == *@* ]]; then
+        RVSD_ARGS="--worker-cpus ${io#*@}"
+        io="${io%%@*}"
+    fi
     if [[ "$io" == *+busy ]]; then
         io="${io%+busy}"
-        RVSD_ARGS="--busy-poll"
+        RVSD_ARGS="$RVSD_ARGS --busy-poll"
     fi
     if [ "$HAS_IO" = 1 ]; then RVSD_ARGS="$RVSD_ARGS --io $io"; fi
-    if [[ "$b" == *:* ]]; then RVSD_ARGS="$RVSD_ARGS --workers ${b#*:}"; fi
+    local w="${b%%,*}"
+    if [[ "$w" == *:* ]]; then RVSD_ARGS="$RVSD_ARGS --workers ${w#*:}"; fi
+    for e in "${envs[@]}"; do export "${e?}"; done
     RVSD_ARGS="$RVSD_ARGS" start_rvsd d
+    for e in "${envs[@]}"; do unset "${e%%=*}"; done
     adm -A -t "$VIP:80" -s rr
     adm -A -t "$VIP:8081" -s rr
     adm -A -t "$VIP:8082" -s rr
@@ -274,6 +321,7 @@ for run in $(seq 1 "$RUNS"); do
     if [ "$UDP" = 1 ]; then udp_run "$run" nftables; fi
     nft_down
     for b in $BENCH_BACKENDS; do
+        [ "${BENCH_AFTER_PROXY:-1}" = 1 ] || break
         proxy_up
         if [ "$b" = "${BENCH_BACKENDS%% *}" ]; then
             http_paths "$run" haproxy "http://$VIP:80/"
@@ -302,18 +350,21 @@ for line in open(sys.argv[1]):
 med = {k: statistics.median(v) for k, v in vals.items()}
 def m(path, mode, metric):
     return med.get((path, mode, metric))
-print("| path | connection | req/s or pkt/s | p50 ms | p99 ms | rvsd CPU ms / M pkt | runs |")
-print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+def io(path, mode):
+    v = [m(path, mode, k) for k in ("frames_per_batch", "frames_per_kick", "frames_per_poll")]
+    return "" if None in v else " / ".join(f"{x:.1f}" for x in v)
+print("| path | connection | req/s or pkt/s | p50 ms | p99 ms | rvsd CPU ms / M pkt | runs | rvsd frames per batch / kick / poll |")
+print("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |")
 for path, mode in order:
     if mode == "udp":
         cpu = m(path, mode, "cpu_ms_per_Mpkt")
         runs = " ".join(f"{x:.0f}" for x in vals[(path, mode, "pps")])
         offered = m(path, mode, "offered")
         runs += f" (sent {offered:.0f}/s)" if offered is not None else ""
-        print(f"| {path} | small UDP | {m(path, mode, 'pps'):.0f} | | | {'' if cpu is None else f'{cpu:.0f}'} | {runs} |")
+        print(f"| {path} | small UDP | {m(path, mode, 'pps'):.0f} | | | {'' if cpu is None else f'{cpu:.0f}'} | {runs} | {io(path, mode)} |")
     else:
         runs = " ".join(f"{x:.0f}" for x in vals[(path, mode, "rps")])
-        print(f"| {path} | {mode} | {m(path, mode, 'rps'):.0f} | {m(path, mode, 'p50'):.2f} | {m(path, mode, 'p99'):.2f} | | {runs} |")
+        print(f"| {path} | {mode} | {m(path, mode, 'rps'):.0f} | {m(path, mode, 'p50'):.2f} | {m(path, mode, 'p99'):.2f} | | {runs} | {io(path, mode)} |")
 print()
 print("| ratio (medians) | keepalive | close | p50 keepalive | small UDP |")
 print("| --- | ---: | ---: | ---: | ---: |")

@@ -8,11 +8,12 @@
 # owned connections, frames were handed over and none dropped for it, and the connection
 # table holds exactly the flows. Then, with the client's and the switch's TX queues pinned
 # (XPS), every reply arrives at the worker that does not own requests: NAT replies cross
-# workers and every connection still works.
+# workers and every connection still works. The workers run where --worker-cpus puts them
+# (1,0: worker 0 on CPU 1), and a CPU the daemon may not use is refused before anything starts.
 source "$(dirname "$0")/lib.sh"
 
 export RVS_QUEUES=2 RVS_IO=xdp
-RVSD_ARGS="--workers 2 ${RVSD_ARGS:-}"
+RVSD_ARGS="--workers 2 --worker-cpus 1,0 ${RVSD_ARGS:-}"
 NAT_PER_SRC=15
 DR_PER_SRC=10
 UDP=40
@@ -29,7 +30,13 @@ done
 for s in "${SRCS[@]}"; do ip -n "$(ns c)" addr add "$s/24" dev eth0; done
 for r in r1 r2; do start_rs_servers "$r" --tcp 8080 --udp 5353; done
 for r in r1 r2; do wait_port "$r" tcp 8080; done
+bad="$(in_ns d "$RVSD" -i ext --io xdp --socket "$RVS_WORK/bad.sock" --worker-cpus 1000 2>&1)" && fail "rvsd started on CPU 1000"
+assert_eq "a CPU it may not use is refused, named" 1 "$(grep -c -- '--worker-cpus: CPU 1000 is not one this process may run on' <<<"$bad")"
 start_rvsd d
+# Worker i's thread is pinned where --worker-cpus says (threads rvsd-xdp0, rvsd-xdp1).
+cpus_of() { grep -l "^Name:.rvsd-xdp$1\$" /proc/"$RVSD_PID"/task/*/status | xargs grep '^Cpus_allowed_list' | awk '{print $2}'; }
+assert_eq "worker 0 runs on CPU 1 (--worker-cpus 1,0)" 1 "$(cpus_of 0)"
+assert_eq "worker 1 runs on CPU 0" 0 "$(cpus_of 1)"
 
 st="$(adm status)"
 echo "$st" | sed 's/^/      /'

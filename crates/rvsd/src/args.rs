@@ -69,6 +69,39 @@ impl IoMode {
     }
 }
 
+/// Where the packet workers run (`--worker-cpus`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum WorkerCpus {
+    /// Worker i on the i-th CPU this process may run on (the default).
+    #[default]
+    Spread,
+    /// Not pinned: the scheduler places them.
+    Unpinned,
+    /// Worker i on `cpus[i % len]`.
+    List(Vec<usize>),
+}
+
+impl WorkerCpus {
+    fn parse(v: &str) -> Result<WorkerCpus, String> {
+        match v {
+            "auto" => return Ok(WorkerCpus::Spread),
+            "none" => return Ok(WorkerCpus::Unpinned),
+            _ => {}
+        }
+        let mut cpus = Vec::new();
+        for part in v.split(',') {
+            let n: usize = part.trim().parse().map_err(|_| {
+                format!("--worker-cpus: '{part}' is not a CPU number (give e.g. 1,0, or auto, or none)")
+            })?;
+            if n >= libc::CPU_SETSIZE as usize {
+                return Err(format!("--worker-cpus: CPU {n} is out of range (0..{})", libc::CPU_SETSIZE));
+            }
+            cpus.push(n);
+        }
+        Ok(WorkerCpus::List(cpus))
+    }
+}
+
 /// The daemon's configuration from its command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Args {
@@ -110,6 +143,8 @@ pub struct Args {
     pub io: IoMode,
     /// AF_XDP workers spin on their rings instead of sleeping in poll() (`--busy-poll`).
     pub busy_poll: bool,
+    /// Where the packet workers run (`--worker-cpus`).
+    pub worker_cpus: WorkerCpus,
 }
 
 /// `--resync-listen`, `--resync-from`, `--resync-key`, `--ready-file`.
@@ -187,6 +222,11 @@ Options:
                         program attaches, else AF_PACKET), xdp, or afpacket
       --busy-poll       AF_XDP workers spin on their rings (lower latency, a full CPU
                         each) instead of sleeping in poll()
+      --worker-cpus LIST
+                        where the packet workers run: worker i on the i-th CPU of LIST
+                        (comma-separated, e.g. 1,0; reused round robin), auto (default:
+                        worker i on the i-th CPU this process may use), or none (not
+                        pinned: the scheduler places them)
   -h, --help            show this help
       --version         show the version
 
@@ -229,6 +269,7 @@ where
     let mut resync = Resync::default();
     let mut io = IoMode::Auto;
     let mut busy_poll = false;
+    let mut worker_cpus = WorkerCpus::Spread;
     let addr = |flag: &str, v: String| -> Result<std::net::SocketAddr, String> {
         v.parse().map_err(|_| format!("{flag}: '{v}' is not ADDR:PORT"))
     };
@@ -300,6 +341,7 @@ where
             }
             "--busy-poll" if inline.is_none() => busy_poll = true,
             "--busy-poll" => return Err("--busy-poll takes no value".into()),
+            "--worker-cpus" => worker_cpus = WorkerCpus::parse(&value(&mut it)?)?,
             "--log" => {
                 let v = value(&mut it)?;
                 log = LogLevel::parse(&v)
@@ -348,6 +390,7 @@ where
         resync,
         io,
         busy_poll,
+        worker_cpus,
     }))
 }
 
@@ -401,6 +444,9 @@ mod tests {
         assert_eq!(run(&["-i", "a0", "--io=afpacket"]).io, IoMode::AfPacket);
         assert!(!run(&["-i", "a0"]).busy_poll);
         assert!(run(&["-i", "a0", "--busy-poll"]).busy_poll);
+        assert_eq!(run(&["-i", "a0"]).worker_cpus, WorkerCpus::Spread);
+        assert_eq!(run(&["-i", "a0", "--worker-cpus", "none"]).worker_cpus, WorkerCpus::Unpinned);
+        assert_eq!(run(&["-i", "a0", "--worker-cpus=1,0"]).worker_cpus, WorkerCpus::List(vec![1, 0]));
         assert!(err(&["-i", "a0", "--io", "dpdk"]).contains("--io: unknown backend 'dpdk'"));
         assert!(err(&["-i", "a0", "--busy-poll=1"]).contains("takes no value"));
     }
@@ -495,6 +541,9 @@ mod tests {
         assert!(err(&["-i", "x", "--workers", "0"]).contains("--workers: 0 is out of range"));
         assert!(err(&["-i", "x", "--workers", "33"]).contains("out of range"));
         assert!(err(&["-i", "x", "--workers", "many"]).contains("'many' is not a number"));
+        assert!(err(&["-i", "x", "--worker-cpus", "1,x"]).contains("--worker-cpus: 'x' is not a CPU number"));
+        assert!(err(&["-i", "x", "--worker-cpus", ""]).contains("--worker-cpus: '' is not a CPU number"));
+        assert!(err(&["-i", "x", "--worker-cpus", "99999"]).contains("--worker-cpus: CPU 99999 is out of range"));
         assert!(err(&["-i", "x", "--max-conns", "0"]).contains("--max-conns"));
         assert!(err(&["-i", "x", "--log", "loud"]).contains("unknown level 'loud'"));
         assert!(err(&["-i", "x", "--bogus"]).contains("unknown option '--bogus'"));

@@ -242,6 +242,14 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
     // SAFETY: valid set; the old mask is not needed.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 
+    if let args::WorkerCpus::List(l) = &args.worker_cpus {
+        let allowed = afpacket_worker::allowed_cpus();
+        if let Some(c) = l.iter().find(|c| !allowed.contains(c)) {
+            return Err(Refusal(format!(
+                "--worker-cpus: CPU {c} is not one this process may run on (allowed: {allowed:?})"
+            )));
+        }
+    }
     let config = load_config(args)?;
     // Not ready until the table is known (keepalived's track_file keeps the VIPs away).
     if let Some(p) = &args.resync.ready_file {
@@ -505,6 +513,7 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
                 deferred_xdp.push((rx, links.next().ok_or_else(|| Refusal("no sync link for an XDP worker".into()))?));
             }
         }
+        let worker_cpus = args.worker_cpus.clone();
         let start_worker =
             |(w, rx, link): (Box<dyn IoWorker>, mpsc::Receiver<listing::ConnRequest>, sync::WorkerLink)| {
                 let id = w.id();
@@ -521,10 +530,19 @@ fn run(args: &Args, api_token: Option<String>) -> Result<(), Refusal> {
                     sync::worker_turn(&mut cx.ipvs, &link);
                 });
                 let name = format!("rvsd-{}{id}", if w.backend() == "xdp" { "xdp" } else { "w" });
+                let cpus = worker_cpus.clone();
                 spawn(&name, move || {
-                    match afpacket_worker::pin_to_cpu(id) {
-                        Some(cpu) => tracing::debug!("{} worker {id} on CPU {cpu}", w.backend()),
-                        None => tracing::debug!("{} worker {id} not pinned", w.backend()),
+                    let pinned = match &cpus {
+                        args::WorkerCpus::Spread => afpacket_worker::pin_to_cpu(id),
+                        args::WorkerCpus::Unpinned => None,
+                        args::WorkerCpus::List(l) => {
+                            let cpu = l[id % l.len()];
+                            afpacket_worker::pin_to_exact(cpu).then_some(cpu)
+                        }
+                    };
+                    match pinned {
+                        Some(cpu) => tracing::info!("{} worker {id} on CPU {cpu}", w.backend()),
+                        None => tracing::info!("{} worker {id} not pinned", w.backend()),
                     }
                     w.run(node, clock, stop, housekeeping)
                 })

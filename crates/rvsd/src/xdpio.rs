@@ -74,7 +74,7 @@ pub struct Pending {
     interfaces: Vec<String>,
     workers: Vec<PendingWorker>,
     peers: Vec<Option<xdp::worker::Peers>>,
-    busy_poll: bool,
+    opts: xdp::worker::Options,
 }
 
 impl Started {
@@ -143,6 +143,7 @@ fn queues_of(interfaces: &[String], workers: usize) -> Result<Vec<Vec<Queue>>, S
 /// the hand-off rings to the others (xdp/src/handoff.rs), without binding or attaching
 /// anything (the costly part: UMEMs pinned, rings mapped).
 fn prepare(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<(Pending, Vec<Vec<String>>), String> {
+    let opts = xdp::worker::Options::from_env(busy_poll)?;
     let workers = workers.max(1);
     let queues = queues_of(interfaces, workers)?;
     let mtu = interfaces.iter().filter_map(|n| node::io::if_mtu(n).ok()).max().unwrap_or(1500);
@@ -175,7 +176,7 @@ fn prepare(interfaces: &[String], busy_poll: bool, workers: usize) -> Result<(Pe
         pending.push(PendingWorker { umem, socks });
     }
     let names = queues.iter().map(|m| m.iter().map(|(_, name, q)| format!("{name}:{q}")).collect()).collect();
-    Ok((Pending { interfaces: interfaces.to_vec(), workers: pending, peers, busy_poll }, names))
+    Ok((Pending { interfaces: interfaces.to_vec(), workers: pending, peers, opts }, names))
 }
 
 /// Attaches the program to every interface and binds the prepared sockets, waiting up to
@@ -216,7 +217,7 @@ fn activate(
             queues.push((ifindex, q));
         }
         // Fill rings full before any socket is in the program's map (worker.rs `Setup::new`).
-        let mut setup = xdp::worker::Setup::new(w, pw.umem, socks, xdp::worker::Options { busy_poll: p.busy_poll });
+        let mut setup = xdp::worker::Setup::new(w, pw.umem, socks, p.opts);
         setup.peers = p.peers.get_mut(w).and_then(Option::take);
         setups.push(setup);
         bound.push(queues);

@@ -39,11 +39,75 @@ const STATS_MS: u64 = 100;
 /// the worker paces itself to it for that long before it drops (`tx_ring_full`).
 const TX_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// How the worker waits for frames.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How the worker waits for frames and batches them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Spin on the rings instead of sleeping in `poll()` (lower latency, a full CPU).
     pub busy_poll: bool,
+    /// Descriptors taken from one RX ring per batch ([`BATCH`]).
+    pub batch: u32,
+    /// When the TX rings are published and the kernel woken.
+    pub kick: Kick,
+}
+
+/// When the worker wakes the kernel to transmit (`sendto`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kick {
+    /// After every round of batches (one per socket): the default.
+    #[default]
+    PerBatch,
+    /// Once per turn, after up to eight rounds: fewer system calls, later frames.
+    PerTurn,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { busy_poll: false, batch: BATCH, kick: Kick::PerBatch }
+    }
+}
+
+impl Options {
+    /// The defaults with the benchmark's experiment knobs applied (BENCHMARKS.md, "AF_XDP:
+    /// batch size and transmit wake-ups"): `RVS_XDP_BATCH` (1..=1024 descriptors per ring
+    /// per batch) and `RVS_XDP_KICK` (`batch` or `turn`). A bad value is refused, named.
+    pub fn from_env(busy_poll: bool) -> Result<Options, String> {
+        let (batch, kick) = (std::env::var("RVS_XDP_BATCH").ok(), std::env::var("RVS_XDP_KICK").ok());
+        Options::with(busy_poll, batch.as_deref(), kick.as_deref())
+    }
+
+    fn with(busy_poll: bool, batch: Option<&str>, kick: Option<&str>) -> Result<Options, String> {
+        let mut o = Options { busy_poll, ..Options::default() };
+        if let Some(v) = batch {
+            o.batch = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| format!("RVS_XDP_BATCH: '{v}' is not a number in 1..=1024"))?;
+        }
+        if let Some(v) = kick {
+            o.kick = match v {
+                "batch" => Kick::PerBatch,
+                "turn" => Kick::PerTurn,
+                _ => return Err(format!("RVS_XDP_KICK: '{v}' is not batch or turn")),
+            };
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod options_tests {
+    use super::*;
+
+    #[test]
+    fn experiment_knobs_parse_and_refuse_bad_values() {
+        assert_eq!(Options::with(false, None, None), Ok(Options::default()));
+        let o = Options::with(true, Some("256"), Some("turn")).unwrap();
+        assert_eq!((o.busy_poll, o.batch, o.kick), (true, 256, Kick::PerTurn));
+        assert!(Options::with(false, Some("0"), None).unwrap_err().contains("RVS_XDP_BATCH: '0'"));
+        assert!(Options::with(false, Some("2000"), None).is_err());
+        assert!(Options::with(false, None, Some("often")).unwrap_err().contains("RVS_XDP_KICK: 'often'"));
+    }
 }
 
 /// What a worker owns: its UMEM and one socket per (interface, queue) it serves.
@@ -167,6 +231,8 @@ struct Loop {
     handed: Vec<u32>,
     /// Node batches run this turn (the `batches` counter).
     batches: u64,
+    /// Descriptors per RX ring per batch (`Options::batch`).
+    batch: u32,
 }
 
 impl Loop {
@@ -231,7 +297,7 @@ impl Loop {
     /// workers, a frame whose client address another worker owns is copied to that worker's
     /// hand-off ring and its UMEM frame freed at once; the rest run here.
     fn rx(&mut self, k: usize, tr: &netfilter::Traversal<WorkerCtx>) -> u32 {
-        let n = self.socks[k].rx_ready(BATCH);
+        let n = self.socks[k].rx_ready(self.batch);
         if n == 0 {
             return 0;
         }
@@ -546,9 +612,9 @@ pub fn run(
         socks: setup.socks,
         pending: vec![0; nsocks],
         free,
-        skbs: Vec::with_capacity(BATCH as usize),
-        chunks: Vec::with_capacity(BATCH as usize),
-        actions: Vec::with_capacity(BATCH as usize),
+        skbs: Vec::with_capacity(setup.opts.batch.max(BATCH) as usize),
+        chunks: Vec::with_capacity(setup.opts.batch.max(BATCH) as usize),
+        actions: Vec::with_capacity(setup.opts.batch.max(BATCH) as usize),
         last_drops: vec![(0, 0); nsocks],
         resolve_last: std::collections::HashMap::new(),
         resolver,
@@ -557,6 +623,7 @@ pub fn run(
         peers: setup.peers,
         handed: vec![0; nworkers],
         batches: 0,
+        batch: setup.opts.batch,
     };
     lp.refill();
     let mut pfds: Vec<libc::pollfd> = lp
@@ -610,7 +677,9 @@ pub fn run(
                 n += lp.rx(k, &tr);
             }
             n += lp.drain(&tr);
-            lp.flush(now);
+            if setup.opts.kick == Kick::PerBatch {
+                lp.flush(now);
+            }
             lp.refill();
             got += n;
             if n == 0 {

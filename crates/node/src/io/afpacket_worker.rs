@@ -48,19 +48,35 @@ pub struct WorkerSetup {
     pub socks: Vec<AfPacket>,
 }
 
-/// Pins the calling thread to the `n`-th CPU it may run on (mod their number).
-pub fn pin_to_cpu(n: usize) -> Option<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_{get,set}affinity get a valid pointer and size.
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity gets a valid pointer and size.
     unsafe {
         let mut allowed: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
-            return None;
+            return Vec::new();
         }
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &allowed)).collect();
-        let cpu = *cpus.get(n % cpus.len().max(1))?;
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &allowed)).collect()
+    }
+}
+
+/// Pins the calling thread to the `n`-th CPU it may run on (mod their number).
+pub fn pin_to_cpu(n: usize) -> Option<usize> {
+    let cpus = allowed_cpus();
+    let cpu = *cpus.get(n % cpus.len().max(1))?;
+    pin_to_exact(cpu).then_some(cpu)
+}
+
+/// Pins the calling thread to CPU `cpu`.
+pub fn pin_to_exact(cpu: usize) -> bool {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity gets a valid pointer and size.
+    unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0).then_some(cpu)
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
 
