@@ -95,21 +95,6 @@ impl Options {
     }
 }
 
-#[cfg(test)]
-mod options_tests {
-    use super::*;
-
-    #[test]
-    fn experiment_knobs_parse_and_refuse_bad_values() {
-        assert_eq!(Options::with(false, None, None), Ok(Options::default()));
-        let o = Options::with(true, Some("256"), Some("turn")).unwrap();
-        assert_eq!((o.busy_poll, o.batch, o.kick), (true, 256, Kick::PerTurn));
-        assert!(Options::with(false, Some("0"), None).unwrap_err().contains("RVS_XDP_BATCH: '0'"));
-        assert!(Options::with(false, Some("2000"), None).is_err());
-        assert!(Options::with(false, None, Some("often")).unwrap_err().contains("RVS_XDP_KICK: 'often'"));
-    }
-}
-
 /// What a worker owns: its UMEM and one socket per (interface, queue) it serves.
 pub struct Setup {
     pub id: usize,
@@ -748,4 +733,19 @@ fn received(frame: wire::Frame<'_>, in_if: u32) -> Skb<'_> {
     skb.in_if = in_if;
     skb.csum = csum;
     skb
+}
+
+#[cfg(test)]
+mod options_tests {
+    use super::*;
+
+    #[test]
+    fn experiment_knobs_parse_and_refuse_bad_values() {
+        assert_eq!(Options::with(false, None, None), Ok(Options::default()));
+        let o = Options::with(true, Some("256"), Some("turn")).unwrap();
+        assert_eq!((o.busy_poll, o.batch, o.kick), (true, 256, Kick::PerTurn));
+        assert!(Options::with(false, Some("0"), None).unwrap_err().contains("RVS_XDP_BATCH: '0'"));
+        assert!(Options::with(false, Some("2000"), None).is_err());
+        assert!(Options::with(false, None, Some("often")).unwrap_err().contains("RVS_XDP_KICK: 'often'"));
+    }
 }
