@@ -23,8 +23,12 @@
 # its CPU time (utime + stime from /proc/<pid>/stat) per million packets.
 #
 # Environment: BENCH_DURATION (s, default 10), BENCH_RUNS (3), BENCH_CONNS (32), BENCH_THREADS
-# (2), BENCH_MODES ("keepalive close"), BENCH_BACKENDS, BENCH_UDP (1; 0 skips trafgen),
-# BENCH_AFTER_PROXY (1; 0 skips HAProxy and the after-proxy measurements),
+# (2), BENCH_MODES ("keepalive close"; "single" adds one keep-alive connection, one request at
+# a time: the round trip without queueing), BENCH_BACKENDS, BENCH_UDP (1; 0 skips trafgen),
+# BENCH_AFTER_PROXY (1; 0 skips HAProxy and the after-proxy measurements), BENCH_CLIENTS (1;
+# N > 1 gives the client N addresses, 198.51.100.10 and up, and its kernel spreads wrk's
+# connections over them round robin (nftables snat with numgen in the client's namespace),
+# so that per-queue workers have many client addresses to share; every path sees them),
 # BENCH_STATS=FILE (append rvsd's /v1/stats after each rvs measurement: drops by reason),
 # BENCH_PERF=DIR (a system-wide `perf record -g` beside each wrk run of the paths matching
 # BENCH_PERF_PATHS, an extended regex, default "rvs-NAT|nftables": DIR/PATH-MODE-RUN.data;
@@ -78,12 +82,29 @@ table inet rvsbench {
 NFT
 done
 for r in r1 r2 r3; do wait_port "$r" tcp 8080; done
+CLIENTS="${BENCH_CLIENTS:-1}"
+if [ "$CLIENTS" -gt 1 ]; then
+    [ "$CLIENTS" -le 200 ] || die "BENCH_CLIENTS: at most 200 client addresses"
+    map=""
+    for i in $(seq 0 $((CLIENTS - 1))); do
+        ip -n "$(ns c)" addr add "198.51.100.$((10 + i))/24" dev eth0
+        map="$map${map:+, }$i : 198.51.100.$((10 + i))"
+    done
+    in_ns c nft -f - <<NFT
+table ip rvsbenchclients {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "eth0" ip saddr $CLIENT_IP meta l4proto tcp snat to numgen inc mod $CLIENTS map { $map }
+  }
+}
+NFT
+fi
 DIR_EXT_MAC="$(mac_of d ext)"
 CLIENT_MAC="$(mac_of c eth0)"
 CLK_TCK="$(getconf CLK_TCK)"
 RESULTS="$RVS_WORK/results.tsv"
 : >"$RESULTS"
-info "rvs $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs, backends: $BENCH_BACKENDS, $RUNS runs of ${DURATION}s"
+info "rvs $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs, backends: $BENCH_BACKENDS, $RUNS runs of ${DURATION}s, $CLIENTS client address(es)"
 
 # to_ms "1.23ms" / "456.78us" / "1.02s" -> milliseconds
 to_ms() {
@@ -122,7 +143,11 @@ print(" ".join(f"{d[0] / n:.2f}" if n else "0" for n in d[1:]))' "$4" "$5")"
 
 wrk_run() { # wrk_run RUN PATH URL MODE
     local run="$1" name="$2" url="$3" mode="$4" hdr=() out rps p50 p99 errs io0="" io1=""
+    local t="$THREADS" c="$CONNS"
     [ "$mode" = close ] && hdr=(-H "Connection: close")
+    # single: one keep-alive connection, one request at a time: no queueing, so p50 is the
+    # round trip through the path itself.
+    if [ "$mode" = single ]; then t=1; c=1; fi
     [[ "$name" == rvs-* || "$name" == after-proxy-* ]] && io0="$(io_sums)"
     local perf_pid=""
     if [ -n "${BENCH_PERF:-}" ] && [[ "$name" =~ ${BENCH_PERF_PATHS:-rvs-NAT|nftables} ]]; then
@@ -131,7 +156,7 @@ wrk_run() { # wrk_run RUN PATH URL MODE
             >>"$RVS_WORK/perf.log" 2>&1 &
         perf_pid=$!
     fi
-    out="$(in_ns c wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "$url" 2>&1)" || true
+    out="$(in_ns c wrk -t"$t" -c"$c" -d"${DURATION}s" --latency "${hdr[@]}" "$url" 2>&1)" || true
     [ -z "$io0" ] || io1="$(io_sums)"
     echo "$out" >>"$RVS_WORK/wrk-$name-$mode.log"
     if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
@@ -366,8 +391,8 @@ for path, mode in order:
         runs = " ".join(f"{x:.0f}" for x in vals[(path, mode, "rps")])
         print(f"| {path} | {mode} | {m(path, mode, 'rps'):.0f} | {m(path, mode, 'p50'):.2f} | {m(path, mode, 'p99'):.2f} | | {runs} | {io(path, mode)} |")
 print()
-print("| ratio (medians) | keepalive | close | p50 keepalive | small UDP |")
-print("| --- | ---: | ---: | ---: | ---: |")
+print("| ratio (medians) | keepalive | close | p50 keepalive | p50 single | small UDP |")
+print("| --- | ---: | ---: | ---: | ---: | ---: |")
 def ratio(a, b):
     return "n/a" if a is None or not b else f"{a / b:.2f}"
 for b in sys.argv[2].split():
@@ -383,6 +408,7 @@ for b in sys.argv[2].split():
         ka = ratio(m(a, "keepalive", "rps"), m(c, "keepalive", "rps"))
         cl = ratio(m(a, "close", "rps"), m(c, "close", "rps"))
         p50 = ratio(m(a, "keepalive", "p50"), m(c, "keepalive", "p50"))
+        p50s = ratio(m(a, "single", "p50"), m(c, "single", "p50"))
         u = ratio(m(a, "udp", "pps"), m(c, "udp", "pps")) if udp else ""
-        print(f"| {label} | {ka} | {cl} | {p50} | {u} |")
+        print(f"| {label} | {ka} | {cl} | {p50} | {p50s} | {u} |")
 PY

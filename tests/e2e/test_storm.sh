@@ -2,7 +2,7 @@
 # A storm of malformed frames (truncated headers, bad total length, bad IP header checksum,
 # bad TCP checksum, IP options, fragments, garbage ethertypes, runts) sent from the client to
 # the director's ext MAC on a raw AF_PACKET socket leaves rvsd up and serving, and
-# GET /v1/stats counts the drops by reason.
+# GET /v1/stats counts the drops by reason and the I/O loop's stages.
 source "$(dirname "$0")/lib.sh"
 install_cleanup
 need_base_packages
@@ -14,6 +14,10 @@ start_rvsd d
 adm -A -t "$VIP:80" -s rr
 for r in r1 r2 r3; do adm -a -t "$VIP:80" -r "$(rs_ip $r):8080" -m; done
 
+# By default worker 0 runs on the highest CPU the daemon may use (off CPU 0).
+last_cpu="$("$PY" -c 'import os; print(max(os.sched_getaffinity(0)))')"
+w0="$(grep -lE '^Name:.rvsd-(xdp|w)0$' /proc/"$RVSD_PID"/task/*/status | head -n1)"
+assert_eq "worker 0 pinned to the last CPU by default" "$last_cpu" "$(awk '/^Cpus_allowed_list/ {print $2}' "$w0")"
 out="$(in_ns c "$PY" "$RVSNET" tcp-check "$VIP" 80 --conns 3 --bytes 1000 --deadline 20)" || true
 assert_eq "requests before the storm" 3 "$(jget "${out:-{\}}" 'd.get("ok", 0)')"
 # The client knows the director's MAC now (it routed the VIP through it).

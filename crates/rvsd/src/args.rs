@@ -72,7 +72,7 @@ impl IoMode {
 /// Where the packet workers run (`--worker-cpus`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum WorkerCpus {
-    /// Worker i on the i-th CPU this process may run on (the default).
+    /// Worker i on the i-th CPU this process may run on, counted from the last (the default).
     #[default]
     Spread,
     /// Not pinned: the scheduler places them.
@@ -221,12 +221,13 @@ Options:
       --io MODE         I/O backend: auto (default: XDP steering + AF_XDP when the
                         program attaches, else AF_PACKET), xdp, or afpacket
       --busy-poll       AF_XDP workers spin on their rings (lower latency, a full CPU
-                        each) instead of sleeping in poll()
+                        each) instead of sleeping in poll(), driving the devices' NAPI
+                        (SO_PREFER_BUSY_POLL)
       --worker-cpus LIST
                         where the packet workers run: worker i on the i-th CPU of LIST
                         (comma-separated, e.g. 1,0; reused round robin), auto (default:
-                        worker i on the i-th CPU this process may use), or none (not
-                        pinned: the scheduler places them)
+                        worker i on the i-th CPU this process may use counted from the
+                        last, so worker 0 avoids CPU 0), or none (not pinned)
   -h, --help            show this help
       --version         show the version
 

@@ -7,7 +7,9 @@
 //! on one device leaves by another device's socket sharing the UMEM: no copy in user space);
 //! frames not sent go back to the free list. Each TX ring is published once per batch, with
 //! at most one `sendto` wake-up; the fill rings are topped up from the free list. Waiting is
-//! `poll()` (≤ [`POLL_MS`]) unless busy polling is asked for, so an idle worker costs nothing.
+//! `poll()` (≤ [`POLL_MS`]) unless busy polling is asked for (then the worker spins, and by
+//! default runs the devices' NAPI itself: the kernel's preferred busy polling), so an idle
+//! worker costs nothing.
 //!
 //! Nothing here allocates per packet or per batch: the batch vectors are reused, and the
 //! frames of a batch are borrowed from the UMEM for the batch only.
@@ -48,6 +50,10 @@ pub struct Options {
     pub batch: u32,
     /// When the TX rings are published and the kernel woken.
     pub kick: Kick,
+    /// With `busy_poll`: the kernel's preferred busy polling on every socket
+    /// (`Socket::prefer_busy_poll`), each idle turn driving the devices' NAPI with a
+    /// `recvfrom`; without it, the worker only spins on its rings.
+    pub prefer_busy: bool,
 }
 
 /// When the worker wakes the kernel to transmit (`sendto`).
@@ -62,17 +68,27 @@ pub enum Kick {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { busy_poll: false, batch: BATCH, kick: Kick::PerBatch }
+        Options { busy_poll: false, batch: BATCH, kick: Kick::PerBatch, prefer_busy: true }
     }
 }
 
 impl Options {
     /// The defaults with the benchmark's experiment knobs applied (BENCHMARKS.md, "AF_XDP:
-    /// batch size and transmit wake-ups"): `RVS_XDP_BATCH` (1..=1024 descriptors per ring
-    /// per batch) and `RVS_XDP_KICK` (`batch` or `turn`). A bad value is refused, named.
+    /// the I/O loop's own counters, worker placement, ..."): `RVS_XDP_BATCH` (1..=1024 descriptors per ring
+    /// per batch), `RVS_XDP_KICK` (`batch` or `turn`) and `RVS_XDP_PREFER_BUSY` (`1`, the
+    /// default, or `0`: with `--busy-poll`, spin on the rings only). A bad value is refused,
+    /// named.
     pub fn from_env(busy_poll: bool) -> Result<Options, String> {
         let (batch, kick) = (std::env::var("RVS_XDP_BATCH").ok(), std::env::var("RVS_XDP_KICK").ok());
-        Options::with(busy_poll, batch.as_deref(), kick.as_deref())
+        let mut o = Options::with(busy_poll, batch.as_deref(), kick.as_deref())?;
+        if let Ok(v) = std::env::var("RVS_XDP_PREFER_BUSY") {
+            o.prefer_busy = match v.as_str() {
+                "1" => true,
+                "0" => false,
+                _ => return Err(format!("RVS_XDP_PREFER_BUSY: '{v}' is not 0 or 1")),
+            };
+        }
+        Ok(o)
     }
 
     fn with(busy_poll: bool, batch: Option<&str>, kick: Option<&str>) -> Result<Options, String> {
@@ -611,6 +627,15 @@ pub fn run(
         batch: setup.opts.batch,
     };
     lp.refill();
+    let prefer_busy = setup.opts.busy_poll && setup.opts.prefer_busy;
+    if prefer_busy {
+        for s in &lp.socks {
+            // 20 µs per busy poll, the batch as its budget.
+            if let Err(e) = s.prefer_busy_poll(20, setup.opts.batch) {
+                tracing::warn!("xdp worker {id}: preferred busy polling on ifindex {}: {e}", s.ifindex);
+            }
+        }
+    }
     let mut pfds: Vec<libc::pollfd> = lp
         .socks
         .iter()
@@ -679,7 +704,8 @@ pub fn run(
                 idle_turns = 0;
             }
             for s in &lp.socks {
-                if s.fill_needs_wakeup() {
+                // Preferred busy polling: an idle turn runs the device's NAPI here.
+                if s.fill_needs_wakeup() || (prefer_busy && got == 0) {
                     s.wake_rx();
                 }
             }

@@ -545,6 +545,32 @@ impl Socket {
     }
 
     /// `recvfrom` with no buffer: lets the kernel refill from the fill ring (busy polling).
+    /// The kernel's preferred busy polling on this socket (`SO_PREFER_BUSY_POLL`, with
+    /// `SO_BUSY_POLL` µs and `SO_BUSY_POLL_BUDGET` frames): a `recvfrom`/`sendto` on it runs
+    /// the device's NAPI poll in the caller's context, and the softirq defers to it.
+    pub fn prefer_busy_poll(&self, usecs: u32, budget: u32) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        for (name, v) in
+            [(libc::SO_PREFER_BUSY_POLL, 1u32), (libc::SO_BUSY_POLL, usecs), (libc::SO_BUSY_POLL_BUDGET, budget)]
+        {
+            let v = v as libc::c_int;
+            // SAFETY: a c_int option value of the right size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    name,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
     pub fn wake_rx(&self) {
         // SAFETY: zero-length receive on our socket.
         unsafe {

@@ -60,10 +60,15 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-/// Pins the calling thread to the `n`-th CPU it may run on (mod their number).
+/// Pins the calling thread to the `n`-th CPU it may run on counted from the last (mod their
+/// number): worker 0 on the highest CPU. CPU 0 is where device interrupts land without
+/// irqbalance and where other tools pin by default (trafgen); measured on the lab, a lone
+/// AF_XDP worker on CPU 0 beside the traffic generator forwarded half the packets it did on
+/// CPU 1 (BENCHMARKS.md, "worker placement").
 pub fn pin_to_cpu(n: usize) -> Option<usize> {
     let cpus = allowed_cpus();
-    let cpu = *cpus.get(n % cpus.len().max(1))?;
+    let len = cpus.len().max(1);
+    let cpu = *cpus.get(len - 1 - n % len)?;
     pin_to_exact(cpu).then_some(cpu)
 }
 
