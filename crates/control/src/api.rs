@@ -236,11 +236,18 @@ pub enum SyncRole {
     Backup,
 }
 
-/// An interface name as the kernel takes it: at most 15 bytes.
+/// An interface name as the kernel takes it: at most 15 bytes, no '/', ':' or white space;
+/// rvs also asks for printable ASCII, so that the API schema's character limits are byte
+/// limits (docs/api/openapi.json: `maxLength` and `pattern` say the same).
 fn if_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
     if s.len() > 15 {
         return Err(serde::de::Error::custom(format!("interface name {s:?} is longer than 15 bytes")));
+    }
+    if !s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'/' && b != b':') {
+        return Err(serde::de::Error::custom(format!(
+            "interface name {s:?} must be printable ASCII without '/', ':' or white space"
+        )));
     }
     Ok(s)
 }
@@ -525,5 +532,12 @@ mod if_name_tests {
         assert!(serde_json::from_str::<Command>(&body("a23456789012345")).is_ok());
         let e = serde_json::from_str::<Command>(&body("a234567890123456")).unwrap_err();
         assert!(e.to_string().contains("longer than 15 bytes"), "{e}");
+        // Four characters, twelve bytes: the schema's maxLength counts characters, so rvs
+        // takes ASCII only and the two limits agree.
+        let e = serde_json::from_str::<Command>(&body("\u{85dd4}T\u{e2}b")).unwrap_err();
+        assert!(e.to_string().contains("printable ASCII"), "{e}");
+        for bad in ["a/b", "a:b", "a b"] {
+            assert!(serde_json::from_str::<Command>(&body(bad)).is_err(), "{bad}");
+        }
     }
 }
