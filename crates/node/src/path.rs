@@ -185,8 +185,8 @@ impl Node {
         let fast = self.shortcut_allowed(tr);
         let n = skbs.len().min(actions.len());
         let (skbs, actions) = (&mut skbs[..n], &mut actions[..n]);
-        let under = Arc::as_ptr(cx.ipvs.services()) as usize;
-        if std::mem::take(&mut cx.staged_under) != under {
+        let staged = cx.staged_under.take().is_some_and(|t| Arc::ptr_eq(&t, cx.ipvs.services()));
+        if !staged {
             for skb in skbs.iter_mut() {
                 stage_one(cx, skb);
             }
@@ -210,7 +210,7 @@ impl Node {
             for skb in next.iter_mut().skip(n + ENTRY_AHEAD) {
                 stage_one(cx, skb);
             }
-            cx.staged_under = under;
+            cx.staged_under = Some(cx.ipvs.services().clone());
         }
     }
 

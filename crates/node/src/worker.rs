@@ -23,10 +23,11 @@ pub struct WorkerCtx {
     pub(crate) resolver: Option<crate::netlink::resolve::Resolver>,
     /// Direct-mapped IPv4 next hop → MAC cache, cleared when `net` or `learnt` changes.
     neigh_cache: Box<[(u32, MacAddr); NEIGH_CACHE]>,
-    /// The service table (its address) under which the last `Node::process_batch_ahead` ran
-    /// the next batch's first pipeline stage; 0 when none is pending. A hash taken under
-    /// another table may be of the wrong direction, so it is taken again.
-    pub(crate) staged_under: usize,
+    /// The service table under which the last `Node::process_batch_ahead` ran the next batch's
+    /// first pipeline stage (held, so that its address cannot be reused by another table while
+    /// compared). A hash taken under another table may be of the wrong direction, so it is
+    /// taken again.
+    pub(crate) staged_under: Option<Arc<ipvs::service::ServiceTable>>,
 }
 
 const NEIGH_CACHE: usize = 256;
@@ -47,7 +48,7 @@ impl WorkerCtx {
             neighq: crate::neighq::NeighQueue::new(),
             resolver: None,
             neigh_cache: Box::new([(0, MacAddr::default()); NEIGH_CACHE]),
-            staged_under: 0,
+            staged_under: None,
         }
     }
 
