@@ -544,7 +544,6 @@ impl Socket {
         self.fill.needs_wakeup()
     }
 
-    /// `recvfrom` with no buffer: lets the kernel refill from the fill ring (busy polling).
     /// The kernel's preferred busy polling on this socket (`SO_PREFER_BUSY_POLL`, with
     /// `SO_BUSY_POLL` µs and `SO_BUSY_POLL_BUDGET` frames): a `recvfrom`/`sendto` on it runs
     /// the device's NAPI poll in the caller's context, and the softirq defers to it.
@@ -571,6 +570,8 @@ impl Socket {
         Ok(())
     }
 
+    /// `recvfrom` with no buffer: lets the kernel refill from the fill ring (busy polling), and
+    /// with preferred busy polling runs the device's NAPI here.
     pub fn wake_rx(&self) {
         // SAFETY: zero-length receive on our socket.
         unsafe {
